@@ -1,0 +1,136 @@
+"""The interface every search space implements."""
+
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+
+
+class SearchSpace(abc.ABC):
+    """Genes of one architecture family, their Optuna distributions and the `net.subnet` form.
+
+    A *subnet* is the JSON object saved as ``net.subnet``; a *params* dict holds one value
+    per gene, as Optuna trial parameters; a *vector* is the integer index of every gene's
+    value, the encoding predictors learn from.
+    """
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Return the Optuna distribution of every gene, in a fixed order."""
+
+    @abc.abstractmethod
+    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Turn trial parameters into the canonical subnet.
+
+        Args:
+            params: one value per gene, as sampled by Optuna.
+        """
+
+    @abc.abstractmethod
+    def encode(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        """Turn a subnet into trial parameters (the inverse of :meth:`decode`).
+
+        Args:
+            subnet: a subnet in this space.
+        """
+
+    @abc.abstractmethod
+    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        """Validate a subnet and return its canonical form (raises ``ValueError`` if invalid).
+
+        Args:
+            subnet: a subnet in this space, canonical or not.
+        """
+
+    @abc.abstractmethod
+    def smallest(self) -> dict[str, Any]:
+        """Return the smallest architecture of the space."""
+
+    @abc.abstractmethod
+    def largest(self) -> dict[str, Any]:
+        """Return the largest architecture of the space."""
+
+    def gene_names(self) -> list[str]:
+        """Return the gene names in encoding order."""
+        return list(self.distributions())
+
+    def choices(self) -> list[list[Any]]:
+        """Return the ordered list of allowed values of every gene."""
+        return [_distribution_values(d) for d in self.distributions().values()]
+
+    def to_vector(self, subnet: dict[str, Any]) -> np.ndarray:
+        """Return the integer index encoding of a subnet (canonical first).
+
+        Args:
+            subnet: a subnet in this space.
+        """
+        params = self.encode(self.canonical(subnet))
+        return np.array(
+            [values.index(params[name]) for name, values in zip(self.gene_names(), self.choices())],
+            dtype=np.int64,
+        )
+
+    def from_vector(self, vector: np.ndarray) -> dict[str, Any]:
+        """Return the canonical subnet of an integer index encoding.
+
+        Args:
+            vector: one integer index per gene, as from :meth:`to_vector`.
+        """
+        params = {
+            name: values[int(index)]
+            for name, values, index in zip(self.gene_names(), self.choices(), vector)
+        }
+        return self.decode(params)
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+        """Draw ``n`` architectures uniformly over the genes.
+
+        Args:
+            rng: the random generator.
+            n: how many to draw.
+        """
+        choices = self.choices()
+        return [
+            self.from_vector(np.array([rng.integers(len(values)) for values in choices]))
+            for _ in range(n)
+        ]
+
+    def key(self, subnet: dict[str, Any]) -> str:
+        """Return a string that is equal for two encodings of the same network.
+
+        Args:
+            subnet: a subnet in this space.
+        """
+        return json.dumps(self.canonical(subnet), sort_keys=True)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Read a ``net.subnet`` file and return its canonical subnet.
+
+        Args:
+            path: the file to read.
+        """
+        path = Path(path)
+        try:
+            subnet = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
+        try:
+            return self.canonical(subnet)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+def _distribution_values(distribution: BaseDistribution) -> list[Any]:
+    if hasattr(distribution, "choices"):
+        return list(distribution.choices)
+    step = getattr(distribution, "step", 1) or 1
+    return list(range(distribution.low, distribution.high + 1, step))

