@@ -1,0 +1,235 @@
+"""The ``optnas`` command line: parses options and delegates to the library.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error (bad option values or input files).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from optnas import __version__
+from optnas.config import SearchConfig, options, read_config_file
+
+DEFAULT_STORAGE = "sqlite:///optnas.db"
+
+
+def _friendly_errors(command: Callable) -> Callable:
+    """Turn library errors into one-line messages and the documented exit codes."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from optnas.studies.runner import SearchFailedError
+        from optnas.studies.storage import StorageError
+        from optnas.studies.study import StudyError
+
+        try:
+            return command(*args, **kwargs)
+        except (StudyError, StorageError, SearchFailedError) as error:
+            raise click.ClickException(str(error)) from None
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted: completed trials are stored; continue with `optnas resume`.", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _config_options(command: Callable) -> Callable:
+    """Add one option per :class:`SearchConfig` field, each defaulting to "not given"."""
+    for field in reversed(options()):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"{field.metadata['help']} [default: {field.default}]"
+        if field.metadata.get("is_flag"):
+            option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None, help=help_text)
+        elif "choices" in field.metadata:
+            option = click.option(flag, field.name, type=click.Choice(field.metadata["choices"]),
+                                  default=None, help=help_text)
+        else:
+            option = click.option(flag, field.name, type=field.metadata.get("type", str),
+                                  default=None, help=help_text)
+        command = option(command)
+    return command
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    names = {field.name for field in options()}
+    return {name: value for name, value in values.items() if name in names and value is not None}
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="optnas")
+def main() -> None:
+    """Multi-objective, hardware-aware neural architecture search stored in Optuna studies."""
+    import warnings
+
+    import optuna
+
+    # Progress bars and our own messages replace Optuna's per-trial log lines.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@main.command()
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
+              help="Optuna storage: any SQLAlchemy URL (sqlite:///file.db, postgresql://...).")
+@click.option("--study-name", default=None,
+              help="Name of the new study [default: <space>-<dataset>-<objectives>].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML or TOML file holding options (same names); flags override it.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="Trials evaluated at once in this process (threads).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_config_options
+@_friendly_errors
+def search(storage: str, study_name: str | None, config_file: str | None, jobs: int, quiet: bool,
+           **values: Any) -> None:
+    """Create a new study and run the search until its budget is spent."""
+    from optnas.studies.search import start_search
+
+    given = read_config_file(config_file) if config_file else {}
+    given.update(_given(values))
+    config = SearchConfig.from_dict(given).validate()
+    _check_device(config.device)
+    start_search(config, storage, study_name, echo=click.echo, progress=not quiet, n_jobs=jobs)
+
+
+@main.command()
+@click.option("--study-name", required=True, help="The study to continue.")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="Trials evaluated at once in this process (threads).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_config_options
+@_friendly_errors
+def resume(study_name: str, storage: str, jobs: int, quiet: bool, **values: Any) -> None:
+    """Continue a study from its stored configuration.
+
+    Only --iterations, --device, --n-workers, --save and --save-ckpt may differ from the stored
+    options; any other option given must equal the stored value.
+    """
+    from optnas.studies.search import continue_search
+
+    given = _given(values)
+    if "device" in given:
+        _check_device(given["device"])
+    continue_search(storage, study_name, given, echo=click.echo, progress=not quiet, n_jobs=jobs)
+
+
+@main.command()
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@_friendly_errors
+def studies(storage: str) -> None:
+    """List the studies in a storage with their trial counts."""
+    from optnas.studies.search import describe_studies
+
+    click.echo(describe_studies(storage))
+
+
+@main.command()
+@click.option("--study-name", required=True, help="The study.")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@click.option("--pareto", is_flag=True, help="Only the feasible Pareto set.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="Output format.")
+@_friendly_errors
+def trials(study_name: str, storage: str, pareto: bool, fmt: str) -> None:
+    """Show the trials of a study: state, feasibility, stats and architecture."""
+    from optnas.studies.trials import format_rows, load_trials, trial_row
+
+    rows = [trial_row(trial) for trial in load_trials(storage, study_name, pareto=pareto)]
+    click.echo(format_rows(rows, fmt))
+
+
+@main.command()
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; the dashboard has no authentication, keep it local.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--artifact-dir", type=click.Path(file_okay=False), default=None,
+              help="Artifact folder [default: the one stored with the studies].")
+@_friendly_errors
+def dashboard(storage: str, host: str, port: int, artifact_dir: str | None) -> None:
+    """Serve optuna-dashboard on the storage (trials, Pareto front, artifacts)."""
+    from optnas.studies.dashboard import serve
+
+    serve(storage, host=host, port=port, artifact_dir=artifact_dir, echo=click.echo)
+
+
+@main.command()
+@click.argument("subnet_file", type=click.Path(dir_okay=False))
+@click.option("--n-classes", default=1000, show_default=True, type=click.IntRange(2),
+              help="Classes of the classifier head.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@_friendly_errors
+def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
+    """Print params, MACs and activations (millions) of a net.subnet at its own resolution."""
+    from optnas.costs import profile_file
+
+    figures = profile_file(subnet_file, n_classes)
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    click.echo(f"params            {figures['params']:10.4f} M")
+    click.echo(f"macs              {figures['macs']:10.4f} M")
+    click.echo(f"activations       {figures['activations']:10.4f} M")
+    click.echo(f"peak_activations  {figures['peak_activations']:10.4f} M")
+
+
+@main.group()
+def supernet() -> None:
+    """Supernet tools."""
+
+
+@supernet.command("train")
+@click.option("--dataset", default="digits", show_default=True, help="Dataset (see `optnas search --help`).")
+@click.option("--data", default=None, help="Folder holding the dataset files.")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1), help="Epochs.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint file; an existing one is resumed from its last epoch.")
+@click.option("--width-mult", default=1.0, show_default=True, type=click.Choice(["1.0", "1.2"]),
+              help="Width multiplier.")
+@click.option("--lr", "low_res", default=32, show_default=True, type=int, help="Lowest resolution.")
+@click.option("--ur", "high_res", default=32, show_default=True, type=int, help="Highest resolution.")
+@click.option("--rstep", default=4, show_default=True, type=click.IntRange(1), help="Resolution step.")
+@click.option("--n-classes", default=None, type=click.IntRange(2), help="Classes [default: the dataset's].")
+@click.option("--vld-size", default=None, type=click.IntRange(1), help="Held-out training images.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed.")
+@_friendly_errors
+def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_mult: str, low_res: int,
+                   high_res: int, rstep: int, n_classes: int | None, vld_size: int | None, device: str,
+                   seed: int) -> None:
+    """Train an OFA MobileNetV3 supernet from scratch with the sandwich rule."""
+    from optnas.data import load_dataset
+    from optnas.spaces import MobileNetV3Space
+    from optnas.supernet import build_supernet, train_supernet
+
+    _check_device(device)
+    space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
+    splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)
+    network = build_supernet(n_classes or splits.n_classes, float(width_mult))
+    summary = train_supernet(network, splits, epochs=epochs, out_path=Path(out), device=device, seed=seed,
+                             resolutions=tuple(space.resolutions))
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

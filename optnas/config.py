@@ -1,0 +1,247 @@
+"""`SearchConfig`: every search option with its default, its help text and its validation.
+
+The CLI builds its options from :data:`OPTIONS`, studies store the configuration as JSON in
+their user attributes, and ``--config`` files (YAML or TOML) hold the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from optnas.data import DATASETS
+from optnas.spaces import SPACE_NAMES, MobileNetV3Space, NASBench201Space, SearchSpace
+
+FIRST_OBJECTIVES = ("top1",)
+SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml")
+SAMPLERS = ("nsga2", "tpe", "gp", "random")
+NASBENCH_DATASETS = ("cifar10", "cifar100", "imagenet16")
+
+# Options that may differ between the run that created a study and a run that resumes it:
+# where and how fast it runs, not what it searches.
+RUNTIME_OPTIONS = frozenset({"iterations", "device", "n_workers", "save", "save_ckpt"})
+
+
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """All options of a search. Units: params, MACs and activations in millions; top1 in %."""
+
+    search_space: str = _option(
+        "mobilenetv3", "Search space: the OFA MobileNetV3 space or the NAS-Bench-201 cells "
+        "(evaluated by table lookup).", choices=SPACE_NAMES
+    )
+    dataset: str = _option(
+        "digits", "Dataset. 'digits' is scikit-learn's embedded handwritten digits and needs "
+        "nothing on disk; the others are read from --data. With nasbench201: cifar10, "
+        "cifar100 or imagenet16 select the table.",
+        choices=DATASETS + ("imagenet16",),
+    )
+    data: str | None = _option(None, "Folder holding the dataset files (see the README).")
+    n_classes: int | None = _option(
+        None, "Number of classes (default: the dataset's).", type=int
+    )
+    supernet_path: str | None = _option(
+        None, "OFA MobileNetV3 supernet checkpoint (published format, a dict with "
+        "'state_dict'). Without it a supernet is trained on the spot on the dataset."
+    )
+    supernet_epochs: int = _option(
+        12, "Epochs of sandwich-rule training when no --supernet-path is given.", type=int
+    )
+    first_obj: str = _option(
+        "top1", "First objective: top1 = validation accuracy in % (maximised).",
+        choices=FIRST_OBJECTIVES,
+    )
+    sec_obj: str = _option(
+        "macs", "Second objective (minimised): params (M), macs (M), activations (M), "
+        "tiny_ml (penalised figure of merit), or none for a single-objective search.",
+        choices=SECOND_OBJECTIVES + ("none",),
+    )
+    iterations: int = _option(
+        30, "Search iterations after the initial design; each evaluates --n-iter "
+        "architectures. The budget is n_doe + iterations x n_iter completed trials.", type=int
+    )
+    n_doe: int = _option(100, "Architectures in the initial design of experiments.", type=int)
+    n_iter: int = _option(8, "Architectures evaluated per iteration.", type=int)
+    n_epochs: int = _option(
+        5, "Fine-tuning epochs of each candidate after weight inheritance (0 allowed).",
+        type=int,
+    )
+    vld_size: int | None = _option(
+        None, "Images held out from the training split to score candidates "
+        "(default: the dataset's, see the README).", type=int
+    )
+    pmax: float | None = _option(None, "Constraint: maximum params (M).", type=float)
+    mmax: float | None = _option(None, "Constraint: maximum MACs (M).", type=float)
+    amax: float | None = _option(None, "Constraint: maximum activations (M).", type=float)
+    top1min: float | None = _option(
+        None, "Constraint: minimum validation top1 accuracy (%).", type=float
+    )
+    wp: float = _option(1.0, "tiny_ml weight of params.", type=float)
+    wm: float = _option(1.0 / 40.0, "tiny_ml weight of MACs.", type=float)
+    wa: float = _option(1.0, "tiny_ml weight of activations.", type=float)
+    penalty: float = _option(
+        1e10, "tiny_ml penalty factor applied to each constraint violation.", type=float
+    )
+    lr: int = _option(32, "Lowest input resolution of the search.", type=int)
+    ur: int = _option(32, "Highest input resolution of the search.", type=int)
+    rstep: int = _option(4, "Step between searched resolutions.", type=int)
+    width_mult: float = _option(
+        1.0, "Width multiplier of the MobileNetV3 supernet.", type=float, choices_float=(1.0, 1.2)
+    )
+    sampler: str = _option(
+        "nsga2", "Sampler: Optuna's NSGAIISampler (nsga2), TPESampler (tpe), GPSampler (gp) "
+        "or RandomSampler (random).", choices=SAMPLERS
+    )
+    device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")
+    n_workers: int = _option(0, "Data-loading worker processes (folder datasets).", type=int)
+    seed: int = _option(0, "Seed of the whole search (sampler, splits, training).", type=int)
+    save: str = _option(
+        "optnas-runs", "Folder for the supernet, artifacts and per-trial files."
+    )
+    save_ckpt: bool = _option(
+        False, "Keep each candidate's fine-tuned weights (ckpt.pth) as a trial artifact.",
+        is_flag=True,
+    )
+
+    def validate(self) -> "SearchConfig":
+        """Check every option and the options' coherence; raise ``ValueError`` on the first problem."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            choices = field.metadata.get("choices")
+            if choices is not None and value is not None and value not in choices:
+                raise ValueError(f"--{_flag(field.name)} must be one of {list(choices)}, got {value!r}")
+        if self.width_mult not in (1.0, 1.2):
+            raise ValueError(f"--width-mult must be 1.0 or 1.2, got {self.width_mult}")
+        for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")
+        for name in ("n_doe", "n_iter"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ("pmax", "mmax", "amax"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"--{name} must be a positive number, got {value}")
+        if self.top1min is not None and not 0 <= self.top1min <= 100:
+            raise ValueError(f"--top1min is a top1 accuracy in %, between 0 and 100, got {self.top1min}")
+        if self.vld_size is not None and self.vld_size < 1:
+            raise ValueError(f"--vld-size must be at least 1, got {self.vld_size}")
+        if self.n_classes is not None and self.n_classes < 2:
+            raise ValueError(f"--n-classes must be at least 2, got {self.n_classes}")
+        if self.search_space == "nasbench201":
+            if self.dataset not in NASBENCH_DATASETS:
+                raise ValueError(
+                    f"--search-space nasbench201 has tables for {list(NASBENCH_DATASETS)}, "
+                    f"not --dataset {self.dataset}"
+                )
+            if self.sec_obj not in ("params", "none"):
+                raise ValueError("--search-space nasbench201 supports --sec-obj params or none")
+            if self.mmax is not None or self.amax is not None:
+                raise ValueError("--search-space nasbench201 has no MACs or activations tables")
+        elif self.dataset == "imagenet16":
+            raise ValueError("--dataset imagenet16 is a NAS-Bench-201 table; use --search-space nasbench201")
+        self.make_space()
+        return self
+
+    def make_space(self) -> SearchSpace:
+        """Build the search space these options describe (raises ``ValueError`` if impossible)."""
+        if self.search_space == "nasbench201":
+            return NASBench201Space()
+        if self.lr < 8 or self.ur > 1024:
+            raise ValueError(f"the resolution range --lr {self.lr} --ur {self.ur} is outside 8..1024")
+        return MobileNetV3Space.from_range(self.lr, self.ur, self.rstep, width_mult=self.width_mult)
+
+    @property
+    def budget(self) -> int:
+        """Completed trials the search aims for: the initial design plus every iteration."""
+        return self.n_doe + self.iterations * self.n_iter
+
+    @property
+    def objectives(self) -> list[str]:
+        """Names of the objectives, in order."""
+        return [self.first_obj] + ([] if self.sec_obj == "none" else [self.sec_obj])
+
+    @property
+    def constraint_bounds(self) -> dict[str, float]:
+        """The constraints that are set, by the name they are recorded under in the study."""
+        bounds = {"params": self.pmax, "macs": self.mmax, "activations": self.amax,
+                  "top1min": self.top1min}
+        return {name: bound for name, bound in bounds.items() if bound is not None}
+
+    def default_study_name(self) -> str:
+        """A study name derived from the space, the dataset and the objectives."""
+        return "-".join([self.search_space, self.dataset] + self.objectives)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every option as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
+        """Build a configuration from a dict, refusing unknown keys.
+
+        Args:
+            values: option names (underscores or dashes) and values.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        normalised = {key.replace("-", "_"): value for key, value in values.items()}
+        unknown = sorted(set(normalised) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}")
+        return cls(**normalised)
+
+    def differences(self, other: "SearchConfig", keys: set[str] | None = None) -> dict[str, tuple]:
+        """Return ``{option: (self value, other value)}`` for the options that differ.
+
+        Args:
+            other: the configuration to compare with.
+            keys: restrict the comparison to these options.
+        """
+        mine, theirs = self.to_dict(), other.to_dict()
+        names = keys if keys is not None else set(mine)
+        return {name: (mine[name], theirs[name]) for name in sorted(names) if mine[name] != theirs[name]}
+
+
+def options() -> list[dataclasses.Field]:
+    """Return the fields of :class:`SearchConfig`, in declaration order."""
+    return list(dataclasses.fields(SearchConfig))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON options file.
+
+    Args:
+        path: the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ValueError(f"cannot read the config file {path}: {error.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            values = tomllib.loads(text)
+        elif path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+    except Exception as error:  # noqa: BLE001 - every parser error becomes one line
+        raise ValueError(f"{path}: not a valid {path.suffix.lstrip('.') or 'YAML'} file ({error})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
+    return values
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

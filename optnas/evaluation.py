@@ -1,0 +1,156 @@
+"""Turn an architecture into its stats: exact costs plus accuracy after weight inheritance.
+
+:class:`CandidateEvaluator` holds what every evaluation of a search shares (the data splits
+and the supernet) so that it is prepared once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from optnas.config import SearchConfig
+from optnas.objectives.figures import tiny_ml
+
+logger = logging.getLogger(__name__)
+
+
+class CandidateEvaluator:
+    """Evaluates architectures of one search configuration.
+
+    Args:
+        config: the search configuration.
+        supernet_dir: where a supernet trained on the spot is kept (resumable).
+        echo: where user-facing messages go (e.g. ``click.echo``).
+    """
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        supernet_dir: str | Path,
+        echo: Callable[[str], None] = logger.info,
+    ) -> None:
+        self.config = config
+        self.space = config.make_space()
+        self._supernet_dir = Path(supernet_dir)
+        self._echo = echo
+        self._data = None
+        self._supernet = None
+
+    @property
+    def n_classes(self) -> int:
+        """The number of classes of the classifier."""
+        if self.config.search_space == "nasbench201":
+            return {"cifar10": 10, "cifar100": 100, "imagenet16": 120}[self.config.dataset]
+        return self.data.n_classes if self.config.n_classes is None else self.config.n_classes
+
+    @property
+    def data(self) -> Any:
+        """The dataset splits (loaded on first use)."""
+        if self._data is None:
+            from optnas.data import load_dataset
+
+            self._data = load_dataset(
+                self.config.dataset,
+                self.config.data,
+                vld_size=self.config.vld_size,
+                seed=self.config.seed,
+                n_workers=self.config.n_workers,
+            )
+        return self._data
+
+    @property
+    def supernet(self) -> torch.nn.Module:
+        """The supernet: loaded from ``--supernet-path`` or trained on the spot (once)."""
+        if self._supernet is None:
+            self._supernet = self._prepare_supernet()
+        return self._supernet
+
+    def supernet_file(self) -> Path:
+        """Where the supernet trained on the spot is kept; derived from what determines it."""
+        config = self.config
+        name = (
+            f"supernet-{config.dataset}-w{config.width_mult}-r{config.lr}-{config.ur}-"
+            f"e{config.supernet_epochs}-seed{config.seed}.pth"
+        )
+        return self._supernet_dir / name
+
+    def _prepare_supernet(self) -> torch.nn.Module:
+        from optnas.supernet import build_supernet, load_supernet, train_supernet
+
+        config = self.config
+        if config.supernet_path is not None:
+            supernet, messages = load_supernet(
+                config.supernet_path, self.n_classes, config.width_mult, device="cpu"
+            )
+            for message in messages:
+                self._echo(message)
+            return supernet.to(config.device)
+        path = self.supernet_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        supernet = build_supernet(self.n_classes, config.width_mult)
+        self._echo(f"Supernet: {path} ({config.supernet_epochs} epochs on {config.dataset})")
+        train_supernet(
+            supernet,
+            self.data,
+            epochs=config.supernet_epochs,
+            out_path=path,
+            device=config.device,
+            seed=config.seed,
+            resolutions=tuple(self.space.resolutions),
+        )
+        return supernet.to(config.device)
+
+    def costs(self, subnet: dict[str, Any]) -> dict[str, float]:
+        """Return the exact costs of an architecture (no network is built).
+
+        Args:
+            subnet: a canonical subnet of the search space.
+        """
+        config = self.config
+        if config.search_space == "nasbench201":
+            from optnas.spaces.nasbench201 import lookup
+
+            return {"params": lookup(subnet, config.dataset, config.seed)["params"]}
+        from optnas.costs import profile
+
+        return profile(subnet, self.n_classes)
+
+    def evaluate(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module | None]:
+        """Return the stats of an architecture and its fine-tuned network (None for tables).
+
+        Stats: ``top1`` (validation accuracy, %), the costs (millions) and ``tiny_ml``.
+
+        Args:
+            subnet: a canonical subnet of the search space.
+        """
+        config = self.config
+        stats: dict[str, Any] = {}
+        model = None
+        if config.search_space == "nasbench201":
+            from optnas.spaces.nasbench201 import lookup
+
+            stats.update(lookup(subnet, config.dataset, config.seed))
+        else:
+            from optnas.training import evaluate_candidate
+
+            top1, model = evaluate_candidate(
+                self.supernet,
+                subnet,
+                self.data,
+                n_epochs=config.n_epochs,
+                device=config.device,
+                seed=config.seed,
+            )
+            stats["top1"] = float(top1)
+            stats.update(self.costs(subnet))
+        if config.search_space != "nasbench201":
+            stats["tiny_ml"] = tiny_ml(
+                stats["params"], stats["macs"], stats["activations"],
+                pmax=config.pmax, mmax=config.mmax, amax=config.amax,
+                wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
+            )
+        return stats, model

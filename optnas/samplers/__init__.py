@@ -1,0 +1,26 @@
+"""Samplers: Optuna's baselines, built from a search configuration."""
+
+from __future__ import annotations
+
+import optuna
+
+from optnas.config import SearchConfig
+
+
+def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
+    """Return the sampler a configuration names, seeded from it.
+
+    Args:
+        config: the search configuration.
+    """
+    seed = config.seed
+    if config.sampler == "nsga2":
+        # One generation per iteration, so generations and iterations line up.
+        return optuna.samplers.NSGAIISampler(population_size=max(2, config.n_iter), seed=seed)
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.n_doe)
+    if config.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.n_doe)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {config.sampler!r}")

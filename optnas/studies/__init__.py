@@ -1,0 +1,1 @@
+"""Studies: creating, resuming, running and reading search studies in an Optuna storage."""

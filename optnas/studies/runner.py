@@ -1,0 +1,182 @@
+"""Running a search study until its budget of completed trials is spent."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from optnas.config import SearchConfig
+from optnas.evaluation import CandidateEvaluator
+from optnas.objectives.figures import tiny_ml
+from optnas.objectives.nas import NASObjective
+from optnas.studies.hypervolume import hypervolume_2d
+
+ITERATION_ATTR_PREFIX = "iteration:"
+# A search whose evaluations keep failing stops instead of burning the whole budget.
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+class SearchFailedError(RuntimeError):
+    """Evaluations fail one after the other; the message holds the last reason."""
+
+
+def run_search(
+    study: optuna.Study,
+    config: SearchConfig,
+    evaluator: CandidateEvaluator,
+    *,
+    progress: bool = True,
+    n_jobs: int = 1,
+) -> int:
+    """Run trials until the study holds ``config.budget`` completed trials.
+
+    Returns the number of completed trials at the end.
+
+    Args:
+        study: the study, with its sampler.
+        config: the search configuration.
+        evaluator: evaluates architectures.
+        progress: show a progress bar.
+        n_jobs: trials evaluated at once in this process (threads).
+    """
+    done = _n_complete(study)
+    if done >= config.budget:
+        return done
+    if config.search_space != "nasbench201":
+        # Train or load the supernet before the first trial: its time is not a trial's.
+        evaluator.supernet  # noqa: B018
+    objective = NASObjective(config, evaluator, config.save)
+    recorder = IterationRecorder(config, evaluator)
+    bar = tqdm(total=config.budget, initial=done, desc="trials", unit="trial", disable=not progress)
+    failures: list[str] = []
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state == TrialState.FAIL:
+            failures.append(trial.user_attrs.get("fail_reason", "unknown error"))
+            if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+                study.stop()
+            return
+        failures.clear()
+        if trial.state != TrialState.COMPLETE:
+            return
+        complete = _n_complete(study)
+        bar.update(max(0, complete - bar.n))
+        recorder.record(study, complete)
+        if complete >= config.budget:
+            study.stop()
+
+    try:
+        study.optimize(
+            objective, n_trials=None, n_jobs=n_jobs, callbacks=[after_trial], catch=(Exception,)
+        )
+    finally:
+        bar.close()
+    if len(failures) >= MAX_CONSECUTIVE_FAILURES:
+        raise SearchFailedError(
+            f"{len(failures)} evaluations failed in a row; the last one: {failures[-1]}"
+        )
+    return _n_complete(study)
+
+
+class IterationRecorder:
+    """Stores per-iteration figures in the study once each iteration's trials are complete.
+
+    Iteration 0 is the initial design (``n_doe`` trials); iteration k ends at
+    ``n_doe + k * n_iter`` completed trials. The hypervolume is that of the feasible front in
+    (top1 error %, second objective), normalised by the area of the fixed reference point
+    (100 % error, 1.1 × the second objective of the largest architecture), so iterations and
+    studies of one space are comparable.
+
+    Args:
+        config: the search configuration.
+        evaluator: used for the exact costs of the largest architecture.
+    """
+
+    def __init__(self, config: SearchConfig, evaluator: CandidateEvaluator) -> None:
+        self.config = config
+        self.evaluator = evaluator
+        self._started = time.monotonic()
+        self._reference: tuple[float, float] | None = None
+
+    def reference_point(self) -> tuple[float, float]:
+        """Return the hypervolume reference point (top1 error %, second objective)."""
+        if self._reference is None:
+            largest = self.evaluator.costs(self.evaluator.space.largest())
+            config = self.config
+            if config.sec_obj == "tiny_ml":
+                # Feasible trials carry no penalty, so the unpenalised figure bounds them.
+                second = tiny_ml(
+                    largest["params"], largest["macs"], largest["activations"],
+                    pmax=None, mmax=None, amax=None,
+                    wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
+                )
+            else:
+                second = largest[config.sec_obj]
+            self._reference = (100.0, 1.1 * second)
+        return self._reference
+
+    def record(self, study: optuna.Study, complete: int) -> None:
+        """Store the figures of the iteration that ``complete`` trials close, if any.
+
+        Args:
+            study: the study.
+            complete: the number of completed trials now.
+        """
+        config = self.config
+        if complete < config.n_doe or (complete - config.n_doe) % config.n_iter:
+            return
+        iteration = (complete - config.n_doe) // config.n_iter
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        feasible = [t for t in trials if all(v <= 0 for v in t.constraints.values())]
+        figures: dict[str, float | int | list] = {
+            "iteration": iteration,
+            "n_complete": complete,
+            "n_feasible": len(feasible),
+            "seconds": round(time.monotonic() - self._started, 3),
+        }
+        if feasible:
+            figures["best_top1"] = max(t.values[0] for t in feasible)
+        if config.sec_obj != "none":
+            reference = self.reference_point()
+            points = np.array([[100.0 - t.values[0], t.values[1]] for t in feasible]).reshape(-1, 2)
+            area = hypervolume_2d(points, reference)
+            figures["hv"] = area / (reference[0] * reference[1])
+            figures["hv_reference_point"] = list(reference)
+        study.set_user_attr(f"{ITERATION_ATTR_PREFIX}{iteration:04d}", figures)
+
+
+def iteration_history(study: optuna.Study) -> list[dict]:
+    """Return the stored per-iteration figures, in order.
+
+    Args:
+        study: the study.
+    """
+    attrs = study.user_attrs
+    return [attrs[key] for key in sorted(attrs) if key.startswith(ITERATION_ATTR_PREFIX)]
+
+
+def _n_complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def prepare_save_dir(save: str | Path) -> Path:
+    """Create the run folder, with a clear error when it cannot be written.
+
+    Args:
+        save: the folder.
+    """
+    path = Path(save)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".optnas-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"--save {path}: cannot write there ({error.strerror})") from None
+    return path
+

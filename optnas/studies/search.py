@@ -1,0 +1,100 @@
+"""The search workflows behind ``optnas search``, ``resume`` and ``studies``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import optuna
+
+from optnas.config import SearchConfig
+from optnas.evaluation import CandidateEvaluator
+from optnas.studies.runner import prepare_save_dir, run_search
+from optnas.studies.storage import mask_password, open_storage
+from optnas.studies.study import create_search_study, resume_search_study
+from optnas.studies.trials import format_rows, pareto_trials, trial_row
+
+logger = logging.getLogger(__name__)
+
+
+def start_search(
+    config: SearchConfig,
+    storage_url: str,
+    study_name: str | None = None,
+    *,
+    echo: Callable[[str], None] = logger.info,
+    progress: bool = True,
+    n_jobs: int = 1,
+) -> optuna.Study:
+    """Create a study for ``config`` and run it to its budget.
+
+    Args:
+        config: the validated configuration.
+        storage_url: the storage URL.
+        study_name: the study name (default: derived from the configuration).
+        echo: where messages go.
+        progress: show progress bars.
+        n_jobs: trials evaluated at once in this process.
+    """
+    save_dir = prepare_save_dir(config.save)
+    study = create_search_study(config, storage_url, study_name)
+    echo(f"Study '{study.study_name}' in {mask_password(storage_url)}: budget {config.budget} trials")
+    _run_and_report(study, config, save_dir, storage_url, echo, progress, n_jobs)
+    return study
+
+
+def continue_search(
+    storage_url: str,
+    study_name: str,
+    overrides: dict[str, Any],
+    *,
+    echo: Callable[[str], None] = logger.info,
+    progress: bool = True,
+    n_jobs: int = 1,
+) -> optuna.Study:
+    """Resume a study from its stored configuration and run it to its (new) budget.
+
+    Args:
+        storage_url: the storage URL.
+        study_name: the study.
+        overrides: options given on the command line (see :func:`resume_search_study`).
+        echo: where messages go.
+        progress: show progress bars.
+        n_jobs: trials evaluated at once in this process.
+    """
+    if "save" in overrides:
+        prepare_save_dir(overrides["save"])
+    study, config = resume_search_study(storage_url, study_name, overrides)
+    save_dir = prepare_save_dir(config.save)
+    echo(f"Resuming '{study_name}': budget {config.budget} trials")
+    _run_and_report(study, config, save_dir, storage_url, echo, progress, n_jobs)
+    return study
+
+
+def _run_and_report(study, config, save_dir, storage_url, echo, progress, n_jobs) -> None:
+    evaluator = CandidateEvaluator(config, save_dir, echo=echo)
+    complete = run_search(study, config, evaluator, progress=progress, n_jobs=n_jobs)
+    best = pareto_trials(study)
+    echo(f"{complete} completed trials; feasible Pareto set ({len(best)}):")
+    echo(format_rows([trial_row(trial) for trial in best], "table"))
+    echo(f"Inspect it: optnas dashboard --storage {mask_password(storage_url)}")
+
+
+def describe_studies(storage_url: str) -> str:
+    """Return a table of the studies in a storage.
+
+    Args:
+        storage_url: the storage URL.
+    """
+    storage = open_storage(storage_url)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        return f"No studies in {mask_password(storage_url)}."
+    lines = [f"{'study':40s} {'trials':>7s} {'complete':>9s}  objectives"]
+    for summary in sorted(summaries, key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler())
+        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        names = study.metric_names or [d.name.lower() for d in summary.directions]
+        lines.append(f"{summary.study_name:40s} {summary.n_trials:7d} {complete:9d}  {', '.join(names)}")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""Opening Optuna storages from a URL, with heartbeats and passwords kept out of messages."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+
+# A worker that stops beating for GRACE_PERIOD seconds is presumed dead and its trial failed.
+HEARTBEAT_INTERVAL = 30
+GRACE_PERIOD = 120
+
+
+class StorageError(RuntimeError):
+    """A storage that cannot be opened; the message never holds a password."""
+
+
+def mask_password(url: str) -> str:
+    """Return the URL with its password replaced by ``***``.
+
+    Args:
+        url: a storage URL.
+    """
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL: mask what looks like user:pass@
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            credentials, host = rest.rsplit("@", 1)
+            user = credentials.split(":", 1)[0]
+            return f"{scheme}://{user}:***@{host}"
+        return url
+
+
+def open_storage(url: str) -> BaseStorage:
+    """Open the storage behind a URL.
+
+    ``redis://`` URLs open a journal on Redis; anything else is an SQLAlchemy URL opened as an
+    RDB storage with heartbeats, so that trials of dead workers are failed and retried.
+
+    Args:
+        url: e.g. ``sqlite:///optnas.db`` or ``postgresql://user@host/db``.
+    """
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            from optuna.storages.journal import JournalRedisBackend
+
+            return optuna.storages.JournalStorage(JournalRedisBackend(url))
+        engine_kwargs = {"pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            # Several processes share one SQLite file: wait for the lock instead of failing.
+            engine_kwargs["connect_args"] = {"timeout": 60}
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_INTERVAL,
+            grace_period=GRACE_PERIOD,
+        )
+    except ImportError as error:
+        raise StorageError(
+            f"cannot open storage {mask_password(url)}: missing driver ({error.name}); "
+            "install it, e.g. pip install 'optnas[postgres]'"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - any driver error becomes one masked line
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise StorageError(
+            f"cannot open storage {mask_password(url)}: {_mask_in(reason, url)}"
+        ) from None
+
+
+def _mask_in(text: str, url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001
+        password = None
+    return text.replace(password, "***") if password else text
