@@ -30,9 +30,9 @@ def _friendly_errors(command: Callable) -> Callable:
 
         try:
             return command(*args, **kwargs)
-        except (StudyError, StorageError, SearchFailedError) as error:
+        except (StorageError, SearchFailedError) as error:
             raise click.ClickException(str(error)) from None
-        except ValueError as error:
+        except (StudyError, ValueError) as error:
             raise click.UsageError(str(error)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted: completed trials are stored; continue with `optnas resume`.", err=True)

@@ -1,0 +1,68 @@
+"""Shared fixtures: storages on SQLite, PostgreSQL and Redis, and the CLI runner."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+POSTGRES_URL = os.environ.get("OPTNAS_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("OPTNAS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+# CI sets this so that a missing service fails the run instead of skipping its tests.
+REQUIRE_SERVICES = os.environ.get("OPTNAS_REQUIRE_SERVICES") == "1"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _service_or_skip(name: str, port: int) -> None:
+    if _port_open("127.0.0.1", port):
+        return
+    message = f"{name} is not listening on 127.0.0.1:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (OPTNAS_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The URL of the test PostgreSQL database (skipped, or failed in CI, when absent)."""
+    _service_or_skip("PostgreSQL", 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The URL of the test Redis server (skipped, or failed in CI, when absent)."""
+    _service_or_skip("Redis", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A study name no other test uses, for shared servers."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite storage URL."""
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``optnas`` in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "optnas.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
