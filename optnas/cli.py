@@ -45,7 +45,9 @@ def _config_options(command: Callable) -> Callable:
     """Add one option per :class:`SearchConfig` field, each defaulting to "not given"."""
     for field in reversed(options()):
         flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata['help']} [default: {field.default}]"
+        help_text = field.metadata["help"]
+        if field.default is not None:
+            help_text += f" [default: {field.default}]"
         if field.metadata.get("is_flag"):
             option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None, help=help_text)
         elif "choices" in field.metadata:

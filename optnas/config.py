@@ -43,9 +43,9 @@ class SearchConfig:
         "cifar100 or imagenet16 select the table.",
         choices=DATASETS + ("imagenet16",),
     )
-    data: str | None = _option(None, "Folder holding the dataset files (see the README).")
+    data: str | None = _option(None, "Folder holding the dataset files (see the README); not needed for digits.")
     n_classes: int | None = _option(
-        None, "Number of classes (default: the dataset's).", type=int
+        None, "Number of classes [default: the dataset's].", type=int
     )
     supernet_path: str | None = _option(
         None, "OFA MobileNetV3 supernet checkpoint (published format, a dict with "
@@ -75,13 +75,13 @@ class SearchConfig:
     )
     vld_size: int | None = _option(
         None, "Images held out from the training split to score candidates "
-        "(default: the dataset's, see the README).", type=int
+        "[default: the dataset's, see the README].", type=int
     )
-    pmax: float | None = _option(None, "Constraint: maximum params (M).", type=float)
-    mmax: float | None = _option(None, "Constraint: maximum MACs (M).", type=float)
-    amax: float | None = _option(None, "Constraint: maximum activations (M).", type=float)
+    pmax: float | None = _option(None, "Constraint: maximum params (M); unset means unconstrained.", type=float)
+    mmax: float | None = _option(None, "Constraint: maximum MACs (M); unset means unconstrained.", type=float)
+    amax: float | None = _option(None, "Constraint: maximum activations (M); unset means unconstrained.", type=float)
     top1min: float | None = _option(
-        None, "Constraint: minimum validation top1 accuracy (%).", type=float
+        None, "Constraint: minimum validation top1 accuracy (%); unset means unconstrained.", type=float
     )
     wp: float = _option(1.0, "tiny_ml weight of params.", type=float)
     wm: float = _option(1.0 / 40.0, "tiny_ml weight of MACs.", type=float)
@@ -93,7 +93,7 @@ class SearchConfig:
     ur: int = _option(32, "Highest input resolution of the search.", type=int)
     rstep: int = _option(4, "Step between searched resolutions.", type=int)
     width_mult: float = _option(
-        1.0, "Width multiplier of the MobileNetV3 supernet.", type=float, choices_float=(1.0, 1.2)
+        1.0, "Width multiplier of the MobileNetV3 supernet: 1.0 or 1.2.", type=float
     )
     sampler: str = _option(
         "nsga2", "Sampler: Optuna's NSGAIISampler (nsga2), TPESampler (tpe), GPSampler (gp) "
