@@ -1,0 +1,381 @@
+"""Tests of dataset loading, splitting, resizing and augmentation on tiny files in real formats."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.datasets_fixtures import make_cifar10, make_cifar100, make_imagefolder, make_svhn
+from PIL import Image
+
+from optnas.data import (
+    DATASETS,
+    DataError,
+    DataSplits,
+    FolderImageSet,
+    ImageSet,
+    TensorImageSet,
+    _stratified_holdout,
+    load_dataset,
+    n_classes_of,
+)
+
+
+def _rows(images: np.ndarray) -> set[bytes]:
+    return {row.tobytes() for row in images}
+
+
+def _raw(split: ImageSet, resolution: int = 32) -> np.ndarray:
+    """Undo the normalization and return uint8 N×3×R×R pixels."""
+    images, _ = split.tensors(resolution)
+    mean = torch.tensor(split.mean).view(1, 3, 1, 1)
+    std = torch.tensor(split.std).view(1, 3, 1, 1)
+    return (images * std + mean).mul(255).round().to(torch.uint8).numpy()
+
+
+def _read_pickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataSplits:
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cifar10(tmp_path_factory.mktemp("cifar10"), n_train=100, n_test=30)
+
+
+def test_names_and_class_counts() -> None:
+    assert DATASETS == ("digits", "cifar10", "cifar100", "svhn", "cinic10", "imagenet")
+    assert [n_classes_of(name) for name in DATASETS] == [10, 10, 100, 10, 10, 1000]
+    with pytest.raises(DataError, match="unknown dataset 'mnist'.*cifar10"):
+        n_classes_of("mnist")
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("mnist")
+
+
+def test_digits_needs_nothing_else(digits: DataSplits) -> None:
+    assert digits.name == "digits" and digits.n_classes == 10
+    assert (len(digits.train), len(digits.valid), len(digits.test)) == (1078, 360, 359)
+    for split in (digits.train, digits.valid, digits.test):
+        assert isinstance(split, TensorImageSet)
+        assert split.labels.dtype == torch.int64
+        assert set(split.labels.tolist()) == set(range(10))
+    images, labels = digits.train.tensors(8)
+    assert images.shape == (1078, 3, 8, 8) and images.dtype == torch.float32
+    assert torch.equal(images[:, 0], images[:, 2])  # gray repeated on three channels
+    # Normalized with statistics of the training files.
+    assert abs(images.mean().item()) < 0.1 and abs(images.std().item() - 1) < 0.1
+
+
+def test_digits_test_split_is_fixed_and_valid_follows_seed(digits: DataSplits) -> None:
+    other = load_dataset("digits", seed=1)
+    assert torch.equal(other.test.tensors(8)[0], digits.test.tensors(8)[0])
+    assert torch.equal(other.test.labels, digits.test.labels)
+    assert not torch.equal(other.valid.tensors(8)[0], digits.valid.tensors(8)[0])
+    again = load_dataset("digits", seed=0)
+    assert torch.equal(again.valid.tensors(8)[0], digits.valid.tensors(8)[0])
+    assert len(load_dataset("digits", vld_size=100).valid) == 100
+
+
+@pytest.mark.parametrize("resolution", [8, 16, 32, 57])
+def test_resize_to_any_resolution(digits: DataSplits, resolution: int) -> None:
+    x, y = next(digits.valid.batches(64, resolution))
+    assert x.shape == (64, 3, resolution, resolution) and x.dtype == torch.float32
+    assert y.shape == (64,) and y.dtype == torch.int64
+    assert torch.isfinite(x).all()
+
+
+def test_tensors_are_cached_and_match_batches(digits: DataSplits) -> None:
+    split = digits.valid.subset(range(100))
+    split.cache_size = 2
+    images, labels = split.tensors(20)
+    batches = list(split.batches(32, 20))
+    assert [len(y) for _, y in batches] == [32, 32, 32, 4]
+    assert torch.equal(images, torch.cat([x for x, _ in batches]))
+    assert torch.equal(labels, torch.cat([y for _, y in batches]))
+    assert split.tensors(20)[0] is images
+    split.tensors(24)
+    split.tensors(28)  # evicts resolution 20, the least recently used
+    assert split.tensors(20)[0] is not images
+    split.clear_cache()
+    assert split.tensors(24)[0] is not split.tensors(28)[0]
+
+
+def test_shuffle_drop_last_and_generator(digits: DataSplits) -> None:
+    split = digits.valid
+    labels = torch.cat([y for _, y in split.batches(50, 8, shuffle=True)])
+    assert not torch.equal(labels, split.labels)
+    assert torch.equal(labels.sort().values, split.labels.sort().values)
+    sizes = [len(y) for _, y in split.batches(100, 8, drop_last=True)]
+    assert sizes == [100, 100, 100]
+    first, second = (
+        torch.cat([x for x, _ in split.batches(50, 16, shuffle=True, augment=True, generator=g)])
+        for g in (torch.Generator().manual_seed(3), torch.Generator().manual_seed(3))
+    )
+    assert torch.equal(first, second)
+    with pytest.raises(ValueError, match="batch_size"):
+        split.batches(0, 8)
+
+
+def test_augment_crops_with_padding_and_flips() -> None:
+    # A one-hot image shows where the crop moved it and whether it was mirrored.
+    images = torch.zeros(400, 3, 16, 16)
+    images[:, :, 7, 3] = 1.0
+    labels = torch.zeros(400, dtype=torch.long)
+    generator = torch.Generator().manual_seed(0)
+    for flip in (False, True):
+        split = TensorImageSet(images, labels, 1, (0, 0, 0), (1, 1, 1), flip=flip)
+        plain, _ = split.tensors(16)
+        assert torch.equal(plain, images)
+        x, _ = next(split.batches(400, 16, augment=True, generator=generator))
+        assert x.shape == images.shape
+        rows, cols = torch.nonzero(x[:, 0].sum(0) > 0, as_tuple=True)
+        # Padding 16 // 8 = 2 moves the dot by at most 2 pixels.
+        assert rows.min() == 5 and rows.max() == 9
+        mirrored_cols = set(range(12 - 2, 12 + 3))
+        assert set(cols.tolist()) == set(range(1, 6)) | (mirrored_cols if flip else set())
+
+
+def test_validation_split_comes_from_train_only(cifar10_dir: Path) -> None:
+    splits = load_dataset("cifar10", cifar10_dir.parent, vld_size=20, seed=0)
+    train, valid, test = (_rows(_raw(s)) for s in (splits.train, splits.valid, splits.test))
+    pool = set()
+    for i in range(1, 6):
+        data = _read_pickle(cifar10_dir / f"data_batch_{i}")[b"data"]
+        pool |= _rows(data.reshape(-1, 3, 32, 32))
+    assert len(train) == 80 and len(valid) == 20
+    assert not train & valid and not valid & test and not train & test
+    assert train | valid == pool
+    # Stratified: 100 training images with 10 per class give 2 per class.
+    assert torch.bincount(splits.valid.labels, minlength=10).tolist() == [2] * 10
+    same = load_dataset("cifar10", cifar10_dir.parent, vld_size=20, seed=0)
+    other = load_dataset("cifar10", cifar10_dir.parent, vld_size=20, seed=1)
+    assert _rows(_raw(same.valid)) == valid
+    assert _rows(_raw(other.valid)) != valid
+    assert _rows(_raw(other.test)) == test
+
+
+def test_stratified_holdout_counts() -> None:
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])
+    keep, held = _stratified_holdout(labels, 10, seed=0)
+    assert len(held) == 10 and len(keep) == 90
+    assert sorted(set(keep) | set(held)) == list(range(100))
+    # Shares are 5, 3, 1.5 and 0.5: the spare image goes to one of the two half shares.
+    assert np.bincount(labels[held], minlength=4).tolist() in ([5, 3, 2, 0], [5, 3, 1, 1])
+    assert np.array_equal(held, _stratified_holdout(labels, 10, seed=0)[1])
+
+
+def test_cifar10_layout_and_default_vld(cifar10_dir: Path) -> None:
+    splits = load_dataset("cifar10", cifar10_dir.parent)
+    assert splits.n_classes == 10
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (90, 10, 30)
+    # data_dir may also be the batches folder itself.
+    direct = load_dataset("cifar10", cifar10_dir)
+    assert torch.equal(direct.test.labels, splits.test.labels)
+    batch = _read_pickle(cifar10_dir / "test_batch")
+    assert splits.test.labels.tolist() == batch[b"labels"]
+    assert np.array_equal(_raw(splits.test), batch[b"data"].reshape(-1, 3, 32, 32))
+    x, _ = next(splits.train.batches(16, 64, augment=True))
+    assert x.shape == (16, 3, 64, 64)
+    assert splits.test.mean == (0.4914, 0.4822, 0.4465)
+
+
+def test_cifar100_fine_labels(tmp_path: Path) -> None:
+    folder = make_cifar100(tmp_path)
+    splits = load_dataset("cifar100", tmp_path, vld_size=50)
+    assert splits.n_classes == 100 and splits.test.n_classes == 100
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (150, 50, 100)
+    assert splits.test.labels.tolist() == _read_pickle(folder / "test")[b"fine_labels"]
+    assert splits.test.tensors(32)[0].shape == (100, 3, 32, 32)
+    assert len(load_dataset("cifar100", folder).valid) == 20
+
+
+def test_svhn_labels_ten_as_zero(tmp_path: Path) -> None:
+    from scipy.io import loadmat
+
+    make_svhn(tmp_path, n_train=40, n_test=20)
+    splits = load_dataset("svhn", tmp_path, vld_size=10)
+    mat = loadmat(tmp_path / "test_32x32.mat")
+    expected = mat["y"].reshape(-1) % 10
+    assert splits.test.labels.tolist() == expected.tolist()
+    assert 0 in splits.test.labels.tolist()
+    assert np.array_equal(_raw(splits.test), mat["X"].transpose(3, 2, 0, 1))
+    assert (len(splits.train), len(splits.valid), splits.n_classes) == (30, 10, 10)
+
+
+def test_cinic10_folders(tmp_path: Path) -> None:
+    classes = ("airplane", "bird", "cat")
+    make_imagefolder(tmp_path, classes, n_per_class=5, splits=("train", "valid", "test"))
+    splits = load_dataset("cinic10", tmp_path, vld_size=3)
+    assert splits.n_classes == 3 and isinstance(splits.train, FolderImageSet)
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (12, 3, 15)
+    assert not set(splits.train.paths) & set(splits.valid.paths)
+    assert all("/train/" in p for p in splits.valid.paths)
+    assert all("/test/" in p for p in splits.test.paths)
+    assert sorted(splits.valid.labels.tolist()) == [0, 1, 2]
+    for augment in (False, True):
+        batches = list(splits.train.batches(5, 24, shuffle=True, augment=augment))
+        assert [x.shape for x, _ in batches] == [(5, 3, 24, 24)] * 2 + [(2, 3, 24, 24)]
+    images, labels = splits.test.tensors(12)
+    assert images.shape == (15, 3, 12, 12) and labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    first, second = (
+        torch.cat([x for x, _ in splits.train.batches(4, 12, augment=True, generator=g)])
+        for g in (torch.Generator().manual_seed(1), torch.Generator().manual_seed(1))
+    )
+    assert torch.equal(first, second)
+
+
+def test_worker_processes_decode_the_same_images(tmp_path: Path) -> None:
+    make_imagefolder(tmp_path, ("cat", "dog"), n_per_class=3)
+    inline = load_dataset("cinic10", tmp_path, vld_size=2)
+    workers = load_dataset("cinic10", tmp_path, vld_size=2, n_workers=2)
+    first, second = (
+        torch.cat(
+            [x for x, _ in split.train.batches(2, 8, augment=True, generator=torch.Generator())]
+        )
+        for split in (inline, workers)
+    )
+    assert torch.equal(first, second)
+
+
+def test_imagenet_folders(tmp_path: Path) -> None:
+    wnids = ("n01440764", "n01443537")
+    make_imagefolder(tmp_path, wnids, n_per_class=4, splits=("train", "val"), ext=".JPEG")
+    splits = load_dataset("imagenet", tmp_path)
+    assert splits.n_classes == 2 and len(splits.test) == 8
+    assert (len(splits.train), len(splits.valid)) == (7, 1)
+    assert next(splits.test.batches(8, 16))[0].shape == (8, 3, 16, 16)
+    assert splits.test.mean == (0.485, 0.456, 0.406)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "cinic10", "imagenet"])
+def test_missing_files_name_what_was_expected(tmp_path: Path, name: str) -> None:
+    expected = {
+        "cifar10": "cifar-10-batches-py/data_batch_1..5 and test_batch",
+        "cifar100": "cifar-100-python/train and test",
+        "svhn": "train_32x32.mat and test_32x32.mat",
+        "cinic10": "train/<class>/*.png and test/<class>/*.png",
+        "imagenet": "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
+    }[name]
+    with pytest.raises(DataError, match=re.escape(f"{name}: {tmp_path} holds no {expected}")):
+        load_dataset(name, tmp_path)
+    with pytest.raises(DataError, match=f"{name}: no data_dir given"):
+        load_dataset(name)
+    with pytest.raises(DataError, match="is not a folder"):
+        load_dataset(name, tmp_path / "absent")
+
+
+def test_incomplete_cifar_names_missing_file(cifar10_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes((cifar10_dir / "test_batch").read_bytes())
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", tmp_path)
+    missing = str(info.value).split("; missing ")[1]
+    assert missing == ", ".join(f"data_batch_{i}" for i in range(1, 6)) + f" in {folder}"
+
+
+def test_malformed_files(cifar10_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for f in cifar10_dir.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="data_batch_3 is not a CIFAR python batch"):
+        load_dataset("cifar10", tmp_path)
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 100), np.uint8), b"labels": [0] * 4}, f)
+    with pytest.raises(DataError, match="'data' should be uint8 N×3072"):
+        load_dataset("cifar10", tmp_path)
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 12]}, f)
+    with pytest.raises(DataError, match="labels outside 0..9"):
+        load_dataset("cifar10", tmp_path)
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({b"labels": [0]}, f)
+    with pytest.raises(DataError, match="lacks the 'data' and 'labels'"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_pickles_cannot_run_code(cifar10_dir: Path, tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (tmp_path / "pwned",))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for f in cifar10_dir.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": Payload(), "labels": []}, f)
+    with pytest.raises(DataError, match="refusing to load"):
+        load_dataset("cifar10", tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_python2_style_cifar_pickle(tmp_path: Path) -> None:
+    # The original files were written by Python 2 with numpy.core paths and str keys.
+    make_cifar10(tmp_path, n_train=20, n_test=10)
+    folder = tmp_path / "cifar-10-batches-py"
+    entry = {"data": np.zeros((10, 3072), np.uint8), "labels": list(range(10))}
+    raw = pickle.dumps(entry, protocol=2).replace(b"numpy._core.", b"numpy.core.")
+    (folder / "test_batch").write_bytes(raw)
+    splits = load_dataset("cifar10", tmp_path, vld_size=5)
+    assert splits.test.labels.tolist() == list(range(10))
+
+
+def test_malformed_svhn(tmp_path: Path) -> None:
+    from scipy.io import savemat
+
+    make_svhn(tmp_path, n_train=10, n_test=10)
+    (tmp_path / "train_32x32.mat").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="train_32x32.mat is not a readable .mat file"):
+        load_dataset("svhn", tmp_path)
+    gray = {"X": np.zeros((28, 28, 1, 5), np.uint8), "y": np.ones((5, 1))}
+    savemat(tmp_path / "train_32x32.mat", gray)
+    with pytest.raises(DataError, match="'X' should be uint8 32×32×3×N"):
+        load_dataset("svhn", tmp_path)
+    savemat(tmp_path / "train_32x32.mat", {"images": np.zeros((2, 2))})
+    with pytest.raises(DataError, match="lacks the 'X' and 'y'"):
+        load_dataset("svhn", tmp_path)
+
+
+def test_malformed_folders(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    with pytest.raises(DataError, match="train holds no class folders"):
+        load_dataset("cinic10", tmp_path)
+    (tmp_path / "train" / "cat").mkdir()
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("no images")
+    with pytest.raises(DataError, match="train holds no images"):
+        load_dataset("cinic10", tmp_path)
+    make_imagefolder(tmp_path, ("cat",), n_per_class=3, splits=("train",))
+    make_imagefolder(tmp_path, ("dog",), n_per_class=3, splits=("test",))
+    with pytest.raises(DataError, match="class folders missing from train: dog"):
+        load_dataset("cinic10", tmp_path)
+
+
+def test_unreadable_image_is_reported(tmp_path: Path) -> None:
+    make_imagefolder(tmp_path, ("cat", "dog"), n_per_class=3)
+    bad = tmp_path / "test" / "dog" / "1.png"
+    bad.write_bytes(b"not a png")
+    splits = load_dataset("cinic10", tmp_path, vld_size=2)
+    with pytest.raises(DataError, match="1.png cannot be read as an image"):
+        list(splits.test.batches(4, 8))
+    Image.new("RGB", (8, 8)).save(bad)
+    assert len(splits.test.tensors(8)[1]) == 6
+
+
+def test_vld_size_must_leave_training_images(digits: DataSplits, cifar10_dir: Path) -> None:
+    with pytest.raises(DataError, match="vld_size=100 must be between 1 and 99"):
+        load_dataset("cifar10", cifar10_dir, vld_size=100)
+    with pytest.raises(DataError, match="vld_size=0"):
+        load_dataset("digits", vld_size=0)
