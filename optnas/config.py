@@ -17,7 +17,8 @@ from optnas.spaces import SPACE_NAMES, MobileNetV3Space, NASBench201Space, Searc
 
 FIRST_OBJECTIVES = ("top1",)
 SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml")
-SAMPLERS = ("nsga2", "tpe", "gp", "random")
+SAMPLERS = ("surrogate", "nsga2", "tpe", "gp", "random")
+PREDICTORS = ("as", "carts", "rbf", "mlp", "gp", "xgb")
 NASBENCH_DATASETS = ("cifar10", "cifar100", "imagenet16")
 
 # Options that may differ between the run that created a study and a run that resumes it:
@@ -96,8 +97,14 @@ class SearchConfig:
         1.0, "Width multiplier of the MobileNetV3 supernet: 1.0 or 1.2.", type=float
     )
     sampler: str = _option(
-        "nsga2", "Sampler: Optuna's NSGAIISampler (nsga2), TPESampler (tpe), GPSampler (gp) "
-        "or RandomSampler (random).", choices=SAMPLERS
+        "surrogate", "Sampler: surrogate-assisted NSGA-II (surrogate), or Optuna's NSGAIISampler "
+        "(nsga2), TPESampler (tpe), GPSampler (gp), RandomSampler (random) as baselines.",
+        choices=SAMPLERS,
+    )
+    predictor: str = _option(
+        "as", "Accuracy predictor of the surrogate sampler: adaptive switching (as: the best of "
+        "the others by cross-validated Kendall tau), carts, rbf, mlp, gp or xgb.",
+        choices=PREDICTORS,
     )
     device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")
     n_workers: int = _option(0, "Data-loading worker processes (folder datasets).", type=int)

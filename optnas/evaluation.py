@@ -43,9 +43,7 @@ class CandidateEvaluator:
     @property
     def n_classes(self) -> int:
         """The number of classes of the classifier."""
-        if self.config.search_space == "nasbench201":
-            return {"cifar10": 10, "cifar100": 100, "imagenet16": 120}[self.config.dataset]
-        return self.data.n_classes if self.config.n_classes is None else self.config.n_classes
+        return n_classes(self.config)
 
     @property
     def data(self) -> Any:
@@ -60,6 +58,11 @@ class CandidateEvaluator:
                 seed=self.config.seed,
                 n_workers=self.config.n_workers,
             )
+            if self._data.n_classes > self.n_classes:
+                raise ValueError(
+                    f"{self.config.dataset} at {self.config.data} has {self._data.n_classes} "
+                    f"classes; pass --n-classes {self._data.n_classes}"
+                )
         return self._data
 
     @property
@@ -68,6 +71,12 @@ class CandidateEvaluator:
         if self._supernet is None:
             self._supernet = self._prepare_supernet()
         return self._supernet
+
+    def prepare(self) -> None:
+        """Load the data and the supernet now, so that their errors come before any trial."""
+        if self.config.search_space != "nasbench201":
+            self.data  # noqa: B018
+            self.supernet  # noqa: B018
 
     def supernet_file(self) -> Path:
         """Where the supernet trained on the spot is kept; derived from what determines it."""
@@ -110,14 +119,7 @@ class CandidateEvaluator:
         Args:
             subnet: a canonical subnet of the search space.
         """
-        config = self.config
-        if config.search_space == "nasbench201":
-            from optnas.spaces.nasbench201 import lookup
-
-            return {"params": lookup(subnet, config.dataset, config.seed)["params"]}
-        from optnas.costs import profile
-
-        return profile(subnet, self.n_classes)
+        return exact_costs(self.config, subnet)
 
     def evaluate(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module | None]:
         """Return the stats of an architecture and its fine-tuned network (None for tables).
@@ -128,29 +130,55 @@ class CandidateEvaluator:
             subnet: a canonical subnet of the search space.
         """
         config = self.config
-        stats: dict[str, Any] = {}
-        model = None
         if config.search_space == "nasbench201":
             from optnas.spaces.nasbench201 import lookup
 
-            stats.update(lookup(subnet, config.dataset, config.seed))
-        else:
-            from optnas.training import evaluate_candidate
+            return lookup(subnet, config.dataset, config.seed), None
+        from optnas.training import evaluate_candidate
 
-            top1, model = evaluate_candidate(
-                self.supernet,
-                subnet,
-                self.data,
-                n_epochs=config.n_epochs,
-                device=config.device,
-                seed=config.seed,
-            )
-            stats["top1"] = float(top1)
-            stats.update(self.costs(subnet))
-        if config.search_space != "nasbench201":
-            stats["tiny_ml"] = tiny_ml(
-                stats["params"], stats["macs"], stats["activations"],
-                pmax=config.pmax, mmax=config.mmax, amax=config.amax,
-                wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
-            )
-        return stats, model
+        top1, model = evaluate_candidate(
+            self.supernet,
+            subnet,
+            self.data,
+            n_epochs=config.n_epochs,
+            device=config.device,
+            seed=config.seed,
+        )
+        return {"top1": float(top1), **self.costs(subnet)}, model
+
+
+def n_classes(config: SearchConfig) -> int:
+    """Return the classifier's class count: ``--n-classes``, else the dataset's.
+
+    Args:
+        config: the search configuration.
+    """
+    if config.n_classes is not None:
+        return config.n_classes
+    if config.search_space == "nasbench201":
+        return {"cifar10": 10, "cifar100": 100, "imagenet16": 120}[config.dataset]
+    from optnas.data import n_classes_of
+
+    return n_classes_of(config.dataset)
+
+
+def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float]:
+    """Return the costs computable from the encoding alone, ``tiny_ml`` included.
+
+    Args:
+        config: the search configuration.
+        subnet: a canonical subnet of the configuration's space.
+    """
+    if config.search_space == "nasbench201":
+        from optnas.spaces.nasbench201 import lookup
+
+        return {"params": lookup(subnet, config.dataset, config.seed)["params"]}
+    from optnas.costs import profile
+
+    costs = profile(subnet, n_classes(config))
+    costs["tiny_ml"] = tiny_ml(
+        costs["params"], costs["macs"], costs["activations"],
+        pmax=config.pmax, mmax=config.mmax, amax=config.amax,
+        wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
+    )
+    return costs

@@ -1,6 +1,8 @@
-"""Samplers: Optuna's baselines, built from a search configuration."""
+"""Samplers: the surrogate-assisted NSGA-II and Optuna's baselines, built from a configuration."""
 
 from __future__ import annotations
+
+import functools
 
 import optuna
 
@@ -14,6 +16,20 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
         config: the search configuration.
     """
     seed = config.seed
+    if config.sampler == "surrogate":
+        from optnas.evaluation import exact_costs
+        from optnas.samplers.surrogate import SurrogateSampler
+
+        return SurrogateSampler(
+            config.make_space(),
+            functools.partial(exact_costs, config),
+            second_objective=None if config.sec_obj == "none" else config.sec_obj,
+            constraint_bounds=config.constraint_bounds,
+            n_doe=config.n_doe,
+            n_iter=config.n_iter,
+            predictor=config.predictor,
+            seed=seed,
+        )
     if config.sampler == "nsga2":
         # One generation per iteration, so generations and iterations line up.
         return optuna.samplers.NSGAIISampler(population_size=max(2, config.n_iter), seed=seed)

@@ -89,6 +89,16 @@ class SearchSpace(abc.ABC):
         }
         return self.decode(params)
 
+    def canonical_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Return the canonical form of many gene vectors at once (rows of an int array).
+
+        Args:
+            vectors: array of shape (n, n_genes) of gene indices.
+        """
+        return np.array(
+            [self.to_vector(self.from_vector(row)) for row in np.asarray(vectors)], dtype=np.int64
+        ).reshape(len(vectors), len(self.gene_names()))
+
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         """Draw ``n`` architectures uniformly over the genes.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from optnas.spaces.base import SearchSpace
@@ -130,6 +132,17 @@ class MobileNetV3Space(SearchSpace):
         if width not in allowed_widths:
             raise ValueError(f"width multiplier {width} is not in {list(allowed_widths)}")
         return {"ks": kernels, "e": expands, "d": depths, "r": resolution, "w": width}
+
+    def canonical_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        # Vectorised: the surrogate search canonicalises whole populations at once.
+        vectors = np.array(vectors, dtype=np.int64, copy=True).reshape(-1, len(self.gene_names()))
+        depth = np.asarray(DEPTHS)[vectors[:, :N_STAGES]]
+        layer = np.arange(N_SLOTS) % MAX_DEPTH
+        inactive = layer[None, :] >= np.repeat(depth, MAX_DEPTH, axis=1)
+        for offset in (N_STAGES, N_STAGES + N_SLOTS):
+            block = vectors[:, offset : offset + N_SLOTS]
+            block[inactive] = 0
+        return vectors
 
     def smallest(self) -> dict[str, Any]:
         return self.canonical(

@@ -47,9 +47,8 @@ def run_search(
     done = _n_complete(study)
     if done >= config.budget:
         return done
-    if config.search_space != "nasbench201":
-        # Train or load the supernet before the first trial: its time is not a trial's.
-        evaluator.supernet  # noqa: B018
+    # Data and supernet errors surface before any trial, and supernet training is not a trial's time.
+    evaluator.prepare()
     objective = NASObjective(config, evaluator, config.save)
     recorder = IterationRecorder(config, evaluator)
     bar = tqdm(total=config.budget, initial=done, desc="trials", unit="trial", disable=not progress)
@@ -87,7 +86,7 @@ class IterationRecorder:
     """Stores per-iteration figures in the study once each iteration's trials are complete.
 
     Iteration 0 is the initial design (``n_doe`` trials); iteration k ends at
-    ``n_doe + k * n_iter`` completed trials. The hypervolume is that of the feasible front in
+    ``n_doe + k * n_iter`` completed trials; ``seconds`` is its wall time in this process. The hypervolume is that of the feasible front in
     (top1 error %, second objective), normalised by the area of the fixed reference point
     (100 % error, 1.1 × the second objective of the largest architecture), so iterations and
     studies of one space are comparable.
@@ -100,7 +99,7 @@ class IterationRecorder:
     def __init__(self, config: SearchConfig, evaluator: CandidateEvaluator) -> None:
         self.config = config
         self.evaluator = evaluator
-        self._started = time.monotonic()
+        self._last_record = time.monotonic()
         self._reference: tuple[float, float] | None = None
 
     def reference_point(self) -> tuple[float, float]:
@@ -137,10 +136,17 @@ class IterationRecorder:
             "iteration": iteration,
             "n_complete": complete,
             "n_feasible": len(feasible),
-            "seconds": round(time.monotonic() - self._started, 3),
+            "seconds": round(time.monotonic() - self._last_record, 3),
         }
+        self._last_record = time.monotonic()
         if feasible:
             figures["best_top1"] = max(t.values[0] for t in feasible)
+        if config.sampler == "surrogate":
+            from optnas.samplers.surrogate import batch_quality
+
+            quality = batch_quality(study).get(iteration)
+            if quality is not None:
+                figures["predictor"] = quality
         if config.sec_obj != "none":
             reference = self.reference_point()
             points = np.array([[100.0 - t.values[0], t.values[1]] for t in feasible]).reshape(-1, 2)

@@ -1,0 +1,149 @@
+"""The surrogate-assisted NSGA-II sampler on NAS-Bench-201 (table lookups: seconds per search)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from optnas.config import SearchConfig
+from optnas.samplers.evolution import constrained_ranks, crowding_distances
+from optnas.samplers.selection import select_batch
+from optnas.spaces import MobileNetV3Space, NASBench201Space
+from optnas.studies.search import start_search
+
+
+def _config(tmp_path: Path, **overrides: object) -> SearchConfig:
+    values = dict(search_space="nasbench201", dataset="cifar10", sec_obj="params", n_doe=10,
+                  iterations=3, n_iter=5, predictor="rbf", save=str(tmp_path / "run"))
+    values.update(overrides)
+    return SearchConfig(**values).validate()
+
+
+def _evaluated_subnets(study: optuna.Study) -> list[str]:
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    return [json.dumps(t.user_attrs["subnet"]) for t in sorted(complete, key=lambda t: t.number)
+            if "duplicate_of" not in t.user_attrs]
+
+
+def test_constrained_ranks_put_feasible_first() -> None:
+    objectives = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, 2.0], [0.5, 3.0]])
+    violation = np.array([0.0, 0.5, 0.0, 0.0])
+    ranks = constrained_ranks(objectives, violation)
+    # Point 1 dominates everything in value but violates a constraint: it ranks last.
+    assert ranks.tolist() == [0, 2, 1, 0]
+    assert np.isinf(crowding_distances(objectives[[0, 3]])).all()
+
+
+def test_select_batch_fills_the_front_and_skips_infeasible() -> None:
+    front = np.array([[10.0, 1.0], [2.0, 9.0]])
+    candidates = np.array([[5.0, 5.0], [9.0, 1.5], [1.0, 1.0], [4.0, 4.0]])
+    violation = np.array([0.0, 0.0, 1.0, 0.0])
+    picked = select_batch(candidates, violation, 2, front, (100.0, 20.0))
+    assert picked[0] == 3 and 2 not in picked
+
+
+def test_vectorised_canonical_form_matches_the_dict_form() -> None:
+    space = MobileNetV3Space.from_range(32, 64, 16)
+    rng = np.random.default_rng(1)
+    vectors = np.stack([rng.integers(len(c), size=64) for c in space.choices()], axis=1)
+    expected = np.array([space.to_vector(space.from_vector(v)) for v in vectors])
+    assert (space.canonical_vectors(vectors) == expected).all()
+
+
+def test_search_starts_with_design_and_never_repeats_an_architecture(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    study = start_search(config, f"sqlite:///{tmp_path / 's.db'}", progress=False)
+    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    assert len(complete) == config.budget
+    space = NASBench201Space()
+    first = [t.user_attrs["subnet"] for t in complete[:2]]
+    assert first == [space.smallest(), space.largest()]
+    subnets = _evaluated_subnets(study)
+    assert len(subnets) == len(set(subnets)) == config.budget
+    for k in range(1, config.iterations + 1):
+        batch = study.user_attrs[f"surrogate:batch:{k:04d}"]
+        assert len(batch["subnets"]) == config.n_iter and batch["n_train"] == 10 + (k - 1) * 5
+        iteration = study.user_attrs[f"iteration:{k:04d}"]
+        assert -1.0 <= iteration["predictor"]["kendall_tau"] <= 1.0 and iteration["predictor"]["n"] == 5
+    hvs = [study.user_attrs[f"iteration:{k:04d}"]["hv"] for k in range(config.iterations + 1)]
+    assert hvs == sorted(hvs)
+
+
+def test_same_seed_same_candidates_other_seed_other(tmp_path: Path) -> None:
+    runs = []
+    for index, seed in enumerate([3, 3, 4]):
+        folder = tmp_path / str(index)
+        study = start_search(_config(folder, seed=seed), f"sqlite:///{folder / 's.db'}", progress=False)
+        runs.append(_evaluated_subnets(study))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_constraints_are_honoured_on_the_pareto_set(tmp_path: Path) -> None:
+    config = _config(tmp_path, pmax=0.3, top1min=80.0)
+    study = start_search(config, f"sqlite:///{tmp_path / 's.db'}", progress=False)
+    assert study.best_trials
+    for trial in study.best_trials:
+        assert trial.user_attrs["params"] <= 0.3 and trial.user_attrs["top1"] >= 80.0
+    # Costs are exact in the surrogate, so proposed candidates respect the params bound.
+    for k in range(1, config.iterations + 1):
+        proposed = study.user_attrs[f"surrogate:batch:{k:04d}"]["subnets"]
+        params = [t.user_attrs["params"] for t in study.trials if t.user_attrs.get("subnet") in proposed]
+        assert params and max(params) <= 0.3
+
+
+def test_threads_share_the_sampler_without_duplicates(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    study = start_search(config, f"sqlite:///{tmp_path / 's.db'}", progress=False, n_jobs=3)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) >= config.budget
+    subnets = _evaluated_subnets(study)
+    assert len(subnets) == len(set(subnets))
+
+
+_WORKER = """
+import sys
+from optnas.studies.search import continue_search
+continue_search(sys.argv[1], sys.argv[2], {}, progress=False)
+"""
+
+
+def _two_processes(url: str, name: str, cwd: Path) -> None:
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, url, name], cwd=cwd,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+
+
+def _create(config: SearchConfig, url: str, name: str) -> None:
+    from optnas.studies.study import create_search_study
+
+    create_search_study(config, url, name)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_processes_on_one_storage_never_duplicate(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                                                        unique_name: str) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    config = _config(tmp_path)
+    _create(config, url, unique_name)
+    try:
+        _two_processes(url, unique_name, tmp_path)
+        study = optuna.load_study(study_name=unique_name, storage=url, sampler=optuna.samplers.RandomSampler())
+        complete = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(complete) >= config.budget
+        subnets = _evaluated_subnets(study)
+        assert len(subnets) == len(set(subnets)), "two workers evaluated the same architecture"
+        numbers = sorted(t.number for t in study.trials)
+        assert numbers == list(range(len(numbers)))
+    finally:
+        if backend == "postgresql":
+            optuna.delete_study(study_name=unique_name, storage=url)
