@@ -1,0 +1,306 @@
+"""Analytic cost model of the OFA MobileNetV3 space.
+
+The costs of a subnet are computed from its canonical form (see
+:class:`~optnas.spaces.MobileNetV3Space`) with per-layer formulas, without building the
+network: a profile takes microseconds, where building the subnet with the ``ofa`` package and
+tracing it with ``torchprofile`` takes a quarter of a second or more.
+
+The network is the static subnet that ``ofa`` extracts: ``OFAMobileNetV3(n_classes,
+dropout_rate=0, width_mult=w, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+depth_list=[2, 3, 4])``, then ``set_active_subnet(ks, e, d)`` with the 20-slot lists (slot
+``j`` of stage ``s`` is block ``1 + 4 s + j`` of the supernet) and
+``get_active_subnet(preserve_weight=True)``. It is run at batch 1 on a ``3 x r x r`` input.
+All figures are in millions and are not rounded:
+
+``params``
+    The number of parameters of the subnet, ``sum(p.numel() for p in subnet.parameters())``:
+    convolution weights, the biases of the squeeze-and-excitation (SE) convolutions, the
+    weight and bias of every batch normalization (BN), and the classifier's weight and bias.
+    BN running statistics are buffers, not parameters.
+
+``macs``
+    Multiply-accumulate operations as ``torchprofile.profile_macs`` (0.1.0) counts them on
+    that network, exactly: every convolution (output elements x input channels per group x
+    kernel area), the classifier (inputs x outputs), one per output element of every BN,
+    of every h-swish (its multiplication) and of every SE rescaling (feature map x gate), and
+    one per output element of both reductions of every global average pooling (over the
+    width, then over the height). ReLU, h-sigmoid, residual additions and biases count zero.
+
+``activations``
+    The number of elements of all the tensors the layers produce, each counted once: the
+    output of every convolution unit (a convolution with its BN and activation, applied in
+    place, is one tensor), including the SE's two 1x1 convolutions and the feature mix
+    layer; the pooled vector and the rescaled feature map of every SE; the output of every
+    residual addition; the globally pooled vector; and the logits. The input image is not
+    counted; neither is the row-wise intermediate of the two-step average pooling.
+
+``peak_activations``
+    The largest number of elements alive at once when the layers run one after another.
+    A tensor lives from the operation that produces it to the last operation that reads it,
+    and an operation's inputs and output are alive together while it runs; the operations
+    and tensors are those of ``activations`` (BN and activations in place, each global
+    average pooling one operation). So the input image is alive during the first
+    convolution, a block's input is held until its residual addition, and an SE's feature
+    map is held while its gate is computed. Multiply by the bytes per element (4 in float32)
+    for memory.
+
+Only the mobilenetv3 space is modelled: the costs of a NAS-Bench-201 cell come from its
+tables, through :func:`optnas.spaces.nasbench201.lookup`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from numbers import Integral
+from typing import Any, NamedTuple
+
+from optnas.spaces.mobilenetv3 import MAX_DEPTH, MobileNetV3Space
+
+COST_NAMES = ("params", "macs", "activations", "peak_activations")
+
+# The OFA MobileNetV3 layout: channels of the stem, of the first block and of the five
+# stages, before the width multiplier; then each stage's first stride, activation and SE.
+_BASE_CHANNELS = (16, 16, 24, 40, 80, 112, 160)
+_BASE_FINAL_EXPAND = 960
+_BASE_LAST_CHANNEL = 1280
+_STEM_STRIDE = 2
+_STRIDES = (2, 2, 2, 1, 2)
+_HSWISH = (False, False, True, True, True)
+_SE = (False, True, False, True, True)
+_SE_REDUCTION = 4
+_CHANNEL_DIVISOR = 8
+
+
+class _Cost(NamedTuple):
+    params: int
+    macs: int
+    activations: int
+    peak: int
+
+    def then(self, other: "_Cost") -> "_Cost":
+        """Chain ``other`` after this part of the network."""
+        return _Cost(
+            self.params + other.params,
+            self.macs + other.macs,
+            self.activations + other.activations,
+            max(self.peak, other.peak),
+        )
+
+
+def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
+    """Return the costs of a mobilenetv3 subnet, in millions (see the module docstring).
+
+    Args:
+        subnet: a mobilenetv3 subnet holding its resolution ``r`` (``w`` defaults to 1.0);
+            the compact form, with one ``ks`` and ``e`` value per active layer, is accepted.
+        n_classes: the number of outputs of the classifier.
+
+    Returns:
+        ``params``, ``macs``, ``activations`` and ``peak_activations``, in millions.
+
+    Raises:
+        ValueError: if the subnet is not a valid mobilenetv3 subnet or ``n_classes`` is not
+            a positive integer.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    subnet = _canonical(subnet)
+    width, resolution = subnet["w"], subnet["r"]
+    cost = _stem(width, resolution)
+    size = _conv_size(resolution, _STEM_STRIDE)
+    for stage, depth in enumerate(subnet["d"]):
+        for layer in range(depth):
+            slot = stage * MAX_DEPTH + layer
+            cost = cost.then(
+                _layer(width, stage, layer == 0, subnet["ks"][slot], subnet["e"][slot], size)
+            )
+            if layer == 0:
+                size = _conv_size(size, _STRIDES[stage])
+    cost = cost.then(_head(width, size, int(n_classes)))
+    return dict(zip(COST_NAMES, (value / 1e6 for value in cost)))
+
+
+def clear_cache() -> None:
+    """Forget the memoised per-layer costs, e.g. to time a cold :func:`profile`."""
+    for cached in (_space, _channels, _stem, _layer, _head):
+        cached.cache_clear()
+
+
+def _canonical(subnet: Any) -> dict[str, Any]:
+    if not isinstance(subnet, dict):
+        raise ValueError(f"a mobilenetv3 subnet is a JSON object, got {type(subnet).__name__}")
+    if "ops" in subnet:
+        raise ValueError(
+            "costs are modelled for mobilenetv3 subnets only; a nasbench201 cell's come from "
+            "optnas.spaces.nasbench201.lookup"
+        )
+    if "r" not in subnet:
+        raise ValueError("the subnet lacks its input resolution 'r'")
+    try:
+        return _space(subnet.get("w", 1.0), subnet["r"]).canonical(subnet)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"not a valid mobilenetv3 subnet: {error}") from None
+
+
+@lru_cache(maxsize=64)
+def _space(width: Any, resolution: Any) -> MobileNetV3Space:
+    return MobileNetV3Space(width_mult=width, resolutions=[resolution])
+
+
+def _make_divisible(value: float) -> int:
+    """Round a channel count as ``ofa.utils.make_divisible`` does."""
+    divisor = _CHANNEL_DIVISOR
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    # ofa never rounds a width down by more than 10 %.
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+@lru_cache(maxsize=None)
+def _channels(width: float) -> tuple[int, ...]:
+    """Return the channels of the stem, first block, five stages, final expand and mix."""
+    bases = (*_BASE_CHANNELS, _BASE_FINAL_EXPAND, _BASE_LAST_CHANNEL)
+    return tuple(_make_divisible(base * width) for base in bases)
+
+
+def _conv_size(size: int, stride: int) -> int:
+    # Every convolution pads by kernel_size // 2, so only the stride changes the size.
+    return (size - 1) // stride + 1
+
+
+@lru_cache(maxsize=None)
+def _stem(width: float, resolution: int) -> _Cost:
+    """The first convolution (3x3, stride 2, BN, h-swish) and the first block."""
+    stem, first = _channels(width)[:2]
+    size = _conv_size(resolution, _STEM_STRIDE)
+    image = 3 * resolution * resolution
+    weights_per_output = 3 * 3 * 3
+    output = stem * size * size
+    conv = _Cost(
+        params=stem * (weights_per_output + 2),
+        macs=output * (weights_per_output + 2),
+        activations=output,
+        peak=image + output,
+    )
+    first_block = _mbconv(
+        stem,
+        first,
+        kernel=3,
+        stride=1,
+        middle=stem,
+        expand=False,
+        hswish=False,
+        se=False,
+        size=size,
+    )
+    return conv.then(first_block)
+
+
+@lru_cache(maxsize=None)
+def _layer(width: float, stage: int, first: bool, kernel: int, expand: int, size: int) -> _Cost:
+    """One elastic layer of a stage, whose input is ``size x size``."""
+    channels = _channels(width)
+    in_channels = channels[stage + 1] if first else channels[stage + 2]
+    return _mbconv(
+        in_channels,
+        channels[stage + 2],
+        kernel=kernel,
+        stride=_STRIDES[stage] if first else 1,
+        middle=_make_divisible(round(in_channels * expand)),
+        expand=True,
+        hswish=_HSWISH[stage],
+        se=_SE[stage],
+        size=size,
+    )
+
+
+def _mbconv(
+    in_channels: int,
+    out_channels: int,
+    *,
+    kernel: int,
+    stride: int,
+    middle: int,
+    expand: bool,
+    hswish: bool,
+    se: bool,
+    size: int,
+) -> _Cost:
+    """A residual block: [1x1 expand], depthwise kxk, [SE], 1x1 projection, [addition]."""
+    # Per element of an activation's output: BN counts one MAC, h-swish one more.
+    unit_macs = 2 if hswish else 1
+    block_input = in_channels * size * size
+    residual = stride == 1 and in_channels == out_channels
+    held = block_input if residual else 0
+    params = macs = activations = 0
+    peaks = []
+
+    features = block_input
+    if expand:
+        features = middle * size * size
+        params += in_channels * middle + 2 * middle
+        macs += features * (in_channels + unit_macs)
+        activations += features
+        peaks.append(block_input + features)
+
+    out_size = _conv_size(size, stride)
+    depthwise = middle * out_size * out_size
+    params += middle * kernel * kernel + 2 * middle
+    macs += depthwise * (kernel * kernel + unit_macs)
+    activations += depthwise
+    # Without an expansion the depthwise convolution reads the held block input itself.
+    peaks.append((held if expand else 0) + features + depthwise)
+    features = depthwise
+
+    if se:
+        squeezed = _make_divisible(middle // _SE_REDUCTION)
+        params += 2 * middle * squeezed + squeezed + middle
+        # Pooling (two reductions), the two 1x1 convolutions and the rescaling.
+        macs += middle * out_size + middle + 2 * middle * squeezed + depthwise
+        activations += middle + squeezed + middle + depthwise
+        # The depthwise output stays alive until the rescaling; steps: pooling, reduction,
+        # expansion (to the gate) and rescaling, whose output the projection reads.
+        peaks += [
+            held + depthwise + middle,
+            held + depthwise + middle + squeezed,
+            held + depthwise + squeezed + middle,
+            held + depthwise + middle + depthwise,
+        ]
+
+    output = out_channels * out_size * out_size
+    params += middle * out_channels + 2 * out_channels
+    macs += output * (middle + 1)
+    activations += output
+    peaks.append(held + features + output)
+    if residual:
+        activations += output
+        peaks.append(block_input + 2 * output)
+    return _Cost(params, macs, activations, max(peaks))
+
+
+@lru_cache(maxsize=None)
+def _head(width: float, size: int, n_classes: int) -> _Cost:
+    """Final expand (1x1, BN, h-swish), pooling, feature mix (1x1, h-swish), classifier."""
+    last_stage, final_expand, last_channel = _channels(width)[-3:]
+    area = size * size
+    block_output = last_stage * area
+    expanded = final_expand * area
+    return _Cost(
+        params=(
+            last_stage * final_expand + 2 * final_expand
+            + final_expand * last_channel
+            + last_channel * n_classes + n_classes
+        ),
+        macs=(
+            expanded * (last_stage + 2)
+            + final_expand * size + final_expand
+            + last_channel * (final_expand + 1)
+            + last_channel * n_classes
+        ),
+        activations=expanded + final_expand + last_channel + n_classes,
+        peak=max(
+            block_output + expanded,
+            expanded + final_expand,
+            final_expand + last_channel,
+            last_channel + n_classes,
+        ),
+    )

@@ -1,0 +1,268 @@
+"""Tests of the analytic cost model against the network that the ofa package builds."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.fx
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.utils.pytorch_modules import Hsigmoid, Hswish
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+from torchprofile import profile_macs
+
+from optnas import costs
+from optnas.spaces import MobileNetV3Space
+from optnas.spaces.mobilenetv3 import MAX_DEPTH
+
+# Each case profiles a few random subnets with torchprofile (a quarter of a second each);
+# the number of classes alternates so that both classifier sizes are covered.
+CASES = [
+    (1.0, 32, 10),
+    (1.0, 64, 1000),
+    (1.0, 128, 10),
+    (1.0, 224, 1000),
+    (1.2, 32, 1000),
+    (1.2, 64, 10),
+    (1.2, 128, 1000),
+    (1.2, 224, 10),
+]
+SUBNETS_PER_CASE = 6
+
+# Units the cost model applies in place on their input, and views that share its storage.
+_IN_PLACE_MODULES = (nn.BatchNorm2d, nn.ReLU, Hswish, Hsigmoid)
+_VIEW_METHODS = ("view", "flatten", "reshape")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # These small forward passes gain nothing from threads, which stall on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@lru_cache(maxsize=None)
+def _supernet(width: float, n_classes: int) -> OFAMobileNetV3:
+    return OFAMobileNetV3(
+        n_classes=n_classes,
+        dropout_rate=0,
+        width_mult=width,
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
+
+
+def _build(subnet: dict[str, Any], n_classes: int) -> nn.Module:
+    supernet = _supernet(subnet["w"], n_classes)
+    supernet.set_active_subnet(ks=subnet["ks"], e=subnet["e"], d=subnet["d"])
+    return supernet.get_active_subnet(preserve_weight=True).eval()
+
+
+class _Tracer(torch.fx.Tracer):
+    """Keep ofa's activations whole, so that they read as units applied in place."""
+
+    def is_leaf_module(self, module: nn.Module, name: str) -> bool:
+        return isinstance(module, (Hswish, Hsigmoid)) or super().is_leaf_module(module, name)
+
+
+def _graph_activations(network: nn.Module, resolution: int) -> tuple[int, int]:
+    """Return the activations and their peak, from the traced graph and the real shapes.
+
+    This is independent of the cost model: it walks the operations in execution order and
+    keeps every tensor alive from its producer to its last reader.
+
+    Args:
+        network: the extracted subnet.
+        resolution: the input resolution.
+    """
+    graph_module = torch.fx.GraphModule(network, _Tracer().trace(network))
+    with torch.no_grad():
+        ShapeProp(graph_module).propagate(torch.randn(1, 3, resolution, resolution))
+    modules = dict(graph_module.named_modules())
+    storage: dict[torch.fx.Node, torch.fx.Node] = {}
+    sizes: dict[torch.fx.Node, int] = {}
+    births: dict[torch.fx.Node, int] = {}
+    deaths: dict[torch.fx.Node, int] = {}
+    for node in graph_module.graph.nodes:
+        meta = node.meta.get("tensor_meta")
+        if node.op == "output" or meta is None:
+            continue
+        inputs = [storage[arg] for arg in node.all_input_nodes if arg in storage]
+        in_place = node.op == "call_module" and isinstance(
+            modules[node.target], _IN_PLACE_MODULES
+        )
+        view = node.op == "call_method" and node.target in _VIEW_METHODS
+        # ofa pools globally with mean over the width then over the height: one pooling.
+        row_mean = node.op == "call_method" and node.target == "mean" and all(
+            user.op == "call_method" and user.target == "mean" for user in node.users
+        )
+        if in_place or view or row_mean:
+            storage[node] = inputs[0]
+            continue
+        step = len(births) - 1  # the input image is born before the first operation
+        storage[node] = node
+        sizes[node] = int(np.prod(meta.shape))
+        births[node] = step
+        deaths[node] = step
+        for tensor in inputs:
+            deaths[tensor] = step
+    n_steps = len(births) - 1
+    activations = sum(size for node, size in sizes.items() if births[node] >= 0)
+    peak = max(
+        sum(sizes[node] for node in sizes if births[node] <= step <= deaths[node])
+        for step in range(n_steps)
+    )
+    return activations, peak
+
+
+def _millions_to_int(value: float) -> int:
+    return round(value * 1e6)
+
+
+@pytest.mark.parametrize("width, resolution, n_classes", CASES)
+def test_profile_matches_network(width: float, resolution: int, n_classes: int) -> None:
+    space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
+    rng = np.random.default_rng(int(width * 10) * 1000 + resolution)
+    subnets = space.sample(rng, SUBNETS_PER_CASE - 2) + [space.smallest(), space.largest()]
+    for subnet in subnets:
+        network = _build(subnet, n_classes)
+        image = torch.randn(1, 3, resolution, resolution)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            macs = profile_macs(network, image)
+        activations, peak = _graph_activations(network, resolution)
+
+        cost = costs.profile(subnet, n_classes=n_classes)
+
+        assert _millions_to_int(cost["params"]) == sum(p.numel() for p in network.parameters())
+        # torchprofile's count is reproduced exactly, beyond the required 1 %.
+        assert _millions_to_int(cost["macs"]) == macs
+        assert _millions_to_int(cost["activations"]) == activations
+        assert _millions_to_int(cost["peak_activations"]) == peak
+
+
+def test_slots_map_to_blocks() -> None:
+    space = MobileNetV3Space(width_mult=1.0, resolutions=[32])
+    supernet = _supernet(1.0, 10)
+    for subnet in space.sample(np.random.default_rng(1), 10):
+        network = _build(subnet, 10)
+
+        # Slot j of stage s is block 1 + 4 s + j of the supernet.
+        for slot, block in enumerate(supernet.blocks[1:]):
+            assert block.conv.active_kernel_size == subnet["ks"][slot]
+            assert block.conv.active_expand_ratio == subnet["e"][slot]
+        assert supernet.runtime_depth == subnet["d"]
+        # The extracted network holds the stem block, then each stage's active slots.
+        assert len(network.blocks) == 1 + sum(subnet["d"])
+        position = 1
+        for stage, depth in enumerate(subnet["d"]):
+            for layer in range(depth):
+                block = network.blocks[position].conv
+                slot = stage * MAX_DEPTH + layer
+                assert block.kernel_size == subnet["ks"][slot]
+                assert block.expand_ratio == subnet["e"][slot]
+                position += 1
+
+
+def test_compact_form_is_the_same_network() -> None:
+    space = MobileNetV3Space(width_mult=1.2, resolutions=[64])
+    for subnet in space.sample(np.random.default_rng(2), 5):
+        active = [
+            stage * MAX_DEPTH + layer
+            for stage, depth in enumerate(subnet["d"])
+            for layer in range(depth)
+        ]
+        compact = {
+            "ks": [subnet["ks"][slot] for slot in active],
+            "e": [subnet["e"][slot] for slot in active],
+            "d": subnet["d"],
+            "r": 64,
+            "w": 1.2,
+        }
+        network = _build(space.canonical(compact), 10)
+
+        assert costs.profile(compact, n_classes=10) == costs.profile(subnet, n_classes=10)
+        assert [block.conv.kernel_size for block in network.blocks[1:]] == compact["ks"]
+        assert [block.conv.expand_ratio for block in network.blocks[1:]] == compact["e"]
+
+
+@pytest.mark.parametrize(
+    "width, end, macs, params_1000, params_10",
+    [
+        (1.0, "largest", (579.5, 298.1, 192.6, 16.8), 7.665, 6.397),
+        (1.0, "smallest", (125.6, 65.5, 42.9, 5.3), 3.411, 2.143),
+        (1.2, "largest", (860.3, 442.4, 285.6, 24.4), 10.702, 9.180),
+        (1.2, "smallest", (198.9, 103.3, 67.4, 7.7), 4.602, 3.081),
+    ],
+)
+def test_reference_figures(
+    width: float,
+    end: str,
+    macs: tuple[float, ...],
+    params_1000: float,
+    params_10: float,
+) -> None:
+    resolutions = (224, 160, 128, 32)
+    subnet = getattr(MobileNetV3Space(width_mult=width, resolutions=resolutions), end)()
+    for resolution, expected in zip(resolutions, macs):
+        assert costs.profile({**subnet, "r": resolution})["macs"] == pytest.approx(
+            expected, abs=0.05
+        )
+    assert costs.profile(subnet)["params"] == pytest.approx(params_1000, abs=5e-4)
+    assert costs.profile(subnet, n_classes=10)["params"] == pytest.approx(params_10, abs=5e-4)
+
+
+def test_profile_output() -> None:
+    subnet = MobileNetV3Space(resolutions=[160]).sample(np.random.default_rng(3), 1)[0]
+    cost = costs.profile(subnet, n_classes=100)
+    costs.clear_cache()
+
+    assert tuple(cost) == costs.COST_NAMES
+    assert all(isinstance(value, float) for value in cost.values())
+    assert cost["params"] != round(cost["params"], 2)
+    assert costs.profile(subnet, n_classes=100) == cost
+    assert cost["peak_activations"] < cost["activations"]
+    without_width = {key: value for key, value in subnet.items() if key != "w"}
+    assert costs.profile(without_width, n_classes=100) == cost
+
+
+def _valid() -> dict[str, Any]:
+    return MobileNetV3Space(resolutions=[32]).largest()
+
+
+@pytest.mark.parametrize(
+    "subnet, match",
+    [
+        ([3, 4], "JSON object"),
+        ({"ops": ["none"] * 6}, "nasbench201"),
+        ({key: value for key, value in _valid().items() if key != "r"}, "resolution 'r'"),
+        ({**_valid(), "r": 32.5}, "integer"),
+        ({**_valid(), "r": 4}, "at least 8"),
+        ({**_valid(), "r": "large"}, "not a valid"),
+        ({**_valid(), "r": [32]}, "not a valid"),
+        ({**_valid(), "w": 1.1}, "width multiplier"),
+        ({**_valid(), "w": None}, "not a valid"),
+        ({**_valid(), "ks": [4] * 20}, "allowed values"),
+        ({**_valid(), "e": [3] * 7}, "must hold 20"),
+        ({**_valid(), "d": [5] * 5}, "allowed values"),
+        ({key: value for key, value in _valid().items() if key != "ks"}, "lacks the key"),
+    ],
+)
+def test_invalid_subnet(subnet: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        costs.profile(subnet)
+
+
+@pytest.mark.parametrize("n_classes", [0, -3, 2.5, True, "10"])
+def test_invalid_n_classes(n_classes: Any) -> None:
+    with pytest.raises(ValueError, match="n_classes"):
+        costs.profile(_valid(), n_classes=n_classes)
