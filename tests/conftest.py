@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Two cores: torch's thread pool makes the many small tensors of these tests slower, not faster.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 POSTGRES_URL = os.environ.get("OPTNAS_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("OPTNAS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 # CI sets this so that a missing service fails the run instead of skipping its tests.

@@ -119,7 +119,7 @@ class MobileNetV3Space(SearchSpace):
             if len(self.resolutions) > 1:
                 raise ValueError("subnet lacks the resolution 'r' and the space has several")
             resolution = self.resolutions[0]
-        if isinstance(resolution, bool) or int(resolution) != resolution:
+        if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or int(resolution) != resolution:
             raise ValueError(f"'r' must be an integer, got {resolution!r}")
         resolution = int(resolution)
         if resolution not in self.resolutions:
@@ -127,7 +127,10 @@ class MobileNetV3Space(SearchSpace):
                 f"resolution {resolution} is outside the space's resolutions "
                 f"{_describe(self.resolutions)}"
             )
-        width = float(subnet.get("w", self.width_mult))
+        width = subnet.get("w", self.width_mult)
+        if isinstance(width, bool) or not isinstance(width, (int, float)):
+            raise ValueError(f"'w' must be a number, got {width!r}")
+        width = float(width)
         allowed_widths = WIDTH_MULTS if self.search_width else (self.width_mult,)
         if width not in allowed_widths:
             raise ValueError(f"width multiplier {width} is not in {list(allowed_widths)}")
