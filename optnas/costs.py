@@ -50,7 +50,9 @@ tables, through :func:`optnas.spaces.nasbench201.lookup`.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
+from pathlib import Path
 from numbers import Integral
 from typing import Any, NamedTuple
 
@@ -118,6 +120,28 @@ def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
                 size = _conv_size(size, _STRIDES[stage])
     cost = cost.then(_head(width, size, int(n_classes)))
     return dict(zip(COST_NAMES, (value / 1e6 for value in cost)))
+
+
+def profile_file(path: str | Path, n_classes: int = 1000) -> dict[str, float]:
+    """Return the costs of the architecture in a ``net.subnet`` file, at its own resolution.
+
+    Args:
+        path: the ``net.subnet`` JSON file.
+        n_classes: the number of outputs of the classifier.
+    """
+    path = Path(path)
+    try:
+        subnet = json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
+    if not isinstance(subnet, dict) or "r" not in subnet:
+        raise ValueError(f"{path}: a mobilenetv3 net.subnet needs its resolution 'r'")
+    try:
+        return profile(subnet, n_classes)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def clear_cache() -> None:

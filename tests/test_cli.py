@@ -1,0 +1,73 @@
+"""Small CLI commands: help texts, profile, config files, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from optnas.costs import profile
+from tests.conftest import run_cli
+
+SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 3, 4, 2, 3], "r": 64, "w": 1.0}
+
+
+def test_profile_prints_json_matching_the_library(tmp_path: Path) -> None:
+    path = tmp_path / "net.subnet"
+    path.write_text(json.dumps(SUBNET))
+    result = run_cli("profile", str(path), "--n-classes", "10", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures) == {"params", "macs", "activations", "peak_activations"}
+    assert figures == profile(SUBNET, 10)
+    table = run_cli("profile", str(path), "--n-classes", "10").stdout
+    assert "macs" in table and f"{figures['macs']:.4f}" in table
+
+
+def test_profile_rejects_bad_files_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.subnet"
+    for content in ["not json", json.dumps({**SUBNET, "d": [5, 2, 2, 2, 2]}), json.dumps({"ks": [3]})]:
+        bad.write_text(content)
+        result = run_cli("profile", str(bad))
+        assert result.returncode == 2
+        assert "bad.subnet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_search_option_is_explained() -> None:
+    from optnas.config import options
+
+    text = run_cli("search", "--help").stdout
+    for field in options():
+        assert "--" + field.name.replace("_", "-") in text
+    for command in ("resume", "studies", "trials", "dashboard", "profile"):
+        assert run_cli(command, "--help").returncode == 0
+
+
+def test_config_file_values_and_flag_overrides(tmp_path: Path) -> None:
+    import optuna
+
+    (tmp_path / "search.toml").write_text(
+        'search_space = "nasbench201"\ndataset = "cifar10"\nsec-obj = "params"\n'
+        "n_doe = 4\niterations = 1\nn_iter = 2\nseed = 7\n"
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    result = run_cli("search", "--config", str(tmp_path / "search.toml"), "--seed", "9", "--storage", url,
+                     "--study-name", "cfg", "--quiet", "--save", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="cfg", storage=url, sampler=optuna.samplers.RandomSampler())
+    assert study.user_attrs["config"]["n_doe"] == 4 and study.user_attrs["config"]["seed"] == 9
+
+
+def test_bad_values_are_usage_errors_without_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    cases = [
+        (["--n-doe", "0"], "--n-doe"),
+        (["--lr", "64", "--ur", "32"], "resolution"),
+        (["--search-space", "nasbench201", "--dataset", "digits"], "nasbench201"),
+        (["--top1min", "120"], "--top1min"),
+        (["--device", "cuda:3"], "CUDA"),
+    ]
+    for args, expected in cases:
+        result = run_cli("search", "--storage", url, "--quiet", *args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "s.db").exists() or "optnas" not in (tmp_path / "s.db").read_bytes().decode("latin1")
