@@ -1,0 +1,51 @@
+"""A real mobilenetv3 search on the embedded default (digits), through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from optnas.costs import profile
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A supernet trained for one epoch on digits by `optnas supernet train`."""
+    path = tmp_path_factory.mktemp("supernet") / "supernet.pth"
+    result = run_cli("supernet", "train", "--dataset", "digits", "--epochs", "1", "--out", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 1 and 0.0 <= summary["top1_largest"] <= 100.0
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    assert "state_dict" in checkpoint
+    return path
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "surrogate"])
+def test_digits_search_stores_exact_costs_and_accuracies(sampler: str, supernet_file: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    result = run_cli(
+        "search", "--storage", url, "--study-name", "digits", "--supernet-path", str(supernet_file),
+        "--n-doe", "3", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
+        "--sec-obj", "params", "--pmax", "3.2", "--sampler", sampler, "--predictor", "rbf",
+        "--save", str(tmp_path / "run"), "--quiet", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="digits", storage=url, sampler=optuna.samplers.RandomSampler())
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 5
+    for trial in complete:
+        subnet = trial.user_attrs["subnet"]
+        exact = profile(subnet, 10)
+        for key in ("params", "macs", "activations", "peak_activations"):
+            assert trial.user_attrs[key] == pytest.approx(exact[key])
+        assert 0.0 <= trial.user_attrs["top1"] <= 100.0
+        assert trial.constraints["params"] == pytest.approx(exact["params"] - 3.2)
+        assert len(trial.params) == 45
+    assert all(t.user_attrs["params"] <= 3.2 for t in study.best_trials)
