@@ -136,6 +136,31 @@ def resume(study_name: str, storage: str, jobs: int, quiet: bool, **values: Any)
 
 
 @main.command()
+@click.option("--study-name", required=True, help="The study to join.")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
+              help="Optuna storage URL shared by all workers (PostgreSQL or MySQL for many machines).")
+@click.option("--device", default=None, help="Torch device of this worker, e.g. cuda:1 [default: the stored one].")
+@click.option("--n-workers", type=click.IntRange(0), default=None,
+              help="Data-loading worker processes of this worker [default: the stored value].")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
+              help="Trials evaluated at once in this process (threads).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_friendly_errors
+def worker(study_name: str, storage: str, device: str | None, n_workers: int | None, jobs: int, quiet: bool) -> None:
+    """Join a study and evaluate its candidates until the budget of completed trials is spent.
+
+    Any number of workers may run at once, on one or many machines, one per GPU: all of them
+    derive the supernet, the data split and the candidate batches from the stored configuration.
+    """
+    from optnas.studies.search import continue_search
+
+    given = _given({"device": device, "n_workers": n_workers})
+    if "device" in given:
+        _check_device(given["device"])
+    continue_search(storage, study_name, given, echo=click.echo, progress=not quiet, n_jobs=jobs)
+
+
+@main.command()
 @click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
 @_friendly_errors
 def studies(storage: str) -> None:

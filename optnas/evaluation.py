@@ -6,6 +6,7 @@ and the supernet) so that it is prepared once per process.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -102,15 +103,18 @@ class CandidateEvaluator:
         path.parent.mkdir(parents=True, exist_ok=True)
         supernet = build_supernet(self.n_classes, config.width_mult)
         self._echo(f"Supernet: {path} ({config.supernet_epochs} epochs on {config.dataset})")
-        train_supernet(
-            supernet,
-            self.data,
-            epochs=config.supernet_epochs,
-            out_path=path,
-            device=config.device,
-            seed=config.seed,
-            resolutions=tuple(self.space.resolutions),
-        )
+        # Workers sharing the folder train it once: the others wait, then resume the finished file.
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            train_supernet(
+                supernet,
+                self.data,
+                epochs=config.supernet_epochs,
+                out_path=path,
+                device=config.device,
+                seed=config.seed,
+                resolutions=tuple(self.space.resolutions),
+            )
         return supernet.to(config.device)
 
     def costs(self, subnet: dict[str, Any]) -> dict[str, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 # Stats stored as user attributes of every trial, besides the subnet.
 STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml")
+BUDGET_POLL_SECONDS = 1.0
 # Optuna's legacy constraints attribute: optuna-dashboard 0.21 reads only this one.
 LEGACY_CONSTRAINTS_KEY = "constraints"
 
@@ -50,6 +52,7 @@ class NASObjective:
         self._lock = threading.Lock()
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
+        self._wait_for_budget(trial)
         params = {
             name: suggest(trial, name, distribution)
             for name, distribution in self.space.distributions().items()
@@ -71,6 +74,25 @@ class NASObjective:
             trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
             raise
         return objective_values(stats, self.config.objectives)
+
+    def _wait_for_budget(self, trial: optuna.Trial) -> None:
+        """Prune this trial if the budget will be met without it; wait while that is undecided.
+
+        Completed trials count toward the budget. While the completed trials plus the earlier
+        ones still running would reach it, this trial waits: if they complete, it is pruned
+        (PRUNED trials do not count), and if one fails, this trial goes ahead in its place.
+        """
+        budget = self.config.budget
+        while True:
+            trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            running_before = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
+            if complete >= budget:
+                raise optuna.TrialPruned(f"the budget of {budget} completed trials is spent")
+            if complete + running_before < budget:
+                return
+            optuna.storages.fail_stale_trials(trial.study)
+            time.sleep(BUDGET_POLL_SECONDS)
 
     def _record(self, trial: optuna.Trial, subnet: dict, stats: dict[str, Any], model: Any) -> None:
         for key, value in stats.items():

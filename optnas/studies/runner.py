@@ -59,13 +59,12 @@ def run_search(
             failures.append(trial.user_attrs.get("fail_reason", "unknown error"))
             if len(failures) >= MAX_CONSECUTIVE_FAILURES:
                 study.stop()
-            return
-        failures.clear()
-        if trial.state != TrialState.COMPLETE:
-            return
+        elif trial.state == TrialState.COMPLETE:
+            failures.clear()
         complete = _n_complete(study)
         bar.update(max(0, complete - bar.n))
-        recorder.record(study, complete)
+        if trial.state == TrialState.COMPLETE:
+            recorder.record(study, complete)
         if complete >= config.budget:
             study.stop()
 

@@ -8,6 +8,7 @@ from optuna.storages import BaseStorage, RDBStorage
 # A worker that stops beating for GRACE_PERIOD seconds is presumed dead and its trial failed.
 HEARTBEAT_INTERVAL = 30
 GRACE_PERIOD = 120
+MAX_RETRY = 3
 
 
 class StorageError(RuntimeError):
@@ -56,6 +57,8 @@ def open_storage(url: str) -> BaseStorage:
             engine_kwargs=engine_kwargs,
             heartbeat_interval=HEARTBEAT_INTERVAL,
             grace_period=GRACE_PERIOD,
+            # A dead worker's architecture goes back to the queue and a live worker evaluates it.
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
         if url.startswith("sqlite"):
             _tune_sqlite(storage)
