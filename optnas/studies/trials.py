@@ -24,12 +24,22 @@ def load_trials(storage_url: str, study_name: str, *, pareto: bool = False) -> l
         study_name: the study.
         pareto: only the trials of the feasible Pareto set (Optuna's ``best_trials``).
     """
+    study = load_study_readonly(storage_url, study_name)
+    return pareto_trials(study) if pareto else study.get_trials(deepcopy=False)
+
+
+def load_study_readonly(storage_url: str, study_name: str) -> optuna.Study:
+    """Load a study to read it (with a sampler that never runs), or say which studies exist.
+
+    Args:
+        storage_url: the storage URL.
+        study_name: the study.
+    """
     storage = open_storage(storage_url)
     names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
     if study_name not in names:
         raise ValueError(f"no study named '{study_name}'; studies here: {', '.join(names) or 'none'}")
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
-    return pareto_trials(study) if pareto else study.get_trials(deepcopy=False)
+    return optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -59,16 +69,17 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] = COLUMNS + ("fail_reason",)) -> str:
     """Render rows as ``table``, ``json`` or ``csv``.
 
     Args:
-        rows: rows from :func:`trial_row`.
+        rows: rows such as those of :func:`trial_row`.
         fmt: the format.
+        columns: the columns to show, in order, when some row has them.
     """
     if fmt == "json":
         return json.dumps(rows, indent=2)
-    columns = [c for c in COLUMNS + ("fail_reason",) if any(c in row for row in rows)]
+    columns = [c for c in columns if any(c in row for row in rows)]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")

@@ -1,0 +1,120 @@
+"""Choosing architectures from a finished study (``optnas select``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.trial import FrozenTrial
+
+from optnas.objectives.nas import STAT_KEYS
+from optnas.studies.study import ARTIFACT_DIR_ATTR
+from optnas.studies.trials import pareto_trials
+
+PREFERENCES = ("params", "macs", "activations", "tiny_ml", "trade-off")
+
+
+def trade_offs(values: np.ndarray) -> np.ndarray:
+    """Return the trade-off of every point of a front (higher: a better compromise).
+
+    Objectives are minimised and first normalised to [0, 1] over the front, so that units do
+    not decide. The trade-off of point i against j is what i gains over j divided by what it
+    loses, ``Σ max(0, f_j − f_i) / Σ max(0, f_i − f_j)``; a point's trade-off is its smallest
+    over the other points: a knee of the front gives up little for much.
+
+    Args:
+        values: array (n, m) of a non-dominated set, minimised.
+    """
+    values = np.asarray(values, dtype=float)
+    span = values.max(axis=0) - values.min(axis=0)
+    normalised = (values - values.min(axis=0)) / np.where(span > 0, span, 1.0)
+    difference = normalised[None, :, :] - normalised[:, None, :]  # [i, j] = f_j - f_i
+    gain = np.clip(difference, 0, None).sum(axis=2)
+    loss = np.clip(-difference, 0, None).sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(loss > 0, gain / np.where(loss > 0, loss, 1.0), np.inf)
+    np.fill_diagonal(ratio, np.inf)
+    return ratio.min(axis=1)
+
+
+def select_trials(study: optuna.Study, n: int, prefer: str) -> list[tuple[FrozenTrial, str]]:
+    """Return up to ``n`` trials of the feasible Pareto set, each with why it was chosen.
+
+    The most accurate architecture always comes first; then, for a named objective, the ones
+    lowest in it, or for ``trade-off`` the best compromises on the normalised objectives.
+
+    Args:
+        study: the study.
+        n: how many architectures.
+        prefer: a stat name of :data:`PREFERENCES`.
+    """
+    if prefer not in PREFERENCES:
+        raise ValueError(f"--prefer must be one of {list(PREFERENCES)}, got {prefer!r}")
+    if n < 1:
+        raise ValueError(f"-n must be at least 1, got {n}")
+    front = pareto_trials(study)
+    if not front:
+        raise ValueError(f"study '{study.study_name}' has no feasible completed trial to select from")
+    best = max(front, key=lambda t: (t.user_attrs["top1"], -t.number))
+    chosen = [(best, "most accurate")]
+    others = [t for t in front if t.number != best.number]
+    if prefer == "trade-off":
+        if others:
+            directions = study.directions
+            signs = np.array([-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in directions])
+            scores = trade_offs(np.array([t.values for t in front]) * signs)
+            by_score = {t.number: s for t, s in zip(front, scores)}
+            others.sort(key=lambda t: (-by_score[t.number], t.number))
+    else:
+        missing = [t.number for t in others if prefer not in t.user_attrs]
+        if missing:
+            raise ValueError(f"trials {missing[:5]} have no '{prefer}' figure")
+        others.sort(key=lambda t: (t.user_attrs[prefer], t.number))
+    chosen += [(t, f"{prefer} rank {rank}") for rank, t in enumerate(others[: n - 1], start=1)]
+    return chosen
+
+
+def export_selection(
+    study: optuna.Study, chosen: list[tuple[FrozenTrial, str]], prefer: str, save: str | Path,
+    csv_path: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Write one folder per choice (``net.subnet``, ``net.stats``, ``ckpt.pth`` if kept) and a CSV.
+
+    Returns the rows of the CSV.
+
+    Args:
+        study: the study.
+        chosen: from :func:`select_trials`.
+        prefer: the preference, used in folder names.
+        save: the output folder.
+        csv_path: where to write the CSV (default: ``save/selection.csv``).
+    """
+    save = Path(save)
+    save.mkdir(parents=True, exist_ok=True)
+    artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
+    store = FileSystemArtifactStore(artifact_dir) if artifact_dir and Path(artifact_dir).is_dir() else None
+    rows = []
+    for rank, (trial, reason) in enumerate(chosen):
+        folder = save / f"net-{prefer}_{rank}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stats = {key: trial.user_attrs[key] for key in STAT_KEYS if key in trial.user_attrs}
+        (folder / "net.subnet").write_text(json.dumps(trial.user_attrs["subnet"], indent=2) + "\n")
+        (folder / "net.stats").write_text(json.dumps(stats, indent=2) + "\n")
+        if store is not None:
+            for meta in get_all_artifact_meta(trial, storage=study._storage):
+                if meta.filename == "ckpt.pth":
+                    download_artifact(artifact_store=store, file_path=str(folder / "ckpt.pth"),
+                                      artifact_id=meta.artifact_id)
+        rows.append({"folder": folder.name, "trial": trial.number, "reason": reason, **stats,
+                     "subnet": json.dumps(trial.user_attrs["subnet"])})
+    columns = ["folder", "trial", "reason", *STAT_KEYS, "subnet"]
+    with open(csv_path or save / "selection.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
