@@ -24,9 +24,9 @@ setup(
         "scipy>=1.10",
     ],
     extras_require={
-        "postgres": ["psycopg2-binary>=2.9"],
+        "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],
         "redis": ["redis>=5.0"],
-        "test": ["pytest>=8", "psycopg2-binary>=2.9", "redis>=5.0"],
+        "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0"],
     },
     entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
 )

@@ -186,3 +186,23 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
         wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
     )
     return costs
+
+
+def check_constraints_satisfiable(config: SearchConfig) -> None:
+    """Refuse cost bounds that no architecture meets, before any compute is spent.
+
+    The smallest architecture of a space is the cheapest in every cost, so it decides.
+
+    Args:
+        config: the search configuration.
+    """
+    smallest = config.make_space().smallest()
+    costs = exact_costs(config, smallest)
+    flags = {"params": "--pmax", "macs": "--mmax", "activations": "--amax"}
+    for name, bound in config.constraint_bounds.items():
+        if name in flags and costs[name] > bound:
+            raise ValueError(
+                f"no architecture satisfies {flags[name]} {bound:g}: the smallest one has "
+                f"{costs[name]:.4g} M {name} (at resolution {smallest.get('r', '-')}, "
+                f"{n_classes(config)} classes)"
+            )

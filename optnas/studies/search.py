@@ -8,10 +8,10 @@ from typing import Any, Callable
 import optuna
 
 from optnas.config import SearchConfig
-from optnas.evaluation import CandidateEvaluator
+from optnas.evaluation import CandidateEvaluator, check_constraints_satisfiable
 from optnas.studies.runner import prepare_save_dir, run_search
 from optnas.studies.storage import mask_password, open_storage
-from optnas.studies.study import create_search_study, resume_search_study
+from optnas.studies.study import create_search_study, ensure_new_study_name, resume_search_study
 from optnas.studies.trials import format_rows, pareto_trials, trial_row
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,16 @@ def start_search(
         progress: show progress bars.
         n_jobs: trials evaluated at once in this process.
     """
+    check_constraints_satisfiable(config)
     save_dir = prepare_save_dir(config.save)
-    study = create_search_study(config, storage_url, study_name)
+    name = study_name or config.default_study_name()
+    ensure_new_study_name(storage_url, name)
+    # Bad data folders and checkpoints fail here, before the study is written.
+    evaluator = CandidateEvaluator(config, save_dir, echo=echo)
+    evaluator.prepare()
+    study = create_search_study(config, storage_url, name)
     echo(f"Study '{study.study_name}' in {mask_password(storage_url)}: budget {config.budget} trials")
-    _run_and_report(study, config, save_dir, storage_url, echo, progress, n_jobs)
+    _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
     return study
 
 
@@ -65,14 +71,13 @@ def continue_search(
     if "save" in overrides:
         prepare_save_dir(overrides["save"])
     study, config = resume_search_study(storage_url, study_name, overrides)
-    save_dir = prepare_save_dir(config.save)
+    evaluator = CandidateEvaluator(config, prepare_save_dir(config.save), echo=echo)
     echo(f"Resuming '{study_name}': budget {config.budget} trials")
-    _run_and_report(study, config, save_dir, storage_url, echo, progress, n_jobs)
+    _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
     return study
 
 
-def _run_and_report(study, config, save_dir, storage_url, echo, progress, n_jobs) -> None:
-    evaluator = CandidateEvaluator(config, save_dir, echo=echo)
+def _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs) -> None:  # noqa: ANN001
     complete = run_search(study, config, evaluator, progress=progress, n_jobs=n_jobs)
     best = pareto_trials(study)
     echo(f"{complete} completed trials; feasible Pareto set ({len(best)}):")

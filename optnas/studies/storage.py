@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
-# A worker that stops beating for GRACE_PERIOD seconds is presumed dead and its trial failed.
-HEARTBEAT_INTERVAL = 30
-GRACE_PERIOD = 120
+# A worker that stops beating for GRACE_PERIOD seconds is presumed dead and its trial failed;
+# both can be tuned per cluster through the environment.
+HEARTBEAT_INTERVAL = int(os.environ.get("OPTNAS_HEARTBEAT_INTERVAL", "30"))
+GRACE_PERIOD = int(os.environ.get("OPTNAS_GRACE_PERIOD", str(4 * HEARTBEAT_INTERVAL)))
 MAX_RETRY = 3
 
 
@@ -64,8 +67,9 @@ def open_storage(url: str) -> BaseStorage:
             _tune_sqlite(storage)
         return storage
     except ImportError as error:
+        missing = getattr(error.__cause__, "name", None) or error.name
         raise StorageError(
-            f"cannot open storage {mask_password(url)}: missing driver ({error.name}); "
+            f"cannot open storage {mask_password(url)}: missing database driver ({missing}); "
             "install it, e.g. pip install 'optnas[postgres]'"
         ) from None
     except Exception as error:  # noqa: BLE001 - any driver error becomes one masked line

@@ -33,6 +33,22 @@ def study_names(storage_url: str) -> list[str]:
     return [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
 
 
+def ensure_new_study_name(storage_url: str, name: str) -> optuna.storages.BaseStorage:
+    """Refuse a study name that the storage already holds; return the opened storage.
+
+    Args:
+        storage_url: the storage URL.
+        name: the study name.
+    """
+    storage = open_storage(storage_url)
+    if name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+        raise StudyError(
+            f"study '{name}' already exists in this storage; continue it with "
+            f"`optnas resume --study-name {name} --storage ...`, or pick another --study-name"
+        )
+    return storage
+
+
 def create_search_study(config: SearchConfig, storage_url: str, study_name: str | None = None) -> optuna.Study:
     """Create a new study for a search and store its configuration.
 
@@ -42,12 +58,7 @@ def create_search_study(config: SearchConfig, storage_url: str, study_name: str 
         study_name: the study name (default: derived from the configuration).
     """
     name = study_name or config.default_study_name()
-    storage = open_storage(storage_url)
-    if name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
-        raise StudyError(
-            f"study '{name}' already exists in this storage; continue it with "
-            f"`optnas resume --study-name {name} --storage ...`, or pick another --study-name"
-        )
+    storage = ensure_new_study_name(storage_url, name)
     study = optuna.create_study(
         study_name=name,
         storage=storage,

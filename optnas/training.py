@@ -1,0 +1,249 @@
+"""Fine-tuning, BN recalibration and evaluation of candidate networks."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from optnas.data import DataSplits, ImageSet
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's (every device's) global generators.
+
+    Args:
+        seed: the seed.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Seed PyTorch's global generators inside the block and restore them after it.
+
+    Dropout and other in-model randomness then depend on ``seed`` alone, without the
+    caller's random state being changed.
+
+    Args:
+        seed: the seed.
+        device: the device whose generator is saved and restored along with the CPU's.
+    """
+    device = torch.device(device)
+    devices = []
+    if device.type == "cuda":
+        devices = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def fine_tune(
+    model: nn.Module,
+    train: ImageSet,
+    *,
+    epochs: int,
+    resolution: int,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    lr: float = 0.01,
+    batch_size: int = 64,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-5,
+    progress: bool = False,
+) -> None:
+    """Train a network with SGD and a cosine learning rate that changes once per epoch.
+
+    Args:
+        model: the network, trained in place.
+        train: the training images.
+        epochs: epochs to train; 0 leaves the model untouched.
+        resolution: input resolution.
+        device: where to train.
+        seed: seeds shuffling, augmentation and dropout.
+        lr: the initial learning rate.
+        batch_size: images per step.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty.
+        progress: show a progress bar.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be zero or more, got {epochs}")
+    if epochs == 0:
+        return
+    was_training = model.training
+    model.to(device).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    generator = torch.Generator().manual_seed(seed)
+    with seeded(seed, device), tqdm(
+        range(epochs), desc="fine-tune", unit="epoch", disable=not progress
+    ) as bar:
+        for _ in bar:
+            # The loss stays on the device; one sync per epoch keeps the loop as fast as a
+            # plain PyTorch one.
+            total = torch.zeros((), device=device)
+            n_steps = 0
+            for images, labels in train.batches(
+                batch_size, resolution, shuffle=True, augment=True, generator=generator,
+                device=device,
+            ):
+                # Train-mode BN cannot normalise one image once the feature map is 1x1.
+                if len(labels) < 2:
+                    continue
+                loss = F.cross_entropy(model(images), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if progress:
+                    total += loss.detach()
+                    n_steps += 1
+            scheduler.step()
+            if progress:
+                bar.set_postfix(loss=f"{total.item() / max(n_steps, 1):.3f}")
+    model.train(was_training)
+
+
+def recalibrate_bn(
+    model: nn.Module,
+    train: ImageSet,
+    *,
+    resolution: int,
+    n_images: int = 2000,
+    batch_size: int = 200,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> None:
+    """Recompute every BatchNorm's running statistics on a fixed subset of training images.
+
+    Inherited statistics were accumulated over many subnets and do not fit the extracted one.
+    They are reset and recomputed as plain averages over the batches of ``n_images`` images
+    drawn with ``seed``; only BN layers run in training mode (dropout stays off), and every
+    module's mode and BN momentum are restored afterwards.
+
+    Args:
+        model: the network, updated in place.
+        train: the training images.
+        resolution: input resolution.
+        n_images: images to average over (all of them if fewer).
+        batch_size: images per forward pass.
+        device: where to run.
+        seed: selects the images.
+    """
+    norms = [
+        module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
+    ]
+    if not norms:
+        return
+    generator = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(len(train), generator=generator)[: min(n_images, len(train))]
+    modes = [(module, module.training) for module in model.modules()]
+    momenta = [norm.momentum for norm in norms]
+    model.to(device).eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches
+        norm.train()
+    try:
+        with torch.no_grad():
+            for images, labels in train.subset(indices.tolist()).batches(
+                batch_size, resolution, device=device
+            ):
+                if len(labels) > 1:  # one image gives no variance at a 1x1 feature map
+                    model(images)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        for module, training in modes:
+            module.training = training
+
+
+def evaluate(
+    model: nn.Module,
+    images: ImageSet,
+    *,
+    resolution: int,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> float:
+    """Return the top-1 accuracy in % of a network on a set of images.
+
+    Args:
+        model: the network.
+        images: the images to classify.
+        resolution: input resolution.
+        batch_size: images per forward pass.
+        device: where to run.
+    """
+    inputs, labels = images.tensors(resolution, device=device)
+    if len(labels) == 0:
+        raise ValueError("cannot evaluate on an empty set of images")
+    was_training = model.training
+    model.to(device).eval()
+    # Counted on the device: a single sync at the end.
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    with torch.inference_mode():
+        for start in range(0, len(labels), batch_size):
+            logits = model(inputs[start : start + batch_size])
+            correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum()
+    model.train(was_training)
+    return 100.0 * correct.item() / len(labels)
+
+
+def evaluate_candidate(
+    supernet: nn.Module,
+    subnet: dict[str, Any],
+    data: DataSplits,
+    *,
+    n_epochs: int,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    lr: float = 0.01,
+    batch_size: int = 64,
+    bn_images: int = 2000,
+) -> tuple[float, nn.Module]:
+    """Score a candidate: inherit its weights, fine-tune, recalibrate BN, evaluate.
+
+    The same seed gives the same accuracy (bit for bit on CPU; CUDA kernels may be
+    nondeterministic).
+
+    Args:
+        supernet: the OFA supernet the weights come from (left unchanged).
+        subnet: the candidate, a canonical mobilenetv3 subnet with its resolution ``r``.
+        data: the dataset; the candidate is scored on its validation split.
+        n_epochs: fine-tuning epochs (0 allowed).
+        device: where to run.
+        seed: seeds fine-tuning and the BN recalibration images.
+        lr: the initial fine-tuning learning rate.
+        batch_size: fine-tuning images per step.
+        bn_images: training images the BN statistics are recomputed on.
+
+    Returns:
+        The validation top-1 accuracy in % and the fine-tuned network.
+    """
+    # Imported here because supernet.py uses this module's loops.
+    from optnas.supernet import extract_subnet
+
+    if "r" not in subnet:
+        raise ValueError("the subnet has no input resolution 'r'; pass its canonical form")
+    resolution = int(subnet["r"])
+    model = extract_subnet(supernet, subnet).to(device)
+    fine_tune(
+        model, data.train, epochs=n_epochs, resolution=resolution, device=device, seed=seed,
+        lr=lr, batch_size=batch_size,
+    )
+    recalibrate_bn(
+        model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed
+    )
+    return evaluate(model, data.valid, resolution=resolution, device=device), model
