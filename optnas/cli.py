@@ -99,10 +99,12 @@ def main() -> None:
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Trials evaluated at once in this process (threads).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--create-only", is_flag=True,
+              help="Check the options and the data, store the study, evaluate nothing (then run `optnas worker`s).")
 @_config_options
 @_friendly_errors
 def search(storage: str, study_name: str | None, config_file: str | None, jobs: int, quiet: bool,
-           **values: Any) -> None:
+           create_only: bool, **values: Any) -> None:
     """Create a new study and run the search until its budget is spent."""
     from optnas.studies.search import start_search
 
@@ -110,7 +112,8 @@ def search(storage: str, study_name: str | None, config_file: str | None, jobs: 
     given.update(_given(values))
     config = SearchConfig.from_dict(given).validate()
     _check_device(config.device)
-    start_search(config, storage, study_name, echo=click.echo, progress=not quiet, n_jobs=jobs)
+    start_search(config, storage, study_name, echo=click.echo, progress=not quiet, n_jobs=jobs,
+                 create_only=create_only)
 
 
 @main.command()

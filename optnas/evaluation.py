@@ -73,11 +73,16 @@ class CandidateEvaluator:
             self._supernet = self._prepare_supernet()
         return self._supernet
 
-    def prepare(self) -> None:
-        """Load the data and the supernet now, so that their errors come before any trial."""
+    def prepare(self, with_supernet: bool = True) -> None:
+        """Load the data (and the supernet) now, so that their errors come before any trial.
+
+        Args:
+            with_supernet: also load or train the supernet.
+        """
         if self.config.search_space != "nasbench201":
             self.data  # noqa: B018
-            self.supernet  # noqa: B018
+            if with_supernet:
+                self.supernet  # noqa: B018
 
     def supernet_file(self) -> Path:
         """Where the supernet trained on the spot is kept; derived from what determines it."""

@@ -69,3 +69,19 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
         [sys.executable, "-m", "optnas.cli", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A supernet trained for one epoch on digits by `optnas supernet train`."""
+    import json
+
+    import torch
+
+    path = tmp_path_factory.mktemp("supernet") / "supernet.pth"
+    result = run_cli("supernet", "train", "--dataset", "digits", "--epochs", "1", "--out", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["epochs"] == 1 and 0.0 <= summary["top1_largest"] <= 100.0
+    assert "state_dict" in torch.load(path, map_location="cpu", weights_only=True)
+    return path

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 from optnas.costs import profile
 from tests.conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A supernet trained for one epoch on digits by `optnas supernet train`."""
-    path = tmp_path_factory.mktemp("supernet") / "supernet.pth"
-    result = run_cli("supernet", "train", "--dataset", "digits", "--epochs", "1", "--out", str(path))
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["epochs"] == 1 and 0.0 <= summary["top1_largest"] <= 100.0
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    assert "state_dict" in checkpoint
-    return path
 
 
 @pytest.mark.parametrize("sampler", ["nsga2", "surrogate"])

@@ -25,6 +25,7 @@ def start_search(
     echo: Callable[[str], None] = logger.info,
     progress: bool = True,
     n_jobs: int = 1,
+    create_only: bool = False,
 ) -> optuna.Study:
     """Create a study for ``config`` and run it to its budget.
 
@@ -35,6 +36,7 @@ def start_search(
         echo: where messages go.
         progress: show progress bars.
         n_jobs: trials evaluated at once in this process.
+        create_only: store the study after checking the options and the data, run nothing.
     """
     check_constraints_satisfiable(config)
     save_dir = prepare_save_dir(config.save)
@@ -42,9 +44,12 @@ def start_search(
     ensure_new_study_name(storage_url, name)
     # Bad data folders and checkpoints fail here, before the study is written.
     evaluator = CandidateEvaluator(config, save_dir, echo=echo)
-    evaluator.prepare()
+    evaluator.prepare(with_supernet=not create_only)
     study = create_search_study(config, storage_url, name)
     echo(f"Study '{study.study_name}' in {mask_password(storage_url)}: budget {config.budget} trials")
+    if create_only:
+        echo(f"Created; run workers with: optnas worker --study-name {name} --storage {mask_password(storage_url)}")
+        return study
     _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
     return study
 

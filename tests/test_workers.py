@@ -1,0 +1,84 @@
+"""Many workers on one study: exact budgets, no duplicates, recovery from a killed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from optnas.config import SearchConfig
+from optnas.studies.study import create_search_study
+
+
+def _worker(url: str, name: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "optnas.cli", "worker", "--study-name", name, "--storage", url, "--quiet"],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+    )
+
+
+def _load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url, sampler=optuna.samplers.RandomSampler())
+
+
+def _evaluated(study: optuna.Study) -> list[str]:
+    return [json.dumps(t.user_attrs["subnet"], sort_keys=True) for t in study.get_trials(states=(TrialState.COMPLETE,))
+            if "duplicate_of" not in t.user_attrs]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_three_workers_spend_exactly_the_budget(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                                                unique_name: str) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    config = SearchConfig(search_space="nasbench201", dataset="cifar10", sec_obj="params", n_doe=9,
+                          iterations=3, n_iter=4, predictor="rbf", save=str(tmp_path / "run")).validate()
+    create_search_study(config, url, unique_name)
+    try:
+        workers = [_worker(url, unique_name, tmp_path) for _ in range(3)]
+        for worker in workers:
+            _, err = worker.communicate(timeout=300)
+            assert worker.returncode == 0, err
+        study = _load(url, unique_name)
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == config.budget
+        evaluated = _evaluated(study)
+        assert len(evaluated) == len(set(evaluated)), "an architecture was evaluated twice"
+    finally:
+        if backend == "postgresql":
+            optuna.delete_study(study_name=unique_name, storage=url)
+
+
+def test_killed_worker_is_recovered(supernet_file: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    config = SearchConfig(supernet_path=str(supernet_file), n_doe=3, iterations=1, n_iter=2, n_epochs=2,
+                          vld_size=100, sec_obj="params", predictor="rbf", save=str(tmp_path / "run")).validate()
+    create_search_study(config, url, "killed")
+    fast_heartbeat = {"OPTNAS_HEARTBEAT_INTERVAL": "1", "OPTNAS_GRACE_PERIOD": "4"}
+    victim = _worker(url, "killed", tmp_path, fast_heartbeat)
+    deadline = time.monotonic() + 240
+    running = []
+    while time.monotonic() < deadline and not running:
+        time.sleep(0.5)
+        running = [t for t in _load(url, "killed").get_trials(states=(TrialState.RUNNING,))
+                   if "subnet" in t.user_attrs]
+    assert running, "the worker never started a trial"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate()
+    killed = running[0]
+    survivor = _worker(url, "killed", tmp_path, fast_heartbeat)
+    _, err = survivor.communicate(timeout=400)
+    assert survivor.returncode == 0, err
+    study = _load(url, "killed")
+    assert study.trials[killed.number].state == TrialState.FAIL
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == config.budget
+    assert killed.user_attrs["subnet"] in [t.user_attrs["subnet"] for t in complete]
+    evaluated = _evaluated(study)
+    assert len(evaluated) == len(set(evaluated))
