@@ -159,7 +159,8 @@ class SurrogateSampler(BaseSampler):
         fit_seconds = time.perf_counter() - started
 
         def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            predicted = predictor.predict(vectors)
+            # An accuracy in %: interpolants can extrapolate past either end.
+            predicted = np.clip(predictor.predict(vectors), 0.0, 100.0)
             costs = [self._costs_of(vector) for vector in vectors]
             return self._objectives(predicted, costs), self._violation(predicted, costs)
 
