@@ -1,0 +1,174 @@
+"""Fine-tuning, BN recalibration, evaluation and candidate scoring."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from optnas.data import DataSplits, load_dataset
+from optnas.spaces import MobileNetV3Space
+from optnas.supernet import build_supernet, extract_subnet
+from optnas.training import (
+    evaluate,
+    evaluate_candidate,
+    fine_tune,
+    recalibrate_bn,
+    seeded,
+    set_seed,
+)
+
+RESOLUTION = 24
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:
+    # The tensors here are tiny: intra-op threads only add synchronisation, which costs
+    # whole scheduler slices on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> DataSplits:
+    data = load_dataset("digits")
+    return DataSplits(
+        "digits", data.train.subset(range(40)), data.valid.subset(range(30)),
+        data.test.subset(range(10)), data.n_classes,
+    )
+
+
+@pytest.fixture(scope="module")
+def supernet() -> nn.Module:
+    return build_supernet(10)
+
+
+@pytest.fixture
+def model(supernet: nn.Module) -> nn.Module:
+    subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).sample(np.random.default_rng(0), 1)[0]
+    return extract_subnet(supernet, subnet)
+
+
+def _batch_norms(model: nn.Module) -> list[nn.BatchNorm2d]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
+    state_b = b.state_dict()
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, state_b[key]), key
+
+
+def test_fine_tune_for_zero_epochs_changes_nothing(model: nn.Module, tiny_data: DataSplits) -> None:
+    before = copy.deepcopy(model)
+    fine_tune(model, tiny_data.train, epochs=0, resolution=RESOLUTION)
+    _assert_same_state(model, before)
+    with pytest.raises(ValueError, match="epochs"):
+        fine_tune(model, tiny_data.train, epochs=-1, resolution=RESOLUTION)
+
+
+def test_fine_tune_steps_the_cosine_schedule_per_epoch(
+    model: nn.Module, tiny_data: DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rates: list[float] = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self: torch.optim.SGD, *args: Any, **kwargs: Any) -> Any:
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    fine_tune(model, tiny_data.train, epochs=3, resolution=RESOLUTION, lr=0.1, batch_size=20)
+    # 40 images in batches of 20: two steps per epoch, at that epoch's rate.
+    expected = [0.05 * (1 + math.cos(math.pi * epoch / 3)) for epoch in range(3) for _ in range(2)]
+    assert rates == pytest.approx(expected)
+
+
+def test_fine_tune_is_reproducible_and_restores_the_mode(
+    supernet: nn.Module, model: nn.Module, tiny_data: DataSplits
+) -> None:
+    twin = copy.deepcopy(model)
+    model.eval()
+    twin.eval()
+    fine_tune(model, tiny_data.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
+    fine_tune(twin, tiny_data.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
+    _assert_same_state(model, twin)
+    assert not model.training
+    assert not torch.equal(model.first_conv.conv.weight, supernet.first_conv.conv.weight)
+
+
+def test_recalibrate_bn_recomputes_statistics_reproducibly(
+    model: nn.Module, tiny_data: DataSplits
+) -> None:
+    twin = copy.deepcopy(model)
+    model.train()
+    model.classifier.eval()
+    before = [bn.running_mean.clone() for bn in _batch_norms(model)]
+    kwargs = dict(resolution=RESOLUTION, n_images=30, batch_size=10)
+    recalibrate_bn(model, tiny_data.train, seed=1, **kwargs)
+    recalibrate_bn(twin, tiny_data.train, seed=1, **kwargs)
+    _assert_same_state(model, twin)
+    after = [bn.running_mean for bn in _batch_norms(model)]
+    assert all(not torch.equal(old, new) for old, new in zip(before, after))
+    # Three batches were averaged, and every module is back in its own mode.
+    assert all(bn.num_batches_tracked.item() == 3 for bn in _batch_norms(model))
+    assert all(bn.momentum == 0.1 for bn in _batch_norms(model))
+    assert model.training and not model.classifier.training
+    other = copy.deepcopy(twin)
+    recalibrate_bn(other, tiny_data.train, seed=2, **kwargs)
+    assert not torch.equal(other.first_conv.bn.running_mean, model.first_conv.bn.running_mean)
+
+
+def test_recalibrate_bn_in_one_batch_gives_that_batch_statistics(
+    model: nn.Module, tiny_data: DataSplits
+) -> None:
+    recalibrate_bn(model, tiny_data.train, resolution=RESOLUTION, n_images=40, batch_size=40)
+    images, _ = tiny_data.train.tensors(RESOLUTION)
+    features = model.first_conv.conv(images)
+    bn = model.first_conv.bn
+    torch.testing.assert_close(bn.running_mean, features.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(bn.running_var, features.var(dim=(0, 2, 3), unbiased=True))
+
+
+def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_data: DataSplits) -> None:
+    model.train()
+    top1 = evaluate(model, tiny_data.valid, resolution=RESOLUTION, batch_size=7)
+    assert model.training
+    images, labels = tiny_data.valid.tensors(RESOLUTION)
+    model.eval()
+    with torch.no_grad():
+        correct = (model(images).argmax(dim=1) == labels).sum().item()
+    assert 0.0 <= top1 <= 100.0
+    assert top1 == pytest.approx(100.0 * correct / len(labels))
+
+
+def test_evaluate_candidate_is_reproducible(supernet: nn.Module, tiny_data: DataSplits) -> None:
+    subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).sample(np.random.default_rng(4), 1)[0]
+    before = copy.deepcopy(supernet.state_dict())
+    kwargs = dict(n_epochs=1, seed=7, batch_size=16, bn_images=30)
+    top1, model = evaluate_candidate(supernet, subnet, tiny_data, **kwargs)
+    again, twin = evaluate_candidate(supernet, subnet, tiny_data, **kwargs)
+    assert 0.0 <= top1 <= 100.0 and top1 == again
+    _assert_same_state(model, twin)
+    for key, value in supernet.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_seeding_helpers() -> None:
+    set_seed(11)
+    expected = torch.rand(3)
+    set_seed(11)
+    state = torch.get_rng_state()
+    with seeded(3):
+        inside = torch.rand(3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(torch.rand(3), expected)
+    with seeded(3):
+        assert torch.equal(torch.rand(3), inside)
