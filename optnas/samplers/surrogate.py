@@ -155,12 +155,12 @@ class SurrogateSampler(BaseSampler):
         X = np.array([self.space.to_vector(t.user_attrs["subnet"]) for t in evaluated])
         y = np.array([float(t.user_attrs["top1"]) for t in evaluated])
         predictor = get_predictor(self.predictor, random_state=self.seed + k)
-        predictor.fit(X, y)
+        predictor.fit(self.space.features(X), y)
         fit_seconds = time.perf_counter() - started
 
         def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             # An accuracy in %: interpolants can extrapolate past either end.
-            predicted = np.clip(predictor.predict(vectors), 0.0, 100.0)
+            predicted = np.clip(predictor.predict(self.space.features(vectors)), 0.0, 100.0)
             costs = [self._costs_of(vector) for vector in vectors]
             return self._objectives(predicted, costs), self._violation(predicted, costs)
 

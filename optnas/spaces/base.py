@@ -99,6 +99,16 @@ class SearchSpace(abc.ABC):
             [self.to_vector(self.from_vector(row)) for row in np.asarray(vectors)], dtype=np.int64
         ).reshape(len(vectors), len(self.gene_names()))
 
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        """Return the predictor inputs of gene vectors: the indices themselves by default.
+
+        Spaces whose gene values have no order override this (e.g. with one-hot columns).
+
+        Args:
+            vectors: array of shape (n, n_genes) of gene indices.
+        """
+        return np.asarray(vectors, dtype=np.float64)
+
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         """Draw ``n`` architectures uniformly over the genes.
 

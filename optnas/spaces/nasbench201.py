@@ -6,6 +6,7 @@ import hashlib
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from optnas.spaces.base import SearchSpace
@@ -45,6 +46,11 @@ class NASBench201Space(SearchSpace):
         if unknown:
             raise ValueError(f"unknown operation(s) {unknown}; allowed: {list(OPERATIONS)}")
         return {"ops": list(ops)}
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        # Operations are unordered categories: one column per (edge, operation).
+        vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, N_EDGES)
+        return np.eye(len(OPERATIONS))[vectors].reshape(len(vectors), -1)
 
     def smallest(self) -> dict[str, Any]:
         return {"ops": [OPERATIONS[0]] * N_EDGES}

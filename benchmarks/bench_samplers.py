@@ -1,0 +1,97 @@
+"""Surrogate sampler against Optuna's samplers on NAS-Bench-201 (cifar10), true-front hypervolume.
+
+The whole space (15,625 cells) is enumerable, so the true Pareto front of (error %, model
+size) is known. Each front is scaled by the true front's ideal and nadir points and measured
+against the reference point (1.1, 1.1); results are fractions of the true front's hypervolume.
+
+    python benchmarks/bench_samplers.py [--seeds 5] [--budgets 100 200] [--samplers surrogate nsga2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from optnas.config import SearchConfig
+from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
+from optnas.studies.hypervolume import hypervolume_2d
+from optnas.studies.search import start_search
+
+REFERENCE = (1.1, 1.1)
+
+
+def true_front(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return the ideal and nadir points of the true front and its scaled hypervolume."""
+    points = np.array([
+        [100.0 - figures["top1"], figures["params"]]
+        for figures in (lookup({"ops": list(ops)}, dataset, seed)
+                        for ops in itertools.product(OPERATIONS, repeat=N_EDGES))
+    ])
+    order = np.lexsort((points[:, 1], points[:, 0]))
+    front, best_second = [], np.inf
+    for first, second in points[order]:
+        if second < best_second:
+            front.append((first, second))
+            best_second = second
+    front = np.array(front)
+    ideal, nadir = front.min(axis=0), front.max(axis=0)
+    return ideal, nadir, hypervolume_2d((front - ideal) / (nadir - ideal), REFERENCE)
+
+
+def run(sampler: str, seed: int, budget: int, predictor: str, folder: Path) -> tuple[optuna.Study, float]:
+    """Run one search and return the study and its wall time."""
+    n_doe = min(20, budget)
+    config = SearchConfig(
+        search_space="nasbench201", dataset="cifar10", sec_obj="params", sampler=sampler,
+        predictor=predictor, n_doe=n_doe, n_iter=10, iterations=(budget - n_doe) // 10, seed=seed,
+        save=str(folder / "run"),
+    ).validate()
+    started = time.perf_counter()
+    study = start_search(config, f"sqlite:///{folder / 'bench.db'}", progress=False)
+    return study, time.perf_counter() - started
+
+
+def hv_fraction(study: optuna.Study, budget: int, ideal: np.ndarray, nadir: np.ndarray, true_hv: float) -> float:
+    """Hypervolume of the first ``budget`` completed trials, as a fraction of the true front's."""
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    points = np.array([[100.0 - t.values[0], t.values[1]] for t in complete[:budget]])
+    return hypervolume_2d((points - ideal) / (nadir - ideal), REFERENCE) / true_hv
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[100, 200])
+    parser.add_argument("--samplers", nargs="+", default=["surrogate", "nsga2", "tpe", "gp", "random"])
+    parser.add_argument("--predictor", default="as")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    budget = max(args.budgets)
+    print(f"{'sampler':10s} " + " ".join(f"{'HV@' + str(b):>14s}" for b in args.budgets) + f" {'seconds':>9s}")
+    for sampler in args.samplers:
+        fractions = {b: [] for b in args.budgets}
+        seconds = []
+        for seed in range(args.seeds):
+            ideal, nadir, true_hv = true_front("cifar10", seed)
+            with tempfile.TemporaryDirectory() as folder:
+                study, elapsed = run(sampler, seed, budget, args.predictor, Path(folder))
+                for b in args.budgets:
+                    fractions[b].append(hv_fraction(study, b, ideal, nadir, true_hv))
+            seconds.append(elapsed)
+        cells = " ".join(
+            f"{statistics.median(fractions[b]):.3f} ({min(fractions[b]):.3f})".rjust(14) for b in args.budgets
+        )
+        print(f"{sampler:10s} {cells} {statistics.median(seconds):9.1f}", flush=True)
+    print("HV: median over seeds (min); seconds: median wall time of a whole search")
+
+
+if __name__ == "__main__":
+    main()
