@@ -57,7 +57,7 @@ def test_three_workers_spend_exactly_the_budget(backend: str, tmp_path: Path, re
 
 def test_killed_worker_is_recovered(supernet_file: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    config = SearchConfig(supernet_path=str(supernet_file), n_doe=3, iterations=1, n_iter=2, n_epochs=2,
+    config = SearchConfig(supernet_path=str(supernet_file), n_doe=3, iterations=1, n_iter=1, n_epochs=1,
                           vld_size=100, sec_obj="params", predictor="rbf", save=str(tmp_path / "run")).validate()
     create_search_study(config, url, "killed")
     fast_heartbeat = {"OPTNAS_HEARTBEAT_INTERVAL": "1", "OPTNAS_GRACE_PERIOD": "4"}
