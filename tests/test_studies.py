@@ -206,3 +206,41 @@ def test_search_on_postgresql(postgres_url: str, unique_name: str, tmp_path: Pat
         assert all("params" in t.constraints or not t.constraints for t in study.trials)
     finally:
         optuna.delete_study(study_name=unique_name, storage=postgres_url)
+
+
+def test_failed_evaluation_is_a_fail_trial_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optnas.config import SearchConfig
+    from optnas.evaluation import CandidateEvaluator
+    from optnas.studies.search import start_search
+
+    original = CandidateEvaluator.evaluate
+    calls = []
+
+    def flaky(self: CandidateEvaluator, subnet: dict) -> tuple:
+        calls.append(subnet)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, subnet)
+
+    monkeypatch.setattr(CandidateEvaluator, "evaluate", flaky)
+    config = SearchConfig(search_space="nasbench201", dataset="cifar10", sec_obj="params", n_doe=4,
+                          iterations=1, n_iter=2, sampler="random", save=str(tmp_path / "run")).validate()
+    study = start_search(config, f"sqlite:///{tmp_path / 's.db'}", progress=False)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1
+    assert failed[0].user_attrs["fail_reason"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert "subnet" in failed[0].user_attrs
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == config.budget
+
+
+def test_resume_keeps_the_nsga2_generations(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = run_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "nsga2", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    generation = "NSGAIISampler:generation"
+    before = max(t.system_attrs[generation] for t in _study(url).trials)
+    assert before >= 2
+    resumed = run_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = [t.system_attrs[generation] for t in _study(url).trials[16:] if generation in t.system_attrs]
+    assert after and min(after) >= before
