@@ -85,3 +85,15 @@ def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert summary["epochs"] == 1 and 0.0 <= summary["top1_largest"] <= 100.0
     assert "state_dict" in torch.load(path, map_location="cpu", weights_only=True)
     return path
+
+
+def invoke_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run ``optnas`` in this process (fast, for error paths); same result shape as :func:`run_cli`."""
+    from click.testing import CliRunner
+
+    from optnas.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from optnas.costs import profile
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 3, 4, 2, 3], "r": 64, "w": 1.0}
 
@@ -27,7 +27,7 @@ def test_profile_rejects_bad_files_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.subnet"
     for content in ["not json", json.dumps({**SUBNET, "d": [5, 2, 2, 2, 2]}), json.dumps({"ks": [3]})]:
         bad.write_text(content)
-        result = run_cli("profile", str(bad))
+        result = invoke_cli("profile", str(bad))
         assert result.returncode == 2
         assert "bad.subnet" in result.stderr and "Traceback" not in result.stderr
 
@@ -38,8 +38,8 @@ def test_every_search_option_is_explained() -> None:
     text = run_cli("search", "--help").stdout
     for field in options():
         assert "--" + field.name.replace("_", "-") in text
-    for command in ("resume", "studies", "trials", "dashboard", "profile"):
-        assert run_cli(command, "--help").returncode == 0
+    for command in ("resume", "worker", "studies", "trials", "select", "dashboard", "profile"):
+        assert invoke_cli(command, "--help").returncode == 0
 
 
 def test_config_file_values_and_flag_overrides(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_bad_values_are_usage_errors_without_traceback(tmp_path: Path) -> None:
         (["--device", "cuda:3"], "CUDA"),
     ]
     for args, expected in cases:
-        result = run_cli("search", "--storage", url, "--quiet", *args, cwd=tmp_path)
+        result = invoke_cli("search", "--storage", url, "--quiet", "--save", str(tmp_path / "run"), *args)
         assert result.returncode == 2, (args, result.stderr)
         assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.db").exists() or "optnas" not in (tmp_path / "s.db").read_bytes().decode("latin1")
