@@ -4,7 +4,9 @@ Prints subnet extraction, BN recalibration and evaluation times, evaluation agai
 ``inference_mode`` forward over the same cached tensors, fine-tuning throughput against a
 plain PyTorch training loop, and supernet training time per epoch.
 
-Usage: ``python benchmarks/bench_evaluation.py [--device cuda] [--threads 1] [--repeats 5]``
+Usage: ``python benchmarks/bench_evaluation.py [--device cuda] [--threads 1] [--repeats 5]``.
+On a busy CPU machine ``--threads 1`` is much faster: at these tiny tensor sizes intra-op
+threads mostly wait for each other.
 """
 
 from __future__ import annotations
