@@ -10,6 +10,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from optnas.predictors import (
@@ -60,11 +61,10 @@ def fitted(data: tuple[np.ndarray, ...]) -> dict[str, Predictor]:
     return {name: _fast(name).fit(X, y) for name in PREDICTOR_NAMES}
 
 
-# scikit-learn's own estimator checks; the GP is left out because its hyperparameter fit
-# on the checks' data takes over 10 s, and its input handling is the shared base class's.
 @parametrize_with_checks(
     [
         RBFPredictor(),
+        GPPredictor(),
         CARTsPredictor(n_trees=20),
         MLPPredictor(epochs=200, hidden_layer_sizes=(64, 64)),
         XGBPredictor(n_estimators=50),
@@ -72,6 +72,7 @@ def fitted(data: tuple[np.ndarray, ...]) -> dict[str, Predictor]:
     ]
 )
 def test_sklearn_compatible(estimator: Predictor, check: Any) -> None:
+    """scikit-learn's own estimator checks."""
     check(estimator)
 
 
@@ -171,11 +172,17 @@ def test_rbf_smoothing_must_be_non_negative() -> None:
         RBFPredictor(smoothing=-1.0).fit([[0], [1]], [0.0, 1.0])
 
 
-def test_gp_hyperparameters_on_a_subsample(data: tuple[np.ndarray, ...]) -> None:
+def test_gp_is_sklearns_posterior_mean(data: tuple[np.ndarray, ...]) -> None:
     X, y, X_test, y_test = data
     model = GPPredictor(max_samples=60, random_state=0).fit(X, y)
-    assert model.gp_.X_train_.shape == (N_TRAIN, X.shape[1])
+    # Hyperparameters from 60 samples, posterior on all 150.
+    assert model.alpha_.shape == (N_TRAIN,)
     assert kendall_tau(y_test, model.predict(X_test)) > 0.5
+    reference = GaussianProcessRegressor(model.kernel_, optimizer=None, normalize_y=True)
+    reference.fit(model.scaler_(X), y)
+    np.testing.assert_allclose(
+        model.predict(X_test), reference.predict(model.scaler_(X_test)), atol=1e-6
+    )
     with pytest.raises(ValueError, match="max_samples"):
         GPPredictor(max_samples=1).fit(X, y)
 

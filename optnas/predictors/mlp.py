@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from optnas.predictors.base import Predictor, _seed, _UnitCube
+from optnas.predictors.base import Predictor, _seed, _standardise, _UnitCube
 
 
 class MLPPredictor(Predictor):
     """A ReLU multilayer perceptron, trained full-batch with Adam and a cosine schedule.
 
-    Genes are scaled to [0, 1] (constant genes dropped) and the target standardised, so
-    that one learning rate suits every search space and metric. The loss is SmoothL1, as
-    in the reference, which bounds the pull of badly trained outliers.
+    Genes are scaled to [0, 1] and the target standardised, so that one learning rate
+    suits every search space and metric. The loss is SmoothL1, as in the reference. The
+    reference's recipe (3 x 300 units, dropout 0.2, no weight decay, 2,000 epochs, best
+    epoch on a 20% hold-out) ranked held-out architectures of the synthetic MobileNetV3
+    benchmark worse (τ 0.25 / 0.58 / 0.79 on 25 / 100 / 500 samples, against 0.39 / 0.77 /
+    0.86 with these defaults) and trained 15x slower: weight decay, not early stopping,
+    keeps this network from overfitting a few hundred samples.
 
     Args:
         hidden_layer_sizes: the width of each hidden layer.
@@ -31,10 +38,10 @@ class MLPPredictor(Predictor):
     def __init__(
         self,
         hidden_layer_sizes: tuple[int, ...] = (128, 128, 128),
-        dropout: float = 0.1,
+        dropout: float = 0.0,
         epochs: int = 500,
         learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
+        weight_decay: float = 1e-2,
         validation_fraction: float = 0.0,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
@@ -53,14 +60,15 @@ class MLPPredictor(Predictor):
             )
         rng = check_random_state(self.random_state)
         self.scaler_ = _UnitCube(X)
-        self.y_mean_, self.y_scale_ = y.mean(), y.std() or 1.0
+        self.y_mean_, self.y_scale_ = _standardise(y)
         Z = torch.as_tensor(self.scaler_(X), dtype=torch.float32)
         t = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)[:, None]
-        n_validation = int(round(self.validation_fraction * len(X)))
+        # At least one sample is left to train on, whatever the fraction and sample count.
+        n_validation = min(int(round(self.validation_fraction * len(X))), len(X) - 1)
         order = torch.as_tensor(rng.permutation(len(X)))
         train, validation = order[n_validation:], order[:n_validation]
         # fork_rng keeps the seeding local: the caller's torch generator is left untouched.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _one_thread():
             torch.manual_seed(_seed(rng))
             self.model_ = self._network(Z.shape[1])
             self._train(Z[train], t[train], Z[validation], t[validation])
@@ -102,6 +110,18 @@ class MLPPredictor(Predictor):
             self.model_.load_state_dict(best_state)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with torch.no_grad(), _one_thread():
             out = self.model_(torch.as_tensor(self.scaler_(X), dtype=torch.float32))
         return out.numpy()[:, 0].astype(np.float64) * self.y_scale_ + self.y_mean_
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread: networks this small gain nothing from intra-op threads, and
+    threads that spin for a core shared with other jobs slow training down up to tenfold."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
