@@ -145,11 +145,14 @@ def resume(study_name: str, storage: str, jobs: int, quiet: bool, **values: Any)
 @click.option("--device", default=None, help="Torch device of this worker, e.g. cuda:1 [default: the stored one].")
 @click.option("--n-workers", type=click.IntRange(0), default=None,
               help="Data-loading worker processes of this worker [default: the stored value].")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Torch CPU threads of this worker [default: the stored value, else half the logical CPUs].")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Trials evaluated at once in this process (threads).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly_errors
-def worker(study_name: str, storage: str, device: str | None, n_workers: int | None, jobs: int, quiet: bool) -> None:
+def worker(study_name: str, storage: str, device: str | None, n_workers: int | None, threads: int | None,
+           jobs: int, quiet: bool) -> None:
     """Join a study and evaluate its candidates until the budget of completed trials is spent.
 
     Any number of workers may run at once, on one or many machines, one per GPU: all of them
@@ -157,7 +160,7 @@ def worker(study_name: str, storage: str, device: str | None, n_workers: int | N
     """
     from optnas.studies.search import continue_search
 
-    given = _given({"device": device, "n_workers": n_workers})
+    given = _given({"device": device, "n_workers": n_workers, "threads": threads})
     if "device" in given:
         _check_device(given["device"])
     continue_search(storage, study_name, given, echo=click.echo, progress=not quiet, n_jobs=jobs)
@@ -266,17 +269,21 @@ def supernet() -> None:
 @click.option("--n-classes", default=None, type=click.IntRange(2), help="Classes [default: the dataset's].")
 @click.option("--vld-size", default=None, type=click.IntRange(1), help="Held-out training images.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="Torch CPU threads [default: half the logical CPUs, at least 1].")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed.")
 @_friendly_errors
 def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_mult: str, low_res: int,
                    high_res: int, rstep: int, n_classes: int | None, vld_size: int | None, device: str,
-                   seed: int) -> None:
+                   threads: int | None, seed: int) -> None:
     """Train an OFA MobileNetV3 supernet from scratch with the sandwich rule."""
     from optnas.data import load_dataset
     from optnas.spaces import MobileNetV3Space
     from optnas.supernet import build_supernet, train_supernet
+    from optnas.training import set_threads
 
     _check_device(device)
+    set_threads(threads)
     space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
     splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)
     network = build_supernet(n_classes or splits.n_classes, float(width_mult))

@@ -23,7 +23,7 @@ NASBENCH_DATASETS = ("cifar10", "cifar100", "imagenet16")
 
 # Options that may differ between the run that created a study and a run that resumes it:
 # where and how fast it runs, not what it searches.
-RUNTIME_OPTIONS = frozenset({"iterations", "device", "n_workers", "save", "save_ckpt"})
+RUNTIME_OPTIONS = frozenset({"iterations", "device", "n_workers", "threads", "save", "save_ckpt"})
 
 
 def _option(default: Any, help: str, **metadata: Any) -> Any:
@@ -108,6 +108,10 @@ class SearchConfig:
     )
     device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")
     n_workers: int = _option(0, "Data-loading worker processes (folder datasets).", type=int)
+    threads: int | None = _option(
+        None, "Torch CPU threads of this process [default: half the logical CPUs, at least 1; "
+        "more threads than free cores slow training several-fold].", type=int
+    )
     seed: int = _option(0, "Seed of the whole search (sampler, splits, training).", type=int)
     save: str = _option(
         "optnas-runs", "Folder for the supernet, artifacts and per-trial files."
@@ -126,6 +130,8 @@ class SearchConfig:
                 raise ValueError(f"--{_flag(field.name)} must be one of {list(choices)}, got {value!r}")
         if self.width_mult not in (1.0, 1.2):
             raise ValueError(f"--width-mult must be 1.0 or 1.2, got {self.width_mult}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads}")
         for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")

@@ -80,6 +80,9 @@ class CandidateEvaluator:
             with_supernet: also load or train the supernet.
         """
         if self.config.search_space != "nasbench201":
+            from optnas.training import set_threads
+
+            set_threads(self.config.threads)
             self.data  # noqa: B018
             if with_supernet:
                 self.supernet  # noqa: B018

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -14,6 +15,18 @@ from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from optnas.data import DataSplits, ImageSet
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads and return the number set.
+
+    Args:
+        threads: the number of threads; None means half the logical CPUs (at least 1), since
+            OpenMP threads that outnumber free cores spin and slow training several-fold.
+    """
+    count = threads if threads is not None else max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(count)
+    return count
 
 
 def set_seed(seed: int) -> None:
