@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -38,15 +37,6 @@ SUBNETS_PER_CASE = 6
 # Units the cost model applies in place on their input, and views that share its storage.
 _IN_PLACE_MODULES = (nn.BatchNorm2d, nn.ReLU, Hswish, Hsigmoid)
 _VIEW_METHODS = ("view", "flatten", "reshape")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # These small forward passes gain nothing from threads, which stall on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=None)

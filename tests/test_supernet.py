@@ -24,16 +24,6 @@ from optnas.supernet import (
 RESOLUTION = 24
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Any:
-    # The tensors here are tiny: intra-op threads only add synchronisation, which costs
-    # whole scheduler slices on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def supernet() -> torch.nn.Module:
     return build_supernet(10)
