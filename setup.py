@@ -26,7 +26,9 @@ setup(
     extras_require={
         "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],
         "redis": ["redis>=5.0"],
-        "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0"],
+        "grpc": ["grpcio>=1.60", "protobuf>=4.25"],
+        "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0",
+                 "grpcio>=1.60", "protobuf>=4.25"],
     },
     entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
 )

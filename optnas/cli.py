@@ -166,6 +166,27 @@ def worker(study_name: str, storage: str, device: str | None, n_workers: int | N
     continue_search(storage, study_name, given, echo=click.echo, progress=not quiet, n_jobs=jobs)
 
 
+@main.command("storage-proxy")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
+              help="The database behind the proxy (SQLAlchemy URL).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=13000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@_friendly_errors
+def storage_proxy(storage: str, host: str, port: int) -> None:
+    """Serve the storage over Optuna's gRPC proxy; workers then use --storage grpc://HOST:PORT.
+
+    For very many workers: they share the proxy's database connections instead of each
+    holding its own. Heartbeats (recovery of dead workers' trials) need a direct RDB URL.
+    """
+    from optnas.studies.storage import mask_password, serve_proxy
+
+    click.echo(f"Optuna storage proxy for {mask_password(storage)} on grpc://{host}:{port} (Ctrl-C stops it)")
+    try:
+        serve_proxy(storage, host, port)
+    except KeyboardInterrupt:
+        pass
+
+
 @main.command()
 @click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
 @_friendly_errors

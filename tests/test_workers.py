@@ -82,3 +82,38 @@ def test_killed_worker_is_recovered(supernet_file: Path, tmp_path: Path) -> None
     assert killed.user_attrs["subnet"] in [t.user_attrs["subnet"] for t in complete]
     evaluated = _evaluated(study)
     assert len(evaluated) == len(set(evaluated))
+
+
+def test_workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    database = f"sqlite:///{tmp_path / 's.db'}"
+    proxy = subprocess.Popen([sys.executable, "-m", "optnas.cli", "storage-proxy", "--storage", database,
+                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"grpc://127.0.0.1:{port}"
+        config = SearchConfig(search_space="nasbench201", dataset="cifar10", sec_obj="params", n_doe=6,
+                              iterations=2, n_iter=3, predictor="rbf", save=str(tmp_path / "run")).validate()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                create_search_study(config, url, "proxied")
+                break
+            except Exception:  # noqa: BLE001 - the proxy may still be starting
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        workers = [_worker(url, "proxied", tmp_path) for _ in range(2)]
+        for worker in workers:
+            _, err = worker.communicate(timeout=300)
+            assert worker.returncode == 0, err
+        study = _load(database, "proxied")
+        assert len(study.get_trials(states=(TrialState.COMPLETE,))) == config.budget
+        evaluated = _evaluated(study)
+        assert len(evaluated) == len(set(evaluated))
+    finally:
+        proxy.terminate()
+        proxy.communicate(timeout=30)

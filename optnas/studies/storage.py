@@ -40,13 +40,17 @@ def mask_password(url: str) -> str:
 def open_storage(url: str) -> BaseStorage:
     """Open the storage behind a URL.
 
-    ``redis://`` URLs open a journal on Redis; anything else is an SQLAlchemy URL opened as an
-    RDB storage with heartbeats, so that trials of dead workers are failed and retried.
+    ``redis://`` URLs open a journal on Redis; ``grpc://host:port`` connects to an Optuna
+    storage proxy (``optnas storage-proxy``), which spares the database one connection per
+    worker; anything else is an SQLAlchemy URL opened as an RDB storage with heartbeats, so
+    that trials of dead workers are failed and retried.
 
     Args:
-        url: e.g. ``sqlite:///optnas.db`` or ``postgresql://user@host/db``.
+        url: e.g. ``sqlite:///optnas.db``, ``postgresql://user@host/db``, ``grpc://host:13000``.
     """
     try:
+        if url.startswith("grpc://"):
+            return _grpc_proxy(url)
         if url.startswith(("redis://", "rediss://")):
             from optuna.storages.journal import JournalRedisBackend
 
@@ -77,6 +81,34 @@ def open_storage(url: str) -> BaseStorage:
         raise StorageError(
             f"cannot open storage {mask_password(url)}: {_mask_in(reason, url)}"
         ) from None
+
+
+def _grpc_proxy(url: str) -> BaseStorage:
+    from optuna.storages import GrpcStorageProxy
+
+    host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"a gRPC storage URL is grpc://HOST:PORT, got {url}")
+    proxy = GrpcStorageProxy(host=host, port=int(port))
+    try:
+        proxy.wait_server_ready(timeout=10)
+    except Exception:  # noqa: BLE001 - the proxy raises its own timeout type
+        proxy.close()
+        raise ConnectionError(f"no Optuna storage proxy answers at {host}:{port}") from None
+    return proxy
+
+
+def serve_proxy(storage_url: str, host: str, port: int) -> None:
+    """Serve a storage to many workers through Optuna's gRPC proxy, until interrupted.
+
+    Args:
+        storage_url: the storage behind the proxy (an RDB URL).
+        host: address to bind.
+        port: port to bind.
+    """
+    from optuna.storages import run_grpc_proxy_server
+
+    run_grpc_proxy_server(open_storage(storage_url), host=host, port=port)
 
 
 def _tune_sqlite(storage: RDBStorage) -> None:
