@@ -210,17 +210,6 @@ class SearchConfig:
             raise ValueError(f"unknown option(s) {unknown}")
         return cls(**normalised)
 
-    def differences(self, other: "SearchConfig", keys: set[str] | None = None) -> dict[str, tuple]:
-        """Return ``{option: (self value, other value)}`` for the options that differ.
-
-        Args:
-            other: the configuration to compare with.
-            keys: restrict the comparison to these options.
-        """
-        mine, theirs = self.to_dict(), other.to_dict()
-        names = keys if keys is not None else set(mine)
-        return {name: (mine[name], theirs[name]) for name in sorted(names) if mine[name] != theirs[name]}
-
 
 def options() -> list[dataclasses.Field]:
     """Return the fields of :class:`SearchConfig`, in declaration order."""

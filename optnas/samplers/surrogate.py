@@ -24,7 +24,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optnas.samplers.design import initial_design
-from optnas.samplers.evolution import SurrogateNSGA2
+from optnas.samplers.evolution import SurrogateNSGA2, constrained_ranks
 from optnas.samplers.selection import select_batch
 from optnas.spaces import SearchSpace
 
@@ -230,9 +230,8 @@ def _front(trials: list[FrozenTrial], second_objective: str | None) -> list[Froz
     if second_objective is None:
         return sorted(trials, key=lambda t: -t.user_attrs["top1"])[:10]
     values = np.array([[-t.user_attrs["top1"], t.user_attrs[second_objective]] for t in trials])
-    dominated = ((values[None, :, :] <= values[:, None, :]).all(axis=2)
-                 & (values[None, :, :] < values[:, None, :]).any(axis=2)).any(axis=1)
-    return [t for t, d in zip(trials, dominated) if not d]
+    ranks = constrained_ranks(values, np.zeros(len(trials)))
+    return [t for t, rank in zip(trials, ranks) if rank == 0]
 
 
 def batch_quality(study: Study) -> dict[int, dict[str, float]]:

@@ -26,13 +26,3 @@ def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
             best_second = second
     return float(area)
 
-
-def minimisation_form(values: np.ndarray, directions: list[str]) -> np.ndarray:
-    """Negate maximised objectives so that every column is minimised.
-
-    Args:
-        values: array of shape (n, n_objectives).
-        directions: ``"maximize"`` or ``"minimize"`` per column.
-    """
-    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
-    return np.asarray(values, dtype=float) * signs

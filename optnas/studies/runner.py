@@ -155,16 +155,6 @@ class IterationRecorder:
         study.set_user_attr(f"{ITERATION_ATTR_PREFIX}{iteration:04d}", figures)
 
 
-def iteration_history(study: optuna.Study) -> list[dict]:
-    """Return the stored per-iteration figures, in order.
-
-    Args:
-        study: the study.
-    """
-    attrs = study.user_attrs
-    return [attrs[key] for key in sorted(attrs) if key.startswith(ITERATION_ATTR_PREFIX)]
-
-
 def _n_complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 

@@ -23,16 +23,6 @@ class StudyError(RuntimeError):
     """A study that cannot be created or resumed as asked; nothing was written."""
 
 
-def study_names(storage_url: str) -> list[str]:
-    """Return the names of the studies in a storage.
-
-    Args:
-        storage_url: the storage URL.
-    """
-    storage = open_storage(storage_url)
-    return [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
-
-
 def ensure_new_study_name(storage_url: str, name: str) -> optuna.storages.BaseStorage:
     """Refuse a study name that the storage already holds; return the opened storage.
 
@@ -41,7 +31,7 @@ def ensure_new_study_name(storage_url: str, name: str) -> optuna.storages.BaseSt
         name: the study name.
     """
     storage = open_storage(storage_url)
-    if name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+    if name in optuna.get_all_study_names(storage):
         raise StudyError(
             f"study '{name}' already exists in this storage; continue it with "
             f"`optnas resume --study-name {name} --storage ...`, or pick another --study-name"
@@ -85,7 +75,7 @@ def resume_search_study(
             workers, save) replace the stored ones; any other option must equal the stored one.
     """
     storage = open_storage(storage_url)
-    if study_name not in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+    if study_name not in optuna.get_all_study_names(storage):
         raise StudyError(f"no study named '{study_name}' in this storage; start it with `optnas search`")
     values = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name)).get(CONFIG_ATTR)
     if values is None:

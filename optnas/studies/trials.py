@@ -36,7 +36,7 @@ def load_study_readonly(storage_url: str, study_name: str) -> optuna.Study:
         study_name: the study.
     """
     storage = open_storage(storage_url)
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    names = optuna.get_all_study_names(storage)
     if study_name not in names:
         raise ValueError(f"no study named '{study_name}'; studies here: {', '.join(names) or 'none'}")
     return optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
