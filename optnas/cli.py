@@ -217,23 +217,28 @@ def trials(study_name: str, storage: str, pareto: bool, fmt: str) -> None:
 @click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
 @click.option("-n", "n", default=3, show_default=True, type=int,
               help="Architectures to choose; the most accurate one is always the first.")
-@click.option("--prefer", type=click.Choice(["params", "macs", "activations", "tiny_ml", "trade-off"]),
+@click.option("--prefer", type=click.Choice(["params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust",
+                                             "trade-off"]),
               default="trade-off", show_default=True,
-              help="The others: lowest in this figure, or the best trade-offs on normalised objectives.")
+              help="The others: lowest in this figure (avg_macs: early-exit studies; top1_robust: "
+                   "robustness studies), or the best trade-offs on normalised objectives.")
+@click.option("--n-exits", "exits", type=click.IntRange(0), default=None,
+              help="Only architectures with this many early exits (0: plain networks) [default: all].")
 @click.option("--save", required=True, type=click.Path(file_okay=False),
               help="Folder that gets one net-<prefer>_<rank>/ per choice (net.subnet, net.stats, ckpt.pth).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="CSV listing the choices with every figure [default: SAVE/selection.csv].")
 @_friendly_errors
-def select_command(study_name: str, storage: str, n: int, prefer: str, save: str, csv_path: str | None) -> None:
+def select_command(study_name: str, storage: str, n: int, prefer: str, exits: int | None, save: str,
+                   csv_path: str | None) -> None:
     """Choose architectures from the feasible Pareto set of a study."""
     from optnas.studies.selection import export_selection, select_trials
     from optnas.studies.trials import format_rows, load_study_readonly
 
     study = load_study_readonly(storage, study_name)
-    rows = export_selection(study, select_trials(study, n, prefer), prefer, save, csv_path)
+    rows = export_selection(study, select_trials(study, n, prefer, exits), prefer, save, csv_path)
     click.echo(format_rows(rows, "table", columns=("folder", "trial", "reason", "top1", "params", "macs",
-                                                   "activations", "tiny_ml")))
+                                                   "activations", "tiny_ml", "avg_macs", "top1_robust")))
 
 
 @main.command()

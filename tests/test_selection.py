@@ -70,3 +70,67 @@ def test_select_command_writes_folders_and_csv(known_study: tuple[str, optuna.St
     assert [row["trial"] for row in rows] == ["0", "4"]
     bad = run_cli("select", "--study-name", "nope", "--storage", url, "--save", str(tmp_path / "x"))
     assert bad.returncode == 2 and "no study named 'nope'" in bad.stderr
+
+
+# (top1 %, avg_macs M, top1_robust, exits or None): all six are on the front of (top1, avg_macs).
+EARLY_EXIT_POINTS = [
+    (92.0, 40.0, 5.0, [1, 1, 0, 0]),
+    (90.0, 30.0, 4.0, [1, 0, 0, 0]),
+    (88.0, 20.0, 6.0, [0, 1, 0, 1]),
+    (85.0, 10.0, 3.0, [0, 0, 0, 0]),
+    (80.0, 8.0, 7.0, [1, 0, 1, 0]),
+    (70.0, 5.0, 2.0, None),
+]
+
+
+@pytest.fixture
+def early_exit_study(tmp_path: Path) -> optuna.Study:
+    study = optuna.create_study(study_name="ee", storage=f"sqlite:///{tmp_path / 'ee.db'}",
+                                directions=["maximize", "minimize"])
+    study.set_metric_names(["top1", "avg_macs"])
+    for index, (top1, avg_macs, robust, exits) in enumerate(EARLY_EXIT_POINTS):
+        subnet = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "n": index}
+        if exits is not None:
+            subnet["exits"] = exits
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": index}, distributions={"x": IntDistribution(0, 10)}, values=[top1, avg_macs],
+            user_attrs={"top1": top1, "avg_macs": avg_macs, "top1_robust": robust, "macs": 50.0 - index,
+                        "subnet": subnet},
+        ))
+    return study
+
+
+@pytest.mark.parametrize(("prefer", "exits", "n", "expected"), [
+    ("avg_macs", None, 3, [0, 5, 4]),
+    ("top1_robust", None, 3, [0, 5, 3]),
+    ("avg_macs", 2, 3, [0, 4, 2]),
+    ("top1_robust", 0, 3, [3, 5]),
+    ("macs", 1, 2, [1]),
+])
+def test_selection_of_early_exit_and_robust_figures(
+    early_exit_study: optuna.Study, prefer: str, exits: int | None, n: int, expected: list[int]
+) -> None:
+    chosen = select_trials(early_exit_study, n, prefer, exits)
+    assert [trial.number for trial, _ in chosen] == expected
+
+
+def test_n_exits_without_match_is_a_clear_error(early_exit_study: optuna.Study, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="with 3 early exits"):
+        select_trials(early_exit_study, 2, "avg_macs", 3)
+    with pytest.raises(ValueError, match="--n-exits"):
+        select_trials(early_exit_study, 2, "avg_macs", -1)
+
+
+def test_select_command_filters_exits_and_lists_optional_figures(
+    early_exit_study: optuna.Study, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ee.db'}"
+    result = run_cli("select", "--study-name", "ee", "--storage", url, "-n", "3", "--prefer", "avg_macs",
+                     "--n-exits", "2", "--save", str(tmp_path / "chosen"), "--csv", str(tmp_path / "c.csv"))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "c.csv")))
+    assert [row["trial"] for row in rows] == ["0", "4", "2"]
+    assert [float(row["avg_macs"]) for row in rows] == [40.0, 8.0, 20.0]
+    assert json.loads(rows[1]["subnet"])["exits"] == [1, 0, 1, 0]
+    stats = json.loads((tmp_path / "chosen" / "net-avg_macs_1" / "net.stats").read_text())
+    assert stats["top1_robust"] == 7.0 and stats["avg_macs"] == 8.0

@@ -16,7 +16,27 @@ from optnas.objectives.nas import STAT_KEYS
 from optnas.studies.study import ARTIFACT_DIR_ATTR
 from optnas.studies.trials import pareto_trials
 
-PREFERENCES = ("params", "macs", "activations", "tiny_ml", "trade-off")
+PREFERENCES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust", "trade-off")
+# Figures that only some studies hold (early exits, robustness), copied when a trial has them.
+OPTIONAL_STAT_KEYS = ("avg_macs", "top1_robust", "robustness", "exit_ratios")
+
+
+def n_exits(subnet: dict[str, Any]) -> int:
+    """Return the number of early exits of a subnet (0 for a network without ``exits``).
+
+    Args:
+        subnet: a ``net.subnet``; early-exit ones hold ``exits``, four 0/1 flags.
+    """
+    return int(sum(subnet.get("exits", ())))
+
+
+def stats_of(trial: FrozenTrial) -> dict[str, Any]:
+    """Return the figures a trial stored, in the order of ``net.stats``.
+
+    Args:
+        trial: a completed trial.
+    """
+    return {key: trial.user_attrs[key] for key in STAT_KEYS + OPTIONAL_STAT_KEYS if key in trial.user_attrs}
 
 
 def trade_offs(values: np.ndarray) -> np.ndarray:
@@ -42,7 +62,9 @@ def trade_offs(values: np.ndarray) -> np.ndarray:
     return ratio.min(axis=1)
 
 
-def select_trials(study: optuna.Study, n: int, prefer: str) -> list[tuple[FrozenTrial, str]]:
+def select_trials(
+    study: optuna.Study, n: int, prefer: str, exits: int | None = None
+) -> list[tuple[FrozenTrial, str]]:
     """Return up to ``n`` trials of the feasible Pareto set, each with why it was chosen.
 
     The most accurate architecture always comes first; then, for a named objective, the ones
@@ -51,15 +73,21 @@ def select_trials(study: optuna.Study, n: int, prefer: str) -> list[tuple[Frozen
     Args:
         study: the study.
         n: how many architectures.
-        prefer: a stat name of :data:`PREFERENCES`.
+        prefer: a stat name of :data:`PREFERENCES` (all of them minimised).
+        exits: keep only architectures with this many early exits (None: all).
     """
     if prefer not in PREFERENCES:
         raise ValueError(f"--prefer must be one of {list(PREFERENCES)}, got {prefer!r}")
     if n < 1:
         raise ValueError(f"-n must be at least 1, got {n}")
+    if exits is not None and exits < 0:
+        raise ValueError(f"--n-exits must be zero or more, got {exits}")
     front = pareto_trials(study)
+    if exits is not None:
+        front = [t for t in front if n_exits(t.user_attrs.get("subnet", {})) == exits]
     if not front:
-        raise ValueError(f"study '{study.study_name}' has no feasible completed trial to select from")
+        which = "" if exits is None else f" with {exits} early exits"
+        raise ValueError(f"study '{study.study_name}' has no feasible Pareto-optimal trial{which} to select from")
     best = max(front, key=lambda t: (t.user_attrs["top1"], -t.number))
     chosen = [(best, "most accurate")]
     others = [t for t in front if t.number != best.number]
@@ -102,7 +130,7 @@ def export_selection(
     for rank, (trial, reason) in enumerate(chosen):
         folder = save / f"net-{prefer}_{rank}"
         folder.mkdir(parents=True, exist_ok=True)
-        stats = {key: trial.user_attrs[key] for key in STAT_KEYS if key in trial.user_attrs}
+        stats = stats_of(trial)
         (folder / "net.subnet").write_text(json.dumps(trial.user_attrs["subnet"], indent=2) + "\n")
         (folder / "net.stats").write_text(json.dumps(stats, indent=2) + "\n")
         if store is not None:
@@ -111,10 +139,14 @@ def export_selection(
                     download_artifact(artifact_store=store, file_path=str(folder / "ckpt.pth"),
                                       artifact_id=meta.artifact_id)
         rows.append({"folder": folder.name, "trial": trial.number, "reason": reason, **stats,
-                     "subnet": json.dumps(trial.user_attrs["subnet"])})
-    columns = ["folder", "trial", "reason", *STAT_KEYS, "subnet"]
+                     "subnet": trial.user_attrs["subnet"]})
+    present = [key for key in STAT_KEYS + OPTIONAL_STAT_KEYS if any(key in row for row in rows)]
+    columns = ["folder", "trial", "reason", *present, "subnet"]
     with open(csv_path or save / "selection.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            {key: json.dumps(value) if isinstance(value, (dict, list)) else value for key, value in row.items()}
+            for row in rows
+        )
     return rows
