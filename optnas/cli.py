@@ -318,5 +318,54 @@ def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
+@main.command("train")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(0),
+              help="Training epochs (0: only recalibrate BN and evaluate the starting weights).")
+@click.option("--dataset", default=None,
+              help="Dataset [default: the search's, from FOLDER/source.json, else digits].")
+@click.option("--data", default=None, help="Folder holding the dataset files [default: the search's].")
+@click.option("--vld-size", default=None, type=click.IntRange(1),
+              help="Validation images held out of the training split [default: the search's].")
+@click.option("--n-classes", default=None, type=click.IntRange(2), help="Classes [default: the search's or the dataset's].")
+@click.option("--supernet-path", default=None, type=click.Path(dir_okay=False),
+              help="Supernet to inherit weights from when FOLDER has no ckpt.pth "
+                   "[default: the one the search used, from FOLDER/source.json].")
+@click.option("--resume", is_flag=True, help="Continue from FOLDER/train-state.pth (written after every epoch).")
+@click.option("--learning-rate", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Initial SGD learning rate (cosine schedule, one step per epoch).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2), help="Images per step.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda:0.")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="Torch CPU threads [default: half the logical CPUs, at least 1].")
+@click.option("--seed", default=None, type=int, help="Seed of split, shuffling and dropout [default: the search's, else 0].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+def train_command(folder: str, epochs: int, dataset: str | None, data: str | None, vld_size: int | None,
+                  n_classes: int | None, supernet_path: str | None, resume: bool, learning_rate: float,
+                  batch_size: int, device: str, threads: int | None, seed: int | None, quiet: bool) -> None:
+    """Train a chosen architecture (a folder of `optnas select`) to convergence.
+
+    Starts from FOLDER/ckpt.pth when the search kept it, else from the weights inherited from
+    the supernet; writes FOLDER/train-state.pth every epoch, then FOLDER/final.pth and the final
+    FOLDER/net.stats (top1 on the validation split, top1_test on the test split, in %).
+    """
+    from optnas.final_training import source_defaults, train_final
+    from optnas.training import set_threads
+
+    _check_device(device)
+    set_threads(threads)
+    given = {"dataset": dataset, "data": data, "vld_size": vld_size, "n_classes": n_classes, "seed": seed}
+    chosen = {**source_defaults(folder), **{key: value for key, value in given.items() if value is not None}}
+    stats = train_final(
+        folder, epochs=epochs, dataset=chosen.get("dataset", "digits"), data_dir=chosen.get("data"),
+        vld_size=chosen.get("vld_size"), n_classes=chosen.get("n_classes"), supernet_path=supernet_path,
+        resume=resume, lr=learning_rate, batch_size=batch_size, device=device, seed=chosen.get("seed", 0),
+        progress=not quiet, echo=click.echo,
+    )
+    click.echo(f"top1 (validation) {stats['top1']:.2f} %   top1_test {stats['top1_test']:.2f} %   "
+               f"params {stats['params']:.4f} M   macs {stats['macs']:.4f} M")
+
+
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -73,8 +73,14 @@ def fine_tune(
     momentum: float = 0.9,
     weight_decay: float = 5e-5,
     progress: bool = False,
+    resume: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> None:
     """Train a network with SGD and a cosine learning rate that changes once per epoch.
+
+    A run interrupted after epoch k and continued from the ``state`` that ``on_epoch_end``
+    got at epoch k (with the model's weights of that epoch) ends bit for bit where the
+    uninterrupted run ends, on CPU.
 
     Args:
         model: the network, trained in place.
@@ -87,7 +93,10 @@ def fine_tune(
         batch_size: images per step.
         momentum: SGD momentum.
         weight_decay: L2 penalty.
-        progress: show a progress bar.
+        progress: show a progress bar with the running loss and training accuracy.
+        resume: a training state given to ``on_epoch_end``; training continues after its epoch.
+        on_epoch_end: called after every epoch with the number of epochs done and the training
+            state (optimizer, schedule, random generators), e.g. to write a checkpoint.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be zero or more, got {epochs}")
@@ -100,32 +109,72 @@ def fine_tune(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
-    with seeded(seed, device), tqdm(
-        range(epochs), desc="fine-tune", unit="epoch", disable=not progress
-    ) as bar:
-        for _ in bar:
-            # The loss stays on the device; one sync per epoch keeps the loop as fast as a
-            # plain PyTorch one.
-            total = torch.zeros((), device=device)
-            n_steps = 0
-            for images, labels in train.batches(
-                batch_size, resolution, shuffle=True, augment=True, generator=generator,
-                device=device,
-            ):
-                # Train-mode BN cannot normalise one image once the feature map is 1x1.
-                if len(labels) < 2:
-                    continue
-                loss = F.cross_entropy(model(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+    start = 0
+    with seeded(seed, device):
+        if resume is not None:
+            start = _restore_training_state(resume, optimizer, scheduler, generator, device)
+        with tqdm(range(start, epochs), initial=start, total=epochs, desc="fine-tune", unit="epoch",
+                  disable=not progress) as bar:
+            for epoch in bar:
+                # Loss and hits stay on the device; one sync per epoch keeps the loop as fast
+                # as a plain PyTorch one.
+                total = torch.zeros((), device=device)
+                correct = torch.zeros((), dtype=torch.long, device=device)
+                n_steps = n_images = 0
+                for images, labels in train.batches(
+                    batch_size, resolution, shuffle=True, augment=True, generator=generator,
+                    device=device,
+                ):
+                    # Train-mode BN cannot normalise one image once the feature map is 1x1.
+                    if len(labels) < 2:
+                        continue
+                    logits = model(images)
+                    loss = F.cross_entropy(logits, labels)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if progress:
+                        total += loss.detach()
+                        correct += (logits.detach().argmax(dim=1) == labels).sum()
+                        n_steps += 1
+                        n_images += len(labels)
+                scheduler.step()
                 if progress:
-                    total += loss.detach()
-                    n_steps += 1
-            scheduler.step()
-            if progress:
-                bar.set_postfix(loss=f"{total.item() / max(n_steps, 1):.3f}")
+                    bar.set_postfix(loss=f"{total.item() / max(n_steps, 1):.3f}",
+                                    top1=f"{100.0 * correct.item() / max(n_images, 1):.1f}")
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch + 1, _training_state(epoch + 1, optimizer, scheduler, generator, device))
     model.train(was_training)
+
+
+def _training_state(
+    epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
+    device: str | torch.device,
+) -> dict[str, Any]:
+    device = torch.device(device)
+    return {
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        # Dropout draws from the global generators that `seeded` forked.
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def _restore_training_state(
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
+    device: str | torch.device,
+) -> int:
+    device = torch.device(device)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["cpu_rng"])
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return int(state["epoch"])
 
 
 def recalibrate_bn(

@@ -12,8 +12,10 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial
 
+from optnas.config import SearchConfig
+from optnas.evaluation import CandidateEvaluator
 from optnas.objectives.nas import STAT_KEYS
-from optnas.studies.study import ARTIFACT_DIR_ATTR
+from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
 from optnas.studies.trials import pareto_trials
 
 PREFERENCES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust", "trade-off")
@@ -126,6 +128,7 @@ def export_selection(
     save.mkdir(parents=True, exist_ok=True)
     artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
     store = FileSystemArtifactStore(artifact_dir) if artifact_dir and Path(artifact_dir).is_dir() else None
+    source = _source(study)
     rows = []
     for rank, (trial, reason) in enumerate(chosen):
         folder = save / f"net-{prefer}_{rank}"
@@ -133,6 +136,7 @@ def export_selection(
         stats = stats_of(trial)
         (folder / "net.subnet").write_text(json.dumps(trial.user_attrs["subnet"], indent=2) + "\n")
         (folder / "net.stats").write_text(json.dumps(stats, indent=2) + "\n")
+        (folder / "source.json").write_text(json.dumps({**source, "trial": trial.number}, indent=2) + "\n")
         if store is not None:
             for meta in get_all_artifact_meta(trial, storage=study._storage):
                 if meta.filename == "ckpt.pth":
@@ -150,3 +154,25 @@ def export_selection(
             for row in rows
         )
     return rows
+
+
+def _source(study: optuna.Study) -> dict[str, Any]:
+    """Where the choices come from: the study, its configuration and its supernet file.
+
+    ``optnas train`` reads it to inherit weights and hold out the search's validation images.
+    """
+    source: dict[str, Any] = {"study": study.study_name}
+    values = study.user_attrs.get(CONFIG_ATTR)
+    if values is None:
+        return source
+    source["config"] = values
+    config = SearchConfig.from_dict(values)
+    artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
+    if config.supernet_path is not None:
+        source["supernet"] = str(Path(config.supernet_path).resolve())
+    elif artifact_dir is not None:
+        # The search kept the supernet it trained next to its artifact folder.
+        trained = CandidateEvaluator(config, Path(artifact_dir).parent).supernet_file()
+        if trained.is_file():
+            source["supernet"] = str(trained)
+    return source

@@ -1,0 +1,262 @@
+"""Training a chosen architecture to convergence (``optnas train DIR``).
+
+``DIR`` is a folder written by ``optnas select``: ``net.subnet``, ``net.stats``, optionally
+``ckpt.pth`` (the weights the search fine-tuned) and ``source.json`` (the study and the
+supernet it came from). Training starts from ``ckpt.pth`` when it exists, else from the
+weights the subnet inherits from the supernet; it writes ``train-state.pth`` after every
+epoch (resumable), then ``final.pth`` and the final ``net.stats``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from optnas.training import evaluate, fine_tune, recalibrate_bn
+
+logger = logging.getLogger(__name__)
+
+SUBNET_FILE = "net.subnet"
+STATS_FILE = "net.stats"
+SEARCH_CHECKPOINT = "ckpt.pth"
+SOURCE_FILE = "source.json"
+STATE_FILE = "train-state.pth"
+FINAL_FILE = "final.pth"
+
+
+def read_subnet(folder: str | Path) -> dict[str, Any]:
+    """Read ``folder/net.subnet``, checked and in canonical form (``exits`` kept).
+
+    Args:
+        folder: a folder written by ``optnas select``.
+    """
+    from optnas.spaces import MobileNetV3Space
+
+    path = Path(folder) / SUBNET_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file; DIR must be a folder written by `optnas select`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
+    if not isinstance(raw, dict) or "ks" not in raw or "r" not in raw:
+        raise ValueError(f"{path}: not a mobilenetv3 net.subnet with its resolution 'r'")
+    try:
+        space = MobileNetV3Space(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
+        subnet = space.canonical({key: value for key, value in raw.items() if key != "exits"})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if "exits" in raw:
+        subnet["exits"] = raw["exits"]
+    return subnet
+
+
+def build_network(subnet: dict[str, Any], n_classes: int, supernet: nn.Module | None = None) -> nn.Module:
+    """Build the network of a chosen architecture: the one model builder of train and export.
+
+    Args:
+        subnet: a canonical subnet (with ``exits`` for an early-exit network).
+        n_classes: outputs of the classifier.
+        supernet: the supernet whose weights the network inherits; None builds it with
+            freshly initialised weights (to load a checkpoint into).
+    """
+    from optnas.supernet import build_supernet, extract_subnet
+
+    check_supported(subnet)
+    plain = {key: value for key, value in subnet.items() if key != "exits"}
+    if supernet is None:
+        supernet = build_supernet(n_classes, plain["w"])
+    return extract_subnet(supernet, plain)
+
+
+def check_supported(subnet: dict[str, Any]) -> None:
+    """Refuse, before any work, an architecture that :func:`build_network` cannot build.
+
+    Args:
+        subnet: a canonical subnet.
+    """
+    if sum(subnet.get("exits", ())):
+        raise ValueError("early-exit networks cannot be trained or exported by this version yet")
+
+
+def read_source(folder: str | Path) -> dict[str, Any]:
+    """Return ``folder/source.json`` (where a selected architecture came from), or ``{}``.
+
+    Args:
+        folder: a folder written by ``optnas select``.
+    """
+    path = Path(folder) / SOURCE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def source_defaults(folder: str | Path) -> dict[str, Any]:
+    """Return the data options of the search a selected architecture came from.
+
+    Keys ``dataset``, ``data``, ``vld_size``, ``n_classes``, ``seed`` (only those the search
+    stored), so that final training holds out the same validation images by default.
+
+    Args:
+        folder: a folder written by ``optnas select``.
+    """
+    config = read_source(folder).get("config", {})
+    return {key: config[key] for key in ("dataset", "data", "vld_size", "n_classes", "seed") if key in config}
+
+
+def load_weights(network: nn.Module, path: Path) -> None:
+    """Load a ``{"state_dict": ...}`` checkpoint into a network, with one-line errors.
+
+    Args:
+        network: the network, built by :func:`build_network`.
+        path: the checkpoint (read with ``weights_only=True``).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        network.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError, EOFError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a checkpoint of this architecture ({first_line})") from None
+
+
+def initial_network(
+    folder: str | Path, subnet: dict[str, Any], n_classes: int, supernet_path: str | Path | None = None,
+) -> tuple[nn.Module, str]:
+    """Return the network to start training from and a description of its weights.
+
+    Args:
+        folder: the chosen architecture's folder; its ``ckpt.pth`` wins when present.
+        subnet: the architecture, from :func:`read_subnet`.
+        n_classes: outputs of the classifier.
+        supernet_path: the supernet to inherit from when there is no ``ckpt.pth``; None: the
+            supernet named in ``source.json``.
+    """
+    from optnas.supernet import load_supernet
+
+    checkpoint = Path(folder) / SEARCH_CHECKPOINT
+    if checkpoint.is_file():
+        network = build_network(subnet, n_classes)
+        load_weights(network, checkpoint)
+        return network, str(checkpoint)
+    supernet_path = supernet_path or read_source(folder).get("supernet")
+    if supernet_path is None:
+        raise ValueError(
+            f"{folder} has no {SEARCH_CHECKPOINT} and no supernet is known: pass --supernet-path "
+            "(e.g. the supernet-*.pth file in the search's --save folder)"
+        )
+    supernet, messages = load_supernet(supernet_path, n_classes, subnet["w"])
+    for message in messages:
+        logger.warning(message)
+    return build_network(subnet, n_classes, supernet), f"inherited from {supernet_path}"
+
+
+def train_final(
+    folder: str | Path,
+    *,
+    epochs: int,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    vld_size: int | None = None,
+    n_classes: int | None = None,
+    supernet_path: str | Path | None = None,
+    resume: bool = False,
+    lr: float = 0.01,
+    batch_size: int = 64,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    echo: Callable[[str], None] = logger.info,
+) -> dict[str, Any]:
+    """Train a chosen architecture, evaluate it on the validation and test splits, write its files.
+
+    Training is :func:`optnas.training.fine_tune` (SGD, cosine per epoch) on the training split
+    (the validation images stay held out, as in the search); BN statistics are then recomputed
+    and the network scored. ``net.stats`` keeps the search's figures, with ``top1`` replaced by
+    the final validation accuracy and ``search_top1``, ``top1_test`` and ``train`` added.
+
+    Args:
+        folder: the chosen architecture's folder.
+        epochs: training epochs (0: only recalibrate and evaluate the starting weights).
+        dataset: the dataset name.
+        data_dir: its folder (not for digits).
+        vld_size: validation images held out of the training split.
+        n_classes: outputs of the classifier [default: the dataset's].
+        supernet_path: the supernet to inherit from when the folder has no ``ckpt.pth``.
+        resume: continue from ``train-state.pth`` instead of starting over.
+        lr: initial learning rate.
+        batch_size: images per step.
+        device: torch device.
+        seed: seeds the split, shuffling, augmentation and dropout.
+        progress: show a progress bar.
+        echo: where messages go.
+
+    Returns:
+        The final stats.
+    """
+    from optnas.costs import profile
+    from optnas.data import load_dataset
+
+    if epochs < 0:
+        raise ValueError(f"--epochs must be zero or more, got {epochs}")
+    folder = Path(folder)
+    subnet = read_subnet(folder)
+    check_supported(subnet)
+    data = load_dataset(dataset, data_dir, vld_size=vld_size, seed=seed)
+    n_classes = n_classes or data.n_classes
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "dataset": dataset,
+                "vld_size": vld_size}
+    state_path = folder / STATE_FILE
+    state = None
+    if resume:
+        state = _read_state(state_path, settings)
+        network = build_network(subnet, n_classes)
+        network.load_state_dict(state["state_dict"])
+        settings["start"] = state["settings"]["start"]
+        echo(f"Resuming {folder} at epoch {state['training']['epoch']}/{epochs}")
+    else:
+        network, settings["start"] = initial_network(folder, subnet, n_classes, supernet_path)
+        echo(f"Training {folder} for {epochs} epochs from weights {settings['start']}")
+    network.to(device)
+
+    def save_state(epoch: int, training: dict[str, Any]) -> None:
+        _write_atomically({"state_dict": network.state_dict(), "training": training, "settings": settings,
+                           "subnet": subnet}, state_path)
+
+    resolution = int(subnet["r"])
+    fine_tune(network, data.train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
+              batch_size=batch_size, progress=progress, on_epoch_end=save_state,
+              resume=None if state is None else state["training"])
+    recalibrate_bn(network, data.train, resolution=resolution, device=device, seed=seed)
+    _write_atomically({"state_dict": network.state_dict(), "subnet": subnet}, folder / FINAL_FILE)
+
+    stats_path = folder / STATS_FILE
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    if "top1" in stats and "search_top1" not in stats:
+        stats["search_top1"] = stats["top1"]
+    stats.update(profile({key: value for key, value in subnet.items() if key != "exits"}, n_classes))
+    stats["top1"] = evaluate(network, data.valid, resolution=resolution, device=device)
+    stats["top1_test"] = evaluate(network, data.test, resolution=resolution, device=device)
+    stats["train"] = {**settings, "data": data_dir, "n_classes": n_classes}
+    stats_path.write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def _read_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"--resume: {path} does not exist; run without --resume to start")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    stored = state["settings"]
+    different = [f"{key} {stored[key]!r} (given {settings[key]!r})" for key in settings if stored.get(key) != settings[key]]
+    if different:
+        raise ValueError(f"--resume: {path} was written with other settings: {'; '.join(different)}")
+    return state
+
+
+def _write_atomically(content: dict[str, Any], path: Path) -> None:
+    # An interruption while writing must not destroy the previous epoch's checkpoint.
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.save(content, partial)
+    partial.replace(path)

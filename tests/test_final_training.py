@@ -1,0 +1,87 @@
+"""`optnas train`: final training of a chosen architecture, resumable bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import optnas.final_training as final_training
+from optnas.costs import profile
+from optnas.final_training import FINAL_FILE, STATE_FILE, train_final
+from optnas.spaces import MobileNetV3Space
+from tests.conftest import invoke_cli, run_cli
+
+# 1437 training images minus 1250 held out: a short epoch on a small training split.
+VLD_SIZE = 1250
+
+
+def _chosen_folder(path: Path, subnet: dict | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / "net.subnet").write_text(json.dumps(subnet or MobileNetV3Space().smallest()))
+    (path / "net.stats").write_text(json.dumps({"top1": 12.5, "macs": 1.0}))
+    return path
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path / FINAL_FILE, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_resumed_training_ends_where_an_uninterrupted_run_ends(
+    tmp_path: Path, supernet_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = dict(epochs=2, vld_size=VLD_SIZE, supernet_path=supernet_file, progress=False, batch_size=32)
+    straight = train_final(_chosen_folder(tmp_path / "straight"), **options)
+
+    interrupted = _chosen_folder(tmp_path / "interrupted")
+    write = final_training._write_atomically
+
+    def write_then_stop(content: dict, path: Path) -> None:
+        write(content, path)
+        if path.name == STATE_FILE:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(final_training, "_write_atomically", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_final(interrupted, **options)
+    monkeypatch.undo()
+    checkpoint = torch.load(interrupted / STATE_FILE, map_location="cpu", weights_only=True)
+    assert checkpoint["training"]["epoch"] == 1 and not (interrupted / FINAL_FILE).exists()
+    resumed = train_final(interrupted, resume=True, **options)
+
+    a, b = _state(tmp_path / "straight"), _state(interrupted)
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    assert resumed["top1"] == straight["top1"] and resumed["top1_test"] == straight["top1_test"]
+    # The weights did change, and the search's figures were kept beside the final ones.
+    start = final_training.initial_network(
+        tmp_path / "straight", MobileNetV3Space().smallest(), 10, supernet_file)[0].state_dict()
+    assert not torch.equal(start["classifier.linear.weight"], a["classifier.linear.weight"])
+    assert straight["search_top1"] == 12.5 and 0 <= straight["top1_test"] <= 100
+    assert straight["macs"] == profile(MobileNetV3Space().smallest(), 10)["macs"]
+    assert straight["train"]["epochs"] == 2
+
+
+def test_train_command_writes_final_stats(tmp_path: Path, supernet_file: Path) -> None:
+    folder = _chosen_folder(tmp_path / "net")
+    result = run_cli("train", str(folder), "--epochs", "1", "--supernet-path", str(supernet_file),
+                     "--vld-size", str(VLD_SIZE), "--quiet")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((folder / "net.stats").read_text())
+    assert {"top1", "top1_test", "params", "macs", "activations"} <= stats.keys()
+    assert f"top1_test {stats['top1_test']:.2f} %" in result.stdout
+    assert (folder / FINAL_FILE).is_file() and (folder / STATE_FILE).is_file()
+
+
+def test_train_errors_are_one_line(tmp_path: Path) -> None:
+    folder = _chosen_folder(tmp_path / "net")
+    result = invoke_cli("train", str(folder), "--epochs", "1")
+    assert result.returncode == 2 and "no ckpt.pth and no supernet is known" in result.stderr
+    result = invoke_cli("train", str(folder), "--resume")
+    assert result.returncode == 2 and "train-state.pth does not exist" in result.stderr
+    early_exit = _chosen_folder(tmp_path / "ee", {**MobileNetV3Space().smallest(), "exits": [1, 0, 0, 0]})
+    result = invoke_cli("train", str(early_exit), "--supernet-path", str(tmp_path / "x.pth"))
+    assert result.returncode == 2 and "early-exit" in result.stderr
+    result = invoke_cli("train", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "net.subnet: no such file" in result.stderr
