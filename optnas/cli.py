@@ -367,5 +367,40 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
                f"params {stats['params']:.4f} M   macs {stats['macs']:.4f} M")
 
 
+@main.command("export")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
+              help="onnx (checked with onnxruntime; needs pip install 'optnas[export]') or torchscript.")
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(7, 20), help="ONNX opset version.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="File to write [default: FOLDER/net.onnx or FOLDER/net.pt].")
+@click.option("--dataset", default=None,
+              help="Dataset whose test images check the export [default: the search's, else digits].")
+@click.option("--data", default=None, help="Folder holding the dataset files [default: the search's].")
+@click.option("--n-check", default=64, show_default=True, type=click.IntRange(1),
+              help="Test images the exported file is checked on.")
+@click.option("--atol", default=1e-4, show_default=True, type=click.FloatRange(min=0),
+              help="Largest absolute difference of logits allowed between the file and PyTorch.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Device of the PyTorch reference run (the exported file is checked on the CPU).")
+@_friendly_errors
+def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: str | None, data: str | None,
+                   n_check: int, atol: float, device: str) -> None:
+    """Export a chosen network (FOLDER of `optnas select`, after `optnas train`) to a deployable file.
+
+    The file maps a batch of normalised images `image` (N x 3 x r x r) to the logits `logits`; it
+    is run on real test images after export and must match PyTorch within --atol.
+    """
+    from optnas.export import export_network
+    from optnas.final_training import source_defaults
+
+    _check_device(device)
+    source = source_defaults(folder)
+    report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
+                            data_dir=data or source.get("data"), n_check=n_check, atol=atol, device=device)
+    click.echo(f"{report['file']}: {fmt}, max |difference| from PyTorch {report['max_abs_diff']:.2e} "
+               f"on {report['n_images']} test images")
+
+
 if __name__ == "__main__":
     main()
