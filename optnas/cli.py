@@ -402,5 +402,30 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
                f"on {report['n_images']} test images")
 
 
+@main.command("report")
+@click.option("--study-name", required=True, help="The study.")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the PNG plots and index.html.")
+@click.option("-n", "n", default=3, show_default=True, type=int,
+              help="Architectures to choose and mark, as `optnas select -n`.")
+@click.option("--prefer", type=click.Choice(["params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust",
+                                             "trade-off"]),
+              default="trade-off", show_default=True, help="How the others are chosen, as `optnas select --prefer`.")
+@click.option("--upload/--no-upload", default=True, show_default=True,
+              help="Attach each plot to the study as an artifact, so that optuna-dashboard shows it.")
+@_friendly_errors
+def report_command(study_name: str, storage: str, out: str, n: int, prefer: str, upload: bool) -> None:
+    """Plot a study (Pareto front with the chosen architectures, hypervolume and predictor tau per
+    iteration, exit ratios of early-exit studies) into PNG files and an HTML page."""
+    from optnas.studies.report import write_report
+    from optnas.studies.trials import load_study_readonly
+
+    report = write_report(load_study_readonly(storage, study_name), out, n=n, prefer=prefer, upload=upload)
+    click.echo(f"{report['page']}: {', '.join(report['plots'])}; chosen trials {report['chosen']}")
+    if report["uploaded"]:
+        click.echo(f"Attached to the study as artifacts: {', '.join(report['uploaded'])}")
+
+
 if __name__ == "__main__":
     main()
