@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import struct
+import threading
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import matplotlib.image
 import optuna
@@ -12,6 +16,7 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.distributions import IntDistribution
 
+from optnas.studies.dashboard import make_app
 from optnas.studies.report import iteration_figures, write_report
 from tests.conftest import run_cli
 
@@ -86,6 +91,26 @@ def test_report_writes_valid_plots_and_page_and_attaches_them(study: optuna.Stud
     # Identical plots are not attached twice.
     assert write_report(study, tmp_path / "out", n=2, prefer="avg_macs")["uploaded"] == []
     assert len(get_all_artifact_meta(study)) == 4
+    assert sorted(_dashboard_artifacts(f"sqlite:///{tmp_path / 'rep.db'}")) == sorted(report["plots"])
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _dashboard_artifacts(url: str) -> list[str]:
+    """The study artifacts optuna-dashboard lists, as `optnas dashboard` serves it."""
+    server = make_server("127.0.0.1", 0, make_app(url), handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        study_id = json.load(urllib.request.urlopen(f"{base}/api/studies"))["study_summaries"][0]["study_id"]
+        detail = json.load(urllib.request.urlopen(f"{base}/api/studies/{study_id}"))
+        return [artifact["filename"] for artifact in detail["artifacts"]]
+    finally:
+        server.shutdown()
 
 
 def test_report_command(study: optuna.Study, tmp_path: Path) -> None:
