@@ -50,6 +50,7 @@ def test_onnx_export_matches_pytorch_on_digits(chosen: Path) -> None:
     assert json.loads((chosen / "export-onnx.json").read_text())["opset"] == 17
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_through_the_cli(chosen: Path, tmp_path: Path) -> None:
     out = tmp_path / "model.pt"
     result = invoke_cli("export", str(chosen), "--format", "torchscript", "--out", str(out), "--n-check", "16")

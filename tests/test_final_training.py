@@ -12,7 +12,7 @@ import optnas.final_training as final_training
 from optnas.costs import profile
 from optnas.final_training import FINAL_FILE, STATE_FILE, train_final
 from optnas.spaces import MobileNetV3Space
-from tests.conftest import invoke_cli, run_cli
+from tests.conftest import invoke_cli
 
 # 1437 training images minus 1250 held out: a short epoch on a small training split.
 VLD_SIZE = 1250
@@ -65,7 +65,7 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(
 
 def test_train_command_writes_final_stats(tmp_path: Path, supernet_file: Path) -> None:
     folder = _chosen_folder(tmp_path / "net")
-    result = run_cli("train", str(folder), "--epochs", "1", "--supernet-path", str(supernet_file),
+    result = invoke_cli("train", str(folder), "--epochs", "1", "--supernet-path", str(supernet_file),
                      "--vld-size", str(VLD_SIZE), "--quiet")
     assert result.returncode == 0, result.stderr
     stats = json.loads((folder / "net.stats").read_text())
@@ -85,3 +85,12 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "early-exit" in result.stderr
     result = invoke_cli("train", str(tmp_path / "missing"))
     assert result.returncode == 2 and "net.subnet: no such file" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["select", "train", "export", "report"])
+def test_after_search_commands_explain_every_option(command: str) -> None:
+    from optnas.cli import main
+
+    options = [param for param in main.commands[command].params if param.param_type_name == "option"]
+    assert options and all(option.help for option in options)
+    assert invoke_cli(command, "--help").returncode == 0

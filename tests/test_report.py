@@ -18,7 +18,7 @@ from optuna.distributions import IntDistribution
 
 from optnas.studies.dashboard import make_app
 from optnas.studies.report import iteration_figures, write_report
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 # (top1 %, avg_macs M, exit ratios): a front of three plus one dominated trial.
 POINTS = [(90.0, 30.0, [0.1, 0.2, 0.7]), (85.0, 20.0, [0.5, 0.3, 0.2]), (70.0, 10.0, [0.8, 0.1, 0.1]),
@@ -115,9 +115,9 @@ def _dashboard_artifacts(url: str) -> list[str]:
 
 def test_report_command(study: optuna.Study, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'rep.db'}"
-    result = run_cli("report", "--study-name", "rep", "--storage", url, "--out", str(tmp_path / "r"), "--no-upload")
+    result = invoke_cli("report", "--study-name", "rep", "--storage", url, "--out", str(tmp_path / "r"), "--no-upload")
     assert result.returncode == 0, result.stderr
     assert "chosen trials [0, 1, 2]" in result.stdout and (tmp_path / "r" / "pareto.png").is_file()
     assert get_all_artifact_meta(study) == []
-    bad = run_cli("report", "--study-name", "nope", "--storage", url, "--out", str(tmp_path / "r"))
+    bad = invoke_cli("report", "--study-name", "nope", "--storage", url, "--out", str(tmp_path / "r"))
     assert bad.returncode == 2 and "no study named 'nope'" in bad.stderr

@@ -12,7 +12,7 @@ import pytest
 from optuna.distributions import IntDistribution
 
 from optnas.studies.selection import select_trials, trade_offs
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 # (top1 %, macs M, params M, feasible): the feasible front is trials 0-4; 5 is dominated and 6
 # is the most accurate but infeasible.
@@ -127,7 +127,7 @@ def test_select_command_filters_exits_and_lists_optional_figures(
     early_exit_study: optuna.Study, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'ee.db'}"
-    result = run_cli("select", "--study-name", "ee", "--storage", url, "-n", "3", "--prefer", "avg_macs",
+    result = invoke_cli("select", "--study-name", "ee", "--storage", url, "-n", "3", "--prefer", "avg_macs",
                      "--n-exits", "2", "--save", str(tmp_path / "chosen"), "--csv", str(tmp_path / "c.csv"))
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "c.csv")))
