@@ -94,3 +94,21 @@ def test_after_search_commands_explain_every_option(command: str) -> None:
     options = [param for param in main.commands[command].params if param.param_type_name == "option"]
     assert options and all(option.help for option in options)
     assert invoke_cli(command, "--help").returncode == 0
+
+
+def test_training_starts_from_the_searchs_checkpoint(tmp_path: Path) -> None:
+    from optnas.supernet import build_supernet, extract_subnet
+
+    folder = _chosen_folder(tmp_path / "net")
+    saved = extract_subnet(build_supernet(10, seed=5), MobileNetV3Space().smallest()).state_dict()
+    torch.save({"state_dict": saved}, folder / "ckpt.pth")
+    stats = train_final(folder, epochs=0, vld_size=VLD_SIZE, progress=False)
+    assert stats["train"]["start"] == str(folder / "ckpt.pth")
+    final = _state(folder)
+    # Zero epochs: the saved weights, with only the BN statistics recomputed on training images.
+    for key, value in saved.items():
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        assert torch.equal(final[key], value), key
+    assert not torch.equal(final["blocks.1.conv.point_linear.bn.running_var"],
+                           saved["blocks.1.conv.point_linear.bn.running_var"])
