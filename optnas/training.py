@@ -78,9 +78,9 @@ def fine_tune(
 ) -> None:
     """Train a network with SGD and a cosine learning rate that changes once per epoch.
 
-    A run interrupted after epoch k and continued from the ``state`` that ``on_epoch_end``
-    got at epoch k (with the model's weights of that epoch) ends bit for bit where the
-    uninterrupted run ends, on CPU.
+    A run interrupted after epoch k and continued with ``resume`` set to the state that
+    ``on_epoch_end`` got at epoch k (and the model's weights of that epoch) ends bit for bit
+    where the uninterrupted run ends, on CPU.
 
     Args:
         model: the network, trained in place.
