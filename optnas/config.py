@@ -106,6 +106,12 @@ class SearchConfig:
         "the others by cross-validated Kendall tau), carts, rbf, mlp, gp or xgb.",
         choices=PREDICTORS,
     )
+    sec_predictor: str = _option(
+        "as", "Predictor of every other figure the surrogate sampler needs and cannot compute "
+        "from the encoding: a second objective such as avg_macs or top1_robust, or top1 for "
+        "--top1min beside another first objective. Same choices as --predictor.",
+        choices=PREDICTORS,
+    )
     device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")
     n_workers: int = _option(0, "Data-loading worker processes (folder datasets).", type=int)
     threads: int | None = _option(

@@ -256,3 +256,27 @@ def test_invalid_subnet(subnet: Any, match: str) -> None:
 def test_invalid_n_classes(n_classes: Any) -> None:
     with pytest.raises(ValueError, match="n_classes"):
         costs.profile(_valid(), n_classes=n_classes)
+
+
+def test_nasbench201_features_see_only_what_the_cell_computes() -> None:
+    from optnas.spaces.nasbench201 import OPERATIONS, NASBench201Space, lookup
+
+    space = NASBench201Space()
+
+    def vector(*ops: str) -> np.ndarray:
+        return space.to_vector({"ops": list(ops)})
+
+    # Edge 0→3 alone is live; edges 0→1 and 1→2 lead nowhere once 1→3, 2→3 are none.
+    alone = vector("nor_conv_1x1", "none", "skip_connect", "nor_conv_3x3", "none", "none")
+    cleaned = vector("none", "none", "none", "nor_conv_3x3", "none", "none")
+    np.testing.assert_array_equal(space.features(alone[None]), space.features(cleaned[None]))
+    # Every cell without a live path scores the same in the tables, and looks the same.
+    dead = [vector("nor_conv_3x3", "avg_pool_3x3", "none", "none", "none", "none"),
+            vector("none", "none", "nor_conv_3x3", "none", "skip_connect", "nor_conv_1x1")]
+    assert {round(lookup(space.from_vector(v), "cifar10", 0)["top1"], 3) for v in dead} == {
+        round(lookup(space.smallest(), "cifar10", 0)["top1"], 3)}
+    np.testing.assert_array_equal(space.features(dead[0][None]), space.features(dead[1][None]))
+    # The largest cell: all four paths live, 6 convolutions, 1/2/2/3 on the paths.
+    features = space.features(vector(*[OPERATIONS[-1]] * 6)[None])[0]
+    assert list(features[-8:]) == [1, 1, 1, 1, 1, 2, 2, 3]
+    assert features[30:34].tolist() == [0, 0, 0, 6]

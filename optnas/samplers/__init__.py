@@ -23,11 +23,12 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
         return SurrogateSampler(
             config.make_space(),
             functools.partial(exact_costs, config),
-            second_objective=None if config.sec_obj == "none" else config.sec_obj,
+            objectives=config.objectives,
             constraint_bounds=config.constraint_bounds,
             n_doe=config.n_doe,
             n_iter=config.n_iter,
             predictor=config.predictor,
+            sec_predictor=config.sec_predictor,
             seed=seed,
         )
     if config.sampler == "nsga2":

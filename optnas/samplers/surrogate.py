@@ -29,22 +29,34 @@ from optnas.samplers.selection import select_batch
 from optnas.spaces import SearchSpace
 
 BATCH_ATTR_PREFIX = "surrogate:batch:"
+# Reference point of the batch selection's hypervolume, on objectives scaled to the evaluated
+# front (ideal 0, nadir 1 on each axis).
+SCALED_REFERENCE = 1.1
 _FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 class SurrogateSampler(BaseSampler):
-    """Proposes architectures by NSGA-II on an accuracy predictor plus exact costs.
+    """Proposes architectures by NSGA-II on predictors plus exact costs.
+
+    Every quantity the objectives and constraints need is taken exactly from ``costs`` when
+    it holds it (params, MACs... computed from the encoding) and predicted otherwise: the
+    first objective by ``predictor``, any other (``avg_macs``, ``top1_robust``, or ``top1``
+    for a ``top1min`` constraint beside another first objective) by ``sec_predictor``.
 
     Args:
         space: the search space.
-        costs: exact cost figures of a subnet (e.g. ``{"params": .., "macs": ..}``), no network run.
-        second_objective: the cost minimised beside top1, or None for top1 alone.
-        constraint_bounds: constraint name → bound (``params``/``macs``/``activations`` upper
-            bounds in millions, ``top1min`` a lower bound on top1 %).
+        costs: exact figures of a subnet (e.g. ``{"params": .., "macs": ..}``), no network run.
+        objectives: the objectives' names, first one first; ``top1`` (%) is maximised, every
+            other one minimised.
+        constraint_bounds: constraint name → bound (``top1min`` a lower bound on top1 %, any
+            other an upper bound on the quantity of that name).
         n_doe: trials of the initial design.
         n_iter: candidates per batch.
-        predictor: the predictor's name (see :func:`optnas.predictors.get_predictor`).
-        seed: seed of the design, the predictor and the evolution.
+        predictor: the first objective's predictor (see :func:`optnas.predictors.get_predictor`).
+        sec_predictor: the predictor of every other quantity that ``costs`` lacks.
+        trust_radius: candidates differ in at most this many genes from an evaluated
+            architecture (None: anywhere), so that predictions are used where they were learnt.
+        seed: seed of the design, the predictors and the evolution.
         population_size: NSGA-II population on the surrogate.
         generations: NSGA-II generations on the surrogate.
         poll_seconds: how often a trial waiting for the previous batch checks again.
@@ -55,11 +67,13 @@ class SurrogateSampler(BaseSampler):
         space: SearchSpace,
         costs: Callable[[dict[str, Any]], dict[str, float]],
         *,
-        second_objective: str | None,
+        objectives: list[str],
         constraint_bounds: dict[str, float],
         n_doe: int,
         n_iter: int,
         predictor: str = "as",
+        sec_predictor: str = "as",
+        trust_radius: int | None = None,
         seed: int = 0,
         population_size: int = 100,
         generations: int = 30,
@@ -67,11 +81,13 @@ class SurrogateSampler(BaseSampler):
     ) -> None:
         self.space = space
         self.costs = costs
-        self.second_objective = second_objective
+        self.objectives = list(objectives)
         self.constraint_bounds = dict(constraint_bounds)
         self.n_doe = n_doe
         self.n_iter = n_iter
         self.predictor = predictor
+        self.sec_predictor = sec_predictor
+        self.trust_radius = trust_radius
         self.seed = seed
         self.poll_seconds = poll_seconds
         self._evolution = SurrogateNSGA2(space, population_size, generations)
@@ -80,6 +96,17 @@ class SurrogateSampler(BaseSampler):
         self._batches: dict[int, dict[str, Any]] = {}
         self._costs_cache: dict[tuple, dict[str, float]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def quantities(self) -> list[str]:
+        """Every figure the objectives and constraints need, objectives first."""
+        names = self.objectives + [_quantity(name) for name in self.constraint_bounds]
+        return list(dict.fromkeys(names))
+
+    def predicted_quantities(self) -> list[str]:
+        """The quantities that are predicted, because ``costs`` does not hold them."""
+        exact = self._costs_of(self.space.to_vector(self.space.smallest()))
+        return [name for name in self.quantities if name not in exact]
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         # The full, fixed encoding, so that even trial 0 is proposed by this sampler.
@@ -152,41 +179,65 @@ class SurrogateSampler(BaseSampler):
 
         started = time.perf_counter()
         evaluated = [t for t in history if "duplicate_of" not in t.user_attrs]
-        X = np.array([self.space.to_vector(t.user_attrs["subnet"]) for t in evaluated])
-        y = np.array([float(t.user_attrs["top1"]) for t in evaluated])
-        predictor = get_predictor(self.predictor, random_state=self.seed + k)
-        predictor.fit(self.space.features(X), y)
+        models = {}
+        for name in self.predicted_quantities():
+            known = [t for t in evaluated if name in t.user_attrs]
+            X = self.space.features(np.array([self.space.to_vector(t.user_attrs["subnet"]) for t in known]))
+            kind = self.predictor if name == self.objectives[0] else self.sec_predictor
+            models[name] = get_predictor(kind, random_state=self.seed + k).fit(
+                X, np.array([float(t.user_attrs[name]) for t in known])
+            )
         fit_seconds = time.perf_counter() - started
 
-        def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # An accuracy in %: interpolants can extrapolate past either end.
-            predicted = np.clip(predictor.predict(self.space.features(vectors)), 0.0, 100.0)
+        def predict(vectors: np.ndarray) -> dict[str, np.ndarray]:
+            features = self.space.features(vectors)
+            values = {name: _plausible(name, model.predict(features)) for name, model in models.items()}
             costs = [self._costs_of(vector) for vector in vectors]
-            return self._objectives(predicted, costs), self._violation(predicted, costs)
+            for name in self.quantities:
+                if name not in values:
+                    values[name] = np.array([c[name] for c in costs], dtype=float)
+            return values
+
+        def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            values = predict(vectors)
+            return self._minimised(values), self._violation(values)
 
         feasible = [t for t in evaluated if all(v <= 0 for v in t.constraints.values())]
-        front_trials = _front(feasible, self.second_objective)
-        initial = np.array([self.space.to_vector(t.user_attrs["subnet"]) for t in front_trials or evaluated])
+        observed = self._observed(feasible)
+        front_values = self._minimised(observed) if feasible else np.zeros((0, len(self.objectives)))
+        front = _front_indices(front_values)
+        initial = np.array([self.space.to_vector(t.user_attrs["subnet"])
+                            for t in ([feasible[i] for i in front] or evaluated)])
         rng = np.random.default_rng([self.seed, k])
         vectors, objectives, violation = self._evolution.run(evaluate, initial, rng)
-        known = {tuple(self.space.to_vector(t.user_attrs["subnet"])) for t in history}
-        fresh = np.array([tuple(v) not in known for v in vectors], dtype=bool)
-        vectors, objectives, violation = vectors[fresh], objectives[fresh], violation[fresh]
-        front_values = self._objectives(
-            np.array([t.user_attrs["top1"] for t in feasible]), [t.user_attrs for t in feasible]
-        ) if feasible else np.zeros((0, objectives.shape[1]))
-        reference = self._reference(objectives, front_values)
-        chosen = select_batch(objectives, violation, self.n_iter, front_values, reference) if len(vectors) else []
+        allowed = self._allowed(vectors, history)
+        vectors, objectives, violation = vectors[allowed], objectives[allowed], violation[allowed]
+        scaled, scaled_front = _normalise(objectives, front_values)
+        chosen = select_batch(
+            scaled, violation, self.n_iter, scaled_front, (SCALED_REFERENCE,) * objectives.shape[1]
+        ) if len(vectors) else []
+        chosen_values = predict(vectors[chosen]) if len(chosen) else {name: [] for name in models}
         return {
             "iteration": k,
             "subnets": [self.space.from_vector(vectors[i]) for i in chosen],
-            "predicted_top1": [float(100.0 - objectives[i, 0]) for i in chosen],
-            "predictor": self.predictor,
-            "winner": getattr(predictor, "winner_", self.predictor),
-            "n_train": int(len(y)),
+            "predicted": {name: [float(v) for v in chosen_values[name]] for name in models},
+            "predictors": {name: getattr(model, "winner_", type(model).__name__) for name, model in models.items()},
+            "first_objective": self.objectives[0],
+            "n_train": len(evaluated),
             "fit_seconds": round(fit_seconds, 4),
             "seconds": round(time.perf_counter() - started, 4),
         }
+
+    def _allowed(self, vectors: np.ndarray, history: list[FrozenTrial]) -> np.ndarray:
+        """Mask of the candidates never evaluated and within the trust radius of one that was."""
+        done = np.array([self.space.to_vector(t.user_attrs["subnet"]) for t in history])
+        if len(vectors) == 0 or len(done) == 0:
+            return np.ones(len(vectors), dtype=bool)
+        distance = np.array([(done != vector).sum(axis=1).min() for vector in vectors])
+        allowed = distance > 0
+        if self.trust_radius is not None:
+            allowed &= distance <= self.trust_radius
+        return allowed
 
     def _costs_of(self, vector: np.ndarray) -> dict[str, float]:
         key = tuple(int(v) for v in vector)
@@ -196,73 +247,107 @@ class SurrogateSampler(BaseSampler):
             self._costs_cache[key] = cached
         return cached
 
-    def _objectives(self, predicted_top1: np.ndarray, costs: list[dict[str, float]]) -> np.ndarray:
-        error = 100.0 - np.asarray(predicted_top1, dtype=float)
-        if self.second_objective is None:
-            return error[:, None]
-        second = np.array([c[self.second_objective] for c in costs], dtype=float)
-        return np.column_stack([error, second])
+    def _observed(self, trials: list[FrozenTrial]) -> dict[str, np.ndarray]:
+        return {name: np.array([float(t.user_attrs[name]) for t in trials]) for name in self.quantities}
 
-    def _violation(self, predicted_top1: np.ndarray, costs: list[dict[str, float]]) -> np.ndarray:
-        violation = np.zeros(len(costs))
+    def _minimised(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        columns = [100.0 - values[name] if name == "top1" else values[name] for name in self.objectives]
+        return np.column_stack(columns).astype(float)
+
+    def _violation(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        violation = np.zeros(len(values[self.objectives[0]]))
         for name, bound in self.constraint_bounds.items():
-            if name == "top1min":
-                excess = bound - np.asarray(predicted_top1, dtype=float)
-            else:
-                excess = np.array([c[name] for c in costs], dtype=float) - bound
+            value = values[_quantity(name)]
+            excess = bound - value if name == "top1min" else value - bound
             # Relative excess, so constraints in different units weigh alike.
             violation += np.maximum(0.0, excess) / max(abs(bound), 1e-12)
         return violation
 
-    @staticmethod
-    def _reference(objectives: np.ndarray, front: np.ndarray) -> tuple[float, ...]:
-        both = np.vstack([objectives, front]) if len(front) else objectives
-        if len(both) == 0:
-            return (100.0,)
-        worst = both.max(axis=0)
-        return tuple([100.0] + [1.1 * w if w > 0 else w + 1.0 for w in worst[1:]])
+
+def _quantity(constraint: str) -> str:
+    """The figure a constraint bounds: top1 for ``top1min``, else the constraint's own name."""
+    return "top1" if constraint == "top1min" else constraint
 
 
-def _front(trials: list[FrozenTrial], second_objective: str | None) -> list[FrozenTrial]:
-    """The non-dominated trials in (top1 ↑, second objective ↓)."""
-    if not trials:
+def _plausible(name: str, predicted: np.ndarray) -> np.ndarray:
+    """Clip predictions to the quantity's range: interpolants can extrapolate past it."""
+    return np.clip(predicted, 0.0, 100.0) if name == "top1" else np.maximum(predicted, 0.0)
+
+
+def _normalise(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale objectives so the evaluated front spans [0, 1] on each axis.
+
+    Hypervolume gains are then comparable along the whole front: in raw units, with a far
+    reference point, the cheap end of the front (large errors) would dwarf every gain near the
+    accurate end, and batches would pile up on the smallest architectures.
+
+    Args:
+        objectives: array (n, m) of candidates' objectives, minimised.
+        front: array (p, m) of the evaluated feasible trials' objectives, minimised.
+    """
+    basis = front if len(front) >= 2 else np.vstack([front.reshape(-1, objectives.shape[1]), objectives])
+    if len(front) >= 2:
+        basis = basis[constrained_ranks(basis, np.zeros(len(basis))) == 0]
+    ideal, nadir = basis.min(axis=0), basis.max(axis=0)
+    span = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
+    return (objectives - ideal) / span, (front.reshape(-1, objectives.shape[1]) - ideal) / span
+
+
+def _front_indices(values: np.ndarray) -> list[int]:
+    """Indices of the non-dominated rows of minimised ``values`` (the 10 best with one column)."""
+    if len(values) == 0:
         return []
-    if second_objective is None:
-        return sorted(trials, key=lambda t: -t.user_attrs["top1"])[:10]
-    values = np.array([[-t.user_attrs["top1"], t.user_attrs[second_objective]] for t in trials])
-    ranks = constrained_ranks(values, np.zeros(len(trials)))
-    return [t for t, rank in zip(trials, ranks) if rank == 0]
+    if values.shape[1] == 1:
+        return [int(i) for i in np.argsort(values[:, 0], kind="stable")[:10]]
+    ranks = constrained_ranks(values, np.zeros(len(values)))
+    return [int(i) for i in np.flatnonzero(ranks == 0)]
 
 
-def batch_quality(study: Study) -> dict[int, dict[str, float]]:
-    """Return, per stored batch, the predictor's out-of-sample Kendall τ and RMSE on it.
+def batch_quality(study: Study) -> dict[int, dict[str, Any]]:
+    """Return, per stored batch, its predictors' out-of-sample Kendall τ and RMSE on it.
 
-    Each batch was predicted before it was evaluated, so these are honest figures.
+    Each batch was predicted before it was evaluated, so these are honest figures. Per
+    iteration: ``quantity`` (the first objective's figure, or the first predicted one),
+    ``kendall_tau``, ``rmse``, ``n`` and ``winner`` for it, and the same under ``sec`` for
+    every other predicted quantity.
 
     Args:
         study: the study.
     """
-    from optnas.predictors import kendall_tau, rmse
-
-    actual: dict[str, float] = {}
+    actual: dict[str, dict[str, Any]] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if "subnet" in trial.user_attrs and "top1" in trial.user_attrs:
-            actual.setdefault(json.dumps(trial.user_attrs["subnet"], sort_keys=True), trial.user_attrs["top1"])
+        if "subnet" in trial.user_attrs:
+            actual.setdefault(json.dumps(trial.user_attrs["subnet"], sort_keys=True), trial.user_attrs)
     quality = {}
     for key, batch in study.user_attrs.items():
-        if not key.startswith(BATCH_ATTR_PREFIX):
+        if not key.startswith(BATCH_ATTR_PREFIX) or not batch.get("predicted"):
             continue
-        pairs = [
-            (predicted, actual[json.dumps(subnet, sort_keys=True)])
-            for subnet, predicted in zip(batch["subnets"], batch["predicted_top1"])
-            if json.dumps(subnet, sort_keys=True) in actual
-        ]
-        if len(pairs) >= 2:
-            predicted, observed = map(np.array, zip(*pairs))
+        figures = {
+            name: _prediction_quality(batch, name, actual) for name in batch["predicted"]
+        }
+        figures = {name: value for name, value in figures.items() if value is not None}
+        main = batch["first_objective"] if batch["first_objective"] in figures else next(iter(figures), None)
+        if main is not None:
             quality[batch["iteration"]] = {
-                "kendall_tau": float(kendall_tau(observed, predicted)),
-                "rmse": float(rmse(observed, predicted)),
-                "n": len(pairs),
-                "winner": batch.get("winner"),
+                "quantity": main, **figures.pop(main), **({"sec": figures} if figures else {})
             }
     return quality
+
+
+def _prediction_quality(batch: dict[str, Any], name: str, actual: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    from optnas.predictors import kendall_tau, rmse
+
+    pairs = []
+    for subnet, predicted in zip(batch["subnets"], batch["predicted"][name]):
+        attrs = actual.get(json.dumps(subnet, sort_keys=True))
+        if attrs is not None and name in attrs:
+            pairs.append((predicted, float(attrs[name])))
+    if len(pairs) < 2:
+        return None
+    predicted, observed = map(np.array, zip(*pairs))
+    return {
+        "kendall_tau": float(kendall_tau(observed, predicted)),
+        "rmse": float(rmse(observed, predicted)),
+        "n": len(pairs),
+        "winner": batch["predictors"][name],
+    }

@@ -14,6 +14,10 @@ from optnas.spaces.base import SearchSpace
 # Ordered from cheapest to most expensive, so index 0 is the smallest cell.
 OPERATIONS = ("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3")
 N_EDGES = 6
+# Edge e joins nodes as in NAS-Bench-201's cell string: 0→1, 0→2, 1→2, 0→3, 1→3, 2→3.
+# The input-to-output paths, as edge indices:
+PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
+CONVOLUTIONS = (OPERATIONS.index("nor_conv_1x1"), OPERATIONS.index("nor_conv_3x3"))
 BENCH_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "imagenet"}
 
 
@@ -48,9 +52,31 @@ class NASBench201Space(SearchSpace):
         return {"ops": list(ops)}
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
-        # Operations are unordered categories: one column per (edge, operation).
+        """Return what the cell computes, not only which operation sits on which edge.
+
+        Columns: one-hot operation per edge with edges on no live input-to-output path shown
+        as ``none`` (they change nothing), the count of each operation on live edges, which
+        of the four paths are live, and the number of convolutions on each live path (-1 if
+        dead). Cells with no live path all score alike in the tables (about 10 %); one-hot
+        columns alone leave a predictor to discover that, and it rarely does with 100 points.
+
+        Args:
+            vectors: array of shape (n, 6) of operation indices.
+        """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, N_EDGES)
-        return np.eye(len(OPERATIONS))[vectors].reshape(len(vectors), -1)
+        live = np.stack([np.all(vectors[:, list(path)] != 0, axis=1) for path in PATHS], axis=1)
+        on_live_path = np.zeros(vectors.shape, dtype=bool)
+        for column, path in enumerate(PATHS):
+            on_live_path[:, list(path)] |= live[:, [column]]
+        effective = np.where(on_live_path, vectors, 0)
+        one_hot = np.eye(len(OPERATIONS))[effective].reshape(len(vectors), -1)
+        counts = np.stack([(effective == op).sum(axis=1) for op in range(1, len(OPERATIONS))], axis=1)
+        is_conv = np.isin(vectors, CONVOLUTIONS)
+        convs = np.stack(
+            [np.where(live[:, column], is_conv[:, list(path)].sum(axis=1), -1) for column, path in enumerate(PATHS)],
+            axis=1,
+        )
+        return np.hstack([one_hot, counts, live, convs]).astype(np.float64)
 
     def smallest(self) -> dict[str, Any]:
         return {"ops": [OPERATIONS[0]] * N_EDGES}
