@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from optnas.sam import make_optimizer
+
 if TYPE_CHECKING:
     from optnas.data import DataSplits, ImageSet
 
@@ -73,8 +75,10 @@ def fine_tune(
     momentum: float = 0.9,
     weight_decay: float = 5e-5,
     progress: bool = False,
+    optim: str = "sgd",
+    rho: float | None = None,
 ) -> None:
-    """Train a network with SGD and a cosine learning rate that changes once per epoch.
+    """Train a network with SGD (or SAM/ASAM around it) and a cosine learning rate that changes once per epoch.
 
     Args:
         model: the network, trained in place.
@@ -88,6 +92,8 @@ def fine_tune(
         momentum: SGD momentum.
         weight_decay: L2 penalty.
         progress: show a progress bar.
+        optim: ``sgd``, or ``sam`` / ``asam`` for sharpness-aware steps (two passes each).
+        rho: SAM/ASAM neighbourhood radius [default: 0.05 for SAM, 0.5 for ASAM].
     """
     if epochs < 0:
         raise ValueError(f"epochs must be zero or more, got {epochs}")
@@ -95,8 +101,8 @@ def fine_tune(
         return
     was_training = model.training
     model.to(device).train()
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    optimizer = make_optimizer(
+        optim, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, rho=rho
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
@@ -115,10 +121,14 @@ def fine_tune(
                 # Train-mode BN cannot normalise one image once the feature map is 1x1.
                 if len(labels) < 2:
                     continue
-                loss = F.cross_entropy(model(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+
+                def closure(images: torch.Tensor = images, labels: torch.Tensor = labels) -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = F.cross_entropy(model(images), labels)
+                    loss.backward()
+                    return loss
+
+                loss = optimizer.step(closure)
                 if progress:
                     total += loss.detach()
                     n_steps += 1
@@ -225,6 +235,8 @@ def evaluate_candidate(
     lr: float = 0.01,
     batch_size: int = 64,
     bn_images: int = 2000,
+    optim: str = "sgd",
+    rho: float | None = None,
 ) -> tuple[float, nn.Module]:
     """Score a candidate: inherit its weights, fine-tune, recalibrate BN, evaluate.
 
@@ -241,6 +253,8 @@ def evaluate_candidate(
         lr: the initial fine-tuning learning rate.
         batch_size: fine-tuning images per step.
         bn_images: training images the BN statistics are recomputed on.
+        optim: fine-tuning optimiser, ``sgd``, ``sam`` or ``asam``.
+        rho: SAM/ASAM radius (None: the optimiser's default).
 
     Returns:
         The validation top-1 accuracy in % and the fine-tuned network.
@@ -254,8 +268,9 @@ def evaluate_candidate(
     model = extract_subnet(supernet, subnet).to(device)
     fine_tune(
         model, data.train, epochs=n_epochs, resolution=resolution, device=device, seed=seed,
-        lr=lr, batch_size=batch_size,
+        lr=lr, batch_size=batch_size, optim=optim, rho=rho,
     )
+    # Also discards the BN statistics that SAM's second forward pass skewed.
     recalibrate_bn(
         model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed
     )
