@@ -136,7 +136,8 @@ class CandidateEvaluator:
     def evaluate(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module | None]:
         """Return the stats of an architecture and its fine-tuned network (None for tables).
 
-        Stats: ``top1`` (validation accuracy, %), the costs (millions) and ``tiny_ml``.
+        Stats: ``top1`` (validation accuracy, %), the costs (millions) and ``tiny_ml``; with a
+        ``top1_robust`` objective also ``robustness`` (mean accuracy drop under weight noise).
 
         Args:
             subnet: a canonical subnet of the search space.
@@ -155,8 +156,18 @@ class CandidateEvaluator:
             n_epochs=config.n_epochs,
             device=config.device,
             seed=config.seed,
+            optim=config.optim,
+            rho=config.rho,
         )
-        return {"top1": float(top1), **self.costs(subnet)}, model
+        stats = {"top1": float(top1), **self.costs(subnet)}
+        if "top1_robust" in config.objectives:
+            from optnas.flatness import robustness
+
+            stats["robustness"] = robustness(
+                model, self.data.valid, resolution=int(subnet["r"]), sigmas=config.sigmas,
+                n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
+            )
+        return stats, model
 
 
 def n_classes(config: SearchConfig) -> int:
