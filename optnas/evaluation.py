@@ -147,18 +147,7 @@ class CandidateEvaluator:
             from optnas.spaces.nasbench201 import lookup
 
             return lookup(subnet, config.dataset, config.seed), None
-        from optnas.training import evaluate_candidate
-
-        top1, model = evaluate_candidate(
-            self.supernet,
-            subnet,
-            self.data,
-            n_epochs=config.n_epochs,
-            device=config.device,
-            seed=config.seed,
-            optim=config.optim,
-            rho=config.rho,
-        )
+        top1, model = self.train(subnet)
         stats = {"top1": float(top1), **self.costs(subnet)}
         if "top1_robust" in config.objectives:
             from optnas.flatness import robustness
@@ -168,6 +157,28 @@ class CandidateEvaluator:
                 n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
             )
         return stats, model
+
+    def train(self, subnet: dict[str, Any]) -> tuple[float, torch.nn.Module]:
+        """Return the validation top1 (%) and the network of a mobilenetv3 architecture.
+
+        Inherited weights, fine-tuning, BN recalibration: the same network every time.
+
+        Args:
+            subnet: a canonical mobilenetv3 subnet.
+        """
+        from optnas.training import evaluate_candidate
+
+        config = self.config
+        return evaluate_candidate(
+            self.supernet,
+            subnet,
+            self.data,
+            n_epochs=config.n_epochs,
+            device=config.device,
+            seed=config.seed,
+            optim=config.optim,
+            rho=config.rho,
+        )
 
 
 def n_classes(config: SearchConfig) -> int:
