@@ -149,7 +149,7 @@ def cifar_c_errors(
     with tqdm(total=len(corruptions) * len(severities), desc=name, disable=not progress) as bar:
         for corruption in corruptions:
             for severity in severities:
-                images = torch.from_numpy(np.ascontiguousarray(arrays[corruption][severity - 1, :n]))
+                images = torch.from_numpy(np.array(arrays[corruption][severity - 1, :n]))
                 split = TensorImageSet(images.permute(0, 3, 1, 2), torch.from_numpy(labels[:n]),
                                        CIFAR_C[name][2], mean, std, cache_size=0)
                 counts[corruption, severity] = evaluate(model, split, resolution=resolution, device=device) * n / 100
