@@ -16,7 +16,7 @@ from optnas.data import DataError, load_dataset
 from optnas.ood import cifar_c_errors, corruption_errors, load_cifar_c
 from optnas.spaces import MobileNetV3Space
 from optnas.supernet import build_supernet, extract_subnet
-from tests.conftest import invoke_cli, run_cli
+from tests.conftest import invoke_cli
 
 # Published parameters that do not grow in pixel distance: glass blur's severities 1-3 use one
 # shuffling pass and 4-5 two; elastic_transform trades affine jitter for elastic displacement;
@@ -116,14 +116,14 @@ def test_on_the_fly_errors_count_the_corrupted_images() -> None:
 
 def test_ood_cli_on_a_trial_is_kept_in_the_study(supernet_file: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'o.db'}"
-    result = run_cli(
+    result = invoke_cli(
         "search", "--storage", url, "--study-name", "s", "--supernet-path", str(supernet_file), "--n-doe", "1",
         "--iterations", "0", "--n-epochs", "0", "--vld-size", "60", "--sec-obj", "params", "--sampler", "random",
-        "--save-ckpt", "--save", str(tmp_path / "run"), "--quiet", cwd=tmp_path,
+        "--save-ckpt", "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr
-    result = run_cli("ood", "--study-name", "s", "--storage", url, "--trial", "0", "--n-images", "20",
-                     "--corruptions", "fog,pixelate", "--severities", "1,5", "--quiet", "--json", cwd=tmp_path)
+    result = invoke_cli("ood", "--study-name", "s", "--storage", url, "--trial", "0", "--n-images", "10",
+                        "--corruptions", "fog,pixelate", "--severities", "1,5", "--quiet", "--json")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     study = optuna.load_study(study_name="s", storage=url)
@@ -137,9 +137,9 @@ def test_ood_cli_on_a_trial_is_kept_in_the_study(supernet_file: Path, tmp_path: 
     assert "mce" in table.stdout.splitlines()[0] and f"{stored['mce']:.4g}" in table.stdout
     # The same network from its net.subnet and ckpt.pth gives the same errors.
     folder = tmp_path / "run" / "s" / "trial-00000"
-    direct = run_cli("ood", "--subnet", str(folder / "net.subnet"), "--weights", str(folder / "ckpt.pth"),
-                     "--n-images", "20", "--corruptions", "fog,pixelate", "--severities", "1,5", "--quiet",
-                     "--json", cwd=tmp_path)
+    direct = invoke_cli("ood", "--subnet", str(folder / "net.subnet"), "--weights", str(folder / "ckpt.pth"),
+                        "--n-images", "10", "--corruptions", "fog,pixelate", "--severities", "1,5", "--quiet",
+                        "--json")
     assert direct.returncode == 0, direct.stderr
     assert json.loads(direct.stdout)["errors"] == stored["errors"]
 

@@ -9,24 +9,23 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.flatness import alpha_norm, top1_robust
-from tests.conftest import invoke_cli, run_cli
+from tests.conftest import invoke_cli
 
 
 def test_top1_robust_search_stores_values_that_recompute(supernet_file: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    result = run_cli(
+    result = invoke_cli(
         "search", "--storage", url, "--study-name", "robust", "--supernet-path", str(supernet_file),
-        "--n-doe", "2", "--iterations", "2", "--n-iter", "1", "--n-epochs", "0", "--vld-size", "60",
+        "--n-doe", "1", "--iterations", "2", "--n-iter", "1", "--n-epochs", "0", "--vld-size", "60",
         "--first-obj", "top1_robust", "--sec-obj", "macs", "--sampler", "nsga2", "--alpha", "0.6",
-        "--sigma", "0.05,0.1", "--flat-samples", "2", "--save", str(tmp_path / "run"), "--quiet",
-        cwd=tmp_path,
+        "--sigma", "0.05,0.1", "--flat-samples", "1", "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr
     assert "top1_robust" in result.stdout and "robustness" in result.stdout
     study = optuna.load_study(study_name="robust", storage=url, sampler=optuna.samplers.RandomSampler())
     assert study.metric_names == ["top1_robust", "macs"]
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 4
+    assert len(complete) == 3
     by_number = {t.number: t for t in complete}
     for trial in complete:
         attrs = trial.user_attrs
@@ -38,8 +37,8 @@ def test_top1_robust_search_stores_values_that_recompute(supernet_file: Path, tm
         assert trial.values[0] == pytest.approx(expected)
         assert attrs["top1_robust"] == pytest.approx(expected)
     # DOE trials belong to iteration 0, then n_iter trials per iteration.
-    assert sorted(t.user_attrs["alpha_norm_iteration"] for t in complete) == [0, 0, 1, 2]
-    for iteration, n_used in ((1, 2), (2, 3)):
+    assert sorted(t.user_attrs["alpha_norm_iteration"] for t in complete) == [0, 1, 2]
+    for iteration, n_used in ((1, 1), (2, 2)):
         record = study.user_attrs[f"alpha_norm:{iteration:04d}"]
         used = [by_number[n] for n in record["trials"]]
         assert len(used) == n_used
