@@ -99,20 +99,23 @@ def corruption_errors(
     mean = torch.tensor(test.mean).view(1, 3, 1, 1)
     std = torch.tensor(test.std).view(1, 3, 1, 1)
     clean_correct, counts = 0.0, {}
-    with tqdm(total=len(corruptions) * len(severities), desc="corruptions", disable=not progress) as bar:
+    n_chunks = -(-len(test) // _CHUNK)
+    with tqdm(total=n_chunks * len(corruptions) * len(severities), desc="corruptions",
+              disable=not progress) as bar:
         for start in range(0, len(test), _CHUNK):
             part = test.subset(range(start, min(start + _CHUNK, len(test))))
             normalised, labels = part.tensors(resolution)
             clean = (normalised * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
             clean_correct += _correct(model, clean, labels, test, resolution, device)
-            for i, name in enumerate(corruptions):
+            for name in corruptions:
                 for severity in severities:
-                    rng = np.random.default_rng([seed, start, i, severity])
+                    # One stream per (chunk, corruption, severity): a subset of corruptions
+                    # gives the same images as the full run.
+                    rng = np.random.default_rng([seed, start, CORRUPTIONS.index(name), severity])
                     images = corrupt(clean, name, severity, rng)
                     counts[name, severity] = counts.get((name, severity), 0.0) + _correct(
                         model, images, labels, test, resolution, device)
-                    if start == 0:
-                        bar.update()
+                    bar.update()
     return _summary(counts, len(test), corruptions, severities, clean_error=100.0 - 100.0 * clean_correct / len(test))
 
 
@@ -250,7 +253,7 @@ def evaluate_trial_ood(
         study: an optnas study.
         number: the trial number (a completed mobilenetv3 trial).
         dataset: ``cifar10c`` / ``cifar100c`` to read the published files from ``data``;
-            None corrupts the study dataset's test split on the fly.
+            None (or the study's dataset) corrupts the study dataset's test split on the fly.
         data: the folder of the CIFAR-C files.
         corruptions: corruption names.
         severities: severities, 1 to 5.
@@ -284,7 +287,10 @@ def evaluate_trial_ood(
         top1 = evaluate(model, evaluator.data.valid, resolution=subnet["r"], device=device)
     else:
         top1, model = evaluator.train(subnet)
-    if dataset is None:
+    if dataset not in (None, config.dataset, *CIFAR_C):
+        raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
+                         f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
+    if dataset in (None, config.dataset):
         test = evaluator.data.test
         if n_images is not None:
             test = test.subset(range(min(n_images, len(test))))
@@ -292,7 +298,7 @@ def evaluate_trial_ood(
                                    severities=severities, seed=seed, device=device, progress=progress)
         result["source"] = f"{config.dataset} test split, corrupted on the fly (seed {seed})"
     else:
-        expected = CIFAR_C.get(dataset, (None,))[0]
+        expected = CIFAR_C[dataset][0]
         if expected != config.dataset:
             raise ValueError(f"--dataset {dataset} needs a study searched on {expected}, not {config.dataset}")
         if data is None:
