@@ -15,7 +15,6 @@ import click
 
 from optnas import __version__
 from optnas.config import SearchConfig, options, read_config_file
-from optnas.corruptions import CORRUPTIONS as CORRUPTION_NAMES
 
 DEFAULT_STORAGE = "sqlite:///optnas.db"
 
@@ -333,8 +332,10 @@ def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_
                    "Otherwise the dataset whose test split is corrupted on the fly [default: the study's; "
                    "digits with --subnet].")
 @click.option("--data", default=None, help="Folder of the dataset files (the CIFAR-C .npy files for cifar10c/cifar100c).")
-@click.option("--corruptions", default=",".join(CORRUPTION_NAMES), show_default=True,
-              help="Comma-separated corruptions to apply.")
+@click.option("--corruptions", default="all", show_default=True,
+              help="Comma-separated corruptions, or all: gaussian_noise, shot_noise, impulse_noise, "
+                   "defocus_blur, glass_blur, motion_blur, zoom_blur, snow, frost, fog, brightness, "
+                   "contrast, elastic_transform, pixelate, jpeg_compression.")
 @click.option("--severities", default="1,2,3,4,5", show_default=True, help="Comma-separated severities (1-5).")
 @click.option("--n-images", type=click.IntRange(1), default=None, help="Only the first test images [default: all].")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the on-the-fly corruptions.")
@@ -347,10 +348,11 @@ def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_f
         n_images: int | None, seed: int, device: str, as_json: bool, quiet: bool) -> None:
     """Out-of-distribution error of a network: top-1 error (%) per corruption and severity, and the
     mean corruption error (mCE, the unnormalised mean over the 15 CIFAR-10-C corruptions x 5 severities)."""
+    from optnas.corruptions import CORRUPTIONS
     from optnas.ood import evaluate_subnet_ood, evaluate_trial_ood, format_ood
 
     _check_device(device)
-    names = tuple(part.strip() for part in corruptions.split(",") if part.strip())
+    names = CORRUPTIONS if corruptions == "all" else tuple(p.strip() for p in corruptions.split(",") if p.strip())
     try:
         levels = tuple(int(part) for part in severities.split(",") if part.strip())
     except ValueError:

@@ -268,6 +268,7 @@ def evaluate_trial_ood(
     from optnas.studies.study import CONFIG_ATTR
     from optnas.supernet import extract_subnet
 
+    _check_choice(corruptions, severities)
     if CONFIG_ATTR not in study.user_attrs:
         raise ValueError(f"study '{study.study_name}' was not created by optnas (no stored configuration)")
     config = SearchConfig.from_dict({**study.user_attrs[CONFIG_ATTR], "device": device})
@@ -343,6 +344,7 @@ def evaluate_subnet_ood(
     from optnas.spaces import MobileNetV3Space
     from optnas.supernet import build_supernet, extract_subnet
 
+    _check_choice(corruptions, severities)
     try:
         subnet = json.loads(Path(subnet_file).read_text())
         state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]

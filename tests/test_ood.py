@@ -151,6 +151,8 @@ def test_ood_cli_on_a_trial_is_kept_in_the_study(supernet_file: Path, tmp_path: 
         (["--trial", "0"], "--study-name"),
         (["--subnet", "x.subnet"], "--weights"),
         (["--trial", "0", "--study-name", "nope"], "no study named"),
+        (["--subnet", "x.subnet", "--weights", "w.pth", "--corruptions", "rain"], "unknown corruption"),
+        (["--subnet", "x.subnet", "--weights", "w.pth", "--severities", "0,6"], "severities"),
     ],
 )
 def test_ood_bad_input_is_one_line(args: list[str], message: str, tmp_path: Path) -> None:
