@@ -30,7 +30,7 @@ def test_top1_robust_search_stores_values_that_recompute(supernet_file: Path, tm
     for trial in complete:
         attrs = trial.user_attrs
         iteration = attrs["alpha_norm_iteration"]
-        stored_norm = 1.0 if iteration == 0 else study.user_attrs[f"alpha_norm:{iteration:04d}"]["alpha_norm"]
+        stored_norm = study.user_attrs[f"alpha_norm:{iteration:04d}"]["alpha_norm"]
         assert attrs["alpha_norm"] == stored_norm
         assert 0.0 <= attrs["robustness"] <= 100.0
         expected = top1_robust(attrs["top1"], attrs["robustness"], alpha=0.6, alpha_norm=stored_norm)
@@ -38,6 +38,12 @@ def test_top1_robust_search_stores_values_that_recompute(supernet_file: Path, tm
         assert attrs["top1_robust"] == pytest.approx(expected)
     # DOE trials belong to iteration 0, then n_iter trials per iteration.
     assert sorted(t.user_attrs["alpha_norm_iteration"] for t in complete) == [0, 1, 2]
+    # Iteration 0: the smallest and the largest architecture, evaluated as candidates.
+    pilot = study.user_attrs["alpha_norm:0000"]["pilot"]
+    assert [p["subnet"]["d"] for p in pilot] == [[2] * 5, [4] * 5]
+    assert study.user_attrs["alpha_norm:0000"]["alpha_norm"] == pytest.approx(
+        alpha_norm([p["top1"] for p in pilot], [p["robustness"] for p in pilot])
+    )
     for iteration, n_used in ((1, 1), (2, 2)):
         record = study.user_attrs[f"alpha_norm:{iteration:04d}"]
         used = [by_number[n] for n in record["trials"]]

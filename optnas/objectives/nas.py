@@ -71,7 +71,7 @@ class NASObjective:
                 stats, model = self.evaluator.evaluate(subnet)
             if "top1_robust" in self.config.objectives:
                 # Also for duplicates: α_norm is the current iteration's, not the earlier trial's.
-                stats.update(robust_stats(trial.study, self.config, stats))
+                stats.update(robust_stats(trial.study, self.config, stats, self._pilot))
             self._record(trial, subnet, stats, model)
         except Exception as error:
             # The trial ends FAIL; its user attributes say why, for `optnas trials` and the dashboard.
@@ -79,6 +79,11 @@ class NASObjective:
             trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
             raise
         return objective_values(stats, self.config.objectives)
+
+    def _pilot(self) -> list[dict[str, Any]]:
+        """Stats of the smallest and the largest architecture: the scale of iteration 0's α_norm."""
+        subnets = (self.space.smallest(), self.space.largest())
+        return [{"subnet": subnet, **self.evaluator.evaluate(subnet)[0]} for subnet in subnets]
 
     def _wait_for_budget(self, trial: optuna.Trial) -> None:
         """Prune this trial if the budget will be met without it; wait while that is undecided.
