@@ -58,7 +58,7 @@ def robustness(
     model.to(device)
     if top1 is None:
         top1 = evaluate(model, images, resolution=resolution, device=device)
-    parameters = [p for p in model.parameters()]
+    parameters = list(model.parameters())
     originals = [p.detach().clone() for p in parameters]
     generator = torch.Generator().manual_seed(seed)
     drops = []

@@ -30,8 +30,13 @@ CIFAR_C = {"cifar10c": ("cifar10", "CIFAR-10-C", 10), "cifar100c": ("cifar100", 
 _CHUNK = 500
 
 
-def load_cifar_c(name: str, root: str | Path, corruptions: tuple[str, ...] = CORRUPTIONS) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Read CIFAR-10-C / CIFAR-100-C: ``<corruption>.npy`` (5·N×32×32×3 uint8, severity 1 first) and ``labels.npy``.
+def load_cifar_c(
+    name: str, root: str | Path, corruptions: tuple[str, ...] = CORRUPTIONS
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Read CIFAR-10-C / CIFAR-100-C: ``<corruption>.npy`` and ``labels.npy``.
+
+    Each corruption file holds 5·N uint8 images 32×32×3, severity 1 first; ``labels.npy``
+    holds their 5·N labels.
 
     Args:
         name: ``cifar10c`` or ``cifar100c``.
@@ -116,7 +121,8 @@ def corruption_errors(
                     counts[name, severity] = counts.get((name, severity), 0.0) + _correct(
                         model, images, labels, test, resolution, device)
                     bar.update()
-    return _summary(counts, len(test), corruptions, severities, clean_error=100.0 - 100.0 * clean_correct / len(test))
+    clean_error = 100.0 - 100.0 * clean_correct / len(test)
+    return _summary(counts, len(test), corruptions, severities, clean_error=clean_error)
 
 
 def cifar_c_errors(
@@ -155,7 +161,8 @@ def cifar_c_errors(
                 images = torch.from_numpy(np.array(arrays[corruption][severity - 1, :n]))
                 split = TensorImageSet(images.permute(0, 3, 1, 2), torch.from_numpy(labels[:n]),
                                        CIFAR_C[name][2], mean, std, cache_size=0)
-                counts[corruption, severity] = evaluate(model, split, resolution=resolution, device=device) * n / 100
+                accuracy = evaluate(model, split, resolution=resolution, device=device)
+                counts[corruption, severity] = accuracy * n / 100
                 bar.update()
     return _summary(counts, n, corruptions, severities)
 
@@ -273,7 +280,9 @@ def evaluate_trial_ood(
         raise ValueError(f"study '{study.study_name}' was not created by optnas (no stored configuration)")
     config = SearchConfig.from_dict({**study.user_attrs[CONFIG_ATTR], "device": device})
     if config.search_space != "mobilenetv3":
-        raise ValueError(f"OOD evaluation needs trained networks; study '{study.study_name}' is {config.search_space}")
+        raise ValueError(
+            f"OOD evaluation needs trained networks; study '{study.study_name}' is {config.search_space}"
+        )
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not trials or trials[0].state != optuna.trial.TrialState.COMPLETE:
         raise ValueError(f"study '{study.study_name}' has no completed trial {number}")
