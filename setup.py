@@ -23,6 +23,7 @@ setup(
         "numpy>=1.24",
         "scipy>=1.10",
         "matplotlib>=3.7",
+        "pillow>=9.0",
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],

@@ -208,7 +208,11 @@ def trials(study_name: str, storage: str, pareto: bool, fmt: str) -> None:
     """Show the trials of a study: state, feasibility, stats and architecture."""
     from optnas.studies.trials import format_rows, load_trials, trial_row
 
+    from optnas.ood import add_ood_columns
+    from optnas.studies.trials import load_study_readonly
+
     rows = [trial_row(trial) for trial in load_trials(storage, study_name, pareto=pareto)]
+    rows = add_ood_columns(rows, load_study_readonly(storage, study_name))
     click.echo(format_rows(rows, fmt))
 
 
@@ -425,6 +429,64 @@ def report_command(study_name: str, storage: str, out: str, n: int, prefer: str,
     click.echo(f"{report['page']}: {', '.join(report['plots'])}; chosen trials {report['chosen']}")
     if report["uploaded"]:
         click.echo(f"Attached to the study as artifacts: {', '.join(report['uploaded'])}")
+
+
+@main.command()
+@click.option("--study-name", default=None, help="The study of --trial.")
+@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@click.option("--trial", "trial_number", type=click.IntRange(0), default=None,
+              help="A completed trial of the study: its network is rebuilt (or read from its ckpt.pth) and "
+                   "the result is kept in the study (user attribute ood:trial:NNNNN and a study artifact).")
+@click.option("--subnet", "subnet_file", type=click.Path(dir_okay=False), default=None,
+              help="Instead of --trial: a net.subnet file, with --weights.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="The ckpt.pth of --subnet (a dict with 'state_dict', as --save-ckpt writes).")
+@click.option("--dataset", default=None,
+              help="cifar10c / cifar100c: read the published CIFAR-10-C / CIFAR-100-C .npy files from --data. "
+                   "Otherwise the dataset whose test split is corrupted on the fly [default: the study's; "
+                   "digits with --subnet].")
+@click.option("--data", default=None, help="Folder of the dataset files (the CIFAR-C .npy files for cifar10c/cifar100c).")
+@click.option("--corruptions", default="all", show_default=True,
+              help="Comma-separated corruptions, or all: gaussian_noise, shot_noise, impulse_noise, "
+                   "defocus_blur, glass_blur, motion_blur, zoom_blur, snow, frost, fog, brightness, "
+                   "contrast, elastic_transform, pixelate, jpeg_compression.")
+@click.option("--severities", default="1,2,3,4,5", show_default=True, help="Comma-separated severities (1-5).")
+@click.option("--n-images", type=click.IntRange(1), default=None, help="Only the first test images [default: all].")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the on-the-fly corruptions.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda:0.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_friendly_errors
+def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_file: str | None,
+        weights: str | None, dataset: str | None, data: str | None, corruptions: str, severities: str,
+        n_images: int | None, seed: int, device: str, as_json: bool, quiet: bool) -> None:
+    """Out-of-distribution error of a network: top-1 error (%) per corruption and severity, and the
+    mean corruption error (mCE, the unnormalised mean over the 15 CIFAR-10-C corruptions x 5 severities)."""
+    from optnas.corruptions import CORRUPTIONS
+    from optnas.ood import evaluate_subnet_ood, evaluate_trial_ood, format_ood
+
+    _check_device(device)
+    names = CORRUPTIONS if corruptions == "all" else tuple(p.strip() for p in corruptions.split(",") if p.strip())
+    try:
+        levels = tuple(int(part) for part in severities.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"--severities must be comma-separated integers 1-5, got {severities!r}") from None
+    options = dict(data=data, corruptions=names, severities=levels, n_images=n_images, seed=seed,
+                   device=device, progress=not quiet)
+    if (trial_number is None) == (subnet_file is None):
+        raise ValueError("give either --trial (with --study-name) or --subnet (with --weights)")
+    if trial_number is not None:
+        if study_name is None:
+            raise ValueError("--trial needs --study-name")
+        from optnas.studies.trials import load_study_readonly
+
+        study = load_study_readonly(storage, study_name)
+        result = evaluate_trial_ood(study, trial_number, dataset=dataset, **options)
+    else:
+        if weights is None:
+            raise ValueError("--subnet needs --weights (a ckpt.pth with 'state_dict')")
+        result = evaluate_subnet_ood(subnet_file, weights, dataset=dataset or "digits", **options)
+    click.echo(json.dumps(result, indent=2) if as_json else format_ood(result))
 
 
 if __name__ == "__main__":

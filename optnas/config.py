@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from optnas.data import DATASETS
+from optnas.sam import OPTIMIZERS
 from optnas.spaces import SPACE_NAMES, MobileNetV3Space, NASBench201Space, SearchSpace
 
-FIRST_OBJECTIVES = ("top1",)
-SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml")
+FIRST_OBJECTIVES = ("top1", "top1_robust")
+SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "top1_robust")
 SAMPLERS = ("surrogate", "nsga2", "tpe", "gp", "random")
 PREDICTORS = ("as", "carts", "rbf", "mlp", "gp", "xgb")
 NASBENCH_DATASETS = ("cifar10", "cifar100", "imagenet16")
@@ -56,12 +57,14 @@ class SearchConfig:
         12, "Epochs of sandwich-rule training when no --supernet-path is given.", type=int
     )
     first_obj: str = _option(
-        "top1", "First objective: top1 = validation accuracy in % (maximised).",
+        "top1", "First objective: top1 = validation accuracy in % (maximised), or top1_robust = "
+        "alpha*(100-top1) + alpha_norm*(1-alpha)*robustness (minimised; see --alpha, --sigma).",
         choices=FIRST_OBJECTIVES,
     )
     sec_obj: str = _option(
         "macs", "Second objective (minimised): params (M), macs (M), activations (M), "
-        "tiny_ml (penalised figure of merit), or none for a single-objective search.",
+        "tiny_ml (penalised figure of merit), top1_robust (see --first-obj), or none for a "
+        "single-objective search.",
         choices=SECOND_OBJECTIVES + ("none",),
     )
     iterations: int = _option(
@@ -126,6 +129,45 @@ class SearchConfig:
         False, "Keep each candidate's fine-tuned weights (ckpt.pth) as a trial artifact.",
         is_flag=True,
     )
+    alpha: float = _option(
+        0.5, "top1_robust: weight of the top1 error; 1 - alpha weighs the robustness term.",
+        type=float,
+    )
+    sigma: str = _option(
+        "0.05", "top1_robust: relative size(s) of the multiplicative Gaussian weight noise "
+        "w + sigma*w*z, comma-separated (e.g. 0.05,0.1); robustness averages over them.",
+    )
+    flat_samples: int = _option(
+        20, "top1_robust: noise draws per sigma when measuring robustness.", type=int
+    )
+    optim: str = _option(
+        "sgd", "Fine-tuning optimiser of candidates: sgd, or sharpness-aware sam / asam (two "
+        "passes per step).", choices=OPTIMIZERS,
+    )
+    rho: float | None = _option(
+        None, "Neighbourhood radius of --optim sam / asam [default: 0.05 for sam, 0.5 for asam].",
+        type=float,
+    )
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give sigma as a number or a list; keep one canonical text form so
+        # that a resumed study compares equal. A malformed value is left for validate().
+        values = self.sigma if isinstance(self.sigma, (list, tuple)) else str(self.sigma).split(",")
+        try:
+            self.sigma = ",".join(str(float(value)) for value in values)
+        except (TypeError, ValueError):
+            pass
+
+    @property
+    def sigmas(self) -> list[float]:
+        """The noise sizes of ``--sigma``, as numbers."""
+        try:
+            values = [float(part) for part in str(self.sigma).split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"--sigma must be comma-separated numbers, got {self.sigma!r}") from None
+        if not values or any(not (math.isfinite(v) and v >= 0) for v in values):
+            raise ValueError(f"--sigma must be one or more numbers >= 0, got {self.sigma!r}")
+        return values
 
     def validate(self) -> "SearchConfig":
         """Check every option and the options' coherence; raise ``ValueError`` on the first problem."""
@@ -154,6 +196,7 @@ class SearchConfig:
             raise ValueError(f"--vld-size must be at least 1, got {self.vld_size}")
         if self.n_classes is not None and self.n_classes < 2:
             raise ValueError(f"--n-classes must be at least 2, got {self.n_classes}")
+        self._validate_robust()
         if self.search_space == "nasbench201":
             if self.dataset not in NASBENCH_DATASETS:
                 raise ValueError(
@@ -168,6 +211,27 @@ class SearchConfig:
             raise ValueError("--dataset imagenet16 is a NAS-Bench-201 table; use --search-space nasbench201")
         self.make_space()
         return self
+
+    def _validate_robust(self) -> None:
+        if self.first_obj == self.sec_obj:
+            raise ValueError(f"--first-obj and --sec-obj are both {self.first_obj}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        self.sigmas  # noqa: B018 - raises on a bad --sigma
+        if self.flat_samples < 1:
+            raise ValueError(f"--flat-samples must be at least 1, got {self.flat_samples}")
+        if self.rho is not None and not (self.rho > 0 and math.isfinite(self.rho)):
+            raise ValueError(f"--rho must be a positive number, got {self.rho}")
+        if "top1_robust" in self.objectives:
+            if self.search_space == "nasbench201":
+                raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
+            if self.sampler == "surrogate":
+                raise ValueError(
+                    "the surrogate sampler predicts top1 only; search top1_robust with "
+                    "--sampler nsga2, tpe, gp or random"
+                )
+        if self.search_space == "nasbench201" and self.optim != "sgd":
+            raise ValueError("--optim applies to fine-tuning; nasbench201 is a table lookup")
 
     def make_space(self) -> SearchSpace:
         """Build the search space these options describe (raises ``ValueError`` if impossible)."""

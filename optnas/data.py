@@ -89,6 +89,15 @@ def n_classes_of(name: str) -> int:
     return _N_CLASSES[_check_name(name)]
 
 
+def mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Return the published per-channel (mean, std) of a dataset's images in [0, 1].
+
+    Args:
+        name: a dataset of :data:`DATASETS` other than ``digits`` (whose are computed on load).
+    """
+    return _MEAN_STD[_check_name(name)]
+
+
 class ImageSet(abc.ABC):
     """One split of a labelled image dataset.
 

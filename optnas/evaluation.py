@@ -136,7 +136,8 @@ class CandidateEvaluator:
     def evaluate(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module | None]:
         """Return the stats of an architecture and its fine-tuned network (None for tables).
 
-        Stats: ``top1`` (validation accuracy, %), the costs (millions) and ``tiny_ml``.
+        Stats: ``top1`` (validation accuracy, %), the costs (millions) and ``tiny_ml``; with a
+        ``top1_robust`` objective also ``robustness`` (mean accuracy drop under weight noise).
 
         Args:
             subnet: a canonical subnet of the search space.
@@ -146,17 +147,38 @@ class CandidateEvaluator:
             from optnas.spaces.nasbench201 import lookup
 
             return lookup(subnet, config.dataset, config.seed), None
+        top1, model = self.train(subnet)
+        stats = {"top1": float(top1), **self.costs(subnet)}
+        if "top1_robust" in config.objectives:
+            from optnas.flatness import robustness
+
+            stats["robustness"] = robustness(
+                model, self.data.valid, resolution=int(subnet["r"]), sigmas=config.sigmas,
+                n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
+            )
+        return stats, model
+
+    def train(self, subnet: dict[str, Any]) -> tuple[float, torch.nn.Module]:
+        """Return the validation top1 (%) and the network of a mobilenetv3 architecture.
+
+        Inherited weights, fine-tuning, BN recalibration: the same network every time.
+
+        Args:
+            subnet: a canonical mobilenetv3 subnet.
+        """
         from optnas.training import evaluate_candidate
 
-        top1, model = evaluate_candidate(
+        config = self.config
+        return evaluate_candidate(
             self.supernet,
             subnet,
             self.data,
             n_epochs=config.n_epochs,
             device=config.device,
             seed=config.seed,
+            optim=config.optim,
+            rho=config.rho,
         )
-        return {"top1": float(top1), **self.costs(subnet)}, model
 
 
 def n_classes(config: SearchConfig) -> int:

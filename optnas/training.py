@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from optnas.sam import make_optimizer
+
 if TYPE_CHECKING:
     from optnas.data import DataSplits, ImageSet
 
@@ -75,8 +77,10 @@ def fine_tune(
     progress: bool = False,
     resume: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    optim: str = "sgd",
+    rho: float | None = None,
 ) -> None:
-    """Train a network with SGD and a cosine learning rate that changes once per epoch.
+    """Train a network with SGD (or SAM/ASAM around it) and a cosine learning rate that changes once per epoch.
 
     A run interrupted after epoch k and continued with ``resume`` set to the state that
     ``on_epoch_end`` got at epoch k (and the model's weights of that epoch) ends bit for bit
@@ -97,6 +101,8 @@ def fine_tune(
         resume: a training state given to ``on_epoch_end``; training continues after its epoch.
         on_epoch_end: called after every epoch with the number of epochs done and the training
             state (optimizer, schedule, random generators), e.g. to write a checkpoint.
+        optim: ``sgd``, or ``sam`` / ``asam`` for sharpness-aware steps (two passes each).
+        rho: SAM/ASAM neighbourhood radius [default: 0.05 for SAM, 0.5 for ASAM].
     """
     if epochs < 0:
         raise ValueError(f"epochs must be zero or more, got {epochs}")
@@ -104,8 +110,8 @@ def fine_tune(
         return
     was_training = model.training
     model.to(device).train()
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    optimizer = make_optimizer(
+        optim, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, rho=rho
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
@@ -128,14 +134,21 @@ def fine_tune(
                     # Train-mode BN cannot normalise one image once the feature map is 1x1.
                     if len(labels) < 2:
                         continue
-                    logits = model(images)
-                    loss = F.cross_entropy(logits, labels)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    # SAM/ASAM call the closure twice; the first call scores the step's batch.
+                    step_logits: list[torch.Tensor] = []
+
+                    def closure(images: torch.Tensor = images, labels: torch.Tensor = labels) -> torch.Tensor:
+                        optimizer.zero_grad(set_to_none=True)
+                        logits = model(images)
+                        loss = F.cross_entropy(logits, labels)
+                        loss.backward()
+                        step_logits.append(logits.detach())
+                        return loss
+
+                    loss = optimizer.step(closure)
                     if progress:
                         total += loss.detach()
-                        correct += (logits.detach().argmax(dim=1) == labels).sum()
+                        correct += (step_logits[0].argmax(dim=1) == labels).sum()
                         n_steps += 1
                         n_images += len(labels)
                 scheduler.step()
@@ -274,6 +287,8 @@ def evaluate_candidate(
     lr: float = 0.01,
     batch_size: int = 64,
     bn_images: int = 2000,
+    optim: str = "sgd",
+    rho: float | None = None,
 ) -> tuple[float, nn.Module]:
     """Score a candidate: inherit its weights, fine-tune, recalibrate BN, evaluate.
 
@@ -290,6 +305,8 @@ def evaluate_candidate(
         lr: the initial fine-tuning learning rate.
         batch_size: fine-tuning images per step.
         bn_images: training images the BN statistics are recomputed on.
+        optim: fine-tuning optimiser, ``sgd``, ``sam`` or ``asam``.
+        rho: SAM/ASAM radius (None: the optimiser's default).
 
     Returns:
         The validation top-1 accuracy in % and the fine-tuned network.
@@ -303,8 +320,9 @@ def evaluate_candidate(
     model = extract_subnet(supernet, subnet).to(device)
     fine_tune(
         model, data.train, epochs=n_epochs, resolution=resolution, device=device, seed=seed,
-        lr=lr, batch_size=batch_size,
+        lr=lr, batch_size=batch_size, optim=optim, rho=rho,
     )
+    # Also discards the BN statistics that SAM's second forward pass skewed.
     recalibrate_bn(
         model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed
     )

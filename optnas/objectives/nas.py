@@ -18,11 +18,13 @@ from optuna.trial import TrialState
 from optnas.config import SearchConfig
 from optnas.evaluation import CandidateEvaluator
 from optnas.objectives.figures import constraint_values, objective_values
+from optnas.objectives.robust import robust_stats
 
 logger = logging.getLogger(__name__)
 
 # Stats stored as user attributes of every trial, besides the subnet.
-STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml")
+STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
+             "top1_robust", "alpha_norm")
 BUDGET_POLL_SECONDS = 1.0
 # Optuna's legacy constraints attribute: optuna-dashboard 0.21 reads only this one.
 LEGACY_CONSTRAINTS_KEY = "constraints"
@@ -67,6 +69,9 @@ class NASObjective:
                 trial.set_user_attr("duplicate_of", earlier.number)
             else:
                 stats, model = self.evaluator.evaluate(subnet)
+            if "top1_robust" in self.config.objectives:
+                # Also for duplicates: α_norm is the current iteration's, not the earlier trial's.
+                stats.update(robust_stats(trial.study, self.config, stats, self._pilot))
             self._record(trial, subnet, stats, model)
         except Exception as error:
             # The trial ends FAIL; its user attributes say why, for `optnas trials` and the dashboard.
@@ -74,6 +79,11 @@ class NASObjective:
             trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
             raise
         return objective_values(stats, self.config.objectives)
+
+    def _pilot(self) -> list[dict[str, Any]]:
+        """Stats of the smallest and the largest architecture: the scale of iteration 0's α_norm."""
+        subnets = (self.space.smallest(), self.space.largest())
+        return [{"subnet": subnet, **self.evaluator.evaluate(subnet)[0]} for subnet in subnets]
 
     def _wait_for_budget(self, trial: optuna.Trial) -> None:
         """Prune this trial if the budget will be met without it; wait while that is undecided.

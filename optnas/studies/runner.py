@@ -104,8 +104,12 @@ class IterationRecorder:
     def reference_point(self) -> tuple[float, float]:
         """Return the hypervolume reference point (top1 error %, second objective)."""
         if self._reference is None:
-            largest = self.evaluator.costs(self.evaluator.space.largest())
             config = self.config
+            if config.sec_obj == "top1_robust":
+                # Like the error it weighs, top1_robust lies in 0..100 in practice.
+                self._reference = (100.0, 100.0)
+                return self._reference
+            largest = self.evaluator.costs(self.evaluator.space.largest())
             if config.sec_obj == "tiny_ml":
                 # Feasible trials carry no penalty, so the unpenalised figure bounds them.
                 second = tiny_ml(
@@ -139,7 +143,7 @@ class IterationRecorder:
         }
         self._last_record = time.monotonic()
         if feasible:
-            figures["best_top1"] = max(t.values[0] for t in feasible)
+            figures["best_top1"] = max(t.user_attrs["top1"] for t in feasible)
         if config.sampler == "surrogate":
             from optnas.samplers.surrogate import batch_quality
 
@@ -148,7 +152,9 @@ class IterationRecorder:
                 figures["predictor"] = quality
         if config.sec_obj != "none":
             reference = self.reference_point()
-            points = np.array([[100.0 - t.values[0], t.values[1]] for t in feasible]).reshape(-1, 2)
+            # top1 becomes its error; top1_robust is already minimised, on the same 0-100 scale.
+            first = [100.0 - t.values[0] if config.first_obj == "top1" else t.values[0] for t in feasible]
+            points = np.array([[f, t.values[1]] for f, t in zip(first, feasible)]).reshape(-1, 2)
             area = hypervolume_2d(points, reference)
             figures["hv"] = area / (reference[0] * reference[1])
             figures["hv_reference_point"] = list(reference)

@@ -13,7 +13,8 @@ from optuna.trial import FrozenTrial, TrialState
 from optnas.objectives.nas import STAT_KEYS
 from optnas.studies.storage import open_storage
 
-COLUMNS = ("number", "state", "feasible") + STAT_KEYS + ("duplicate_of", "subnet")
+# mce: mean corruption error of `optnas ood`, kept in the study's user attributes.
+COLUMNS = ("number", "state", "feasible") + STAT_KEYS + ("mce", "duplicate_of", "subnet")
 
 
 def load_trials(storage_url: str, study_name: str, *, pareto: bool = False) -> list[FrozenTrial]:

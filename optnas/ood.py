@@ -1,0 +1,396 @@
+"""Out-of-distribution evaluation: error per corruption and severity, and the mean corruption error.
+
+Two sources of corrupted images: the held-out test split of any dataset corrupted on the fly
+(:mod:`optnas.corruptions`), or the published CIFAR-10-C / CIFAR-100-C ``.npy`` files. Images
+are normalised with the dataset's own statistics, as in training. Results of a study's trial
+are kept as the study user attribute ``ood:trial:NNNNN`` and as a study artifact
+``ood-trial-NNNNN.json`` (a finished trial accepts neither).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from optnas.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from optnas.data import DataError, ImageSet, TensorImageSet, mean_std
+from optnas.training import evaluate
+
+OOD_ATTR_PREFIX = "ood:trial:"
+CIFAR_C = {"cifar10c": ("cifar10", "CIFAR-10-C", 10), "cifar100c": ("cifar100", "CIFAR-100-C", 100)}
+# Images corrupted and scored at once; bounds the memory at large resolutions.
+_CHUNK = 500
+
+
+def load_cifar_c(
+    name: str, root: str | Path, corruptions: tuple[str, ...] = CORRUPTIONS
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Read CIFAR-10-C / CIFAR-100-C: ``<corruption>.npy`` and ``labels.npy``.
+
+    Each corruption file holds 5·N uint8 images 32×32×3, severity 1 first; ``labels.npy``
+    holds their 5·N labels.
+
+    Args:
+        name: ``cifar10c`` or ``cifar100c``.
+        root: the folder holding the files, or its parent holding ``CIFAR-10-C/`` (``CIFAR-100-C/``).
+        corruptions: the corruptions to read.
+
+    Returns:
+        Per corruption a memory-mapped array 5×N×32×32×3 (severity, image), and the N labels.
+    """
+    if name not in CIFAR_C:
+        raise DataError(f"unknown corrupted dataset {name!r}; choose {' or '.join(CIFAR_C)}")
+    _, folder_name, n_classes = CIFAR_C[name]
+    root = Path(root).expanduser()
+    folder = root / folder_name if (root / folder_name).is_dir() else root
+    expected = ["labels.npy"] + [f"{c}.npy" for c in corruptions]
+    missing = [f for f in expected if not (folder / f).is_file()]
+    if missing:
+        raise DataError(f"{name}: {folder} lacks {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} "
+                        f"(expected {folder_name}/<corruption>.npy and labels.npy)")
+    try:
+        labels = np.load(folder / "labels.npy", allow_pickle=False)
+        arrays = {c: np.load(folder / f"{c}.npy", mmap_mode="r", allow_pickle=False) for c in corruptions}
+    except ValueError as error:
+        raise DataError(f"{name}: {folder} holds a file that is not a plain .npy array ({error})") from None
+    if labels.ndim != 1 or len(labels) % len(SEVERITIES):
+        raise DataError(f"{name}: labels.npy should hold 5·N labels, got shape {labels.shape}")
+    n = len(labels) // len(SEVERITIES)
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise DataError(f"{name}: labels.npy has labels outside 0..{n_classes - 1}")
+    for corruption, array in arrays.items():
+        if array.dtype != np.uint8 or array.shape[1:] != (32, 32, 3) or len(array) != len(labels):
+            raise DataError(f"{name}: {corruption}.npy should be uint8 {len(labels)}×32×32×3, "
+                            f"got {array.dtype} {array.shape}")
+        arrays[corruption] = array.reshape(len(SEVERITIES), n, 32, 32, 3)
+    return arrays, labels[:n].astype(np.int64)
+
+
+def corruption_errors(
+    model: nn.Module,
+    test: ImageSet,
+    *,
+    resolution: int,
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Corrupt a test split on the fly and return the top-1 error (%) per corruption and severity.
+
+    Images are prepared at ``resolution`` as for evaluation, corrupted in [0, 1], then
+    normalised with the split's own statistics.
+
+    Args:
+        model: the network.
+        test: the clean test images.
+        resolution: input resolution (the corruptions apply at this size).
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        seed: seeds the corruptions' randomness (each (corruption, severity) its own stream).
+        device: where to run.
+        progress: show a progress bar.
+    """
+    _check_choice(corruptions, severities)
+    mean = torch.tensor(test.mean).view(1, 3, 1, 1)
+    std = torch.tensor(test.std).view(1, 3, 1, 1)
+    clean_correct, counts = 0.0, {}
+    n_chunks = -(-len(test) // _CHUNK)
+    with tqdm(total=n_chunks * len(corruptions) * len(severities), desc="corruptions",
+              disable=not progress) as bar:
+        for start in range(0, len(test), _CHUNK):
+            part = test.subset(range(start, min(start + _CHUNK, len(test))))
+            normalised, labels = part.tensors(resolution)
+            clean = (normalised * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+            clean_correct += _correct(model, clean, labels, test, resolution, device)
+            for name in corruptions:
+                for severity in severities:
+                    # One stream per (chunk, corruption, severity): a subset of corruptions
+                    # gives the same images as the full run.
+                    rng = np.random.default_rng([seed, start, CORRUPTIONS.index(name), severity])
+                    images = corrupt(clean, name, severity, rng)
+                    counts[name, severity] = counts.get((name, severity), 0.0) + _correct(
+                        model, images, labels, test, resolution, device)
+                    bar.update()
+    clean_error = 100.0 - 100.0 * clean_correct / len(test)
+    return _summary(counts, len(test), corruptions, severities, clean_error=clean_error)
+
+
+def cifar_c_errors(
+    model: nn.Module,
+    name: str,
+    root: str | Path,
+    *,
+    resolution: int,
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    n_images: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Return the top-1 error (%) per corruption and severity on the published CIFAR-C files.
+
+    Args:
+        model: the network (trained on CIFAR-10 for cifar10c, CIFAR-100 for cifar100c).
+        name: ``cifar10c`` or ``cifar100c``.
+        root: the folder of the ``.npy`` files (see :func:`load_cifar_c`).
+        resolution: input resolution (images are resized from 32).
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        n_images: the first images of each severity only.
+        device: where to run.
+        progress: show a progress bar.
+    """
+    _check_choice(corruptions, severities)
+    arrays, labels = load_cifar_c(name, root, corruptions)
+    n = len(labels) if n_images is None else min(n_images, len(labels))
+    mean, std = mean_std(CIFAR_C[name][0])
+    counts = {}
+    with tqdm(total=len(corruptions) * len(severities), desc=name, disable=not progress) as bar:
+        for corruption in corruptions:
+            for severity in severities:
+                images = torch.from_numpy(np.array(arrays[corruption][severity - 1, :n]))
+                split = TensorImageSet(images.permute(0, 3, 1, 2), torch.from_numpy(labels[:n]),
+                                       CIFAR_C[name][2], mean, std, cache_size=0)
+                accuracy = evaluate(model, split, resolution=resolution, device=device)
+                counts[corruption, severity] = accuracy * n / 100
+                bar.update()
+    return _summary(counts, n, corruptions, severities)
+
+
+def store_ood(study: optuna.Study, number: int, result: dict[str, Any]) -> str:
+    """Keep a trial's OOD result in its study: a study user attribute and a study artifact.
+
+    Returns the attribute's key.
+
+    Args:
+        study: the study.
+        number: the trial number.
+        result: what :func:`corruption_errors` or :func:`cifar_c_errors` returned.
+    """
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    from optnas.studies.study import ARTIFACT_DIR_ATTR
+
+    key = f"{OOD_ATTR_PREFIX}{number:05d}"
+    study.set_user_attr(key, result)
+    artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
+    if artifact_dir and Path(artifact_dir).is_dir():
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"ood-trial-{number:05d}.json"
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            upload_artifact(artifact_store=FileSystemArtifactStore(artifact_dir), file_path=str(path),
+                            study_or_trial=study, mimetype="application/json")
+    return key
+
+
+def add_ood_columns(rows: list[dict[str, Any]], study: optuna.Study) -> list[dict[str, Any]]:
+    """Add ``mce`` (mean corruption error, %) to the rows of trials that have an OOD result.
+
+    Args:
+        rows: rows with a ``number`` (as :func:`optnas.studies.trials.trial_row` gives).
+        study: their study.
+    """
+    attrs = study.user_attrs
+    for row in rows:
+        result = attrs.get(f"{OOD_ATTR_PREFIX}{row['number']:05d}")
+        if result is not None:
+            row["mce"] = result["mce"]
+    return rows
+
+
+def _correct(model: nn.Module, images: np.ndarray, labels: torch.Tensor, like: ImageSet, resolution: int,
+             device: str | torch.device) -> float:
+    split = TensorImageSet(torch.from_numpy(images).permute(0, 3, 1, 2), labels.cpu(), like.n_classes,
+                           like.mean, like.std, cache_size=0)
+    return evaluate(model, split, resolution=resolution, device=device) * len(labels) / 100
+
+
+def _summary(counts: dict[tuple[str, int], float], n: int, corruptions: tuple[str, ...],
+             severities: tuple[int, ...], clean_error: float | None = None) -> dict[str, Any]:
+    errors: dict[str, dict[str, float]] = {}
+    for name in corruptions:
+        per = {str(s): 100.0 - 100.0 * counts[name, s] / n for s in severities}
+        errors[name] = {**per, "mean": float(np.mean(list(per.values())))}
+    result: dict[str, Any] = {"n_images": n, "errors": errors,
+                              "mce": float(np.mean([e["mean"] for e in errors.values()]))}
+    if clean_error is not None:
+        result["clean_error"] = clean_error
+    return result
+
+
+def _check_choice(corruptions: tuple[str, ...], severities: tuple[int, ...]) -> None:
+    unknown = [c for c in corruptions if c not in CORRUPTIONS]
+    if unknown or not corruptions:
+        raise ValueError(f"unknown corruption(s) {unknown}; choose from {', '.join(CORRUPTIONS)}")
+    bad = [s for s in severities if s not in SEVERITIES]
+    if bad or not severities:
+        raise ValueError(f"severities must lie in 1..5, got {list(severities)}")
+
+
+def evaluate_trial_ood(
+    study: optuna.Study,
+    number: int,
+    *,
+    dataset: str | None = None,
+    data: str | None = None,
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    n_images: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Rebuild a trial's network and return (and store in the study) its OOD errors.
+
+    The network is the trial's ``ckpt.pth`` when the search kept it (``--save-ckpt``), else
+    it is rebuilt exactly as the search scored it (inherited weights, fine-tuning with the
+    study's seed, BN recalibration); ``top1`` in the result is its validation accuracy then.
+
+    Args:
+        study: an optnas study.
+        number: the trial number (a completed mobilenetv3 trial).
+        dataset: ``cifar10c`` / ``cifar100c`` to read the published files from ``data``;
+            None (or the study's dataset) corrupts the study dataset's test split on the fly.
+        data: the folder of the CIFAR-C files.
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        n_images: only the first test images.
+        seed: seeds the on-the-fly corruptions.
+        device: where to run.
+        progress: show progress bars.
+    """
+    from optnas.config import SearchConfig
+    from optnas.evaluation import CandidateEvaluator
+    from optnas.objectives.nas import trial_dir
+    from optnas.studies.study import CONFIG_ATTR
+    from optnas.supernet import extract_subnet
+
+    _check_choice(corruptions, severities)
+    if CONFIG_ATTR not in study.user_attrs:
+        raise ValueError(f"study '{study.study_name}' was not created by optnas (no stored configuration)")
+    config = SearchConfig.from_dict({**study.user_attrs[CONFIG_ATTR], "device": device})
+    if config.search_space != "mobilenetv3":
+        raise ValueError(
+            f"OOD evaluation needs trained networks; study '{study.study_name}' is {config.search_space}"
+        )
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not trials or trials[0].state != optuna.trial.TrialState.COMPLETE:
+        raise ValueError(f"study '{study.study_name}' has no completed trial {number}")
+    subnet = trials[0].user_attrs["subnet"]
+    evaluator = CandidateEvaluator(config, config.save)
+    source = trials[0].user_attrs.get("duplicate_of", number)
+    checkpoint = trial_dir(config.save, study.study_name, source) / "ckpt.pth"
+    if checkpoint.is_file():
+        model = extract_subnet(evaluator.supernet, subnet)
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+        model.to(device)
+        top1 = evaluate(model, evaluator.data.valid, resolution=subnet["r"], device=device)
+    else:
+        top1, model = evaluator.train(subnet)
+    if dataset not in (None, config.dataset, *CIFAR_C):
+        raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
+                         f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
+    if dataset in (None, config.dataset):
+        test = evaluator.data.test
+        if n_images is not None:
+            test = test.subset(range(min(n_images, len(test))))
+        result = corruption_errors(model, test, resolution=subnet["r"], corruptions=corruptions,
+                                   severities=severities, seed=seed, device=device, progress=progress)
+        result["source"] = f"{config.dataset} test split, corrupted on the fly (seed {seed})"
+    else:
+        expected = CIFAR_C[dataset][0]
+        if expected != config.dataset:
+            raise ValueError(f"--dataset {dataset} needs a study searched on {expected}, not {config.dataset}")
+        if data is None:
+            raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
+        result = cifar_c_errors(model, dataset, data, resolution=subnet["r"], corruptions=corruptions,
+                                severities=severities, n_images=n_images, device=device, progress=progress)
+        result["source"] = f"{dataset} files in {data}"
+    result.update({"trial": number, "top1": top1, "resolution": subnet["r"]})
+    store_ood(study, number, result)
+    return result
+
+
+def evaluate_subnet_ood(
+    subnet_file: str | Path,
+    weights: str | Path,
+    *,
+    dataset: str = "digits",
+    data: str | None = None,
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    n_images: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Return the OOD errors of a ``net.subnet`` with its weights (``ckpt.pth``: a dict with ``state_dict``).
+
+    Args:
+        subnet_file: the architecture (JSON).
+        weights: its trained weights.
+        dataset: the dataset whose test split is corrupted on the fly, or ``cifar10c`` /
+            ``cifar100c`` to read the published files from ``data``.
+        data: the dataset folder.
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        n_images: only the first test images.
+        seed: seeds the on-the-fly corruptions.
+        device: where to run.
+        progress: show progress bars.
+    """
+    from optnas.data import load_dataset, n_classes_of
+    from optnas.spaces import MobileNetV3Space
+    from optnas.supernet import build_supernet, extract_subnet
+
+    _check_choice(corruptions, severities)
+    try:
+        subnet = json.loads(Path(subnet_file).read_text())
+        state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
+    except (OSError, json.JSONDecodeError, KeyError, RuntimeError) as error:
+        raise ValueError(f"cannot read {subnet_file} with weights {weights}: {error}") from None
+    subnet = MobileNetV3Space(width_mult=float(subnet.get("w", 1.0)),
+                              resolutions=(int(subnet.get("r", 32)),)).canonical(subnet)
+    n_classes = CIFAR_C[dataset][2] if dataset in CIFAR_C else n_classes_of(dataset)
+    model = extract_subnet(build_supernet(n_classes, subnet["w"]), subnet)
+    model.load_state_dict(state)
+    model.to(device)
+    if dataset in CIFAR_C:
+        if data is None:
+            raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
+        result = cifar_c_errors(model, dataset, data, resolution=subnet["r"], corruptions=corruptions,
+                                severities=severities, n_images=n_images, device=device, progress=progress)
+    else:
+        test = load_dataset(dataset, data).test
+        if n_images is not None:
+            test = test.subset(range(min(n_images, len(test))))
+        result = corruption_errors(model, test, resolution=subnet["r"], corruptions=corruptions,
+                                   severities=severities, seed=seed, device=device, progress=progress)
+    result.update({"subnet": subnet, "resolution": subnet["r"]})
+    return result
+
+
+def format_ood(result: dict[str, Any]) -> str:
+    """Render an OOD result as a table: one row per corruption, one column per severity.
+
+    Args:
+        result: what :func:`corruption_errors` or :func:`cifar_c_errors` returned.
+    """
+    severities = [key for key in next(iter(result["errors"].values())) if key != "mean"]
+    lines = [f"{'corruption':18s}" + "".join(f"{'s' + s:>8s}" for s in severities) + f"{'mean':>8s}"]
+    for name, errors in result["errors"].items():
+        lines.append(f"{name:18s}" + "".join(f"{errors[s]:8.2f}" for s in severities) + f"{errors['mean']:8.2f}")
+    footer = f"mCE {result['mce']:.2f} % on {result['n_images']} images"
+    if "clean_error" in result:
+        footer += f"; clean error {result['clean_error']:.2f} %"
+    return "\n".join(lines + [footer])

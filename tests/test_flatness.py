@@ -1,0 +1,135 @@
+"""Flatness (robustness under weight noise), top1_robust and SAM/ASAM fine-tuning."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from optnas.data import DataSplits, load_dataset
+from optnas.flatness import alpha_norm, robustness, top1_robust
+from optnas.sam import SAM, make_optimizer
+from optnas.spaces import MobileNetV3Space
+from optnas.supernet import build_supernet, extract_subnet
+from optnas.training import evaluate, fine_tune
+
+RESOLUTION = 24
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> DataSplits:
+    data = load_dataset("digits")
+    return DataSplits(
+        "digits", data.train.subset(range(64)), data.valid.subset(range(60)),
+        data.test.subset(range(10)), data.n_classes,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: DataSplits) -> nn.Module:
+    torch.manual_seed(0)
+    subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).smallest()
+    model = extract_subnet(build_supernet(10), subnet)
+    fine_tune(model, tiny_data.train, epochs=2, resolution=RESOLUTION, lr=0.05)
+    return model
+
+
+def test_sigma_zero_gives_zero_and_leaves_the_weights(trained: nn.Module, tiny_data: DataSplits) -> None:
+    before = copy.deepcopy(trained.state_dict())
+    value = robustness(trained, tiny_data.valid, resolution=RESOLUTION, sigmas=[0.0], n_samples=3)
+    assert value == 0.0
+    for key, tensor in trained.state_dict().items():
+        assert torch.equal(tensor, before[key]), key
+
+
+def test_noise_is_reproducible_from_the_seed_and_weights_are_restored(
+    trained: nn.Module, tiny_data: DataSplits
+) -> None:
+    before = copy.deepcopy(trained.state_dict())
+    kwargs = dict(resolution=RESOLUTION, sigmas=[0.5, 1.0], n_samples=3)
+    first = robustness(trained, tiny_data.valid, seed=7, **kwargs)
+    again = robustness(trained, tiny_data.valid, seed=7, **kwargs)
+    other = robustness(trained, tiny_data.valid, seed=8, **kwargs)
+    assert first == again
+    assert first > 0.0 and first != other
+    for key, tensor in trained.state_dict().items():
+        assert torch.equal(tensor, before[key]), key
+    assert trained.training  # the caller's mode is kept
+
+
+def test_robustness_is_the_mean_absolute_drop_of_the_noisy_copies(
+    trained: nn.Module, tiny_data: DataSplits
+) -> None:
+    sigma, seed = 0.3, 3
+    clean = evaluate(trained, tiny_data.valid, resolution=RESOLUTION)
+    generator = torch.Generator().manual_seed(seed)
+    drops = []
+    for _ in range(2):
+        noisy = copy.deepcopy(trained)
+        with torch.no_grad():
+            for p in noisy.parameters():
+                p.add_(sigma * p * torch.randn(p.shape, generator=generator))
+        drops.append(abs(clean - evaluate(noisy, tiny_data.valid, resolution=RESOLUTION)))
+    value = robustness(trained, tiny_data.valid, resolution=RESOLUTION, sigmas=[sigma], n_samples=2, seed=seed)
+    assert value == pytest.approx(np.mean(drops))
+
+
+def test_bad_sigma_and_samples_are_refused(trained: nn.Module, tiny_data: DataSplits) -> None:
+    with pytest.raises(ValueError, match="sigma"):
+        robustness(trained, tiny_data.valid, resolution=RESOLUTION, sigmas=[-0.1], n_samples=1)
+    with pytest.raises(ValueError, match="draws"):
+        robustness(trained, tiny_data.valid, resolution=RESOLUTION, sigmas=[0.1], n_samples=0)
+
+
+def test_top1_robust_and_alpha_norm_formulas() -> None:
+    assert top1_robust(90.0, 4.0, alpha=0.5, alpha_norm=2.0) == pytest.approx(0.5 * 10 + 2.0 * 0.5 * 4.0)
+    assert alpha_norm([90.0, 80.0], [5.0, 10.0]) == pytest.approx(15.0 / 7.5)
+    assert alpha_norm([], []) == 1.0
+    assert alpha_norm([90.0], [0.0]) == 1.0
+
+
+def _quadratic_step(optimizer_name: str, rho: float) -> torch.Tensor:
+    w = nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = make_optimizer(optimizer_name, [w], lr=0.1, momentum=0.0, weight_decay=0.0, rho=rho)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach()
+
+
+def test_sam_takes_the_gradient_at_the_worst_neighbour() -> None:
+    w0 = torch.tensor([1.0, -2.0])
+    # loss = |w|^2: the gradient 2w, the SAM point w + rho*w/|w|, its gradient 2(w + rho*w/|w|).
+    rho = 0.5
+    expected = w0 - 0.1 * 2 * (w0 + rho * w0 / w0.norm())
+    assert torch.allclose(_quadratic_step("sam", rho), expected)
+    # ASAM: e = rho * w^2 * g / |w*g| with g = 2w.
+    g = 2 * w0
+    e = rho * w0**2 * g / (w0.abs() * g).norm()
+    assert torch.allclose(_quadratic_step("asam", rho), w0 - 0.1 * 2 * (w0 + e))
+    assert torch.allclose(_quadratic_step("sgd", rho), w0 - 0.1 * 2 * w0)
+
+
+def test_sam_fine_tuning_trains_and_is_seeded(tiny_data: DataSplits) -> None:
+    subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).smallest()
+    supernet = build_supernet(10)
+    models = [extract_subnet(supernet, subnet) for _ in range(3)]
+    for model, optim in zip(models, ("sam", "sam", "asam")):
+        fine_tune(model, tiny_data.train, epochs=1, resolution=RESOLUTION, optim=optim, seed=1)
+    for key, tensor in models[0].state_dict().items():
+        assert torch.equal(tensor, models[1].state_dict()[key]), key
+    untouched = extract_subnet(supernet, subnet)
+    assert any(not torch.equal(a, b) for a, b in zip(models[0].parameters(), untouched.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(models[0].parameters(), models[2].parameters()))
+    with pytest.raises(ValueError, match="--optim"):
+        make_optimizer("adam", models[0].parameters(), lr=0.1, momentum=0.9, weight_decay=0.0)
+    with pytest.raises(ValueError, match="--rho"):
+        SAM(models[0].parameters(), torch.optim.SGD, rho=0.0)
