@@ -258,10 +258,19 @@ def dashboard(storage: str, host: str, port: int, artifact_dir: str | None) -> N
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @_friendly_errors
 def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
-    """Print params, MACs and activations (millions) of a net.subnet at its own resolution."""
+    """Print params, MACs and activations (millions) of a net.subnet at its own resolution.
+
+    For an eemobilenetv3 subnet the figures are the backbone's (with its final exit), followed
+    by the cumulative MACs to leave at each exit and the params with every exit head.
+    """
     from optnas.costs import profile_file
+    from optnas.early_exits import exit_profile_file
 
     figures = profile_file(subnet_file, n_classes)
+    exits = exit_profile_file(subnet_file, n_classes)
+    if exits is not None:
+        figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
+        figures["params_with_heads"] = exits["params"]
     if as_json:
         click.echo(json.dumps(figures))
         return
@@ -269,6 +278,12 @@ def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
     click.echo(f"macs              {figures['macs']:10.4f} M")
     click.echo(f"activations       {figures['activations']:10.4f} M")
     click.echo(f"peak_activations  {figures['peak_activations']:10.4f} M")
+    if exits is not None:
+        click.echo(f"params with heads {figures['params_with_heads']:10.4f} M")
+        click.echo("cumulative MACs to leave at each exit (backbone so far + heads passed):")
+        for index, stage in enumerate(exits["exit_stages"]):
+            click.echo(f"exit {index + 1} (after stage {stage})  {exits['exit_macs'][index]:10.4f} M")
+        click.echo(f"final exit              {exits['exit_macs'][-1]:10.4f} M")
 
 
 @main.group()
