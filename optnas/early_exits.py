@@ -228,7 +228,7 @@ class EarlyExitNetwork(nn.Module):
 
     @torch.inference_mode()
     def forward_early(self, image: torch.Tensor, epsilon: Sequence[float] | None = None) -> tuple[torch.Tensor, int]:
-        """Classify one image, computing only up to the exit it leaves at.
+        """Classify one image, computing only up to the exit it leaves at (in eval mode).
 
         Args:
             image: a batch of one image, ``1 x 3 x r x r``.
@@ -240,15 +240,20 @@ class EarlyExitNetwork(nn.Module):
         if image.shape[0] != 1:
             raise ValueError(f"forward_early takes one image at a time, got a batch of {image.shape[0]}")
         epsilon = self.epsilon if epsilon is None else list(epsilon)
-        x = self.backbone.first_conv(image)
-        for index, (start, end) in enumerate(self._segments()):
-            for block in self.backbone.blocks[start:end]:
-                x = block(x)
-            if index < self.n_exits:
-                logits, confidence = self.heads[index](x)
-                if torch.sigmoid(confidence).item() >= epsilon[index]:
-                    return logits, index
-        return self._final(x), self.n_exits
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.backbone.first_conv(image)
+            for index, (start, end) in enumerate(self._segments()):
+                for block in self.backbone.blocks[start:end]:
+                    x = block(x)
+                if index < self.n_exits:
+                    logits, confidence = self.heads[index](x)
+                    if torch.sigmoid(confidence).item() >= epsilon[index]:
+                        return logits, index
+            return self._final(x), self.n_exits
+        finally:
+            self.train(was_training)
 
 
 def exit_decisions(confidence: torch.Tensor, epsilon: Sequence[float]) -> torch.Tensor:

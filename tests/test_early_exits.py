@@ -118,3 +118,104 @@ def test_exit_decisions_take_the_first_exit_that_fires() -> None:
     confidence = torch.tensor([[0.2, 0.9, 0.2, 0.2], [0.8, 0.1, 0.2, 0.6]])
     assert exit_decisions(confidence, [0.5, 0.5]).tolist() == [1, 0, 2, 1]
     assert exit_decisions(confidence, [0.95, 0.95]).tolist() == [2, 2, 2, 2]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from optnas.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(supernet: nn.Module, digits):
+    """A candidate with exits after stages 1, 2 and 4, its heads trained one epoch (joint)."""
+    from optnas.ee_training import evaluate_ee_candidate
+
+    space = EEMobileNetV3Space(resolutions=[32])
+    subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 1], "epsilon": [0.5, 0.5, 0.1, 0.5]})
+    stats, model = evaluate_ee_candidate(supernet, subnet, digits, n_epochs=0, warmup_epochs=1, ee_epochs=1)
+    return subnet, stats, model
+
+
+def test_batch_one_forward_agrees_with_batched_evaluation(trained, digits) -> None:
+    subnet, _, model = trained
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    # Thresholds at each exit's median confidence, so that every exit takes some images.
+    epsilon = confidence.median(dim=1).values.tolist()
+    chosen = exit_decisions(confidence, epsilon)
+    assert set(chosen.tolist()) == {0, 1, 2, 3}
+    images, _ = digits.valid.tensors(32)
+    for index in range(len(labels)):
+        logits, exit_index = model.forward_early(images[index : index + 1], epsilon)
+        assert exit_index == chosen[index].item()
+        assert logits.argmax().item() == predictions[exit_index, index].item()
+
+
+def test_exit_stats_are_consistent(trained, digits) -> None:
+    subnet, stats, model = trained
+    figures = exit_profile(subnet, 10)
+    assert len(stats["exit_ratios"]) == 4 and sum(stats["exit_ratios"]) == pytest.approx(1.0)
+    assert stats["exit_macs"] == figures["exit_macs"] and stats["macs"] == figures["macs"]
+    assert stats["avg_macs"] == pytest.approx(sum(r * m for r, m in zip(stats["exit_ratios"], stats["exit_macs"])))
+    assert all(0 <= top1 <= 100 for top1 in stats["exit_top1"]) and 0 <= stats["top1"] <= 100
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    # Thresholds that never fire: everything leaves at the final exit.
+    never = exit_stats(predictions, confidence, labels, [1.01] * 3, figures["exit_macs"])
+    assert never["exit_ratios"] == [0.0, 0.0, 0.0, 1.0]
+    assert never["avg_macs"] == pytest.approx(figures["macs"] + sum(figures["head_macs"]))
+    assert never["top1"] == pytest.approx(never["exit_top1"][-1])
+    # Thresholds that always fire: everything leaves at the first exit.
+    always = exit_stats(predictions, confidence, labels, [0.0] * 3, figures["exit_macs"])
+    assert always["exit_ratios"][0] == 1.0 and always["avg_macs"] == pytest.approx(figures["exit_macs"][0])
+
+
+def test_tune_epsilon_respects_the_macs_bound(trained, digits) -> None:
+    subnet, _, model = trained
+    figures = exit_profile(subnet, 10)
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    unbounded = tune_epsilon(predictions, confidence, labels, figures["exit_macs"])
+    best = exit_stats(predictions, confidence, labels, unbounded, figures["exit_macs"])
+    mmax = (figures["exit_macs"][0] + best["avg_macs"]) / 2
+    bounded = tune_epsilon(predictions, confidence, labels, figures["exit_macs"], mmax=mmax)
+    chosen = exit_stats(predictions, confidence, labels, bounded, figures["exit_macs"])
+    assert chosen["avg_macs"] <= mmax
+    assert all(value in EPSILONS for value in bounded)
+    # No threshold choice is more accurate than the unbounded optimum.
+    assert chosen["top1"] <= best["top1"]
+    for epsilon in ([0.1] * 3, [0.5] * 3, [0.9] * 3):
+        assert exit_stats(predictions, confidence, labels, epsilon, figures["exit_macs"])["top1"] <= best["top1"]
+
+
+def test_every_confidence_loss_term_has_a_gradient(trained, digits) -> None:
+    from optnas.ee_training import confidence_loss
+
+    subnet, _, model = trained
+    model.train()
+    images, labels = next(digits.train.batches(32, 32))
+    figures = exit_profile(subnet, 10)
+    support = torch.rand(10, 3)
+    for mmax in (None, figures["exit_macs"][0]):
+        for name in ("alpha", "beta", "gamma"):
+            model.zero_grad()
+            logits, confidences = model(images)
+            terms = confidence_loss(logits, confidences, labels, exit_macs=figures["exit_macs"], mmax=mmax, support=support)
+            terms[name].backward()
+            gradient = model.heads[0].linear.weight.grad
+            assert gradient is not None and gradient[-1].abs().sum() > 0, (name, mmax)
+
+
+def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -> None:
+    from optnas.ee_training import train_exits
+
+    space = EEMobileNetV3Space(resolutions=[32])
+    subnet = space.smallest()
+    model = EarlyExitNetwork(extract_subnet(supernet, subnet), subnet, 10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    small = digits.train.subset(list(range(256)))
+    train_exits(model, small, method="confidence", resolution=32, warmup_epochs=1, ee_epochs=1,
+                exit_macs=exit_profile(subnet, 10)["exit_macs"], support_set=True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
+    assert not torch.equal(before["heads.0.linear.weight"], after["heads.0.linear.weight"])
+    assert all(p.requires_grad for p in model.parameters())
