@@ -203,13 +203,17 @@ def studies(storage: str) -> None:
 @click.option("--pareto", is_flag=True, help="Only the feasible Pareto set.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--n-exits", type=int, default=None,
+              help="eemobilenetv3 studies: only architectures with this many intermediate exits (1-4).")
 @_friendly_errors
-def trials(study_name: str, storage: str, pareto: bool, fmt: str) -> None:
+def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int | None) -> None:
     """Show the trials of a study: state, feasibility, stats and architecture."""
-    from optnas.studies.trials import format_rows, load_trials, trial_row
+    from optnas.studies.trials import format_rows, load_trials, trial_row, with_n_exits
 
-    rows = [trial_row(trial) for trial in load_trials(storage, study_name, pareto=pareto)]
-    click.echo(format_rows(rows, fmt))
+    found = load_trials(storage, study_name, pareto=pareto)
+    if n_exits is not None:
+        found = with_n_exits(found, n_exits)
+    click.echo(format_rows([trial_row(trial) for trial in found], fmt))
 
 
 @main.command("select")

@@ -229,7 +229,8 @@ def evaluate_ee_candidate(
 
     The backbone inherits the supernet's weights and is fine-tuned for ``n_epochs`` with its
     BN recalibrated (as a mobilenetv3 candidate), the heads are trained by
-    :func:`train_exits`, BN is recalibrated over the whole network, and the thresholds are
+    :func:`train_exits`, BN is recalibrated over the whole network if the backbone was
+    trained with the heads (or the heads were not trained at all), and the thresholds are
     the subnet's, or with ``tune`` those :func:`~optnas.early_exits.tune_epsilon` picks on
     the validation split.
 
@@ -270,7 +271,11 @@ def evaluate_ee_candidate(
         ee_epochs=ee_epochs, exit_macs=costs["exit_macs"], mmax=mmax, w_alpha=w_alpha,
         w_beta=w_beta, w_gamma=w_gamma, support_set=support_set, device=device, seed=seed,
     )
-    recalibrate_bn(model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed)
+    if (method == "joint" and ee_epochs > 0) or warmup_epochs + ee_epochs == 0:
+        # The backbone changed, or the heads never ran: their statistics must be computed.
+        # Otherwise the backbone's are the ones just recalibrated and the heads keep the running
+        # statistics of their training, which saves a pass over the training images.
+        recalibrate_bn(model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed)
     predictions, confidence, labels = exit_outputs(model, data.valid, resolution=resolution, device=device)
     epsilon = model.epsilon
     if tune:

@@ -11,6 +11,7 @@ DIRECTIONS = {
     "macs": "minimize",
     "activations": "minimize",
     "tiny_ml": "minimize",
+    "avg_macs": "minimize",
 }
 
 

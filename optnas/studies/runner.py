@@ -113,6 +113,9 @@ class IterationRecorder:
                     pmax=None, mmax=None, amax=None,
                     wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
                 )
+            elif config.sec_obj == "avg_macs":
+                # No image costs more than leaving at the final exit of the largest network.
+                second = largest["exit_macs"][-1]
             else:
                 second = largest[config.sec_obj]
             self._reference = (100.0, 1.1 * second)
