@@ -98,6 +98,8 @@ def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] =
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, list):
+        return "[" + ",".join(_cell(item) for item in value) + "]"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
     return str(value)
