@@ -172,7 +172,14 @@ class CandidateEvaluator:
             support_set=config.support_set, tune=config.tune_epsilon, mmax=config.mmax,
             top1min=config.top1min, device=config.device, seed=config.seed,
         )
-        return {**self.costs(subnet), **stats}, model
+        stats = {**self.costs(subnet), **stats}
+        # --mmax bounds avg_macs here, so tiny_ml weighs and penalises the expected MACs.
+        stats["tiny_ml"] = tiny_ml(
+            stats["params"], stats["avg_macs"], stats["activations"],
+            pmax=config.pmax, mmax=config.mmax, amax=config.amax,
+            wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
+        )
+        return stats, model
 
 
 def n_classes(config: SearchConfig) -> int:
@@ -204,15 +211,18 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
     from optnas.costs import profile
 
     costs = profile(subnet, n_classes(config))
+    mmax = config.mmax
     if config.search_space == "eemobilenetv3":
         from optnas.early_exits import exit_profile
 
         # The network holds its exit heads too; MACs stay the backbone's (with its final exit).
         exits = exit_profile(subnet, n_classes(config))
         costs.update(params=exits["params"], exit_macs=exits["exit_macs"])
+        # --mmax bounds avg_macs, known after training: the evaluated stats apply it.
+        mmax = None
     costs["tiny_ml"] = tiny_ml(
         costs["params"], costs["macs"], costs["activations"],
-        pmax=config.pmax, mmax=config.mmax, amax=config.amax,
+        pmax=config.pmax, mmax=mmax, amax=config.amax,
         wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
     )
     return costs

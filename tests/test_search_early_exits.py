@@ -45,6 +45,10 @@ def test_early_exit_search_stores_exit_stats_and_meets_mmax(supernet_file: Path,
         assert trial.values[1] == attrs["avg_macs"]
         assert trial.constraints["avg_macs"] == pytest.approx(attrs["avg_macs"] - MMAX)
         assert 0 <= attrs["top1"] <= 100 and all(0 <= t <= 100 for t in attrs["exit_top1"])
+        # tiny_ml weighs the expected MACs, penalised only above --mmax.
+        penalty = 1e10 * max(0.0, attrs["avg_macs"] - MMAX)
+        expected = attrs["params"] + (attrs["avg_macs"] + penalty) / 40 + attrs["activations"]
+        assert attrs["tiny_ml"] == pytest.approx(expected)
     assert study.best_trials and all(t.user_attrs["avg_macs"] <= MMAX for t in study.best_trials)
 
     rows = json.loads(invoke_cli("trials", "--study-name", "ee", "--storage", url, "--format", "json").stdout)
