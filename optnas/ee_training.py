@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from optnas.config import EE_METHODS
 from optnas.early_exits import EarlyExitNetwork, exit_outputs, exit_profile, exit_stats, tune_epsilon
 from optnas.training import fine_tune, recalibrate_bn, seeded
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
     from optnas.data import DataSplits, ImageSet
 
-EE_METHODS = ("joint", "confidence")
 # Share of the training images held out, class-balanced, as the NACHOS support set.
 SUPPORT_FRACTION = 0.1
 
