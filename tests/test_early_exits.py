@@ -221,3 +221,20 @@ def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
     assert not torch.equal(before["heads.0.linear.weight"], after["heads.0.linear.weight"])
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_confidence_candidate_with_tuned_thresholds_meets_mmax(supernet: nn.Module, digits) -> None:
+    from optnas.data import DataSplits
+    from optnas.ee_training import evaluate_ee_candidate
+
+    small = DataSplits("digits", digits.train.subset(list(range(300))), digits.valid, digits.test, 10)
+    space = EEMobileNetV3Space(resolutions=[32])
+    subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 0], "epsilon": [0.9, 0.9, 0.1, 0.1]})
+    figures = exit_profile(subnet, 10)
+    mmax = (figures["exit_macs"][0] + figures["exit_macs"][1]) / 2
+    stats, model = evaluate_ee_candidate(
+        supernet, subnet, small, n_epochs=0, method="confidence", warmup_epochs=1, ee_epochs=1,
+        support_set=True, tune=True, mmax=mmax,
+    )
+    assert stats["avg_macs"] <= mmax and all(value in EPSILONS for value in stats["epsilon"])
+    assert model.epsilon == stats["epsilon"] and not model.training
