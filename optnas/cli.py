@@ -203,16 +203,20 @@ def studies(storage: str) -> None:
 @click.option("--pareto", is_flag=True, help="Only the feasible Pareto set.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--n-exits", type=int, default=None,
+              help="eemobilenetv3 studies: only architectures with this many intermediate exits (1-4).")
 @_friendly_errors
-def trials(study_name: str, storage: str, pareto: bool, fmt: str) -> None:
+def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int | None) -> None:
     """Show the trials of a study: state, feasibility, stats and architecture."""
-    from optnas.studies.trials import format_rows, load_trials, trial_row
+    from optnas.studies.trials import format_rows, load_trials, trial_row, with_n_exits
 
     from optnas.ood import add_ood_columns
     from optnas.studies.trials import load_study_readonly
 
-    rows = [trial_row(trial) for trial in load_trials(storage, study_name, pareto=pareto)]
-    rows = add_ood_columns(rows, load_study_readonly(storage, study_name))
+    found = load_trials(storage, study_name, pareto=pareto)
+    if n_exits is not None:
+        found = with_n_exits(found, n_exits)
+    rows = add_ood_columns([trial_row(trial) for trial in found], load_study_readonly(storage, study_name))
     click.echo(format_rows(rows, fmt))
 
 
@@ -267,10 +271,19 @@ def dashboard(storage: str, host: str, port: int, artifact_dir: str | None) -> N
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @_friendly_errors
 def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
-    """Print params, MACs and activations (millions) of a net.subnet at its own resolution."""
+    """Print params, MACs and activations (millions) of a net.subnet at its own resolution.
+
+    For an eemobilenetv3 subnet the figures are the backbone's (with its final exit), followed
+    by the cumulative MACs to leave at each exit and the params with every exit head.
+    """
     from optnas.costs import profile_file
+    from optnas.early_exits import exit_profile_file
 
     figures = profile_file(subnet_file, n_classes)
+    exits = exit_profile_file(subnet_file, n_classes)
+    if exits is not None:
+        figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
+        figures["params_with_heads"] = exits["params"]
     if as_json:
         click.echo(json.dumps(figures))
         return
@@ -278,6 +291,12 @@ def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
     click.echo(f"macs              {figures['macs']:10.4f} M")
     click.echo(f"activations       {figures['activations']:10.4f} M")
     click.echo(f"peak_activations  {figures['peak_activations']:10.4f} M")
+    if exits is not None:
+        click.echo(f"params with heads {figures['params_with_heads']:10.4f} M")
+        click.echo("cumulative MACs to leave at each exit (backbone so far + heads passed):")
+        for index, stage in enumerate(exits["exit_stages"]):
+            click.echo(f"exit {index + 1} (after stage {stage})  {exits['exit_macs'][index]:10.4f} M")
+        click.echo(f"final exit              {exits['exit_macs'][-1]:10.4f} M")
 
 
 @main.group()

@@ -14,13 +14,14 @@ from typing import Any
 
 from optnas.data import DATASETS
 from optnas.sam import OPTIMIZERS
-from optnas.spaces import SPACE_NAMES, MobileNetV3Space, NASBench201Space, SearchSpace
+from optnas.spaces import SPACE_NAMES, EEMobileNetV3Space, MobileNetV3Space, NASBench201Space, SearchSpace
 
 FIRST_OBJECTIVES = ("top1", "top1_robust")
-SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "top1_robust")
+SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust")
 SAMPLERS = ("surrogate", "nsga2", "tpe", "gp", "random")
 PREDICTORS = ("as", "carts", "rbf", "mlp", "gp", "xgb")
 NASBENCH_DATASETS = ("cifar10", "cifar100", "imagenet16")
+EE_METHODS = ("joint", "confidence")
 
 # Options that may differ between the run that created a study and a run that resumes it:
 # where and how fast it runs, not what it searches.
@@ -63,7 +64,8 @@ class SearchConfig:
     )
     sec_obj: str = _option(
         "macs", "Second objective (minimised): params (M), macs (M), activations (M), "
-        "tiny_ml (penalised figure of merit), top1_robust (see --first-obj), or none for a "
+        "tiny_ml (penalised figure of merit), avg_macs (M, expected MACs per image of an "
+        "eemobilenetv3 network), top1_robust (see --first-obj), or none for a "
         "single-objective search.",
         choices=SECOND_OBJECTIVES + ("none",),
     )
@@ -82,7 +84,10 @@ class SearchConfig:
         "[default: the dataset's, see the README].", type=int
     )
     pmax: float | None = _option(None, "Constraint: maximum params (M); unset means unconstrained.", type=float)
-    mmax: float | None = _option(None, "Constraint: maximum MACs (M); unset means unconstrained.", type=float)
+    mmax: float | None = _option(
+        None, "Constraint: maximum MACs (M), avg_macs with eemobilenetv3; unset means unconstrained.",
+        type=float,
+    )
     amax: float | None = _option(None, "Constraint: maximum activations (M); unset means unconstrained.", type=float)
     top1min: float | None = _option(
         None, "Constraint: minimum validation top1 accuracy (%); unset means unconstrained.", type=float
@@ -149,6 +154,36 @@ class SearchConfig:
         type=float,
     )
 
+    ee_method: str = _option(
+        "joint", "eemobilenetv3: how exits are trained: joint (EDANAS: backbone and heads, sum "
+        "of per-exit losses) or confidence (NACHOS: frozen backbone, heads with a learned "
+        "confidence, a loss rewarding early exits that are right).", choices=EE_METHODS,
+    )
+    warmup_ee_epochs: int = _option(
+        1, "eemobilenetv3: epochs training the exit heads alone on the frozen backbone.", type=int
+    )
+    ee_epochs: int = _option(
+        1, "eemobilenetv3: epochs of --ee-method training after the warm-up.", type=int
+    )
+    w_alpha: float = _option(1.0, "--ee-method confidence: weight of the accuracy term.", type=float)
+    w_beta: float = _option(
+        1.0, "--ee-method confidence: weight of the energy term (expected MACs over --mmax).",
+        type=float,
+    )
+    w_gamma: float = _option(
+        1.0, "--ee-method confidence: weight of the support-set term (with --support-set).",
+        type=float,
+    )
+    support_set: bool = _option(
+        False, "--ee-method confidence: hold out 10 % of the training images, class-balanced, "
+        "and pull each exit's confidence toward its per-class accuracy on them.", is_flag=True,
+    )
+    tune_epsilon: bool = _option(
+        False, "eemobilenetv3: choose the exit thresholds on the validation split, maximising "
+        "top1 subject to --mmax (on avg_macs) and --top1min, instead of the eps genes.",
+        is_flag=True,
+    )
+
     def __post_init__(self) -> None:
         # YAML and JSON give sigma as a number or a list; keep one canonical text form so
         # that a resumed study compares equal. A malformed value is left for validate().
@@ -209,6 +244,7 @@ class SearchConfig:
                 raise ValueError("--search-space nasbench201 has no MACs or activations tables")
         elif self.dataset == "imagenet16":
             raise ValueError("--dataset imagenet16 is a NAS-Bench-201 table; use --search-space nasbench201")
+        self._validate_early_exits()
         self.make_space()
         return self
 
@@ -225,13 +261,24 @@ class SearchConfig:
         if "top1_robust" in self.objectives:
             if self.search_space == "nasbench201":
                 raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
-            if self.sampler == "surrogate":
-                raise ValueError(
-                    "the surrogate sampler predicts top1 only; search top1_robust with "
-                    "--sampler nsga2, tpe, gp or random"
-                )
+            if self.search_space == "eemobilenetv3":
+                raise ValueError("top1_robust is measured on single-exit networks; use --search-space mobilenetv3")
         if self.search_space == "nasbench201" and self.optim != "sgd":
             raise ValueError("--optim applies to fine-tuning; nasbench201 is a table lookup")
+
+    def _validate_early_exits(self) -> None:
+        for name in ("warmup_ee_epochs", "ee_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")
+        for name in ("w_alpha", "w_beta", "w_gamma"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"--{_flag(name)} must be a non-negative number, got {getattr(self, name)}")
+        if self.search_space != "eemobilenetv3":
+            if self.sec_obj == "avg_macs":
+                raise ValueError("--sec-obj avg_macs needs --search-space eemobilenetv3")
+            return
+        if self.support_set and self.ee_method != "confidence":
+            raise ValueError("--support-set is part of --ee-method confidence")
 
     def make_space(self) -> SearchSpace:
         """Build the search space these options describe (raises ``ValueError`` if impossible)."""
@@ -239,7 +286,8 @@ class SearchConfig:
             return NASBench201Space()
         if self.lr < 8 or self.ur > 1024:
             raise ValueError(f"the resolution range --lr {self.lr} --ur {self.ur} is outside 8..1024")
-        return MobileNetV3Space.from_range(self.lr, self.ur, self.rstep, width_mult=self.width_mult)
+        space_class = EEMobileNetV3Space if self.search_space == "eemobilenetv3" else MobileNetV3Space
+        return space_class.from_range(self.lr, self.ur, self.rstep, width_mult=self.width_mult)
 
     @property
     def budget(self) -> int:
@@ -254,7 +302,9 @@ class SearchConfig:
     @property
     def constraint_bounds(self) -> dict[str, float]:
         """The constraints that are set, by the name they are recorded under in the study."""
-        bounds = {"params": self.pmax, "macs": self.mmax, "activations": self.amax,
+        # An early-exit network's MACs per image are its expected ones, avg_macs.
+        macs = "avg_macs" if self.search_space == "eemobilenetv3" else "macs"
+        bounds = {"params": self.pmax, macs: self.mmax, "activations": self.amax,
                   "top1min": self.top1min}
         return {name: bound for name, bound in bounds.items() if bound is not None}
 

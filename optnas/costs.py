@@ -107,9 +107,36 @@ def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
     if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
     subnet = _canonical(subnet)
+    cost, _, size = _stages(subnet)[-1]
+    cost = cost.then(_head(subnet["w"], size, int(n_classes)))
+    return dict(zip(COST_NAMES, (value / 1e6 for value in cost)))
+
+
+def stage_outputs(subnet: dict[str, Any]) -> list[dict[str, float]]:
+    """Return the backbone's cumulative costs and output shape after each of the five stages.
+
+    The backbone is the stem, the first block and the stages' layers (no final head), so
+    these are the figures an early exit placed after that stage adds its head to.
+
+    Args:
+        subnet: a mobilenetv3 subnet holding its resolution ``r``.
+
+    Returns:
+        One dict per stage: ``params`` and ``macs`` (millions, cumulative from the input),
+        ``channels`` and ``size`` (the stage's output feature map, ``channels x size x size``).
+    """
+    return [
+        {"params": cost.params / 1e6, "macs": cost.macs / 1e6, "channels": channels, "size": size}
+        for cost, channels, size in _stages(_canonical(subnet))
+    ]
+
+
+def _stages(subnet: dict[str, Any]) -> list[tuple[_Cost, int, int]]:
+    """Cumulative cost, output channels and output size after each stage of a canonical subnet."""
     width, resolution = subnet["w"], subnet["r"]
     cost = _stem(width, resolution)
     size = _conv_size(resolution, _STEM_STRIDE)
+    stages = []
     for stage, depth in enumerate(subnet["d"]):
         for layer in range(depth):
             slot = stage * MAX_DEPTH + layer
@@ -118,8 +145,8 @@ def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
             )
             if layer == 0:
                 size = _conv_size(size, _STRIDES[stage])
-    cost = cost.then(_head(width, size, int(n_classes)))
-    return dict(zip(COST_NAMES, (value / 1e6 for value in cost)))
+        stages.append((cost, _channels(width)[stage + 2], size))
+    return stages
 
 
 def profile_file(path: str | Path, n_classes: int = 1000) -> dict[str, float]:

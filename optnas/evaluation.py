@@ -147,6 +147,8 @@ class CandidateEvaluator:
             from optnas.spaces.nasbench201 import lookup
 
             return lookup(subnet, config.dataset, config.seed), None
+        if config.search_space == "eemobilenetv3":
+            return self._evaluate_early_exits(subnet)
         top1, model = self.train(subnet)
         stats = {"top1": float(top1), **self.costs(subnet)}
         if "top1_robust" in config.objectives:
@@ -180,6 +182,27 @@ class CandidateEvaluator:
             rho=config.rho,
         )
 
+    def _evaluate_early_exits(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module]:
+        """Train and score an eemobilenetv3 candidate: backbone costs plus its exit stats."""
+        from optnas.ee_training import evaluate_ee_candidate
+
+        config = self.config
+        stats, model = evaluate_ee_candidate(
+            self.supernet, subnet, self.data, n_epochs=config.n_epochs, method=config.ee_method,
+            warmup_epochs=config.warmup_ee_epochs, ee_epochs=config.ee_epochs,
+            w_alpha=config.w_alpha, w_beta=config.w_beta, w_gamma=config.w_gamma,
+            support_set=config.support_set, tune=config.tune_epsilon, mmax=config.mmax,
+            top1min=config.top1min, device=config.device, seed=config.seed,
+        )
+        stats = {**self.costs(subnet), **stats}
+        # --mmax bounds avg_macs here, so tiny_ml weighs and penalises the expected MACs.
+        stats["tiny_ml"] = tiny_ml(
+            stats["params"], stats["avg_macs"], stats["activations"],
+            pmax=config.pmax, mmax=config.mmax, amax=config.amax,
+            wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
+        )
+        return stats, model
+
 
 def n_classes(config: SearchConfig) -> int:
     """Return the classifier's class count: ``--n-classes``, else the dataset's.
@@ -197,7 +220,7 @@ def n_classes(config: SearchConfig) -> int:
 
 
 def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float]:
-    """Return the costs computable from the encoding alone, ``tiny_ml`` included.
+    """Return the costs computable from the encoding alone, ``tiny_ml`` included where it is.
 
     Args:
         config: the search configuration.
@@ -210,6 +233,15 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
     from optnas.costs import profile
 
     costs = profile(subnet, n_classes(config))
+    if config.search_space == "eemobilenetv3":
+        from optnas.early_exits import exit_profile
+
+        # The network holds its exit heads too; MACs stay the backbone's (with its final exit).
+        exits = exit_profile(subnet, n_classes(config))
+        costs.update(params=exits["params"], exit_macs=exits["exit_macs"])
+        # tiny_ml weighs avg_macs here, known only after training: the evaluated stats hold it
+        # (and the surrogate sampler predicts it).
+        return costs
     costs["tiny_ml"] = tiny_ml(
         costs["params"], costs["macs"], costs["activations"],
         pmax=config.pmax, mmax=config.mmax, amax=config.amax,
@@ -228,7 +260,10 @@ def check_constraints_satisfiable(config: SearchConfig) -> None:
     """
     smallest = config.make_space().smallest()
     costs = exact_costs(config, smallest)
-    flags = {"params": "--pmax", "macs": "--mmax", "activations": "--amax"}
+    flags = {"params": "--pmax", "macs": "--mmax", "activations": "--amax", "avg_macs": "--mmax"}
+    if "exit_macs" in costs:
+        # No image can leave before the first exit of the smallest network.
+        costs["avg_macs"] = costs["exit_macs"][0]
     for name, bound in config.constraint_bounds.items():
         if name in flags and costs[name] > bound:
             raise ValueError(

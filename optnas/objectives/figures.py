@@ -12,6 +12,7 @@ DIRECTIONS = {
     "activations": "minimize",
     "tiny_ml": "minimize",
     "top1_robust": "minimize",
+    "avg_macs": "minimize",
 }
 
 

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 # Stats stored as user attributes of every trial, besides the subnet.
 STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
-             "top1_robust", "alpha_norm")
+             "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon")
 BUDGET_POLL_SECONDS = 1.0
 # Optuna's legacy constraints attribute: optuna-dashboard 0.21 reads only this one.
 LEGACY_CONSTRAINTS_KEY = "constraints"

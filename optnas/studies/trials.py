@@ -99,6 +99,25 @@ def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] =
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, list):
+        return "[" + ",".join(_cell(item) for item in value) + "]"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
     return str(value)
+
+
+def with_n_exits(trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
+    """Keep the trials whose eemobilenetv3 architecture has ``count`` intermediate exits.
+
+    Args:
+        trials: trials of an eemobilenetv3 study.
+        count: the number of intermediate exits (``sum(subnet["exits"])``).
+    """
+    from optnas.spaces.eemobilenetv3 import N_EXITS, n_exits
+
+    if not 1 <= count <= N_EXITS:
+        raise ValueError(f"--n-exits must be between 1 and {N_EXITS}, got {count}")
+    subnets = [trial.user_attrs.get("subnet") for trial in trials]
+    if any(subnet is not None and "exits" not in subnet for subnet in subnets):
+        raise ValueError("--n-exits applies to eemobilenetv3 studies; this study's architectures have no exits")
+    return [trial for trial, subnet in zip(trials, subnets) if subnet is not None and n_exits(subnet) == count]

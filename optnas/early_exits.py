@@ -1,0 +1,392 @@
+"""Early-exit networks: exit heads, their exact costs, the early-exit forward and exit stats.
+
+An eemobilenetv3 network is the static OFA MobileNetV3 subnet (the *backbone*, whose final
+expand, pooling, feature mix and classifier form the *final exit*) plus one
+:class:`ExitHead` after each backbone stage whose ``exits`` flag is 1.
+
+Every exit has a *confidence* in [0, 1]: the sigmoid of the head's extra output (a learned
+estimate of the probability that the exit's prediction is right). A sample leaves at the
+first intermediate exit whose confidence reaches that exit's threshold ε; the final exit
+takes all others.
+
+Costs, in millions, counted like the backbone's (``torchprofile`` 0.1 conventions: the head's
+max pooling and ReLU count zero, its BN one MAC per output element, its global average
+pooling one per pooled value):
+
+``exit_macs[i]``
+    MACs a sample spends to leave at exit ``i`` (intermediate exits in order, then the
+    final one): the backbone up to that exit's stage plus every head it passed through,
+    its own included (a head that does not fire still ran). So the last entry is the
+    backbone's MACs plus all heads'.
+``avg_macs``
+    ``Σ exit_ratios[i] × exit_macs[i]``: the expected MACs per sample.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optnas.costs import profile, stage_outputs
+from optnas.spaces.eemobilenetv3 import EPSILONS, EEMobileNetV3Space, exit_stages
+
+# A head pools its input down to about this side before its convolution.
+_HEAD_SIZE = 4
+_HEAD_MIN_WIDTH = 32
+_HEAD_MAX_WIDTH = 128
+
+
+def head_layout(channels: int, size: int) -> tuple[int, int]:
+    """Return ``(pool, width)`` of the exit head for a ``channels x size x size`` feature map.
+
+    The head max-pools by ``pool`` so that its 3x3 convolution runs on about 4x4, and its
+    width is twice the input channels, within 32..128: big feature maps get no costlier heads.
+
+    Args:
+        channels: channels of the stage output.
+        size: side of the stage output.
+    """
+    pool = max(1, size // _HEAD_SIZE)
+    width = min(_HEAD_MAX_WIDTH, max(_HEAD_MIN_WIDTH, 2 * channels))
+    return pool, width
+
+
+def head_costs(channels: int, size: int, n_classes: int) -> dict[str, int]:
+    """Return the exact ``params`` and ``macs`` of one exit head (plain counts, not millions).
+
+    Args:
+        channels: channels of the stage output.
+        size: side of the stage output.
+        n_classes: classes of the task (the head has one more output, its confidence).
+    """
+    pool, width = head_layout(channels, size)
+    side = size // pool
+    outputs = n_classes + 1
+    return {
+        "params": channels * width * 9 + 2 * width + (width + 1) * outputs,
+        # convolution, BN, global average pooling, linear layer.
+        "macs": width * side * side * (channels * 9 + 1) + width + width * outputs,
+    }
+
+
+def exit_profile(subnet: dict[str, Any], n_classes: int) -> dict[str, Any]:
+    """Return the per-exit costs of an eemobilenetv3 subnet, in millions.
+
+    Args:
+        subnet: an eemobilenetv3 subnet with its resolution ``r``.
+        n_classes: classes of the task.
+
+    Returns:
+        ``exit_stages`` (1-based stage of each intermediate exit), ``head_params`` and
+        ``head_macs`` (per intermediate head), ``exit_macs`` (cumulative MACs to leave at each
+        exit, final included), ``params`` (backbone plus every head) and ``macs`` (the
+        backbone with its final exit alone).
+    """
+    subnet = _canonical(subnet)
+    stages = stage_outputs(subnet)
+    backbone = profile(subnet, n_classes)
+    head_params, head_macs, exit_macs = [], [], []
+    for stage in exit_stages(subnet):
+        costs = head_costs(stages[stage]["channels"], stages[stage]["size"], n_classes)
+        head_params.append(costs["params"] / 1e6)
+        head_macs.append(costs["macs"] / 1e6)
+        exit_macs.append(stages[stage]["macs"] + sum(head_macs))
+    exit_macs.append(backbone["macs"] + sum(head_macs))
+    return {
+        "exit_stages": [stage + 1 for stage in exit_stages(subnet)],
+        "head_params": head_params,
+        "head_macs": head_macs,
+        "exit_macs": exit_macs,
+        "params": backbone["params"] + sum(head_params),
+        "macs": backbone["macs"],
+    }
+
+
+def exit_profile_file(path: str | Path, n_classes: int) -> dict[str, Any] | None:
+    """Return :func:`exit_profile` of a ``net.subnet`` file, or None if it has no exits.
+
+    Args:
+        path: the ``net.subnet`` JSON file (already checked readable by the caller).
+        n_classes: classes of the task.
+    """
+    subnet = json.loads(Path(path).read_text())
+    if not isinstance(subnet, dict) or "exits" not in subnet:
+        return None
+    try:
+        return exit_profile(subnet, n_classes)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+class ExitHead(nn.Module):
+    """A small classifier on a stage's feature map: [max pool], 3x3 conv, BN, ReLU, pooling, linear.
+
+    The linear layer has ``n_classes + 1`` outputs: the class logits and a confidence logit.
+
+    Args:
+        channels: channels of the stage output.
+        size: side of the stage output.
+        n_classes: classes of the task.
+    """
+
+    def __init__(self, channels: int, size: int, n_classes: int) -> None:
+        super().__init__()
+        pool, width = head_layout(channels, size)
+        self.pool = nn.MaxPool2d(pool) if pool > 1 else nn.Identity()
+        self.conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)
+        self.linear = nn.Linear(width, n_classes + 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the class logits and the confidence logit of a batch of feature maps."""
+        x = F.relu(self.bn(self.conv(self.pool(x))))
+        out = self.linear(x.mean(dim=(2, 3)))
+        return out[:, :-1], out[:, -1]
+
+
+class EarlyExitNetwork(nn.Module):
+    """A static MobileNetV3 backbone with exit heads after some of its stages.
+
+    Calling the module returns every exit's outputs (what training and the batched
+    evaluation need); :meth:`forward_early` is the real early-exit inference of one image.
+
+    Args:
+        backbone: the static subnet extracted from the supernet (``first_conv``, ``blocks``,
+            ``final_expand_layer``, ``global_avg_pool``, ``feature_mix_layer``, ``classifier``).
+        subnet: its canonical eemobilenetv3 subnet.
+        n_classes: classes of the task.
+        seed: seeds the heads' initialisation.
+    """
+
+    def __init__(self, backbone: nn.Module, subnet: dict[str, Any], n_classes: int, seed: int = 0) -> None:
+        super().__init__()
+        subnet = _canonical(subnet)
+        self.backbone = backbone
+        stages = stage_outputs(subnet)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.heads = nn.ModuleList(
+                ExitHead(stages[stage]["channels"], stages[stage]["size"], n_classes)
+                for stage in exit_stages(subnet)
+            )
+        # blocks[0] is the block before the stages; stage s ends after 1 + d0 + ... + ds blocks.
+        self._ends = [1 + sum(subnet["d"][: stage + 1]) for stage in exit_stages(subnet)]
+        self.epsilon = [subnet["epsilon"][stage] for stage in exit_stages(subnet)]
+        self._backbone_frozen = False
+
+    @property
+    def n_exits(self) -> int:
+        """Intermediate exits (the final one excluded)."""
+        return len(self.heads)
+
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Stop (or restart) training the backbone: no gradients, BN statistics kept.
+
+        Args:
+            frozen: freeze it, or make it trainable again.
+        """
+        self._backbone_frozen = frozen
+        for parameter in self.backbone.parameters():
+            parameter.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "EarlyExitNetwork":
+        super().train(mode)
+        if self._backbone_frozen:
+            self.backbone.eval()
+        return self
+
+    def _segments(self) -> list[tuple[int, int]]:
+        starts = [0] + self._ends
+        return list(zip(starts, self._ends + [len(self.backbone.blocks)]))
+
+    def _final(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.backbone
+        x = net.feature_mix_layer(net.global_avg_pool(net.final_expand_layer(x)))
+        return net.classifier(x.view(x.size(0), -1))
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Return the logits of every exit (final last) and the confidence logits of the heads."""
+        x = self.backbone.first_conv(x)
+        logits, confidences = [], []
+        for index, (start, end) in enumerate(self._segments()):
+            for block in self.backbone.blocks[start:end]:
+                x = block(x)
+            if index < self.n_exits:
+                exit_logits, confidence = self.heads[index](x)
+                logits.append(exit_logits)
+                confidences.append(confidence)
+        logits.append(self._final(x))
+        return logits, confidences
+
+    @torch.inference_mode()
+    def forward_early(self, image: torch.Tensor, epsilon: Sequence[float] | None = None) -> tuple[torch.Tensor, int]:
+        """Classify one image, computing only up to the exit it leaves at (in eval mode).
+
+        Args:
+            image: a batch of one image, ``1 x 3 x r x r``.
+            epsilon: the intermediate exits' thresholds [default: the subnet's].
+
+        Returns:
+            The logits of the exit taken and its index (``n_exits`` for the final exit).
+        """
+        if image.shape[0] != 1:
+            raise ValueError(f"forward_early takes one image at a time, got a batch of {image.shape[0]}")
+        epsilon = self.epsilon if epsilon is None else list(epsilon)
+        was_training = self.training
+        self.eval()
+        try:
+            x = self.backbone.first_conv(image)
+            for index, (start, end) in enumerate(self._segments()):
+                for block in self.backbone.blocks[start:end]:
+                    x = block(x)
+                if index < self.n_exits:
+                    logits, confidence = self.heads[index](x)
+                    if torch.sigmoid(confidence).item() >= epsilon[index]:
+                        return logits, index
+            return self._final(x), self.n_exits
+        finally:
+            self.train(was_training)
+
+
+def exit_decisions(confidence: torch.Tensor, epsilon: Sequence[float]) -> torch.Tensor:
+    """Return the exit each sample leaves at: the first whose confidence reaches its threshold.
+
+    Args:
+        confidence: ``n_exits x N`` confidences in [0, 1] of the intermediate exits.
+        epsilon: the ``n_exits`` thresholds.
+
+    Returns:
+        ``N`` exit indices; ``n_exits`` is the final exit.
+    """
+    thresholds = torch.as_tensor(list(epsilon), dtype=confidence.dtype, device=confidence.device)
+    fired = confidence >= thresholds[:, None]
+    fired = torch.cat([fired, torch.ones_like(fired[:1])], dim=0)
+    # argmax returns the first maximal index: the first exit that fires.
+    return fired.to(torch.uint8).argmax(dim=0)
+
+
+@torch.inference_mode()
+def exit_outputs(
+    model: EarlyExitNetwork, images: Any, *, resolution: int, batch_size: int = 500,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run every exit on a set of images (batched evaluation mode).
+
+    Args:
+        model: the early-exit network.
+        images: an :class:`~optnas.data.ImageSet`.
+        resolution: input resolution.
+        batch_size: images per forward pass.
+        device: where to run.
+
+    Returns:
+        ``predictions`` (``n_exits + 1 x N`` class indices), ``confidence``
+        (``n_exits x N``, in [0, 1]) and the ``N`` labels, on the CPU.
+    """
+    inputs, labels = images.tensors(resolution, device=device)
+    if len(labels) == 0:
+        raise ValueError("cannot evaluate on an empty set of images")
+    was_training = model.training
+    model.to(device).eval()
+    predictions, confidences = [], []
+    for start in range(0, len(labels), batch_size):
+        logits, confidence = model(inputs[start : start + batch_size])
+        predictions.append(torch.stack([exit_logits.argmax(dim=1) for exit_logits in logits]))
+        if confidence:
+            confidences.append(torch.sigmoid(torch.stack(confidence)))
+    model.train(was_training)
+    confidence = torch.cat(confidences, dim=1) if confidences else torch.zeros(0, len(labels))
+    return torch.cat(predictions, dim=1).cpu(), confidence.float().cpu(), labels.cpu()
+
+
+def exit_stats(
+    predictions: torch.Tensor, confidence: torch.Tensor, labels: torch.Tensor,
+    epsilon: Sequence[float], exit_macs: Sequence[float],
+) -> dict[str, Any]:
+    """Return the early-exit figures of a set of images under given thresholds.
+
+    Args:
+        predictions: ``n_exits + 1 x N`` class index of every exit, as from :func:`exit_outputs`.
+        confidence: ``n_exits x N`` confidences.
+        labels: the ``N`` labels.
+        epsilon: the intermediate exits' thresholds.
+        exit_macs: cumulative MACs (M) to leave at each exit, final included.
+
+    Returns:
+        ``exit_ratios`` (share of images leaving at each exit, summing to 1), ``exit_top1``
+        (accuracy in % of each exit's classifier on all images), ``exit_macs``, ``avg_macs``
+        (``Σ exit_ratios × exit_macs``) and ``top1`` (accuracy in % of the early-exit network).
+    """
+    n_outputs = predictions.shape[0]
+    if len(exit_macs) != n_outputs or len(epsilon) != n_outputs - 1:
+        raise ValueError(f"{n_outputs} exits need {n_outputs} exit_macs and {n_outputs - 1} thresholds")
+    chosen = exit_decisions(confidence, epsilon)
+    taken = predictions.gather(0, chosen[None, :])[0]
+    counts = torch.bincount(chosen, minlength=n_outputs).tolist()
+    ratios = [count / len(labels) for count in counts]
+    return {
+        "exit_ratios": ratios,
+        "exit_top1": (100.0 * (predictions == labels[None, :]).double().mean(dim=1)).tolist(),
+        "exit_macs": list(map(float, exit_macs)),
+        "avg_macs": float(sum(ratio * macs for ratio, macs in zip(ratios, exit_macs))),
+        "top1": 100.0 * (taken == labels).double().mean().item(),
+    }
+
+
+def tune_epsilon(
+    predictions: torch.Tensor, confidence: torch.Tensor, labels: torch.Tensor,
+    exit_macs: Sequence[float], *, mmax: float | None = None, top1min: float | None = None,
+) -> list[float]:
+    """Choose the thresholds that maximise accuracy subject to ``avg_macs ≤ mmax`` and ``top1 ≥ top1min``.
+
+    Every combination of :data:`~optnas.spaces.eemobilenetv3.EPSILONS` over the exits is
+    scored (at most 9⁴ on cached outputs, a fraction of a second). Among the feasible ones
+    the most accurate wins, ties going to the lower avg_macs; when none is feasible, the one
+    with the smallest relative violation of the two bounds.
+
+    Args:
+        predictions: per-exit predictions, as from :func:`exit_outputs`.
+        confidence: per-exit confidences.
+        labels: the labels.
+        exit_macs: cumulative MACs (M) per exit.
+        mmax: the bound on avg_macs (M), or None.
+        top1min: the bound on top1 (%), or None.
+
+    Returns:
+        One threshold per intermediate exit.
+    """
+    n_exits = confidence.shape[0]
+    grid = np.array(list(itertools.product(EPSILONS, repeat=n_exits)))
+    correct = (predictions == labels[None, :]).numpy()
+    exit_macs = np.asarray(exit_macs, dtype=np.float64)
+    conf = confidence.numpy()
+    best, best_key = None, None
+    for row in grid:
+        fired = np.vstack([conf >= row[:, None], np.ones((1, conf.shape[1]), dtype=bool)])
+        chosen = fired.argmax(axis=0)
+        top1 = 100.0 * correct[chosen, np.arange(len(chosen))].mean()
+        avg_macs = exit_macs[chosen].mean()
+        violation = 0.0
+        if mmax is not None:
+            violation += max(0.0, avg_macs / mmax - 1.0)
+        if top1min is not None and top1min > 0:
+            violation += max(0.0, 1.0 - top1 / top1min)
+        key = (violation, -top1, avg_macs)
+        if best_key is None or key < best_key:
+            best, best_key = row, key
+    return [float(value) for value in best]
+
+
+def _canonical(subnet: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(subnet, dict) or "r" not in subnet:
+        raise ValueError("an eemobilenetv3 subnet needs its resolution 'r'")
+    space = EEMobileNetV3Space(width_mult=subnet.get("w", 1.0), resolutions=[subnet["r"]])
+    return space.canonical(subnet)

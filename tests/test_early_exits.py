@@ -1,0 +1,240 @@
+"""Tests of the eemobilenetv3 space, the exit heads' exact costs and the early-exit forward."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchprofile import profile_macs
+
+from optnas.early_exits import (
+    EarlyExitNetwork,
+    exit_decisions,
+    exit_outputs,
+    exit_profile,
+    exit_stats,
+    tune_epsilon,
+)
+from optnas.spaces import EEMobileNetV3Space
+from optnas.spaces.eemobilenetv3 import EPSILONS, n_exits
+from optnas.supernet import build_supernet, extract_subnet
+from tests.conftest import invoke_cli
+
+
+class _PathToExit(nn.Module):
+    """Everything a sample leaving at exit ``index`` computes: backbone so far and heads passed."""
+
+    def __init__(self, network: EarlyExitNetwork, index: int) -> None:
+        super().__init__()
+        self.network, self.index = network, index
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.network
+        x = net.backbone.first_conv(x)
+        outputs = []
+        for position, (start, end) in enumerate(net._segments()):
+            for block in net.backbone.blocks[start:end]:
+                x = block(x)
+            if position == net.n_exits:
+                outputs.append(net._final(x))
+            else:
+                outputs += list(net.heads[position](x))
+            if position == self.index:
+                return outputs
+        return outputs
+
+
+@pytest.fixture(scope="module")
+def supernet() -> nn.Module:
+    return build_supernet(10)
+
+
+def test_space_genes_and_canonical_form() -> None:
+    space = EEMobileNetV3Space(resolutions=[32])
+    names = space.gene_names()
+    assert names[-8:] == [f"exit{i}" for i in range(1, 5)] + [f"eps{i}" for i in range(1, 5)]
+    rng = np.random.default_rng(0)
+    for subnet in space.sample(rng, 40):
+        assert n_exits(subnet) >= 1
+        assert all(eps == EPSILONS[0] for flag, eps in zip(subnet["exits"], subnet["epsilon"]) if not flag)
+        assert space.from_vector(space.to_vector(subnet)) == subnet
+    # All exits off decodes to an exit after stage 4; the vectorised form agrees.
+    params = space.encode(space.largest())
+    params.update({f"exit{i}": 0 for i in range(1, 5)})
+    decoded = space.decode(params)
+    assert decoded["exits"] == [0, 0, 0, 1] and decoded["epsilon"][:3] == [EPSILONS[0]] * 3
+    vector = np.array([[values.index(params[n]) for n, values in zip(names, space.choices())]])
+    assert (space.canonical_vectors(vector)[0] == space.to_vector(decoded)).all()
+    # Absent exits' thresholds do not change the key.
+    subnet = space.smallest()
+    assert space.key({**subnet, "epsilon": [0.1, 0.9, 0.5, 0.3]}) == space.key(subnet)
+    with pytest.raises(ValueError, match="at least one intermediate exit"):
+        space.canonical({**subnet, "exits": [0, 0, 0, 0]})
+    with pytest.raises(ValueError, match="allowed values"):
+        space.canonical({**subnet, "epsilon": [0.15, 0.1, 0.1, 0.1]})
+
+
+@pytest.mark.parametrize("resolution", [32, 160])
+def test_exit_costs_match_torchprofile_and_parameters(supernet: nn.Module, resolution: int) -> None:
+    space = EEMobileNetV3Space(resolutions=[resolution])
+    rng = np.random.default_rng(resolution)
+    for subnet in [space.largest(), *space.sample(rng, 1)]:
+        network = EarlyExitNetwork(extract_subnet(supernet, subnet), subnet, 10).eval()
+        figures = exit_profile(subnet, 10)
+        assert len(figures["exit_macs"]) == n_exits(subnet) + 1
+        image = torch.randn(1, 3, resolution, resolution)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for index, expected in enumerate(figures["exit_macs"]):
+                assert profile_macs(_PathToExit(network, index), image) / 1e6 == pytest.approx(expected, abs=1e-9)
+            assert profile_macs(network.backbone, image) / 1e6 == pytest.approx(figures["macs"], abs=1e-9)
+        counted = sum(p.numel() for p in network.parameters()) / 1e6
+        assert counted == pytest.approx(figures["params"], abs=1e-9)
+        heads = [sum(p.numel() for p in head.parameters()) / 1e6 for head in network.heads]
+        assert heads == pytest.approx(figures["head_params"], abs=1e-12)
+
+
+def test_profile_prints_per_exit_macs(tmp_path: Path) -> None:
+    subnet = EEMobileNetV3Space(resolutions=[32]).largest()
+    path = tmp_path / "net.subnet"
+    path.write_text(json.dumps(subnet))
+    figures = exit_profile(subnet, 10)
+    result = invoke_cli("profile", str(path), "--n-classes", "10", "--json")
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout)["exit_macs"] == figures["exit_macs"]
+    table = invoke_cli("profile", str(path), "--n-classes", "10")
+    assert f"exit 1 (after stage 1)  {figures['exit_macs'][0]:10.4f} M" in table.stdout
+    path.write_text(json.dumps({**subnet, "exits": [0, 0, 0, 0]}))
+    bad = invoke_cli("profile", str(path), "--n-classes", "10")
+    assert bad.returncode == 2 and "at least one intermediate exit" in bad.stderr
+
+
+def test_exit_decisions_take_the_first_exit_that_fires() -> None:
+    confidence = torch.tensor([[0.2, 0.9, 0.2, 0.2], [0.8, 0.1, 0.2, 0.6]])
+    assert exit_decisions(confidence, [0.5, 0.5]).tolist() == [1, 0, 2, 1]
+    assert exit_decisions(confidence, [0.95, 0.95]).tolist() == [2, 2, 2, 2]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from optnas.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(supernet: nn.Module, digits):
+    """A candidate with exits after stages 1, 2 and 4, its heads trained one epoch (joint)."""
+    from optnas.ee_training import evaluate_ee_candidate
+
+    space = EEMobileNetV3Space(resolutions=[32])
+    subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 1], "epsilon": [0.5, 0.5, 0.1, 0.5]})
+    stats, model = evaluate_ee_candidate(supernet, subnet, digits, n_epochs=0, warmup_epochs=1, ee_epochs=1)
+    return subnet, stats, model
+
+
+def test_batch_one_forward_agrees_with_batched_evaluation(trained, digits) -> None:
+    subnet, _, model = trained
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    # Thresholds halfway between the two middle confidences of each exit, so that every exit
+    # takes some images and no confidence sits on a threshold (float noise could flip it).
+    middle = confidence.sort(dim=1).values[:, len(labels) // 2 - 1 : len(labels) // 2 + 1]
+    epsilon = middle.mean(dim=1).tolist()
+    chosen = exit_decisions(confidence, epsilon)
+    assert set(chosen.tolist()) == {0, 1, 2, 3}
+    images, _ = digits.valid.tensors(32)
+    for index in range(len(labels)):
+        logits, exit_index = model.forward_early(images[index : index + 1], epsilon)
+        assert exit_index == chosen[index].item()
+        assert logits.argmax().item() == predictions[exit_index, index].item()
+
+
+def test_exit_stats_are_consistent(trained, digits) -> None:
+    subnet, stats, model = trained
+    figures = exit_profile(subnet, 10)
+    assert len(stats["exit_ratios"]) == 4 and sum(stats["exit_ratios"]) == pytest.approx(1.0)
+    assert stats["exit_macs"] == figures["exit_macs"] and stats["macs"] == figures["macs"]
+    assert stats["avg_macs"] == pytest.approx(sum(r * m for r, m in zip(stats["exit_ratios"], stats["exit_macs"])))
+    assert all(0 <= top1 <= 100 for top1 in stats["exit_top1"]) and 0 <= stats["top1"] <= 100
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    # Thresholds that never fire: everything leaves at the final exit.
+    never = exit_stats(predictions, confidence, labels, [1.01] * 3, figures["exit_macs"])
+    assert never["exit_ratios"] == [0.0, 0.0, 0.0, 1.0]
+    assert never["avg_macs"] == pytest.approx(figures["macs"] + sum(figures["head_macs"]))
+    assert never["top1"] == pytest.approx(never["exit_top1"][-1])
+    # Thresholds that always fire: everything leaves at the first exit.
+    always = exit_stats(predictions, confidence, labels, [0.0] * 3, figures["exit_macs"])
+    assert always["exit_ratios"][0] == 1.0 and always["avg_macs"] == pytest.approx(figures["exit_macs"][0])
+
+
+def test_tune_epsilon_respects_the_macs_bound(trained, digits) -> None:
+    subnet, _, model = trained
+    figures = exit_profile(subnet, 10)
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    unbounded = tune_epsilon(predictions, confidence, labels, figures["exit_macs"])
+    best = exit_stats(predictions, confidence, labels, unbounded, figures["exit_macs"])
+    mmax = (figures["exit_macs"][0] + best["avg_macs"]) / 2
+    bounded = tune_epsilon(predictions, confidence, labels, figures["exit_macs"], mmax=mmax)
+    chosen = exit_stats(predictions, confidence, labels, bounded, figures["exit_macs"])
+    assert chosen["avg_macs"] <= mmax
+    assert all(value in EPSILONS for value in bounded)
+    # No threshold choice is more accurate than the unbounded optimum.
+    assert chosen["top1"] <= best["top1"]
+    for epsilon in ([0.1] * 3, [0.5] * 3, [0.9] * 3):
+        assert exit_stats(predictions, confidence, labels, epsilon, figures["exit_macs"])["top1"] <= best["top1"]
+
+
+def test_every_confidence_loss_term_has_a_gradient(trained, digits) -> None:
+    from optnas.ee_training import confidence_loss
+
+    subnet, _, model = trained
+    model.train()
+    images, labels = next(digits.train.batches(32, 32))
+    figures = exit_profile(subnet, 10)
+    support = torch.rand(10, 3)
+    for mmax in (None, figures["exit_macs"][0]):
+        for name in ("alpha", "beta", "gamma"):
+            model.zero_grad()
+            logits, confidences = model(images)
+            terms = confidence_loss(logits, confidences, labels, exit_macs=figures["exit_macs"], mmax=mmax, support=support)
+            terms[name].backward()
+            gradient = model.heads[0].linear.weight.grad
+            assert gradient is not None and gradient[-1].abs().sum() > 0, (name, mmax)
+
+
+def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -> None:
+    from optnas.ee_training import train_exits
+
+    space = EEMobileNetV3Space(resolutions=[32])
+    subnet = space.smallest()
+    model = EarlyExitNetwork(extract_subnet(supernet, subnet), subnet, 10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    small = digits.train.subset(list(range(256)))
+    train_exits(model, small, method="confidence", resolution=32, warmup_epochs=1, ee_epochs=1,
+                exit_macs=exit_profile(subnet, 10)["exit_macs"], support_set=True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
+    assert not torch.equal(before["heads.0.linear.weight"], after["heads.0.linear.weight"])
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_confidence_candidate_with_tuned_thresholds_meets_mmax(supernet: nn.Module, digits) -> None:
+    from optnas.data import DataSplits
+    from optnas.ee_training import evaluate_ee_candidate
+
+    small = DataSplits("digits", digits.train.subset(list(range(300))), digits.valid, digits.test, 10)
+    space = EEMobileNetV3Space(resolutions=[32])
+    subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 0], "epsilon": [0.9, 0.9, 0.1, 0.1]})
+    figures = exit_profile(subnet, 10)
+    mmax = (figures["exit_macs"][0] + figures["exit_macs"][1]) / 2
+    stats, model = evaluate_ee_candidate(
+        supernet, subnet, small, n_epochs=0, method="confidence", warmup_epochs=1, ee_epochs=1,
+        support_set=True, tune=True, mmax=mmax,
+    )
+    assert stats["avg_macs"] <= mmax and all(value in EPSILONS for value in stats["epsilon"])
+    assert model.epsilon == stats["epsilon"] and not model.training
