@@ -23,7 +23,9 @@ def test_early_exit_search_stores_exit_stats_and_meets_mmax(supernet_file: Path,
     result = run_cli(
         "search", "--storage", url, "--study-name", "ee", "--supernet-path", str(supernet_file),
         "--search-space", "eemobilenetv3", "--sec-obj", "avg_macs", "--mmax", str(MMAX),
-        "--sampler", "nsga2", "--n-doe", "3", "--iterations", "1", "--n-iter", "1", "--n-epochs", "0",
+        # The surrogate sampler predicts avg_macs (and top1) for the batch after the design.
+        "--predictor", "rbf", "--sec-predictor", "rbf",
+        "--n-doe", "3", "--iterations", "1", "--n-iter", "1", "--n-epochs", "0",
         "--warmup-ee-epochs", "1", "--ee-epochs", "0", "--vld-size", "700",
         "--save", str(tmp_path / "run"), "--quiet", cwd=tmp_path,
     )
@@ -63,8 +65,8 @@ def test_early_exit_options_are_checked() -> None:
     base = {"search_space": "eemobilenetv3", "sampler": "nsga2"}
     with pytest.raises(ValueError, match="needs --search-space eemobilenetv3"):
         SearchConfig(sec_obj="avg_macs").validate()
-    with pytest.raises(ValueError, match="cannot predict avg_macs"):
-        SearchConfig(search_space="eemobilenetv3", sec_obj="avg_macs").validate()
+    with pytest.raises(ValueError, match="single-exit networks"):
+        SearchConfig(search_space="eemobilenetv3", sec_obj="top1_robust").validate()
     with pytest.raises(ValueError, match="part of --ee-method confidence"):
         SearchConfig(**base, support_set=True).validate()
     with pytest.raises(ValueError, match="--ee-epochs must be zero or more"):
