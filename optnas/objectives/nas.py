@@ -55,13 +55,14 @@ class NASObjective:
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         self._wait_for_budget(trial)
-        params = {
-            name: suggest(trial, name, distribution)
-            for name, distribution in self.space.distributions().items()
-        }
-        subnet = self.space.decode(params)
-        trial.set_user_attr("subnet", subnet)
         try:
+            # Inside the try: a sampler that fails while proposing fails the trial with a reason.
+            params = {
+                name: suggest(trial, name, distribution)
+                for name, distribution in self.space.distributions().items()
+            }
+            subnet = self.space.decode(params)
+            trial.set_user_attr("subnet", subnet)
             earlier = self._find_evaluated(trial.study, self.space.key(subnet))
             model = None
             if earlier is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from xgboost import XGBRegressor
 
 from optnas.predictors.base import Predictor, _seed
 
@@ -44,6 +43,9 @@ class XGBPredictor(Predictor):
         self.random_state = random_state
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        # Imported on use: xgboost is a large package the other predictors do not need.
+        from xgboost import XGBRegressor
+
         self.booster_ = XGBRegressor(
             n_estimators=self.n_estimators,
             max_depth=self.max_depth,
