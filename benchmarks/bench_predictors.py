@@ -8,7 +8,10 @@ top-1 error (see ``optnas.predictors.datasets.make_mbv3_like``). Prints:
 * Kendall's τ on 1,000 unseen architectures against the training-set size (25 to 200),
   averaged over seeds.
 
-Usage: ``python benchmarks/bench_predictors.py [--quick] [--predictors rbf gp ...]``
+With ``--data nasbench201`` the ranking is measured on NAS-Bench-201 cells instead (cifar10
+table, the features the sampler uses), where the accuracies are real.
+
+Usage: ``python benchmarks/bench_predictors.py [--quick] [--data nasbench201] [--predictors rbf gp ...]``
 """
 
 from __future__ import annotations
@@ -56,19 +59,33 @@ def bench_speed(names: Sequence[str], sizes: Sequence[int], n_predict: int) -> N
         print(f"{name:<10}" + "".join(f"{cell:>22}" for cell in cells), flush=True)
 
 
-def bench_ranking(names: Sequence[str], sizes: Sequence[int], n_seeds: int) -> None:
+def _nasbench201(n_samples: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct random NAS-Bench-201 cells: the sampler's features and the cifar10 top-1 %."""
+    from optnas.spaces.nasbench201 import NASBench201Space, lookup
+
+    space = NASBench201Space()
+    rng = np.random.default_rng(random_state)
+    codes = rng.choice(5 ** 6, size=n_samples, replace=False)
+    vectors = np.stack([(codes // 5 ** edge) % 5 for edge in range(6)], axis=1)
+    top1 = np.array([lookup(space.from_vector(v), "cifar10", random_state)["top1"] for v in vectors])
+    return space.features(vectors), top1
+
+
+def bench_ranking(names: Sequence[str], sizes: Sequence[int], n_seeds: int, data: str = "mbv3-like") -> None:
     """Print the mean (± std over seeds) Kendall τ on held-out architectures.
 
     Args:
         names: the predictors.
         sizes: the training-set sizes.
         n_seeds: the independent draws of training and held-out sets.
+        data: ``mbv3-like`` (synthetic) or ``nasbench201`` (table accuracies).
     """
     datasets = [
-        make_mbv3_like(max(sizes) + N_HELD_OUT, n_resolutions=N_RESOLUTIONS, random_state=seed)
+        _nasbench201(max(sizes) + N_HELD_OUT, seed) if data == "nasbench201"
+        else make_mbv3_like(max(sizes) + N_HELD_OUT, n_resolutions=N_RESOLUTIONS, random_state=seed)
         for seed in range(n_seeds)
     ]
-    print(f"\nKendall τ on {N_HELD_OUT:,} held-out architectures, mean ± std over {n_seeds} seeds")
+    print(f"\nKendall τ on {N_HELD_OUT:,} held-out {data} architectures, mean ± std over {n_seeds} seeds")
     print(f"{'predictor':<10}" + "".join(f"{f'n={n}':>16}" for n in sizes))
     for name in names:
         cells = []
@@ -89,8 +106,12 @@ def main() -> None:
     parser.add_argument(
         "--predictors", nargs="+", choices=PREDICTOR_NAMES, default=list(PREDICTOR_NAMES)
     )
+    parser.add_argument("--data", choices=("mbv3-like", "nasbench201"), default="mbv3-like",
+                        help="ranking data; nasbench201 measures ranking only")
     args = parser.parse_args()
-    if args.quick:
+    if args.data == "nasbench201":
+        bench_ranking(args.predictors, sizes=(25, 50, 100, 200), n_seeds=2 if args.quick else 5, data=args.data)
+    elif args.quick:
         bench_speed(args.predictors, sizes=(100, 500), n_predict=20_000)
         bench_ranking(args.predictors, sizes=(25, 50, 100, 200), n_seeds=2)
     else:

@@ -120,6 +120,10 @@ class SearchConfig:
         "--top1min beside another first objective. Same choices as --predictor.",
         choices=PREDICTORS,
     )
+    trust_radius: int = _option(
+        1, "Surrogate sampler: candidates differ in at most this many genes from an evaluated "
+        "architecture, where the predictors have seen data; 0 lets them lie anywhere.", type=int
+    )
     device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")
     n_workers: int = _option(0, "Data-loading worker processes (folder datasets).", type=int)
     threads: int | None = _option(
@@ -215,7 +219,7 @@ class SearchConfig:
             raise ValueError(f"--width-mult must be 1.0 or 1.2, got {self.width_mult}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
-        for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs"):
+        for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs", "trust_radius"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")
         for name in ("n_doe", "n_iter"):

@@ -29,6 +29,7 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
             n_iter=config.n_iter,
             predictor=config.predictor,
             sec_predictor=config.sec_predictor,
+            trust_radius=config.trust_radius or None,
             seed=seed,
         )
     if config.sampler == "nsga2":

@@ -210,6 +210,15 @@ class SurrogateSampler(BaseSampler):
                             for t in ([feasible[i] for i in front] or evaluated)])
         rng = np.random.default_rng([self.seed, k])
         vectors, objectives, violation = self._evolution.run(evaluate, initial, rng)
+        # The one-gene neighbours of the evaluated front, scored too: the evolution rarely
+        # samples all of them, and they are where the predictor is most trustworthy.
+        neighbours = _neighbours(self.space, initial)
+        neighbours = neighbours[~np.isin(_keys(neighbours), _keys(vectors))]
+        if len(neighbours):
+            extra_objectives, extra_violation = evaluate(neighbours)
+            vectors = np.concatenate([vectors, neighbours])
+            objectives = np.concatenate([objectives, extra_objectives])
+            violation = np.concatenate([violation, extra_violation])
         allowed = self._allowed(vectors, history)
         vectors, objectives, violation = vectors[allowed], objectives[allowed], violation[allowed]
         scaled, scaled_front = _normalise(objectives, front_values)
@@ -291,6 +300,26 @@ def _normalise(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, n
     ideal, nadir = basis.min(axis=0), basis.max(axis=0)
     span = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
     return (objectives - ideal) / span, (front.reshape(-1, objectives.shape[1]) - ideal) / span
+
+
+def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
+    """Every distinct canonical vector one gene away from one of ``vectors``."""
+    levels = [len(values) for values in space.choices()]
+    rows = []
+    for gene, count in enumerate(levels):
+        for level in range(count):
+            changed = vectors.copy()
+            changed[:, gene] = level
+            rows.append(changed[vectors[:, gene] != level])
+    if not rows:
+        return vectors[:0]
+    candidates = space.canonical_vectors(np.concatenate(rows))
+    return np.unique(candidates, axis=0)
+
+
+def _keys(vectors: np.ndarray) -> np.ndarray:
+    """One hashable-free comparable key per row, for membership tests with ``np.isin``."""
+    return np.array([",".join(map(str, row)) for row in np.asarray(vectors, dtype=np.int64)])
 
 
 def _front_indices(values: np.ndarray) -> list[int]:
