@@ -311,28 +311,32 @@ def _bulk_add(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> No
             ])
 
 
-def _ask_trials(
+def _open_worker(
     url: str, study_name: str, sampler: optuna.samplers.BaseSampler, space: MobileNetV3Space,
-    objective: NASObjective | None, n_trials: int,
-) -> tuple[float, float]:
-    """Open the study as a new worker does and return (first trial, median later trial) seconds.
+    objective: NASObjective | None,
+) -> tuple[Callable[[], float], float]:
+    """Open the study as a new worker does; return a function timing one trial, and the
+    seconds of the first trial (opening the study included).
 
     A trial is ``ask`` plus the suggestion of every gene, plus for our sampler the objective's
     own reads (budget check, duplicate look-up). Trials are then failed, untimed.
     """
-    times = []
-    start = time.perf_counter()
+    started = time.perf_counter()
     study = optuna.load_study(study_name=study_name, storage=open_storage(url), sampler=sampler)
-    for _ in range(n_trials):
+
+    def one_trial() -> float:
+        begin = time.perf_counter()
         trial = study.ask()
         params = {name: suggest(trial, name, d) for name, d in space.distributions().items()}
         if objective is not None:
             completed = objective._wait_for_budget(trial)
             objective._find_evaluated(completed, objective.space.key(objective.space.decode(params)))
-        times.append(time.perf_counter() - start)
+        seconds = time.perf_counter() - begin
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        start = time.perf_counter()
-    return times[0], statistics.median(times[1:])
+        return seconds
+
+    one_trial()
+    return one_trial, time.perf_counter() - started
 
 
 def _store_batches(study: optuna.Study, space: MobileNetV3Space, n_doe: int, first: int, n: int) -> None:
@@ -374,15 +378,19 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
                 held = size
                 build = time.perf_counter() - started
                 first_number = len(study.get_trials(deepcopy=False))
-                _store_batches(study, space, config.n_doe, first_number, n_trials)
+                _store_batches(study, space, config.n_doe, first_number, 2 * (n_trials + 1))
                 sampler = SurrogateSampler(
                     space, functools.partial(exact_costs, config), second_objective="macs",
                     constraint_bounds={}, n_doe=config.n_doe, n_iter=N_ITER,
                 )
                 objective = NASObjective(config, CandidateEvaluator(config, folder), folder)
-                ours = _ask_trials(url, name, sampler, space, objective, n_trials)
-                theirs = _ask_trials(url, name, optuna.samplers.NSGAIISampler(
-                    population_size=NSGA2_POPULATION, seed=0), space, None, n_trials)
+                nsga2 = optuna.samplers.NSGAIISampler(population_size=NSGA2_POPULATION, seed=0)
+                ours_trial, ours_first = _open_worker(url, name, sampler, space, objective)
+                their_trial, their_first = _open_worker(url, name, nsga2, space, None)
+                # Trials in turns, so that a change of machine load hits both alike.
+                warm = [(ours_trial(), their_trial()) for _ in range(n_trials)]
+                ours = (ours_first, statistics.median(w[0] for w in warm))
+                theirs = (their_first, statistics.median(w[1] for w in warm))
                 for which, index in (("first trial of a new worker", 0), ("per trial, warm", 1)):
                     ratio = ours[index] / theirs[index]
                     rows.append(Row(
@@ -390,6 +398,16 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
                         f"{1000 * theirs[index]:.0f} ms NSGAII", ratio, "≤ 1×", ratio <= 1.0,
                     ))
                 print(f"  [{label} {size} trials built in {build:.1f} s]", file=sys.stderr, flush=True)
+            # Per-trial time at the largest size over the smallest, against the size ratio.
+            warm_rows = rows[1::2]
+            for which, theirs in (("ours", False), ("NSGAII", True)):
+                first, last = (float(r.reference.split()[0] if theirs else r.ours.split()[0]) for r in (warm_rows[0], warm_rows[-1]))
+                growth = (last / first) / (sizes[-1] / sizes[0])
+                rows.append(Row(
+                    "3", f"{label}: {which} per-trial time growth {sizes[0]:,} → {sizes[-1]:,}, "
+                    "over linear", f"{last / first:.2f}×", f"{sizes[-1] / sizes[0]:.0f}× trials",
+                    growth, "≤ 1" if not theirs else "", growth <= 1 if not theirs else None,
+                ))
         finally:
             optuna.delete_study(study_name=name, storage=open_storage(url))
     return rows
