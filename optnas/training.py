@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
@@ -17,6 +18,13 @@ from optnas.sam import make_optimizer
 
 if TYPE_CHECKING:
     from optnas.data import DataSplits, ImageSet
+
+
+# Per training split: (image count, seed) -> the BN recalibration images. Weak keys, so that
+# a split's prepared images go when the split does.
+_CALIBRATION_SETS: weakref.WeakKeyDictionary[ImageSet, dict[tuple[int, int], ImageSet]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -221,8 +229,7 @@ def recalibrate_bn(
     ]
     if not norms:
         return
-    generator = torch.Generator().manual_seed(seed)
-    indices = torch.randperm(len(train), generator=generator)[: min(n_images, len(train))]
+    images, _ = _calibration_set(train, n_images, seed).tensors(resolution, device=device)
     modes = [(module, module.training) for module in model.modules()]
     momenta = [norm.momentum for norm in norms]
     model.to(device).eval()
@@ -232,16 +239,30 @@ def recalibrate_bn(
         norm.train()
     try:
         with torch.no_grad():
-            for images, labels in train.subset(indices.tolist()).batches(
-                batch_size, resolution, device=device
-            ):
-                if len(labels) > 1:  # one image gives no variance at a 1x1 feature map
-                    model(images)
+            for start in range(0, len(images), batch_size):
+                batch = images[start : start + batch_size]
+                if len(batch) > 1:  # one image gives no variance at a 1x1 feature map
+                    model(batch)
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
         for module, training in modes:
             module.training = training
+
+
+def _calibration_set(train: ImageSet, n_images: int, seed: int) -> ImageSet:
+    """Return the images BN statistics are recomputed on, drawn once per (split, count, seed).
+
+    Every candidate of a search recalibrates on the same images; kept here, they are drawn,
+    decoded, resized and normalised once (the subset caches its :meth:`ImageSet.tensors`)
+    instead of once per candidate.
+    """
+    subsets = _CALIBRATION_SETS.setdefault(train, {})
+    key = (min(n_images, len(train)), seed)
+    if key not in subsets:
+        generator = torch.Generator().manual_seed(seed)
+        subsets[key] = train.subset(torch.randperm(len(train), generator=generator)[: key[0]].tolist())
+    return subsets[key]
 
 
 def evaluate(

@@ -127,6 +127,21 @@ def test_recalibrate_bn_in_one_batch_gives_that_batch_statistics(
     torch.testing.assert_close(bn.running_var, features.var(dim=(0, 2, 3), unbiased=True))
 
 
+def test_recalibration_images_are_drawn_once_per_split(
+    model: nn.Module, tiny_data: DataSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twin = copy.deepcopy(model)
+    kwargs = dict(resolution=RESOLUTION, n_images=20, batch_size=10, seed=7)
+    recalibrate_bn(model, tiny_data.train, **kwargs)
+    # Every later candidate reuses the prepared images: no subset, no resize, same statistics.
+    calls = []
+    monkeypatch.setattr(type(tiny_data.train), "subset", lambda *a: calls.append(a))
+    monkeypatch.setattr(type(tiny_data.train), "batches", lambda *a, **k: calls.append(a))
+    recalibrate_bn(twin, tiny_data.train, **kwargs)
+    assert calls == []
+    _assert_same_state(model, twin)
+
+
 def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_data: DataSplits) -> None:
     model.train()
     top1 = evaluate(model, tiny_data.valid, resolution=RESOLUTION, batch_size=7)

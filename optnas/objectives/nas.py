@@ -54,7 +54,7 @@ class NASObjective:
         self._lock = threading.Lock()
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        self._wait_for_budget(trial)
+        completed = self._wait_for_budget(trial)
         try:
             # Inside the try: a sampler that fails while proposing fails the trial with a reason.
             params = {
@@ -63,7 +63,9 @@ class NASObjective:
             }
             subnet = self.space.decode(params)
             trial.set_user_attr("subnet", subnet)
-            earlier = self._find_evaluated(trial.study, self.space.key(subnet))
+            # The completed trials the budget check read: one storage read per trial, not two.
+            # A duplicate finished since then is missed, as one still running always is.
+            earlier = self._find_evaluated(completed, self.space.key(subnet))
             model = None
             if earlier is not None:
                 stats = {key: earlier.user_attrs[key] for key in STAT_KEYS if key in earlier.user_attrs}
@@ -86,22 +88,25 @@ class NASObjective:
         subnets = (self.space.smallest(), self.space.largest())
         return [{"subnet": subnet, **self.evaluator.evaluate(subnet)[0]} for subnet in subnets]
 
-    def _wait_for_budget(self, trial: optuna.Trial) -> None:
+    def _wait_for_budget(self, trial: optuna.Trial) -> list[optuna.trial.FrozenTrial]:
         """Prune this trial if the budget will be met without it; wait while that is undecided.
 
         Completed trials count toward the budget. While the completed trials plus the earlier
         ones still running would reach it, this trial waits: if they complete, it is pruned
         (PRUNED trials do not count), and if one fails, this trial goes ahead in its place.
+
+        Returns:
+            The completed trials of the study, as read for the decision.
         """
         budget = self.config.budget
         while True:
             trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-            complete = sum(t.state == TrialState.COMPLETE for t in trials)
+            completed = [t for t in trials if t.state == TrialState.COMPLETE]
             running_before = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in trials)
-            if complete >= budget:
+            if len(completed) >= budget:
                 raise optuna.TrialPruned(f"the budget of {budget} completed trials is spent")
-            if complete + running_before < budget:
-                return
+            if len(completed) + running_before < budget:
+                return completed
             optuna.storages.fail_stale_trials(trial.study)
             time.sleep(BUDGET_POLL_SECONDS)
 
@@ -140,9 +145,11 @@ class NASObjective:
                 mimetype=mimetype,
             )
 
-    def _find_evaluated(self, study: optuna.Study, key: str) -> optuna.trial.FrozenTrial | None:
+    def _find_evaluated(
+        self, completed: list[optuna.trial.FrozenTrial], key: str
+    ) -> optuna.trial.FrozenTrial | None:
         with self._lock:
-            for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            for frozen in completed:
                 if frozen.number in self._seen_numbers:
                     continue
                 self._seen_numbers.add(frozen.number)

@@ -59,11 +59,24 @@ class SearchSpace(abc.ABC):
 
     def gene_names(self) -> list[str]:
         """Return the gene names in encoding order."""
-        return list(self.distributions())
+        return list(self._genes()[0])
 
     def choices(self) -> list[list[Any]]:
         """Return the ordered list of allowed values of every gene."""
-        return [_distribution_values(d) for d in self.distributions().values()]
+        return [list(values) for values in self._genes()[1]]
+
+    def _genes(self) -> tuple[tuple[str, ...], tuple[tuple[Any, ...], ...]]:
+        # A space does not change once built, and the surrogate decodes every offspring it
+        # scores: the gene lists are derived from the distributions once, not on every call.
+        genes = self.__dict__.get("_gene_lists")
+        if genes is None:
+            distributions = self.distributions()
+            genes = (
+                tuple(distributions),
+                tuple(tuple(_distribution_values(d)) for d in distributions.values()),
+            )
+            self._gene_lists = genes
+        return genes
 
     def to_vector(self, subnet: dict[str, Any]) -> np.ndarray:
         """Return the integer index encoding of a subnet (canonical first).
@@ -73,7 +86,7 @@ class SearchSpace(abc.ABC):
         """
         params = self.encode(self.canonical(subnet))
         return np.array(
-            [values.index(params[name]) for name, values in zip(self.gene_names(), self.choices())],
+            [values.index(params[name]) for name, values in zip(*self._genes())],
             dtype=np.int64,
         )
 
@@ -85,7 +98,7 @@ class SearchSpace(abc.ABC):
         """
         params = {
             name: values[int(index)]
-            for name, values, index in zip(self.gene_names(), self.choices(), vector)
+            for name, values, index in zip(*self._genes(), vector)
         }
         return self.decode(params)
 
