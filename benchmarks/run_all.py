@@ -348,7 +348,7 @@ def _store_batches(study: optuna.Study, space: MobileNetV3Space, n_doe: int, fir
     rng = np.random.default_rng(first)
     for k in range((first - n_doe) // N_ITER + 1, (first + n - 1 - n_doe) // N_ITER + 2):
         study.set_user_attr(f"{BATCH_ATTR_PREFIX}{k:04d}", {
-            "iteration": k, "subnets": space.sample(rng, N_ITER), "predicted_top1": [0.0] * N_ITER,
+            "iteration": k, "subnets": space.sample(rng, N_ITER), "predicted": {"top1": [0.0] * N_ITER},
         })
 
 
@@ -383,7 +383,7 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
                 first_number = len(study.get_trials(deepcopy=False))
                 _store_batches(study, space, config.n_doe, first_number, 2 * (n_trials + 1))
                 sampler = SurrogateSampler(
-                    space, functools.partial(exact_costs, config), second_objective="macs",
+                    space, functools.partial(exact_costs, config), objectives=["top1", "macs"],
                     constraint_bounds={}, n_doe=config.n_doe, n_iter=N_ITER,
                 )
                 objective = NASObjective(config, CandidateEvaluator(config, folder), folder)
@@ -450,7 +450,7 @@ def bench_surrogate(
             " / ".join(f"{fits[name, s]:.2f}" for s in sizes) + " s", "", None, "", None,
         ))
     sampler = SurrogateSampler(
-        space, functools.partial(exact_costs, config), second_objective="macs",
+        space, functools.partial(exact_costs, config), objectives=["top1", "macs"],
         constraint_bounds={}, n_doe=10, n_iter=N_ITER,
     )
     started = time.perf_counter()
