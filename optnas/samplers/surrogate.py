@@ -378,5 +378,5 @@ def _prediction_quality(batch: dict[str, Any], name: str, actual: dict[str, dict
         "kendall_tau": float(kendall_tau(observed, predicted)),
         "rmse": float(rmse(observed, predicted)),
         "n": len(pairs),
-        "winner": batch["predictors"][name],
+        "winner": batch.get("predictors", {}).get(name),
     }
