@@ -26,6 +26,7 @@ class CandidateEvaluator:
         config: the search configuration.
         supernet_dir: where a supernet trained on the spot is kept (resumable).
         echo: where user-facing messages go (e.g. ``click.echo``).
+        progress: show a progress bar while a supernet is trained on the spot.
     """
 
     def __init__(
@@ -33,11 +34,13 @@ class CandidateEvaluator:
         config: SearchConfig,
         supernet_dir: str | Path,
         echo: Callable[[str], None] = logger.info,
+        progress: bool = True,
     ) -> None:
         self.config = config
         self.space = config.make_space()
         self._supernet_dir = Path(supernet_dir)
         self._echo = echo
+        self._progress = progress
         self._data = None
         self._supernet = None
 
@@ -122,6 +125,7 @@ class CandidateEvaluator:
                 device=config.device,
                 seed=config.seed,
                 resolutions=tuple(self.space.resolutions),
+                progress=self._progress,
             )
         return supernet.to(config.device)
 

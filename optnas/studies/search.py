@@ -43,7 +43,7 @@ def start_search(
     name = study_name or config.default_study_name()
     ensure_new_study_name(storage_url, name)
     # Bad data folders and checkpoints fail here, before the study is written.
-    evaluator = CandidateEvaluator(config, save_dir, echo=echo)
+    evaluator = CandidateEvaluator(config, save_dir, echo=echo, progress=progress)
     evaluator.prepare(with_supernet=not create_only)
     study = create_search_study(config, storage_url, name)
     echo(f"Study '{study.study_name}' in {mask_password(storage_url)}: budget {config.budget} trials")
@@ -76,7 +76,7 @@ def continue_search(
     if "save" in overrides:
         prepare_save_dir(overrides["save"])
     study, config = resume_search_study(storage_url, study_name, overrides)
-    evaluator = CandidateEvaluator(config, prepare_save_dir(config.save), echo=echo)
+    evaluator = CandidateEvaluator(config, prepare_save_dir(config.save), echo=echo, progress=progress)
     echo(f"Resuming '{study_name}': budget {config.budget} trials")
     _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
     return study
