@@ -35,11 +35,15 @@ def read_subnet(folder: str | Path) -> dict[str, Any]:
     """Read ``folder/net.subnet``, checked and in canonical form.
 
     A subnet with ``exits`` is an eemobilenetv3 one (``exits`` and ``epsilon`` checked too).
+    Its thresholds are those the search scored it with, ``epsilon`` of ``folder/net.stats``
+    (one per exit) when present: with ``--tune-epsilon`` they differ from the sampled genes
+    that ``net.subnet`` keeps.
 
     Args:
         folder: a folder written by ``optnas select``.
     """
     from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
+    from optnas.spaces.eemobilenetv3 import exit_stages
 
     path = Path(folder) / SUBNET_FILE
     try:
@@ -52,9 +56,24 @@ def read_subnet(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a mobilenetv3 net.subnet with its resolution 'r'")
     space_class = EEMobileNetV3Space if is_early_exit(raw) else MobileNetV3Space
     try:
-        return space_class(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),)).canonical(raw)
+        space = space_class(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
+        subnet = space.canonical(raw)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
+    stats_path = Path(folder) / STATS_FILE
+    searched = json.loads(stats_path.read_text()).get("epsilon") if stats_path.is_file() else None
+    if not is_early_exit(subnet) or searched is None:
+        return subnet
+    stages = exit_stages(subnet)
+    if not isinstance(searched, list) or len(searched) != len(stages):
+        raise ValueError(f"{stats_path}: 'epsilon' must hold one threshold per exit ({len(stages)}), got {searched!r}")
+    epsilon = list(subnet["epsilon"])
+    for stage, value in zip(stages, searched):
+        epsilon[stage] = value
+    try:
+        return space.canonical({**subnet, "epsilon": epsilon})
+    except ValueError as error:
+        raise ValueError(f"{stats_path}: {error}") from None
 
 
 def is_early_exit(subnet: dict[str, Any]) -> bool:

@@ -41,8 +41,7 @@ def chosen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def chosen_early_exit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subnet = EEMobileNetV3Space(resolutions=(28,)).canonical(
         {**SUBNET, "exits": [1, 0, 1, 1], "epsilon": [0.5, 0.1, 0.4, 0.6]})
-    backbone = extract_subnet(build_supernet(10, seed=3), {k: v for k, v in subnet.items() if k not in ("exits", "epsilon")})
-    network = EarlyExitNetwork(backbone, subnet, 10, seed=4)
+    network = EarlyExitNetwork(extract_subnet(build_supernet(10, seed=3), SUBNET), subnet, 10, seed=4)
     return _save_chosen(tmp_path_factory.mktemp("chosen-ee"), subnet, network)
 
 

@@ -128,6 +128,21 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "net.subnet: no such file" in result.stderr
 
 
+def test_early_exit_thresholds_are_the_ones_the_search_scored(tmp_path: Path) -> None:
+    subnet = {**MobileNetV3Space().smallest(), "exits": [0, 1, 0, 1], "epsilon": [0.1, 0.5, 0.1, 0.3]}
+    folder = _chosen_folder(tmp_path / "sampled", subnet)
+    assert final_training.read_subnet(folder)["epsilon"] == [0.1, 0.5, 0.1, 0.3]
+    # --tune-epsilon stores the thresholds it chose in the stats, one per exit.
+    (folder / "net.stats").write_text(json.dumps({"top1": 50.0, "epsilon": [0.9, 0.2]}))
+    assert final_training.read_subnet(folder)["epsilon"] == [0.1, 0.9, 0.1, 0.2]
+    (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9]}))
+    with pytest.raises(ValueError, match="one threshold per exit"):
+        final_training.read_subnet(folder)
+    (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9, 0.25]}))
+    with pytest.raises(ValueError, match="net.stats: 'epsilon' holds 0.25"):
+        final_training.read_subnet(folder)
+
+
 @pytest.mark.parametrize("command", ["select", "train", "export", "report"])
 def test_after_search_commands_explain_every_option(command: str) -> None:
     from optnas.cli import main
