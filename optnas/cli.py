@@ -372,6 +372,8 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
     Starts from FOLDER/ckpt.pth when the search kept it, else from the weights inherited from
     the supernet; writes FOLDER/train-state.pth every epoch, then FOLDER/final.pth and the final
     FOLDER/net.stats (top1 on the validation split, top1_test on the test split, in %).
+    Early-exit networks train backbone and heads with the joint loss of every exit and are
+    scored with their thresholds (avg_macs, exit_ratios, exit_top1 too).
     """
     from optnas.final_training import source_defaults, train_final
     from optnas.training import set_threads
@@ -386,8 +388,10 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
         resume=resume, lr=learning_rate, batch_size=batch_size, device=device, seed=chosen.get("seed", 0),
         progress=not quiet, echo=click.echo,
     )
+    # An early-exit network's cost per image is its expected MACs under its thresholds.
+    costs = f"   avg_macs {stats['avg_macs']:.4f} M" if "avg_macs" in stats else ""
     click.echo(f"top1 (validation) {stats['top1']:.2f} %   top1_test {stats['top1_test']:.2f} %   "
-               f"params {stats['params']:.4f} M   macs {stats['macs']:.4f} M")
+               f"params {stats['params']:.4f} M   macs {stats['macs']:.4f} M{costs}")
 
 
 @main.command("export")
@@ -403,7 +407,7 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
 @click.option("--n-check", default=64, show_default=True, type=click.IntRange(1),
               help="Test images the exported file is checked on.")
 @click.option("--atol", default=1e-4, show_default=True, type=click.FloatRange(min=0),
-              help="Largest absolute difference of logits allowed between the file and PyTorch.")
+              help="Largest absolute difference of any output allowed between the file and PyTorch.")
 @click.option("--device", default="cpu", show_default=True,
               help="Device of the PyTorch reference run (the exported file is checked on the CPU).")
 @_friendly_errors
@@ -411,8 +415,10 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
                    n_check: int, atol: float, device: str) -> None:
     """Export a chosen network (FOLDER of `optnas select`, after `optnas train`) to a deployable file.
 
-    The file maps a batch of normalised images `image` (N x 3 x r x r) to the logits `logits`; it
-    is run on real test images after export and must match PyTorch within --atol.
+    The file maps a batch of normalised images `image` (N x 3 x r x r) to the logits `logits`
+    (early-exit networks: logits_1..logits_K of the K exits, final last, and confidence_1..
+    confidence_K-1 of the intermediate ones); it is run on real test images after export and
+    every output must match PyTorch within --atol.
     """
     from optnas.export import export_network
     from optnas.final_training import source_defaults

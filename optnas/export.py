@@ -3,8 +3,14 @@
 The network is built by :func:`optnas.final_training.build_network` from ``DIR/net.subnet``
 with the weights of ``DIR/final.pth`` (after ``optnas train``) or ``DIR/ckpt.pth`` (kept by
 the search). The exported file takes a batch of normalised images ``image`` (N×3×r×r, any N)
-and returns the class logits ``logits`` (N×classes). After export it is loaded again and run
-(onnxruntime for ONNX) on real test images, and its outputs are compared with PyTorch's.
+and returns the class logits ``logits`` (N×classes). An early-exit network with K exits (its
+intermediate exits in order, then the final one) returns ``logits_1`` .. ``logits_K``
+(N×classes each), then ``confidence_1`` .. ``confidence_{K-1}`` (N each, the sigmoid of the
+intermediate heads' confidence, in [0, 1]); the final exit has no confidence, since every
+sample that reaches it leaves there. A deployment takes, per image, the first exit ``i`` with
+``confidence_i >= epsilon_i`` (``export-<fmt>.json`` records the thresholds), else the final
+one. After export the file is loaded again and run (onnxruntime for ONNX) on real test
+images, and every output is compared with PyTorch's.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from optnas.early_exits import EarlyExitNetwork
 from optnas.final_training import (
-    FINAL_FILE, SEARCH_CHECKPOINT, build_network, check_supported, load_weights, read_subnet,
+    FINAL_FILE, SEARCH_CHECKPOINT, build_network, is_early_exit, load_weights, read_subnet,
 )
 
 FORMATS = ("onnx", "torchscript")
@@ -36,16 +43,48 @@ def load_chosen_network(folder: str | Path) -> tuple[nn.Module, dict[str, Any], 
     """
     folder = Path(folder)
     subnet = read_subnet(folder)
-    check_supported(subnet)
     weights = next((folder / name for name in (FINAL_FILE, SEARCH_CHECKPOINT) if (folder / name).is_file()), None)
     if weights is None:
         raise ValueError(f"{folder} holds no weights ({FINAL_FILE} or {SEARCH_CHECKPOINT}): run `optnas train {folder}` first")
     state = torch.load(weights, map_location="cpu", weights_only=True).get("state_dict", {})
-    if _CLASSIFIER_WEIGHT not in state:
-        raise ValueError(f"{weights}: not a checkpoint of a MobileNetV3 subnet (no {_CLASSIFIER_WEIGHT})")
-    network = build_network(subnet, int(state[_CLASSIFIER_WEIGHT].shape[0]))
+    # The classifier tells the number of classes; an early-exit network holds it in its backbone.
+    classifier = ("backbone." if is_early_exit(subnet) else "") + _CLASSIFIER_WEIGHT
+    if classifier not in state:
+        raise ValueError(f"{weights}: not a checkpoint of this architecture (no {classifier})")
+    network = build_network(subnet, int(state[classifier].shape[0]))
     load_weights(network, weights)
     return network.eval(), subnet, weights
+
+
+class _ExitOutputs(nn.Module):
+    """An early-exit network with flat outputs: every exit's logits, then the heads' confidences.
+
+    Args:
+        network: the early-exit network.
+    """
+
+    def __init__(self, network: EarlyExitNetwork) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return ``logits_1..logits_K`` and ``confidence_1..confidence_{K-1}``."""
+        logits, confidences = self.network(image)
+        return (*logits, *(torch.sigmoid(confidence) for confidence in confidences))
+
+
+def deployable(network: nn.Module) -> tuple[nn.Module, list[str]]:
+    """Return the module that is exported and the names of its outputs, in order.
+
+    Args:
+        network: the network from :func:`load_chosen_network`.
+    """
+    if not isinstance(network, EarlyExitNetwork):
+        return network, ["logits"]
+    n_outputs = network.n_exits + 1
+    names = [f"logits_{index}" for index in range(1, n_outputs + 1)]
+    names += [f"confidence_{index}" for index in range(1, n_outputs)]
+    return _ExitOutputs(network).eval(), names
 
 
 def export_network(
@@ -70,12 +109,13 @@ def export_network(
         dataset: dataset whose test images check the export.
         data_dir: its folder (not for digits).
         n_check: test images to check on.
-        atol: largest absolute difference of logits allowed between the file and PyTorch.
+        atol: largest absolute difference allowed between any output of the file and PyTorch's.
         device: where PyTorch computes the reference outputs (the file runs on the CPU).
 
     Returns:
-        ``file``, ``format``, ``max_abs_diff``, ``n_images``, ``weights`` (also written to
-        ``folder/export-<fmt>.json``).
+        ``file``, ``format``, ``max_abs_diff`` (over every output), ``n_images``, ``weights``,
+        ``resolution``, ``outputs`` (their names), ``epsilon`` (an early-exit network's
+        thresholds) and ``opset`` for ONNX (also written to ``folder/export-<fmt>.json``).
 
     Raises:
         ValueError: bad options, missing weights or packages, or a file whose outputs differ
@@ -89,30 +129,40 @@ def export_network(
         raise ValueError(f"--n-check must be at least 1, got {n_check}")
     folder = Path(folder)
     network, subnet, weights = load_chosen_network(folder)
+    module, names = deployable(network)
     out = Path(out) if out is not None else folder / f"net{SUFFIXES[fmt]}"
     resolution = int(subnet["r"])
     test = load_dataset(dataset, data_dir).test
     images, _ = test.subset(range(min(n_check, len(test)))).tensors(resolution)
     with torch.inference_mode():
-        expected = network.to(device)(images.to(device)).cpu().numpy()
-    network.cpu()
+        expected = [output.cpu().numpy() for output in _outputs(module.to(device)(images.to(device)))]
+    module.cpu()
     example = images[:2]
     if fmt == "onnx":
-        got = _export_onnx(network, example, out, opset, images)
+        got = _export_onnx(module, names, example, out, opset, images)
     else:
-        got = _export_torchscript(network, example, out, images)
-    difference = float(np.abs(got - expected).max())
+        got = _export_torchscript(module, example, out, images)
+    difference = max(float(np.abs(file_output - reference).max()) for file_output, reference in zip(got, expected))
     if not difference <= atol:
         raise ValueError(f"{out}: outputs differ from PyTorch's by up to {difference:.3g} (> {atol:g})")
     report = {"file": str(out), "format": fmt, "max_abs_diff": difference, "n_images": len(images),
-              "weights": str(weights), "resolution": resolution}
+              "weights": str(weights), "resolution": resolution, "outputs": names}
+    if isinstance(network, EarlyExitNetwork):
+        report["epsilon"] = list(network.epsilon)
     if fmt == "onnx":
         report["opset"] = opset
     (folder / f"export-{fmt}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _export_onnx(network: nn.Module, example: torch.Tensor, out: Path, opset: int, images: torch.Tensor) -> np.ndarray:
+def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """A module's outputs as a list: one tensor for a plain network, several for an early-exit one."""
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def _export_onnx(
+    module: nn.Module, names: list[str], example: torch.Tensor, out: Path, opset: int, images: torch.Tensor,
+) -> list[np.ndarray]:
     try:
         import onnx
         import onnxruntime
@@ -124,22 +174,21 @@ def _export_onnx(network: nn.Module, example: torch.Tensor, out: Path, opset: in
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(
-                network, (example,), str(out), opset_version=opset, input_names=["image"],
-                output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-                dynamo=False,
+                module, (example,), str(out), opset_version=opset, input_names=["image"], output_names=names,
+                dynamic_axes={name: {0: "batch"} for name in ["image", *names]}, dynamo=False,
             )
         except (ValueError, RuntimeError) as error:
             raise ValueError(f"ONNX export with --opset {opset} failed: {str(error).splitlines()[0]}") from None
     onnx.checker.check_model(str(out))
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"image": images.numpy()})[0]
+    return session.run(names, {"image": images.numpy()})
 
 
-def _export_torchscript(network: nn.Module, example: torch.Tensor, out: Path, images: torch.Tensor) -> np.ndarray:
+def _export_torchscript(module: nn.Module, example: torch.Tensor, out: Path, images: torch.Tensor) -> list[np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice
-        traced = torch.jit.trace(network, example)
+        traced = torch.jit.trace(module, example)
         traced.save(str(out))
         loaded = torch.jit.load(str(out), map_location="cpu")
     with torch.inference_mode():
-        return loaded(images).numpy()
+        return [output.numpy() for output in _outputs(loaded(images))]

@@ -4,7 +4,9 @@
 ``ckpt.pth`` (the weights the search fine-tuned) and ``source.json`` (the study and the
 supernet it came from). Training starts from ``ckpt.pth`` when it exists, else from the
 weights the subnet inherits from the supernet; it writes ``train-state.pth`` after every
-epoch (resumable), then ``final.pth`` and the final ``net.stats``.
+epoch (resumable), then ``final.pth`` and the final ``net.stats``. An eemobilenetv3 subnet
+(with ``exits``) is an :class:`~optnas.early_exits.EarlyExitNetwork`, trained with the joint
+loss of every exit and scored with the subnet's thresholds.
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ FINAL_FILE = "final.pth"
 
 
 def read_subnet(folder: str | Path) -> dict[str, Any]:
-    """Read ``folder/net.subnet``, checked and in canonical form (``exits`` kept).
+    """Read ``folder/net.subnet``, checked and in canonical form.
+
+    A subnet with ``exits`` is an eemobilenetv3 one (``exits`` and ``epsilon`` checked too).
+    Its thresholds are those the search scored it with, ``epsilon`` of ``folder/net.stats``
+    (one per exit) when present: with ``--tune-epsilon`` they differ from the sampled genes
+    that ``net.subnet`` keeps.
 
     Args:
         folder: a folder written by ``optnas select``.
     """
-    from optnas.spaces import MobileNetV3Space
+    from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
+    from optnas.spaces.eemobilenetv3 import exit_stages
 
     path = Path(folder) / SUBNET_FILE
     try:
@@ -46,42 +54,66 @@ def read_subnet(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
     if not isinstance(raw, dict) or "ks" not in raw or "r" not in raw:
         raise ValueError(f"{path}: not a mobilenetv3 net.subnet with its resolution 'r'")
+    space_class = EEMobileNetV3Space if is_early_exit(raw) else MobileNetV3Space
     try:
-        space = MobileNetV3Space(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
-        subnet = space.canonical({key: value for key, value in raw.items() if key != "exits"})
+        space = space_class(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
+        subnet = space.canonical(raw)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
-    if "exits" in raw:
-        subnet["exits"] = raw["exits"]
-    return subnet
+    stats_path = Path(folder) / STATS_FILE
+    searched = json.loads(stats_path.read_text()).get("epsilon") if stats_path.is_file() else None
+    if not is_early_exit(subnet) or searched is None:
+        return subnet
+    stages = exit_stages(subnet)
+    if not isinstance(searched, list) or len(searched) != len(stages):
+        raise ValueError(f"{stats_path}: 'epsilon' must hold one threshold per exit ({len(stages)}), got {searched!r}")
+    epsilon = list(subnet["epsilon"])
+    for stage, value in zip(stages, searched):
+        epsilon[stage] = value
+    try:
+        return space.canonical({**subnet, "epsilon": epsilon})
+    except ValueError as error:
+        raise ValueError(f"{stats_path}: {error}") from None
+
+
+def is_early_exit(subnet: dict[str, Any]) -> bool:
+    """Whether a subnet is an eemobilenetv3 one (an early-exit network).
+
+    Args:
+        subnet: a subnet.
+    """
+    return "exits" in subnet
+
+
+def backbone_subnet(subnet: dict[str, Any]) -> dict[str, Any]:
+    """Return the mobilenetv3 part of a subnet (itself for a plain network).
+
+    Args:
+        subnet: a canonical subnet.
+    """
+    return {key: value for key, value in subnet.items() if key not in ("exits", "epsilon")}
 
 
 def build_network(subnet: dict[str, Any], n_classes: int, supernet: nn.Module | None = None) -> nn.Module:
     """Build the network of a chosen architecture: the one model builder of train and export.
 
+    An eemobilenetv3 subnet gives an :class:`~optnas.early_exits.EarlyExitNetwork` around
+    the extracted backbone, with freshly initialised heads (seed 0).
+
     Args:
-        subnet: a canonical subnet (with ``exits`` for an early-exit network).
+        subnet: a canonical subnet, from :func:`read_subnet`.
         n_classes: outputs of the classifier.
-        supernet: the supernet whose weights the network inherits; None builds it with
+        supernet: the supernet whose weights the backbone inherits; None builds it with
             freshly initialised weights (to load a checkpoint into).
     """
+    from optnas.early_exits import EarlyExitNetwork
     from optnas.supernet import build_supernet, extract_subnet
 
-    check_supported(subnet)
-    plain = {key: value for key, value in subnet.items() if key != "exits"}
+    backbone = backbone_subnet(subnet)
     if supernet is None:
-        supernet = build_supernet(n_classes, plain["w"])
-    return extract_subnet(supernet, plain)
-
-
-def check_supported(subnet: dict[str, Any]) -> None:
-    """Refuse, before any work, an architecture that :func:`build_network` cannot build.
-
-    Args:
-        subnet: a canonical subnet.
-    """
-    if sum(subnet.get("exits", ())):
-        raise ValueError("early-exit networks cannot be trained or exported by this version yet")
+        supernet = build_supernet(n_classes, backbone["w"])
+    network = extract_subnet(supernet, backbone)
+    return EarlyExitNetwork(network, subnet, n_classes) if is_early_exit(subnet) else network
 
 
 def read_source(folder: str | Path) -> dict[str, Any]:
@@ -176,6 +208,10 @@ def train_final(
     (the validation images stay held out, as in the search); BN statistics are then recomputed
     and the network scored. ``net.stats`` keeps the search's figures, with ``top1`` replaced by
     the final validation accuracy and ``search_top1``, ``top1_test`` and ``train`` added.
+    An early-exit network trains backbone and heads together with the EDANAS joint loss
+    (:func:`optnas.ee_training.joint_loss`) and is scored with its subnet's thresholds:
+    ``top1``, ``avg_macs``, ``exit_ratios``, ``exit_top1`` on the validation split, the same
+    with ``_test`` on the test split, and ``exit_macs``, ``epsilon``.
 
     Args:
         folder: the chosen architecture's folder.
@@ -203,7 +239,6 @@ def train_final(
         raise ValueError(f"--epochs must be zero or more, got {epochs}")
     folder = Path(folder)
     subnet = read_subnet(folder)
-    check_supported(subnet)
     data = load_dataset(dataset, data_dir, vld_size=vld_size, seed=seed)
     n_classes = n_classes or data.n_classes
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "dataset": dataset,
@@ -228,7 +263,8 @@ def train_final(
     resolution = int(subnet["r"])
     fine_tune(network, data.train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
               batch_size=batch_size, progress=progress, on_epoch_end=save_state,
-              resume=None if state is None else state["training"])
+              resume=None if state is None else state["training"],
+              loss=_joint_loss if is_early_exit(subnet) else None)
     recalibrate_bn(network, data.train, resolution=resolution, device=device, seed=seed)
     _write_atomically({"state_dict": network.state_dict(), "subnet": subnet}, folder / FINAL_FILE)
 
@@ -236,11 +272,43 @@ def train_final(
     stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
     if "top1" in stats and "search_top1" not in stats:
         stats["search_top1"] = stats["top1"]
-    stats.update(profile({key: value for key, value in subnet.items() if key != "exits"}, n_classes))
-    stats["top1"] = evaluate(network, data.valid, resolution=resolution, device=device)
-    stats["top1_test"] = evaluate(network, data.test, resolution=resolution, device=device)
+    stats.update(profile(backbone_subnet(subnet), n_classes))
+    if is_early_exit(subnet):
+        stats.update(_early_exit_stats(network, subnet, data, n_classes, device))
+    else:
+        stats["top1"] = evaluate(network, data.valid, resolution=resolution, device=device)
+        stats["top1_test"] = evaluate(network, data.test, resolution=resolution, device=device)
     stats["train"] = {**settings, "data": data_dir, "n_classes": n_classes}
     stats_path.write_text(json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def _joint_loss(outputs: tuple[list[torch.Tensor], list[torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+    """The EDANAS joint loss of an early-exit network's output (every exit's logits, confidences)."""
+    from optnas.ee_training import joint_loss
+
+    return joint_loss(*outputs, labels)
+
+
+def _early_exit_stats(
+    network: nn.Module, subnet: dict[str, Any], data: Any, n_classes: int, device: str,
+) -> dict[str, Any]:
+    """Early-exit figures under the subnet's thresholds, as the search reports them.
+
+    Validation figures keep the search's names (``top1``, ``avg_macs``, ``exit_ratios``,
+    ``exit_top1``); the test split's get ``_test`` appended. ``params`` counts every head,
+    ``macs`` the backbone with its final exit alone, ``exit_macs`` the cost of leaving at each exit.
+    """
+    from optnas.early_exits import exit_outputs, exit_profile, exit_stats
+
+    costs = exit_profile(subnet, n_classes)
+    stats: dict[str, Any] = {key: costs[key] for key in ("params", "macs", "exit_macs")}
+    stats["epsilon"] = list(network.epsilon)
+    for split, suffix in ((data.valid, ""), (data.test, "_test")):
+        outputs = exit_outputs(network, split, resolution=int(subnet["r"]), device=device)
+        figures = exit_stats(*outputs, network.epsilon, costs["exit_macs"])
+        del figures["exit_macs"]  # the same for both splits, stored once
+        stats.update({f"{key}{suffix}": value for key, value in figures.items()})
     return stats
 
 

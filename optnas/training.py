@@ -87,6 +87,7 @@ def fine_tune(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     optim: str = "sgd",
     rho: float | None = None,
+    loss: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
     """Train a network with SGD (or SAM/ASAM around it) and a cosine learning rate that changes once per epoch.
 
@@ -111,6 +112,8 @@ def fine_tune(
             state (optimizer, schedule, random generators), e.g. to write a checkpoint.
         optim: ``sgd``, or ``sam`` / ``asam`` for sharpness-aware steps (two passes each).
         rho: SAM/ASAM neighbourhood radius [default: 0.05 for SAM, 0.5 for ASAM].
+        loss: maps the model's output and the labels to the loss [default: cross-entropy of
+            the logits]; an early-exit network's output is scored on its final exit's logits.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be zero or more, got {epochs}")
@@ -147,15 +150,15 @@ def fine_tune(
 
                     def closure(images: torch.Tensor = images, labels: torch.Tensor = labels) -> torch.Tensor:
                         optimizer.zero_grad(set_to_none=True)
-                        logits = model(images)
-                        loss = F.cross_entropy(logits, labels)
-                        loss.backward()
-                        step_logits.append(logits.detach())
-                        return loss
+                        outputs = model(images)
+                        value = F.cross_entropy(outputs, labels) if loss is None else loss(outputs, labels)
+                        value.backward()
+                        step_logits.append(_final_logits(outputs).detach())
+                        return value
 
-                    loss = optimizer.step(closure)
+                    step_loss = optimizer.step(closure)
                     if progress:
-                        total += loss.detach()
+                        total += step_loss.detach()
                         correct += (step_logits[0].argmax(dim=1) == labels).sum()
                         n_steps += 1
                         n_images += len(labels)
@@ -166,6 +169,12 @@ def fine_tune(
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, _training_state(epoch + 1, optimizer, scheduler, generator, device))
     model.train(was_training)
+
+
+def _final_logits(outputs: Any) -> torch.Tensor:
+    """The logits a training step is scored on: an early-exit network's (every exit's logits,
+    confidences) give their final exit's."""
+    return outputs[0][-1] if isinstance(outputs, tuple) else outputs
 
 
 def _training_state(

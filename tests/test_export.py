@@ -11,20 +11,17 @@ import pytest
 import torch
 
 from optnas.data import load_dataset
+from optnas.early_exits import EarlyExitNetwork, exit_decisions
 from optnas.export import export_network, load_chosen_network
-from optnas.spaces import MobileNetV3Space
+from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
 from optnas.supernet import build_supernet, extract_subnet
 from tests.conftest import invoke_cli
 
 SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 3] * 5, "d": [2, 3, 2, 2, 3], "r": 28, "w": 1.0}
 
 
-@pytest.fixture(scope="module")
-def chosen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A chosen architecture with the weights the search keeps (ckpt.pth), BN statistics not trivial."""
-    folder = tmp_path_factory.mktemp("chosen")
-    subnet = MobileNetV3Space(resolutions=(28,)).canonical(SUBNET)
-    network = extract_subnet(build_supernet(10, seed=3), subnet)
+def _save_chosen(folder: Path, subnet: dict, network: torch.nn.Module) -> Path:
+    """Write a chosen architecture with the weights the search keeps (ckpt.pth), BN statistics not trivial."""
     generator = torch.Generator().manual_seed(0)
     for norm in (m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)):
         norm.running_mean.normal_(0, 0.1, generator=generator)
@@ -32,6 +29,20 @@ def chosen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "net.subnet").write_text(json.dumps(subnet))
     torch.save({"state_dict": network.state_dict(), "subnet": subnet}, folder / "ckpt.pth")
     return folder
+
+
+@pytest.fixture(scope="module")
+def chosen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    subnet = MobileNetV3Space(resolutions=(28,)).canonical(SUBNET)
+    return _save_chosen(tmp_path_factory.mktemp("chosen"), subnet, extract_subnet(build_supernet(10, seed=3), subnet))
+
+
+@pytest.fixture(scope="module")
+def chosen_early_exit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    subnet = EEMobileNetV3Space(resolutions=(28,)).canonical(
+        {**SUBNET, "exits": [1, 0, 1, 1], "epsilon": [0.5, 0.1, 0.4, 0.6]})
+    network = EarlyExitNetwork(extract_subnet(build_supernet(10, seed=3), SUBNET), subnet, 10, seed=4)
+    return _save_chosen(tmp_path_factory.mktemp("chosen-ee"), subnet, network)
 
 
 def test_onnx_export_matches_pytorch_on_digits(chosen: Path) -> None:
@@ -72,3 +83,35 @@ def test_export_errors_are_one_line(chosen: Path, tmp_path: Path) -> None:
     assert result.returncode == 2
     with pytest.raises(ValueError, match="differ from PyTorch"):
         export_network(chosen, "onnx", n_check=8, atol=-1.0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_early_exit_export_has_every_exits_logits_and_confidence(chosen_early_exit: Path) -> None:
+    names = [f"logits_{i}" for i in (1, 2, 3, 4)] + [f"confidence_{i}" for i in (1, 2, 3)]
+    images, _ = load_dataset("digits").test.subset(range(100, 150)).tensors(28)
+    network, _, _ = load_chosen_network(chosen_early_exit)
+    assert isinstance(network, EarlyExitNetwork)
+    with torch.inference_mode():
+        logits, confidences = network(images)
+    expected = [x.numpy() for x in logits] + [torch.sigmoid(c).numpy() for c in confidences]
+    onnx_report = export_network(chosen_early_exit, "onnx", n_check=32)
+    script_report = export_network(chosen_early_exit, "torchscript", n_check=32)
+    for report in (onnx_report, script_report):
+        assert report["outputs"] == names and report["epsilon"] == [0.5, 0.4, 0.6]
+        assert report["max_abs_diff"] <= 1e-4
+    # Checked again independently on images the export did not see, at another batch size.
+    session = onnxruntime.InferenceSession(onnx_report["file"], providers=["CPUExecutionProvider"])
+    from_onnx = session.run(names, {"image": images.numpy()})
+    with torch.inference_mode():
+        from_script = [x.numpy() for x in torch.jit.load(script_report["file"])(images)]
+    for got in (from_onnx, from_script):
+        assert [x.shape for x in got] == [(50, 10)] * 4 + [(50,)] * 3
+        assert max(np.abs(a - b).max() for a, b in zip(got, expected)) <= 1e-4
+    # The documented deployment rule on the file's confidences is the library's exit rule, with
+    # the subnet's thresholds and with the per-exit medians (which the untrained heads straddle).
+    confidence = np.stack(from_onnx[4:])
+    for epsilon in (report["epsilon"], np.median(confidence, axis=1).tolist()):
+        fired = np.vstack([confidence >= np.array(epsilon)[:, None], np.ones((1, 50), dtype=bool)])
+        reference = exit_decisions(torch.from_numpy(confidence), epsilon).numpy()
+        assert (fired.argmax(axis=0) == reference).all()
+    assert len(set(reference.tolist())) > 1

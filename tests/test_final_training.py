@@ -11,7 +11,8 @@ import torch
 import optnas.final_training as final_training
 from optnas.costs import profile
 from optnas.final_training import FINAL_FILE, STATE_FILE, train_final
-from optnas.spaces import MobileNetV3Space
+from optnas.early_exits import exit_profile
+from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
 from tests.conftest import invoke_cli
 
 # 1437 training images minus 1250 held out: a short epoch on a small training split.
@@ -63,6 +64,46 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(
     assert straight["train"]["epochs"] == 2
 
 
+def test_early_exit_training_resumes_and_scores_with_the_thresholds(
+    tmp_path: Path, supernet_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subnet = EEMobileNetV3Space().canonical(
+        {**MobileNetV3Space().smallest(), "exits": [1, 0, 1, 0], "epsilon": [0.5, 0.1, 0.3, 0.1]})
+    options = dict(epochs=2, vld_size=VLD_SIZE, supernet_path=supernet_file, progress=False, batch_size=32)
+    straight = train_final(_chosen_folder(tmp_path / "straight", subnet), **options)
+
+    interrupted = _chosen_folder(tmp_path / "interrupted", subnet)
+    write = final_training._write_atomically
+
+    def write_then_stop(content: dict, path: Path) -> None:
+        write(content, path)
+        if path.name == STATE_FILE:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(final_training, "_write_atomically", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_final(interrupted, **options)
+    monkeypatch.undo()
+    resumed = train_final(interrupted, resume=True, **options)
+    a, b = _state(tmp_path / "straight"), _state(interrupted)
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    assert any(key.startswith("heads.1.") for key in a)
+    for key in ("top1", "top1_test", "avg_macs", "avg_macs_test", "exit_ratios", "exit_top1_test"):
+        assert resumed[key] == straight[key], key
+    # The figures agree with each other: ratios sum to 1 and avg_macs is their weighted cost.
+    costs = exit_profile(subnet, 10)
+    assert straight["exit_macs"] == costs["exit_macs"] and straight["params"] == costs["params"]
+    assert straight["epsilon"] == [0.5, 0.3]
+    for suffix in ("", "_test"):
+        ratios = straight[f"exit_ratios{suffix}"]
+        assert len(ratios) == 3 and sum(ratios) == pytest.approx(1.0)
+        assert straight[f"avg_macs{suffix}"] == pytest.approx(sum(r * m for r, m in zip(ratios, costs["exit_macs"])))
+        assert 0 <= straight[f"top1{suffix}"] <= 100 and len(straight[f"exit_top1{suffix}"]) == 3
+    # The heads were trained: they differ from the fresh ones the network was built with.
+    fresh = final_training.build_network(subnet, 10).state_dict()
+    assert not torch.equal(fresh["heads.0.linear.weight"], a["heads.0.linear.weight"])
+
+
 def test_train_command_writes_final_stats(tmp_path: Path, supernet_file: Path) -> None:
     folder = _chosen_folder(tmp_path / "net")
     result = invoke_cli("train", str(folder), "--epochs", "1", "--supernet-path", str(supernet_file),
@@ -82,9 +123,24 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "train-state.pth does not exist" in result.stderr
     early_exit = _chosen_folder(tmp_path / "ee", {**MobileNetV3Space().smallest(), "exits": [1, 0, 0, 0]})
     result = invoke_cli("train", str(early_exit), "--supernet-path", str(tmp_path / "x.pth"))
-    assert result.returncode == 2 and "early-exit" in result.stderr
+    assert result.returncode == 2 and "lacks the key 'epsilon'" in result.stderr
     result = invoke_cli("train", str(tmp_path / "missing"))
     assert result.returncode == 2 and "net.subnet: no such file" in result.stderr
+
+
+def test_early_exit_thresholds_are_the_ones_the_search_scored(tmp_path: Path) -> None:
+    subnet = {**MobileNetV3Space().smallest(), "exits": [0, 1, 0, 1], "epsilon": [0.1, 0.5, 0.1, 0.3]}
+    folder = _chosen_folder(tmp_path / "sampled", subnet)
+    assert final_training.read_subnet(folder)["epsilon"] == [0.1, 0.5, 0.1, 0.3]
+    # --tune-epsilon stores the thresholds it chose in the stats, one per exit.
+    (folder / "net.stats").write_text(json.dumps({"top1": 50.0, "epsilon": [0.9, 0.2]}))
+    assert final_training.read_subnet(folder)["epsilon"] == [0.1, 0.9, 0.1, 0.2]
+    (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9]}))
+    with pytest.raises(ValueError, match="one threshold per exit"):
+        final_training.read_subnet(folder)
+    (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9, 0.25]}))
+    with pytest.raises(ValueError, match="net.stats: 'epsilon' holds 0.25"):
+        final_training.read_subnet(folder)
 
 
 @pytest.mark.parametrize("command", ["select", "train", "export", "report"])
