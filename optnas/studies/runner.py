@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,9 +179,9 @@ def prepare_save_dir(save: str | Path) -> Path:
     path = Path(save)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".optnas-write-test"
-        probe.write_text("")
-        probe.unlink()
+        # A probe of this process's own: workers starting together share the folder.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".optnas-write-test-"):
+            pass
     except OSError as error:
         raise ValueError(f"--save {path}: cannot write there ({error.strerror})") from None
     return path
