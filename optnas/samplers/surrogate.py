@@ -294,12 +294,14 @@ def _normalise(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, n
         objectives: array (n, m) of candidates' objectives, minimised.
         front: array (p, m) of the evaluated feasible trials' objectives, minimised.
     """
-    basis = front if len(front) >= 2 else np.vstack([front.reshape(-1, objectives.shape[1]), objectives])
+    front = front.reshape(-1, objectives.shape[1])
     if len(front) >= 2:
-        basis = basis[constrained_ranks(basis, np.zeros(len(basis))) == 0]
+        basis = front[constrained_ranks(front, np.zeros(len(front))) == 0]
+    else:
+        basis = np.vstack([front, objectives])
     ideal, nadir = basis.min(axis=0), basis.max(axis=0)
     span = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
-    return (objectives - ideal) / span, (front.reshape(-1, objectives.shape[1]) - ideal) / span
+    return (objectives - ideal) / span, (front - ideal) / span
 
 
 def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
@@ -318,7 +320,7 @@ def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
 
 
 def _keys(vectors: np.ndarray) -> np.ndarray:
-    """One hashable-free comparable key per row, for membership tests with ``np.isin``."""
+    """One string per row, so that rows can be compared with ``np.isin``."""
     return np.array([",".join(map(str, row)) for row in np.asarray(vectors, dtype=np.int64)])
 
 
