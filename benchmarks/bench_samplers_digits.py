@@ -7,6 +7,7 @@ figure is the hypervolume of (error %, MACs) against the fixed reference point t
 record (100 % error, 1.1 × the largest network's MACs), as a fraction of that box.
 
     python benchmarks/bench_samplers_digits.py [--seeds 3] [--budgets 30 50] [--samplers ...]
+        [--supernet-path FILE]   # reuse a supernet, e.g. to add a sampler to an earlier table
 """
 
 from __future__ import annotations
@@ -36,17 +37,19 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=["surrogate", "nsga2", "tpe", "gp", "random"])
     parser.add_argument("--supernet-epochs", type=int, default=3)
     parser.add_argument("--n-epochs", type=int, default=0)
+    parser.add_argument("--supernet-path", type=Path, help="a trained supernet; default: train one here")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     budget = max(args.budgets)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        supernet_path = folder / "supernet.pth"
-        train_supernet(build_supernet(10, 1.0), load_dataset("digits", seed=0), epochs=args.supernet_epochs,
-                       out_path=supernet_path, progress=False)
+        supernet_path = args.supernet_path or folder / "supernet.pth"
+        if args.supernet_path is None:
+            train_supernet(build_supernet(10, 1.0), load_dataset("digits", seed=0), epochs=args.supernet_epochs,
+                           out_path=supernet_path, progress=False)
         base = SearchConfig(supernet_path=str(supernet_path), n_epochs=args.n_epochs, sec_obj="macs")
         reference = (100.0, 1.1 * profile(base.make_space().largest(), 10)["macs"])
-        print(f"supernet: {args.supernet_epochs} epochs; reference point {reference}")
+        print(f"supernet: {args.supernet_path or f'{args.supernet_epochs} epochs'}; reference point {reference}")
         print(f"{'sampler':10s} " + " ".join(f"{'HV@' + str(b):>14s}" for b in args.budgets) + f" {'seconds':>9s}")
         for sampler in args.samplers:
             fractions: dict[int, list[float]] = {b: [] for b in args.budgets}

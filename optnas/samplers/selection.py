@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from optnas.samplers.evolution import rank_and_crowding
-from optnas.studies.hypervolume import hypervolume_2d
+from optnas.studies.hypervolume import hypervolume_improvements_2d
 
 
 def select_batch(
@@ -35,21 +35,18 @@ def select_batch(
     fallback = [int(i) for i in np.lexsort((-crowding, ranks))]
     if objectives.shape[1] != 2:
         return fallback[:k]
-    picked: list[int] = []
     front = np.asarray(evaluated_front, dtype=float).reshape(-1, 2)
     # Deeper fronts rarely add hypervolume; leaving them out keeps the greedy loop short.
-    feasible = np.flatnonzero((np.asarray(violation) <= 0) & (ranks <= 3))
-    while len(picked) < min(k, n):
-        base = hypervolume_2d(front, reference)
-        gains = np.array([
-            hypervolume_2d(np.vstack([front, objectives[i]]), reference) - base
-            if i not in picked else -1.0
-            for i in feasible
-        ])
-        if len(gains) == 0 or gains.max() <= 0:
+    pool = np.flatnonzero((np.asarray(violation) <= 0) & (ranks <= 3))
+    picked: list[int] = []
+    while len(picked) < min(k, n) and len(pool):
+        gains = hypervolume_improvements_2d(objectives[pool], front, reference)
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
             break
-        best = int(feasible[int(np.argmax(gains))])
-        picked.append(best)
-        front = np.vstack([front, objectives[best]])
+        picked.append(int(pool[best]))
+        front = np.vstack([front, objectives[pool[best]]])
+        pool = np.delete(pool, best)
     picked += [i for i in fallback if i not in picked][: k - len(picked)]
     return picked
+
