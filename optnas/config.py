@@ -121,7 +121,7 @@ class SearchConfig:
         choices=PREDICTORS,
     )
     trust_radius: int = _option(
-        1, "Surrogate sampler: candidates differ in at most this many genes from an evaluated "
+        2, "Surrogate sampler: candidates differ in at most this many genes from an evaluated "
         "architecture, where the predictors have seen data; 0 lets them lie anywhere.", type=int
     )
     device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")

@@ -50,6 +50,15 @@ def test_select_batch_fills_the_front_and_skips_infeasible() -> None:
     assert picked[0] == 3 and 2 not in picked
 
 
+def test_select_batch_fills_with_candidates_far_from_what_was_evaluated() -> None:
+    # Neither candidate adds hypervolume. The first sits next to an evaluated point, the
+    # second in the open: NSGA-II's crowding calls both boundaries; the batch wants the second.
+    front = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    candidates = np.array([[1.02, 0.0], [0.55, 0.9]])
+    assert select_batch(candidates, np.zeros(2), 1, front, (1.1, 1.1)) == [1]
+    assert select_batch(candidates, np.zeros(2), 2, front, (1.1, 1.1)) == [1, 0]
+
+
 def test_vectorised_canonical_form_matches_the_dict_form() -> None:
     space = MobileNetV3Space.from_range(32, 64, 16)
     rng = np.random.default_rng(1)

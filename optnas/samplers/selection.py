@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optnas.samplers.evolution import rank_and_crowding
+from optnas.samplers.evolution import constrained_ranks
 from optnas.studies.hypervolume import hypervolume_improvements_2d
 
 
@@ -19,8 +19,10 @@ def select_batch(
 
     Two objectives: greedy hypervolume contribution over the evaluated feasible front plus the
     candidates already picked, so the batch fills the front's gaps instead of crowding one
-    region; candidates adding nothing are ranked by (feasibility-first rank, crowding) after.
-    One objective: the best predicted values.
+    region. The candidates that add nothing (any number of objectives) follow, best
+    (feasibility-first) rank first, and within a rank the one farthest from every evaluated
+    front point and earlier pick: a candidate next to an evaluated point teaches little, while
+    NSGA-II's crowding distance would call it a boundary and pick it first.
 
     Args:
         objectives: array (n, m) of the candidates' (predicted) objectives, minimised.
@@ -30,23 +32,29 @@ def select_batch(
         reference: the hypervolume reference point.
     """
     objectives = np.asarray(objectives, dtype=float)
-    n = len(objectives)
-    ranks, crowding = rank_and_crowding(objectives, violation)
-    fallback = [int(i) for i in np.lexsort((-crowding, ranks))]
-    if objectives.shape[1] != 2:
-        return fallback[:k]
-    front = np.asarray(evaluated_front, dtype=float).reshape(-1, 2)
-    # Deeper fronts rarely add hypervolume; leaving them out keeps the greedy loop short.
-    pool = np.flatnonzero((np.asarray(violation) <= 0) & (ranks <= 3))
+    violation = np.asarray(violation, dtype=float)
+    n, m = objectives.shape
+    k = min(k, n)
+    ranks = constrained_ranks(objectives, violation)
+    held = np.asarray(evaluated_front, dtype=float).reshape(-1, m)
+    # Deeper fronts rarely add hypervolume; leaving them out keeps both loops short.
+    pool = list(np.flatnonzero(ranks <= 3))
     picked: list[int] = []
-    while len(picked) < min(k, n) and len(pool):
-        gains = hypervolume_improvements_2d(objectives[pool], front, reference)
-        best = int(np.argmax(gains))
-        if gains[best] <= 0:
+    while m == 2 and len(picked) < k and pool:
+        feasible = [i for i in pool if violation[i] <= 0]
+        gains = hypervolume_improvements_2d(objectives[feasible], held, reference) if feasible else [0.0]
+        if np.max(gains) <= 0:
             break
-        picked.append(int(pool[best]))
-        front = np.vstack([front, objectives[pool[best]]])
-        pool = np.delete(pool, best)
-    picked += [i for i in fallback if i not in picked][: k - len(picked)]
+        best = feasible[int(np.argmax(gains))]
+        picked.append(int(best))
+        pool.remove(best)
+        held = np.vstack([held, objectives[best]])
+    while len(picked) < k and pool:
+        distance = np.full(len(pool), np.inf)
+        if len(held):
+            distance = np.linalg.norm(objectives[pool][:, None, :] - held[None, :, :], axis=2).min(axis=1)
+        best = pool.pop(int(np.lexsort((-distance, ranks[pool]))[0]))
+        picked.append(int(best))
+        held = np.vstack([held, objectives[best]])
+    picked += [int(i) for i in np.argsort(ranks, kind="stable") if i not in picked][: k - len(picked)]
     return picked
-
