@@ -59,11 +59,28 @@ def run(sampler: str, seed: int, budget: int, predictor: str, folder: Path) -> t
     return study, time.perf_counter() - started
 
 
+def first_points(study: optuna.Study, budget: int) -> np.ndarray:
+    """(error %, second objective) of the first ``budget`` completed trials, by trial number."""
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    return np.array([[100.0 - t.values[0], t.values[1]] for t in complete[:budget]])
+
+
 def hv_fraction(study: optuna.Study, budget: int, ideal: np.ndarray, nadir: np.ndarray, true_hv: float) -> float:
     """Hypervolume of the first ``budget`` completed trials, as a fraction of the true front's."""
-    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
-    points = np.array([[100.0 - t.values[0], t.values[1]] for t in complete[:budget]])
-    return hypervolume_2d((points - ideal) / (nadir - ideal), REFERENCE) / true_hv
+    return hypervolume_2d((first_points(study, budget) - ideal) / (nadir - ideal), REFERENCE) / true_hv
+
+
+def table_header(budgets: list[int]) -> str:
+    """The header line of a sampler table."""
+    return f"{'sampler':10s} " + " ".join(f"{'HV@' + str(b):>14s}" for b in budgets) + f" {'seconds':>9s}"
+
+
+def table_row(sampler: str, fractions: dict[int, list[float]], seconds: list[float], decimals: int = 3) -> str:
+    """One sampler's line: median (min) hypervolume per budget, median seconds per search."""
+    cells = " ".join(
+        f"{statistics.median(v):.{decimals}f} ({min(v):.{decimals}f})".rjust(14) for v in fractions.values()
+    )
+    return f"{sampler:10s} {cells} {statistics.median(seconds):9.1f}"
 
 
 def main() -> None:
@@ -75,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     budget = max(args.budgets)
-    print(f"{'sampler':10s} " + " ".join(f"{'HV@' + str(b):>14s}" for b in args.budgets) + f" {'seconds':>9s}")
+    print(table_header(args.budgets))
     for sampler in args.samplers:
         fractions = {b: [] for b in args.budgets}
         seconds = []
@@ -86,10 +103,7 @@ def main() -> None:
                 for b in args.budgets:
                     fractions[b].append(hv_fraction(study, b, ideal, nadir, true_hv))
             seconds.append(elapsed)
-        cells = " ".join(
-            f"{statistics.median(fractions[b]):.3f} ({min(fractions[b]):.3f})".rjust(14) for b in args.budgets
-        )
-        print(f"{sampler:10s} {cells} {statistics.median(seconds):9.1f}", flush=True)
+        print(table_row(sampler, fractions, seconds), flush=True)
     print("HV: median over seeds (min); seconds: median wall time of a whole search")
 
 

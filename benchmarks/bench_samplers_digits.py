@@ -13,14 +13,12 @@ record (100 % error, 1.1 × the largest network's MACs), as a fraction of that b
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
-from optuna.trial import TrialState
+from bench_samplers import first_points, table_header, table_row
 
 from optnas.config import SearchConfig
 from optnas.costs import profile
@@ -50,7 +48,7 @@ def main() -> None:
         base = SearchConfig(supernet_path=str(supernet_path), n_epochs=args.n_epochs, sec_obj="macs")
         reference = (100.0, 1.1 * profile(base.make_space().largest(), 10)["macs"])
         print(f"supernet: {args.supernet_path or f'{args.supernet_epochs} epochs'}; reference point {reference}")
-        print(f"{'sampler':10s} " + " ".join(f"{'HV@' + str(b):>14s}" for b in args.budgets) + f" {'seconds':>9s}")
+        print(table_header(args.budgets))
         for sampler in args.samplers:
             fractions: dict[int, list[float]] = {b: [] for b in args.budgets}
             seconds = []
@@ -62,15 +60,9 @@ def main() -> None:
                 started = time.perf_counter()
                 study = start_search(config, f"sqlite:///{folder / f'{sampler}-{seed}.db'}", progress=False)
                 seconds.append(time.perf_counter() - started)
-                complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                                  key=lambda t: t.number)
                 for b in args.budgets:
-                    points = np.array([[100.0 - t.values[0], t.values[1]] for t in complete[:b]])
-                    fractions[b].append(hypervolume_2d(points, reference) / (reference[0] * reference[1]))
-            cells = " ".join(
-                f"{statistics.median(fractions[b]):.4f} ({min(fractions[b]):.4f})".rjust(14) for b in args.budgets
-            )
-            print(f"{sampler:10s} {cells} {statistics.median(seconds):9.1f}", flush=True)
+                    fractions[b].append(hypervolume_2d(first_points(study, b), reference) / (reference[0] * reference[1]))
+            print(table_row(sampler, fractions, seconds, decimals=4), flush=True)
     print("HV: median over seeds (min), fraction of the reference box; seconds: median per search")
 
 

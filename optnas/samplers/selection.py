@@ -40,21 +40,24 @@ def select_batch(
     # Deeper fronts rarely add hypervolume; leaving them out keeps both loops short.
     pool = list(np.flatnonzero(ranks <= 3))
     picked: list[int] = []
-    while m == 2 and len(picked) < k and pool:
-        feasible = [i for i in pool if violation[i] <= 0]
-        gains = hypervolume_improvements_2d(objectives[feasible], held, reference) if feasible else [0.0]
-        if np.max(gains) <= 0:
+    feasible = [i for i in pool if violation[i] <= 0]
+    while m == 2 and len(picked) < k and feasible:
+        gains = hypervolume_improvements_2d(objectives[feasible], held, reference)
+        if gains.max() <= 0:
             break
-        best = feasible[int(np.argmax(gains))]
+        best = feasible.pop(int(np.argmax(gains)))
         picked.append(int(best))
         pool.remove(best)
         held = np.vstack([held, objectives[best]])
-    while len(picked) < k and pool:
-        distance = np.full(len(pool), np.inf)
-        if len(held):
-            distance = np.linalg.norm(objectives[pool][:, None, :] - held[None, :, :], axis=2).min(axis=1)
-        best = pool.pop(int(np.lexsort((-distance, ranks[pool]))[0]))
-        picked.append(int(best))
-        held = np.vstack([held, objectives[best]])
+    rest = np.array(pool, dtype=np.int64)
+    distance = np.full(len(rest), np.inf)
+    if len(held) and len(rest):
+        distance = np.linalg.norm(objectives[rest][:, None, :] - held[None, :, :], axis=2).min(axis=1)
+    while len(picked) < k and len(rest):
+        position = int(np.lexsort((-distance, ranks[rest]))[0])
+        best = int(rest[position])
+        picked.append(best)
+        distance = np.minimum(distance, np.linalg.norm(objectives[rest] - objectives[best], axis=1))
+        rest, distance = np.delete(rest, position), np.delete(distance, position)
     picked += [int(i) for i in np.argsort(ranks, kind="stable") if i not in picked][: k - len(picked)]
     return picked

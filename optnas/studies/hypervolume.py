@@ -27,7 +27,6 @@ def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
     return float(area)
 
 
-
 def hypervolume_improvements_2d(
     points: np.ndarray, front: np.ndarray, reference: tuple[float, float]
 ) -> np.ndarray:
