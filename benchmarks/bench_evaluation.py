@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optnas.data import ImageSet, load_dataset
+from optnas.data.datasets import ImageSet, load_dataset
 from optnas.spaces import MobileNetV3Space
-from optnas.supernet import build_supernet, extract_subnet, train_supernet
-from optnas.training import evaluate, fine_tune, recalibrate_bn
+from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.training.loop import fine_tune
+from optnas.training.supernet import train_supernet
 
 RESOLUTION = 32
 BATCH_SIZE = 64

@@ -21,7 +21,7 @@ import torch
 from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
 from torchprofile import profile_macs
 
-from optnas import costs
+from optnas.networks import costs
 from optnas.spaces import MobileNetV3Space
 
 WARM_REPEATS = 200

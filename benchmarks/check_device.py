@@ -21,12 +21,13 @@ import torch
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
-from optnas.costs import profile
-from optnas.data import load_dataset
+from optnas.networks.costs import profile
+from optnas.data.datasets import load_dataset
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.search import start_search
-from optnas.supernet import build_supernet, train_supernet
-from optnas.training import evaluate_candidate
+from optnas.evaluation.inheritance import evaluate_candidate
+from optnas.networks.supernet import build_supernet
+from optnas.training.supernet import train_supernet
 
 
 def _train(device: str, epochs: int, folder: Path) -> tuple[torch.nn.Module, dict, float]:
@@ -40,8 +41,8 @@ def _train(device: str, epochs: int, folder: Path) -> tuple[torch.nn.Module, dic
 
 def _check_early_exits(supernet: torch.nn.Module, data, device: str, failures: list[str]) -> None:
     """Batch-1 early-exit forward on the device agrees with the batched evaluation there."""
-    from optnas.early_exits import exit_decisions, exit_outputs
-    from optnas.ee_training import evaluate_ee_candidate
+    from optnas.networks.early_exits import exit_decisions, exit_outputs
+    from optnas.evaluation.early_exits import evaluate_ee_candidate
     from optnas.spaces import EEMobileNetV3Space
 
     space = EEMobileNetV3Space(resolutions=[32])
@@ -66,7 +67,7 @@ def _check_early_exits(supernet: torch.nn.Module, data, device: str, failures: l
 
 def _check_flatness(supernet: torch.nn.Module, data, device: str, failures: list[str]) -> None:
     """Robustness on the device: 0 at sigma 0, reproducible, close to the CPU figure."""
-    from optnas.flatness import robustness
+    from optnas.evaluation.flatness import robustness
 
     subnet = MobileNetV3Space.from_range(32, 32, 4).largest()
     figures = {}

@@ -42,17 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optnas import costs
+from optnas.networks import costs
 from optnas.config import SearchConfig
-from optnas.data import DataSplits, ImageSet, TensorImageSet, load_dataset
-from optnas.evaluation import CandidateEvaluator, exact_costs
+from optnas.data.datasets import DataSplits, ImageSet, TensorImageSet, load_dataset
+from optnas.evaluation.candidate import CandidateEvaluator, exact_costs
 from optnas.objectives.nas import NASObjective, suggest
 from optnas.predictors import PREDICTOR_NAMES, get_predictor
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX, SurrogateSampler
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.storage import open_storage
-from optnas.supernet import build_supernet, extract_subnet, train_supernet
-from optnas.training import evaluate, fine_tune, recalibrate_bn
+from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.training.loop import fine_tune
+from optnas.training.supernet import train_supernet
 
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 README_COMMAND = (

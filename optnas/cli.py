@@ -14,7 +14,8 @@ from typing import Any, Callable
 import click
 
 from optnas import __version__
-from optnas.config import SearchConfig, options, read_config_file
+from optnas.config import PREFERENCES, SearchConfig, option_key, options, read_config_file
+from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 
 DEFAULT_STORAGE = "sqlite:///optnas.db"
 
@@ -24,9 +25,7 @@ def _friendly_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from optnas.studies.runner import SearchFailedError
-        from optnas.studies.storage import StorageError
-        from optnas.studies.study import StudyError
+        from optnas.studies.errors import SearchFailedError, StorageError, StudyError
 
         try:
             return command(*args, **kwargs)
@@ -44,7 +43,7 @@ def _friendly_errors(command: Callable) -> Callable:
 def _config_options(command: Callable) -> Callable:
     """Add one option per :class:`SearchConfig` field, each defaulting to "not given"."""
     for field in reversed(options()):
-        flag = "--" + field.name.replace("_", "-")
+        flag = "--" + option_key(field).replace("_", "-")
         help_text = field.metadata["help"]
         if field.default is not None:
             help_text += f" [default: {field.default}]"
@@ -192,7 +191,7 @@ def storage_proxy(storage: str, host: str, port: int) -> None:
 @_friendly_errors
 def studies(storage: str) -> None:
     """List the studies in a storage with their trial counts."""
-    from optnas.studies.search import describe_studies
+    from optnas.studies.trials import describe_studies
 
     click.echo(describe_studies(storage))
 
@@ -208,10 +207,9 @@ def studies(storage: str) -> None:
 @_friendly_errors
 def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int | None) -> None:
     """Show the trials of a study: state, feasibility, stats and architecture."""
-    from optnas.studies.trials import format_rows, load_trials, trial_row, with_n_exits
-
-    from optnas.ood import add_ood_columns
-    from optnas.studies.trials import load_study_readonly
+    from optnas.studies.trials import (
+        add_ood_columns, format_rows, load_study_readonly, load_trials, trial_row, with_n_exits,
+    )
 
     found = load_trials(storage, study_name, pareto=pareto)
     if n_exits is not None:
@@ -225,8 +223,7 @@ def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int |
 @click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
 @click.option("-n", "n", default=3, show_default=True, type=int,
               help="Architectures to choose; the most accurate one is always the first.")
-@click.option("--prefer", type=click.Choice(["params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust",
-                                             "trade-off"]),
+@click.option("--prefer", type=click.Choice(PREFERENCES),
               default="trade-off", show_default=True,
               help="The others: lowest in this figure (avg_macs: early-exit studies; top1_robust: "
                    "robustness studies), or the best trade-offs on normalised objectives.")
@@ -276,11 +273,14 @@ def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
     For an eemobilenetv3 subnet the figures are the backbone's (with its final exit), followed
     by the cumulative MACs to leave at each exit and the params with every exit head.
     """
-    from optnas.costs import profile_file
-    from optnas.early_exits import exit_profile_file
+    from optnas.artifacts import read_subnet_file
+    from optnas.networks.costs import profile
+    from optnas.networks.early_exits import exit_profile
+    from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
 
-    figures = profile_file(subnet_file, n_classes)
-    exits = exit_profile_file(subnet_file, n_classes)
+    subnet = read_subnet_file(subnet_file)
+    figures = profile(backbone_subnet(subnet), n_classes)
+    exits = exit_profile(subnet, n_classes) if is_early_exit(subnet) else None
     if exits is not None:
         figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
         figures["params_with_heads"] = exits["params"]
@@ -310,7 +310,8 @@ def supernet() -> None:
 @click.option("--epochs", default=12, show_default=True, type=click.IntRange(1), help="Epochs.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint file; an existing one is resumed from its last epoch.")
-@click.option("--width-mult", default=1.0, show_default=True, type=click.Choice(["1.0", "1.2"]),
+@click.option("--width-mult", default=str(WIDTH_MULTS[0]), show_default=True,
+              type=click.Choice([str(width) for width in WIDTH_MULTS]),
               help="Width multiplier.")
 @click.option("--lr", "low_res", default=32, show_default=True, type=int, help="Lowest resolution.")
 @click.option("--ur", "high_res", default=32, show_default=True, type=int, help="Highest resolution.")
@@ -326,10 +327,11 @@ def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_
                    high_res: int, rstep: int, n_classes: int | None, vld_size: int | None, device: str,
                    threads: int | None, seed: int) -> None:
     """Train an OFA MobileNetV3 supernet from scratch with the sandwich rule."""
-    from optnas.data import load_dataset
+    from optnas.data.datasets import load_dataset
+    from optnas.networks.supernet import build_supernet
     from optnas.spaces import MobileNetV3Space
-    from optnas.supernet import build_supernet, train_supernet
-    from optnas.training import set_threads
+    from optnas.training.loop import set_threads
+    from optnas.training.supernet import train_supernet
 
     _check_device(device)
     set_threads(threads)
@@ -375,8 +377,9 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
     Early-exit networks train backbone and heads with the joint loss of every exit and are
     scored with their thresholds (avg_macs, exit_ratios, exit_top1 too).
     """
-    from optnas.final_training import source_defaults, train_final
-    from optnas.training import set_threads
+    from optnas.artifacts import source_defaults
+    from optnas.training.final import train_final
+    from optnas.training.loop import set_threads
 
     _check_device(device)
     set_threads(threads)
@@ -420,8 +423,8 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     confidence_K-1 of the intermediate ones); it is run on real test images after export and
     every output must match PyTorch within --atol.
     """
+    from optnas.artifacts import source_defaults
     from optnas.export import export_network
-    from optnas.final_training import source_defaults
 
     _check_device(device)
     source = source_defaults(folder)
@@ -438,8 +441,7 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
               help="Folder for the PNG plots and index.html.")
 @click.option("-n", "n", default=3, show_default=True, type=int,
               help="Architectures to choose and mark, as `optnas select -n`.")
-@click.option("--prefer", type=click.Choice(["params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust",
-                                             "trade-off"]),
+@click.option("--prefer", type=click.Choice(PREFERENCES),
               default="trade-off", show_default=True, help="How the others are chosen, as `optnas select --prefer`.")
 @click.option("--upload/--no-upload", default=True, show_default=True,
               help="Attach each plot to the study as an artifact, so that optuna-dashboard shows it.")
@@ -487,8 +489,9 @@ def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_f
         n_images: int | None, seed: int, device: str, as_json: bool, quiet: bool) -> None:
     """Out-of-distribution error of a network: top-1 error (%) per corruption and severity, and the
     mean corruption error (mCE, the unnormalised mean over the 15 CIFAR-10-C corruptions x 5 severities)."""
-    from optnas.corruptions import CORRUPTIONS
-    from optnas.ood import evaluate_subnet_ood, evaluate_trial_ood, format_ood
+    from optnas.data.corruptions import CORRUPTIONS
+    from optnas.evaluation.ood import evaluate_subnet_ood, format_ood
+    from optnas.studies.ood import evaluate_trial_ood
 
     _check_device(device)
     names = CORRUPTIONS if corruptions == "all" else tuple(p.strip() for p in corruptions.split(",") if p.strip())

@@ -12,16 +12,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-from optnas.data import DATASETS
-from optnas.sam import OPTIMIZERS
-from optnas.spaces import SPACE_NAMES, EEMobileNetV3Space, MobileNetV3Space, NASBench201Space, SearchSpace
+from optnas.data.catalog import DATASETS, n_classes_of
+from optnas.networks.costs import tiny_ml
+from optnas.predictors import PREDICTOR_NAMES
+from optnas.spaces import SPACE_NAMES, SPACES, SearchSpace
+from optnas.spaces.mobilenetv3 import WIDTH_MULTS
+from optnas.training import EE_METHODS, OPTIMIZERS
 
 FIRST_OBJECTIVES = ("top1", "top1_robust")
 SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust")
+# How `optnas select` and `report` choose after the most accurate network: lowest in a
+# (minimised) figure, or the best trade-offs.
+PREFERENCES = SECOND_OBJECTIVES + ("trade-off",)
 SAMPLERS = ("surrogate", "nsga2", "tpe", "gp", "random")
-PREDICTORS = ("as", "carts", "rbf", "mlp", "gp", "xgb")
-NASBENCH_DATASETS = ("cifar10", "cifar100", "imagenet16")
-EE_METHODS = ("joint", "confidence")
+# Every dataset name: the image datasets, then the tables of spaces that are looked up.
+ALL_DATASETS = tuple(dict.fromkeys(DATASETS + tuple(d for space in SPACES.values() for d in space.datasets or ())))
 
 # Options that may differ between the run that created a study and a run that resumes it:
 # where and how fast it runs, not what it searches.
@@ -44,7 +49,7 @@ class SearchConfig:
         "digits", "Dataset. 'digits' is scikit-learn's embedded handwritten digits and needs "
         "nothing on disk; the others are read from --data. With nasbench201: cifar10, "
         "cifar100 or imagenet16 select the table.",
-        choices=DATASETS + ("imagenet16",),
+        choices=ALL_DATASETS,
     )
     data: str | None = _option(None, "Folder holding the dataset files (see the README); not needed for digits.")
     n_classes: int | None = _option(
@@ -98,9 +103,10 @@ class SearchConfig:
     penalty: float = _option(
         1e10, "tiny_ml penalty factor applied to each constraint violation.", type=float
     )
-    lr: int = _option(32, "Lowest input resolution of the search.", type=int)
-    ur: int = _option(32, "Highest input resolution of the search.", type=int)
-    rstep: int = _option(4, "Step between searched resolutions.", type=int)
+    # The reference's flags (--lr, --ur, --rstep) name the resolution range.
+    min_resolution: int = _option(32, "Lowest input resolution of the search.", type=int, flag="lr")
+    max_resolution: int = _option(32, "Highest input resolution of the search.", type=int, flag="ur")
+    resolution_step: int = _option(4, "Step between searched resolutions.", type=int, flag="rstep")
     width_mult: float = _option(
         1.0, "Width multiplier of the MobileNetV3 supernet: 1.0 or 1.2.", type=float
     )
@@ -112,13 +118,13 @@ class SearchConfig:
     predictor: str = _option(
         "as", "Accuracy predictor of the surrogate sampler: adaptive switching (as: the best of "
         "the others by cross-validated Kendall tau), carts, rbf, mlp, gp or xgb.",
-        choices=PREDICTORS,
+        choices=PREDICTOR_NAMES,
     )
     sec_predictor: str = _option(
         "as", "Predictor of every other figure the surrogate sampler needs and cannot compute "
         "from the encoding: a second objective such as avg_macs or top1_robust, or top1 for "
         "--top1min beside another first objective. Same choices as --predictor.",
-        choices=PREDICTORS,
+        choices=PREDICTOR_NAMES,
     )
     trust_radius: int = _option(
         2, "Surrogate sampler: candidates differ in at most this many genes from an evaluated "
@@ -214,12 +220,13 @@ class SearchConfig:
             value = getattr(self, field.name)
             choices = field.metadata.get("choices")
             if choices is not None and value is not None and value not in choices:
-                raise ValueError(f"--{_flag(field.name)} must be one of {list(choices)}, got {value!r}")
-        if self.width_mult not in (1.0, 1.2):
-            raise ValueError(f"--width-mult must be 1.0 or 1.2, got {self.width_mult}")
+                raise ValueError(f"--{option_key(field).replace('_', '-')} must be one of {list(choices)}, got {value!r}")
+        if self.width_mult not in WIDTH_MULTS:
+            raise ValueError(f"--width-mult must be one of {list(WIDTH_MULTS)}, got {self.width_mult}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
-        for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs", "trust_radius"):
+        for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs", "trust_radius",
+                     "warmup_ee_epochs", "ee_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")
         for name in ("n_doe", "n_iter"):
@@ -236,19 +243,11 @@ class SearchConfig:
         if self.n_classes is not None and self.n_classes < 2:
             raise ValueError(f"--n-classes must be at least 2, got {self.n_classes}")
         self._validate_robust()
-        if self.search_space == "nasbench201":
-            if self.dataset not in NASBENCH_DATASETS:
-                raise ValueError(
-                    f"--search-space nasbench201 has tables for {list(NASBENCH_DATASETS)}, "
-                    f"not --dataset {self.dataset}"
-                )
-            if self.sec_obj not in ("params", "none"):
-                raise ValueError("--search-space nasbench201 supports --sec-obj params or none")
-            if self.mmax is not None or self.amax is not None:
-                raise ValueError("--search-space nasbench201 has no MACs or activations tables")
-        elif self.dataset == "imagenet16":
-            raise ValueError("--dataset imagenet16 is a NAS-Bench-201 table; use --search-space nasbench201")
-        self._validate_early_exits()
+        for name in ("w_alpha", "w_beta", "w_gamma"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"--{_flag(name)} must be a non-negative number, got {getattr(self, name)}")
+        self._validate_dataset()
+        self.space_class.check_options(self)
         self.make_space()
         return self
 
@@ -262,36 +261,43 @@ class SearchConfig:
             raise ValueError(f"--flat-samples must be at least 1, got {self.flat_samples}")
         if self.rho is not None and not (self.rho > 0 and math.isfinite(self.rho)):
             raise ValueError(f"--rho must be a positive number, got {self.rho}")
-        if "top1_robust" in self.objectives:
-            if self.search_space == "nasbench201":
-                raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
-            if self.search_space == "eemobilenetv3":
-                raise ValueError("top1_robust is measured on single-exit networks; use --search-space mobilenetv3")
-        if self.search_space == "nasbench201" and self.optim != "sgd":
-            raise ValueError("--optim applies to fine-tuning; nasbench201 is a table lookup")
 
-    def _validate_early_exits(self) -> None:
-        for name in ("warmup_ee_epochs", "ee_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")
-        for name in ("w_alpha", "w_beta", "w_gamma"):
-            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"--{_flag(name)} must be a non-negative number, got {getattr(self, name)}")
-        if self.search_space != "eemobilenetv3":
-            if self.sec_obj == "avg_macs":
-                raise ValueError("--sec-obj avg_macs needs --search-space eemobilenetv3")
-            return
-        if self.support_set and self.ee_method != "confidence":
-            raise ValueError("--support-set is part of --ee-method confidence")
+    def _validate_dataset(self) -> None:
+        tables = self.space_class.datasets
+        if tables is not None and self.dataset not in tables:
+            raise ValueError(
+                f"--search-space {self.search_space} has tables for {list(tables)}, not --dataset {self.dataset}"
+            )
+        if tables is None and self.dataset not in DATASETS:
+            owner = next(name for name, space in SPACES.items() if self.dataset in (space.datasets or ()))
+            raise ValueError(f"--dataset {self.dataset} is a {owner} table; use --search-space {owner}")
+
+    @property
+    def space_class(self) -> type[SearchSpace]:
+        """The class of the search space these options name."""
+        return SPACES[self.search_space]
 
     def make_space(self) -> SearchSpace:
         """Build the search space these options describe (raises ``ValueError`` if impossible)."""
-        if self.search_space == "nasbench201":
-            return NASBench201Space()
-        if self.lr < 8 or self.ur > 1024:
-            raise ValueError(f"the resolution range --lr {self.lr} --ur {self.ur} is outside 8..1024")
-        space_class = EEMobileNetV3Space if self.search_space == "eemobilenetv3" else MobileNetV3Space
-        return space_class.from_range(self.lr, self.ur, self.rstep, width_mult=self.width_mult)
+        return self.space_class.from_options(self)
+
+    def class_count(self) -> int:
+        """Return the classifier's class count: ``--n-classes``, else the space's or the dataset's."""
+        if self.n_classes is not None:
+            return self.n_classes
+        fixed = self.space_class.n_classes(self.dataset)
+        return fixed if fixed is not None else n_classes_of(self.dataset)
+
+    def tiny_ml(self, params: float, macs: float, activations: float) -> float:
+        """Return the CNAS figure of merit with these options' weights, bounds and penalty.
+
+        Args:
+            params: parameters (M).
+            macs: MACs (M), avg_macs for an early-exit network.
+            activations: activations (M).
+        """
+        return tiny_ml(params, macs, activations, pmax=self.pmax, mmax=self.mmax, amax=self.amax,
+                       wp=self.wp, wm=self.wm, wa=self.wa, penalty=self.penalty)
 
     @property
     def budget(self) -> int:
@@ -306,9 +312,7 @@ class SearchConfig:
     @property
     def constraint_bounds(self) -> dict[str, float]:
         """The constraints that are set, by the name they are recorded under in the study."""
-        # An early-exit network's MACs per image are its expected ones, avg_macs.
-        macs = "avg_macs" if self.search_space == "eemobilenetv3" else "macs"
-        bounds = {"params": self.pmax, macs: self.mmax, "activations": self.amax,
+        bounds = {"params": self.pmax, self.space_class.macs_figure: self.mmax, "activations": self.amax,
                   "top1min": self.top1min}
         return {name: bound for name, bound in bounds.items() if bound is not None}
 
@@ -317,22 +321,32 @@ class SearchConfig:
         return "-".join([self.search_space, self.dataset] + self.objectives)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return every option as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """Return every option as a JSON-serialisable dict, keyed by option name (``lr``, not
+        ``min_resolution``): the form stored in studies and read from ``--config`` files."""
+        return {option_key(field): getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
         """Build a configuration from a dict, refusing unknown keys.
 
         Args:
-            values: option names (underscores or dashes) and values.
+            values: option names (underscores or dashes; ``lr`` or ``min_resolution``) and values.
         """
-        known = {field.name for field in dataclasses.fields(cls)}
+        by_key = {key: field.name for field in dataclasses.fields(cls) for key in (option_key(field), field.name)}
         normalised = {key.replace("-", "_"): value for key, value in values.items()}
-        unknown = sorted(set(normalised) - known)
+        unknown = sorted(set(normalised) - set(by_key))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}")
-        return cls(**normalised)
+        return cls(**{by_key[key]: value for key, value in normalised.items()})
+
+
+def option_key(field: dataclasses.Field) -> str:
+    """Return the name an option has outside the code: its flag without dashes, as stored.
+
+    Args:
+        field: a field of :class:`SearchConfig`.
+    """
+    return field.metadata.get("flag", field.name)
 
 
 def options() -> list[dataclasses.Field]:

@@ -1,6 +1,6 @@
 """Deployable files of a chosen architecture (``optnas export DIR``), checked by running them.
 
-The network is built by :func:`optnas.final_training.build_network` from ``DIR/net.subnet``
+The network is built by :func:`optnas.networks.standalone.build_network` from ``DIR/net.subnet``
 with the weights of ``DIR/final.pth`` (after ``optnas train``) or ``DIR/ckpt.pth`` (kept by
 the search). The exported file takes a batch of normalised images ``image`` (N×3×r×r, any N)
 and returns the class logits ``logits`` (N×classes). An early-exit network with K exits (its
@@ -15,7 +15,6 @@ images, and every output is compared with PyTorch's.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,36 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from optnas.early_exits import EarlyExitNetwork
-from optnas.final_training import (
-    FINAL_FILE, SEARCH_CHECKPOINT, build_network, is_early_exit, load_weights, read_subnet,
-)
+from optnas.artifacts import write_json
+from optnas.data.datasets import load_dataset
+from optnas.networks.early_exits import EarlyExitNetwork
+from optnas.networks.standalone import load_chosen_network
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
-_CLASSIFIER_WEIGHT = "classifier.linear.weight"
-
-
-def load_chosen_network(folder: str | Path) -> tuple[nn.Module, dict[str, Any], Path]:
-    """Return the trained network of a chosen architecture, its subnet and its weight file.
-
-    Args:
-        folder: a folder of ``optnas select`` (``final.pth`` is preferred over ``ckpt.pth``).
-    """
-    folder = Path(folder)
-    subnet = read_subnet(folder)
-    weights = next((folder / name for name in (FINAL_FILE, SEARCH_CHECKPOINT) if (folder / name).is_file()), None)
-    if weights is None:
-        raise ValueError(f"{folder} holds no weights ({FINAL_FILE} or {SEARCH_CHECKPOINT}): run `optnas train {folder}` first")
-    state = torch.load(weights, map_location="cpu", weights_only=True).get("state_dict", {})
-    # The classifier tells the number of classes; an early-exit network holds it in its backbone.
-    classifier = ("backbone." if is_early_exit(subnet) else "") + _CLASSIFIER_WEIGHT
-    if classifier not in state:
-        raise ValueError(f"{weights}: not a checkpoint of this architecture (no {classifier})")
-    network = build_network(subnet, int(state[classifier].shape[0]))
-    load_weights(network, weights)
-    return network.eval(), subnet, weights
 
 
 class _ExitOutputs(nn.Module):
@@ -121,8 +98,6 @@ def export_network(
         ValueError: bad options, missing weights or packages, or a file whose outputs differ
             from PyTorch's by more than ``atol``.
     """
-    from optnas.data import load_dataset
-
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
     if n_check < 1:
@@ -151,7 +126,7 @@ def export_network(
         report["epsilon"] = list(network.epsilon)
     if fmt == "onnx":
         report["opset"] = opset
-    (folder / f"export-{fmt}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(folder / f"export-{fmt}.json", report)
     return report
 
 

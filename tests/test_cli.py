@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from optnas.costs import profile
+from optnas.networks.costs import profile
 from tests.conftest import invoke_cli, run_cli
 
 SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 3, 4, 2, 3], "r": 64, "w": 1.0}
@@ -33,11 +33,11 @@ def test_profile_rejects_bad_files_with_one_line(tmp_path: Path) -> None:
 
 
 def test_every_search_option_is_explained() -> None:
-    from optnas.config import options
+    from optnas.config import option_key, options
 
     text = run_cli("search", "--help").stdout
     for field in options():
-        assert "--" + field.name.replace("_", "-") in text
+        assert "--" + option_key(field).replace("_", "-") in text
     for command in ("resume", "worker", "studies", "trials", "select", "dashboard", "profile"):
         assert invoke_cli(command, "--help").returncode == 0
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torchprofile import profile_macs
 
-from optnas import costs
+from optnas.networks import costs
 from optnas.spaces import MobileNetV3Space
 from optnas.spaces.mobilenetv3 import MAX_DEPTH
 

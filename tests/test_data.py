@@ -12,16 +12,14 @@ import torch
 from tests.datasets_fixtures import make_cifar10, make_cifar100, make_imagefolder, make_svhn
 from PIL import Image
 
-from optnas.data import (
-    DATASETS,
-    DataError,
+from optnas.data.catalog import DATASETS, DataError, n_classes_of
+from optnas.data.datasets import (
     DataSplits,
     FolderImageSet,
     ImageSet,
     TensorImageSet,
-    _stratified_holdout,
     load_dataset,
-    n_classes_of,
+    stratified_holdout,
 )
 
 
@@ -165,12 +163,12 @@ def test_validation_split_comes_from_train_only(cifar10_dir: Path) -> None:
 
 def test_stratified_holdout_counts() -> None:
     labels = np.repeat(np.arange(4), [50, 30, 15, 5])
-    keep, held = _stratified_holdout(labels, 10, seed=0)
+    keep, held = stratified_holdout(labels, 10, seed=0)
     assert len(held) == 10 and len(keep) == 90
     assert sorted(set(keep) | set(held)) == list(range(100))
     # Shares are 5, 3, 1.5 and 0.5: the spare image goes to one of the two half shares.
     assert np.bincount(labels[held], minlength=4).tolist() in ([5, 3, 2, 0], [5, 3, 1, 1])
-    assert np.array_equal(held, _stratified_holdout(labels, 10, seed=0)[1])
+    assert np.array_equal(held, stratified_holdout(labels, 10, seed=0)[1])
 
 
 def test_cifar10_layout_and_default_vld(cifar10_dir: Path) -> None:

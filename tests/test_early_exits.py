@@ -12,17 +12,17 @@ import torch
 from torch import nn
 from torchprofile import profile_macs
 
-from optnas.early_exits import (
+from optnas.evaluation.early_exits import tune_epsilon
+from optnas.networks.early_exits import (
     EarlyExitNetwork,
     exit_decisions,
     exit_outputs,
     exit_profile,
     exit_stats,
-    tune_epsilon,
 )
 from optnas.spaces import EEMobileNetV3Space
 from optnas.spaces.eemobilenetv3 import EPSILONS, n_exits
-from optnas.supernet import build_supernet, extract_subnet
+from optnas.networks.supernet import build_supernet, extract_subnet
 from tests.conftest import invoke_cli
 
 
@@ -122,7 +122,7 @@ def test_exit_decisions_take_the_first_exit_that_fires() -> None:
 
 @pytest.fixture(scope="module")
 def digits():
-    from optnas.data import load_dataset
+    from optnas.data.datasets import load_dataset
 
     return load_dataset("digits")
 
@@ -130,7 +130,7 @@ def digits():
 @pytest.fixture(scope="module")
 def trained(supernet: nn.Module, digits):
     """A candidate with exits after stages 1, 2 and 4, its heads trained one epoch (joint)."""
-    from optnas.ee_training import evaluate_ee_candidate
+    from optnas.evaluation.early_exits import evaluate_ee_candidate
 
     space = EEMobileNetV3Space(resolutions=[32])
     subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 1], "epsilon": [0.5, 0.5, 0.1, 0.5]})
@@ -190,7 +190,7 @@ def test_tune_epsilon_respects_the_macs_bound(trained, digits) -> None:
 
 
 def test_every_confidence_loss_term_has_a_gradient(trained, digits) -> None:
-    from optnas.ee_training import confidence_loss
+    from optnas.training.early_exits import confidence_loss
 
     subnet, _, model = trained
     model.train()
@@ -208,7 +208,7 @@ def test_every_confidence_loss_term_has_a_gradient(trained, digits) -> None:
 
 
 def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -> None:
-    from optnas.ee_training import train_exits
+    from optnas.training.early_exits import train_exits
 
     space = EEMobileNetV3Space(resolutions=[32])
     subnet = space.smallest()
@@ -224,8 +224,8 @@ def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -
 
 
 def test_confidence_candidate_with_tuned_thresholds_meets_mmax(supernet: nn.Module, digits) -> None:
-    from optnas.data import DataSplits
-    from optnas.ee_training import evaluate_ee_candidate
+    from optnas.data.datasets import DataSplits
+    from optnas.evaluation.early_exits import evaluate_ee_candidate
 
     small = DataSplits("digits", digits.train.subset(list(range(300))), digits.valid, digits.test, 10)
     space = EEMobileNetV3Space(resolutions=[32])

@@ -10,11 +10,11 @@ import onnxruntime
 import pytest
 import torch
 
-from optnas.data import load_dataset
-from optnas.early_exits import EarlyExitNetwork, exit_decisions
+from optnas.data.datasets import load_dataset
+from optnas.networks.early_exits import EarlyExitNetwork, exit_decisions
 from optnas.export import export_network, load_chosen_network
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
-from optnas.supernet import build_supernet, extract_subnet
+from optnas.networks.supernet import build_supernet, extract_subnet
 from tests.conftest import invoke_cli
 
 SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 3] * 5, "d": [2, 3, 2, 2, 3], "r": 28, "w": 1.0}

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import optnas.final_training as final_training
-from optnas.costs import profile
-from optnas.final_training import FINAL_FILE, STATE_FILE, train_final
-from optnas.early_exits import exit_profile
+import optnas.training.final as final_training
+from optnas.networks.costs import profile
+from optnas.artifacts import FINAL_FILE, STATE_FILE, read_subnet
+from optnas.networks.standalone import build_network
+from optnas.training.final import train_final
+from optnas.networks.early_exits import exit_profile
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
 from tests.conftest import invoke_cli
 
@@ -37,14 +39,14 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(
     straight = train_final(_chosen_folder(tmp_path / "straight"), **options)
 
     interrupted = _chosen_folder(tmp_path / "interrupted")
-    write = final_training._write_atomically
+    write = final_training.save_checkpoint
 
     def write_then_stop(content: dict, path: Path) -> None:
         write(content, path)
         if path.name == STATE_FILE:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(final_training, "_write_atomically", write_then_stop)
+    monkeypatch.setattr(final_training, "save_checkpoint", write_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train_final(interrupted, **options)
     monkeypatch.undo()
@@ -73,14 +75,14 @@ def test_early_exit_training_resumes_and_scores_with_the_thresholds(
     straight = train_final(_chosen_folder(tmp_path / "straight", subnet), **options)
 
     interrupted = _chosen_folder(tmp_path / "interrupted", subnet)
-    write = final_training._write_atomically
+    write = final_training.save_checkpoint
 
     def write_then_stop(content: dict, path: Path) -> None:
         write(content, path)
         if path.name == STATE_FILE:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(final_training, "_write_atomically", write_then_stop)
+    monkeypatch.setattr(final_training, "save_checkpoint", write_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train_final(interrupted, **options)
     monkeypatch.undo()
@@ -100,7 +102,7 @@ def test_early_exit_training_resumes_and_scores_with_the_thresholds(
         assert straight[f"avg_macs{suffix}"] == pytest.approx(sum(r * m for r, m in zip(ratios, costs["exit_macs"])))
         assert 0 <= straight[f"top1{suffix}"] <= 100 and len(straight[f"exit_top1{suffix}"]) == 3
     # The heads were trained: they differ from the fresh ones the network was built with.
-    fresh = final_training.build_network(subnet, 10).state_dict()
+    fresh = build_network(subnet, 10).state_dict()
     assert not torch.equal(fresh["heads.0.linear.weight"], a["heads.0.linear.weight"])
 
 
@@ -131,16 +133,16 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
 def test_early_exit_thresholds_are_the_ones_the_search_scored(tmp_path: Path) -> None:
     subnet = {**MobileNetV3Space().smallest(), "exits": [0, 1, 0, 1], "epsilon": [0.1, 0.5, 0.1, 0.3]}
     folder = _chosen_folder(tmp_path / "sampled", subnet)
-    assert final_training.read_subnet(folder)["epsilon"] == [0.1, 0.5, 0.1, 0.3]
+    assert read_subnet(folder)["epsilon"] == [0.1, 0.5, 0.1, 0.3]
     # --tune-epsilon stores the thresholds it chose in the stats, one per exit.
     (folder / "net.stats").write_text(json.dumps({"top1": 50.0, "epsilon": [0.9, 0.2]}))
-    assert final_training.read_subnet(folder)["epsilon"] == [0.1, 0.9, 0.1, 0.2]
+    assert read_subnet(folder)["epsilon"] == [0.1, 0.9, 0.1, 0.2]
     (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9]}))
     with pytest.raises(ValueError, match="one threshold per exit"):
-        final_training.read_subnet(folder)
+        read_subnet(folder)
     (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9, 0.25]}))
     with pytest.raises(ValueError, match="net.stats: 'epsilon' holds 0.25"):
-        final_training.read_subnet(folder)
+        read_subnet(folder)
 
 
 @pytest.mark.parametrize("command", ["select", "train", "export", "report"])
@@ -153,7 +155,7 @@ def test_after_search_commands_explain_every_option(command: str) -> None:
 
 
 def test_training_starts_from_the_searchs_checkpoint(tmp_path: Path) -> None:
-    from optnas.supernet import build_supernet, extract_subnet
+    from optnas.networks.supernet import build_supernet, extract_subnet
 
     folder = _chosen_folder(tmp_path / "net")
     saved = extract_subnet(build_supernet(10, seed=5), MobileNetV3Space().smallest()).state_dict()

@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from optnas.data import DataSplits, load_dataset
-from optnas.flatness import alpha_norm, robustness, top1_robust
-from optnas.sam import SAM, make_optimizer
+from optnas.data.datasets import DataSplits, load_dataset
+from optnas.evaluation.flatness import alpha_norm, robustness, top1_robust
+from optnas.training.sam import SAM, make_optimizer
 from optnas.spaces import MobileNetV3Space
-from optnas.supernet import build_supernet, extract_subnet
-from optnas.training import evaluate, fine_tune
+from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.networks.inference import evaluate
+from optnas.training.loop import fine_tune
 
 RESOLUTION = 24
 

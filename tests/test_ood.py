@@ -10,11 +10,11 @@ import optuna
 import pytest
 from scipy import ndimage
 
-from optnas.corruptions import CORRUPTIONS, corrupt
-from optnas.data import DataError, load_dataset
-from optnas.ood import cifar_c_errors, corruption_errors, load_cifar_c
+from optnas.data.corruptions import CORRUPTIONS, corrupt
+from optnas.data.datasets import DataError, load_dataset
+from optnas.evaluation.ood import cifar_c_errors, corruption_errors, load_cifar_c
 from optnas.spaces import MobileNetV3Space
-from optnas.supernet import build_supernet, extract_subnet
+from optnas.networks.supernet import build_supernet, extract_subnet
 from tests.conftest import invoke_cli
 
 # Published parameters that do not grow in pixel distance: glass blur's severities 1-3 use one

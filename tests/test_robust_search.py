@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from optnas.flatness import alpha_norm, top1_robust
+from optnas.evaluation.flatness import alpha_norm, top1_robust
 from tests.conftest import invoke_cli
 
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from optnas.costs import profile
+from optnas.networks.costs import profile
 from tests.conftest import run_cli
 
 

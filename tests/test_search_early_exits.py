@@ -10,8 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
-from optnas.costs import profile
-from optnas.early_exits import exit_profile
+from optnas.networks.costs import profile
+from optnas.networks.early_exits import exit_profile
 from optnas.spaces.eemobilenetv3 import n_exits
 from tests.conftest import invoke_cli, run_cli
 
@@ -73,7 +73,7 @@ def test_early_exit_options_are_checked() -> None:
         SearchConfig(**base, ee_epochs=-1).validate()
     config = SearchConfig(**base, sec_obj="avg_macs", mmax=5.0, top1min=50.0).validate()
     assert config.constraint_bounds == {"avg_macs": 5.0, "top1min": 50.0}
-    from optnas.evaluation import check_constraints_satisfiable
+    from optnas.evaluation.candidate import check_constraints_satisfiable
 
     with pytest.raises(ValueError, match="no architecture satisfies --mmax 0.5"):
         check_constraints_satisfiable(SearchConfig(**base, mmax=0.5).validate())

@@ -210,7 +210,7 @@ def test_search_on_postgresql(postgres_url: str, unique_name: str, tmp_path: Pat
 
 def test_failed_evaluation_is_a_fail_trial_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from optnas.config import SearchConfig
-    from optnas.evaluation import CandidateEvaluator
+    from optnas.evaluation.candidate import CandidateEvaluator
     from optnas.studies.search import start_search
 
     original = CandidateEvaluator.evaluate

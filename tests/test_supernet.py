@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from optnas.data import DataSplits, load_dataset
+from optnas.data.datasets import DataSplits, load_dataset
 from optnas.spaces.mobilenetv3 import MAX_DEPTH, N_SLOTS, MobileNetV3Space, active_blocks
-from optnas.supernet import (
+from optnas.networks.supernet import (
     CHECKPOINT_FORMAT,
     SupernetError,
     build_supernet,
     extract_subnet,
     load_supernet,
-    train_supernet,
 )
+from optnas.training.supernet import train_supernet
 
 RESOLUTION = 24
 

@@ -11,17 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from optnas.data import DataSplits, load_dataset
+from optnas.data.datasets import DataSplits, load_dataset
 from optnas.spaces import MobileNetV3Space
-from optnas.supernet import build_supernet, extract_subnet
-from optnas.training import (
-    evaluate,
-    evaluate_candidate,
-    fine_tune,
-    recalibrate_bn,
-    seeded,
-    set_seed,
-)
+from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.evaluation.inheritance import evaluate_candidate
+from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.training.loop import fine_tune, seeded, set_seed
 
 RESOLUTION = 24
 

@@ -1,4 +1,4 @@
-"""Figures of merit computed from a candidate's stats: tiny_ml, constraint values, objectives."""
+"""What a trial reports to Optuna from a candidate's stats: objective directions and values, constraint values."""
 
 from __future__ import annotations
 
@@ -14,42 +14,6 @@ DIRECTIONS = {
     "top1_robust": "minimize",
     "avg_macs": "minimize",
 }
-
-
-def tiny_ml(
-    params: float,
-    macs: float,
-    activations: float,
-    *,
-    pmax: float | None,
-    mmax: float | None,
-    amax: float | None,
-    wp: float,
-    wm: float,
-    wa: float,
-    penalty: float,
-) -> float:
-    """Return the CNAS figure of merit ``Σ w·(x + P·max(0, x − xmax))`` over params, MACs, activations.
-
-    A bound that is not set adds no penalty term.
-
-    Args:
-        params: parameters in millions.
-        macs: MACs in millions.
-        activations: activations in millions.
-        pmax: bound on params, or None.
-        mmax: bound on MACs, or None.
-        amax: bound on activations, or None.
-        wp: weight of params.
-        wm: weight of MACs.
-        wa: weight of activations.
-        penalty: the penalty factor P.
-    """
-
-    def term(value: float, bound: float | None) -> float:
-        return value + (penalty * max(0.0, value - bound) if bound is not None else 0.0)
-
-    return wp * term(params, pmax) + wm * term(macs, mmax) + wa * term(activations, amax)
 
 
 def constraint_values(stats: dict[str, Any], bounds: dict[str, float]) -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,19 +14,17 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from optnas import trial_attrs
+from optnas.artifacts import SEARCH_CHECKPOINT, artifact_dir, save_checkpoint, trial_dir, write_architecture
 from optnas.config import SearchConfig
-from optnas.evaluation import CandidateEvaluator
+from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.objectives.figures import constraint_values, objective_values
 from optnas.objectives.robust import robust_stats
+from optnas.optuna_private import set_legacy_constraints
 
 logger = logging.getLogger(__name__)
 
-# Stats stored as user attributes of every trial, besides the subnet.
-STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
-             "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon")
 BUDGET_POLL_SECONDS = 1.0
-# Optuna's legacy constraints attribute: optuna-dashboard 0.21 reads only this one.
-LEGACY_CONSTRAINTS_KEY = "constraints"
 
 
 class NASObjective:
@@ -62,14 +59,14 @@ class NASObjective:
                 for name, distribution in self.space.distributions().items()
             }
             subnet = self.space.decode(params)
-            trial.set_user_attr("subnet", subnet)
+            trial.set_user_attr(trial_attrs.SUBNET, subnet)
             # The completed trials the budget check read: one storage read per trial, not two.
             # A duplicate finished since then is missed, as one still running always is.
             earlier = self._find_evaluated(completed, self.space.key(subnet))
             model = None
             if earlier is not None:
-                stats = {key: earlier.user_attrs[key] for key in STAT_KEYS if key in earlier.user_attrs}
-                trial.set_user_attr("duplicate_of", earlier.number)
+                stats = {key: earlier.user_attrs[key] for key in trial_attrs.STAT_KEYS if key in earlier.user_attrs}
+                trial.set_user_attr(trial_attrs.DUPLICATE_OF, earlier.number)
             else:
                 stats, model = self.evaluator.evaluate(subnet)
             if "top1_robust" in self.config.objectives:
@@ -78,15 +75,15 @@ class NASObjective:
             self._record(trial, subnet, stats, model)
         except Exception as error:
             # The trial ends FAIL; its user attributes say why, for `optnas trials` and the dashboard.
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
-            trial.set_user_attr("fail_traceback", traceback.format_exc()[-4000:])
+            trial.set_user_attr(trial_attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
+            trial.set_user_attr(trial_attrs.FAIL_TRACEBACK, traceback.format_exc()[-4000:])
             raise
         return objective_values(stats, self.config.objectives)
 
     def _pilot(self) -> list[dict[str, Any]]:
         """Stats of the smallest and the largest architecture: the scale of iteration 0's α_norm."""
         subnets = (self.space.smallest(), self.space.largest())
-        return [{"subnet": subnet, **self.evaluator.evaluate(subnet)[0]} for subnet in subnets]
+        return [{trial_attrs.SUBNET: subnet, **self.evaluator.evaluate(subnet)[0]} for subnet in subnets]
 
     def _wait_for_budget(self, trial: optuna.Trial) -> list[optuna.trial.FrozenTrial]:
         """Prune this trial if the budget will be met without it; wait while that is undecided.
@@ -119,28 +116,21 @@ class NASObjective:
         if constraints:
             # Mirror the named constraints in the legacy list so optuna-dashboard, which reads
             # only that list, shows infeasible trials as infeasible.
-            trial.study._storage.set_trial_system_attr(
-                trial._trial_id, LEGACY_CONSTRAINTS_KEY, list(constraints.values())
-            )
-        trial.set_user_attr("feasible", all(value <= 0 for value in constraints.values()))
+            set_legacy_constraints(trial, list(constraints.values()))
+        trial.set_user_attr(trial_attrs.FEASIBLE, all(value <= 0 for value in constraints.values()))
         self._save_files(trial, subnet, stats, model)
 
     def _save_files(self, trial: optuna.Trial, subnet: dict, stats: dict[str, Any], model: Any) -> None:
         folder = trial_dir(self.save_dir, trial.study.study_name, trial.number)
-        folder.mkdir(parents=True, exist_ok=True)
-        files = {"net.subnet": subnet, "net.stats": stats}
-        for name, content in files.items():
-            (folder / name).write_text(json.dumps(content, indent=2) + "\n")
+        paths = write_architecture(folder, subnet, stats)
         if model is not None and self.config.save_ckpt:
-            import torch
-
-            torch.save({"state_dict": model.state_dict(), "subnet": subnet}, folder / "ckpt.pth")
-            files["ckpt.pth"] = None
-        for name in files:
-            mimetype = "application/octet-stream" if name.endswith(".pth") else "application/json"
+            paths.append(folder / SEARCH_CHECKPOINT)
+            save_checkpoint({"state_dict": model.state_dict(), "subnet": subnet}, paths[-1])
+        for path in paths:
+            mimetype = "application/octet-stream" if path.suffix == ".pth" else "application/json"
             upload_artifact(
                 artifact_store=self.artifact_store,
-                file_path=str(folder / name),
+                file_path=str(path),
                 study_or_trial=trial,
                 mimetype=mimetype,
             )
@@ -153,8 +143,8 @@ class NASObjective:
                 if frozen.number in self._seen_numbers:
                     continue
                 self._seen_numbers.add(frozen.number)
-                subnet = frozen.user_attrs.get("subnet")
-                if subnet is not None and "duplicate_of" not in frozen.user_attrs:
+                subnet = frozen.user_attrs.get(trial_attrs.SUBNET)
+                if subnet is not None and trial_attrs.DUPLICATE_OF not in frozen.user_attrs:
                     self._evaluated.setdefault(self.space.key(subnet), frozen)
             return self._evaluated.get(key)
 
@@ -172,23 +162,3 @@ def suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> A
     if isinstance(distribution, IntDistribution):
         return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step)
     raise TypeError(f"unsupported distribution {distribution!r} for gene {name}")
-
-
-def artifact_dir(save_dir: str | Path) -> Path:
-    """Return the artifact store folder of a run folder.
-
-    Args:
-        save_dir: the run folder (``--save``).
-    """
-    return Path(save_dir) / "artifacts"
-
-
-def trial_dir(save_dir: str | Path, study_name: str, number: int) -> Path:
-    """Return the folder of one trial's files.
-
-    Args:
-        save_dir: the run folder (``--save``).
-        study_name: the study.
-        number: the trial number.
-    """
-    return Path(save_dir) / study_name / f"trial-{number:05d}"

@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
-from optnas.flatness import alpha_norm, top1_robust
+from optnas.evaluation.flatness import alpha_norm, top1_robust
 
 ALPHA_NORM_ATTR_PREFIX = "alpha_norm:"
 # Threads of one process (--jobs) compute each iteration's value once.

@@ -6,57 +6,32 @@ Every predictor follows the scikit-learn estimator interface (``fit``, ``predict
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-import numpy as np
-
-from optnas.predictors.adaptive import CANDIDATE_CLASSES, DEFAULT_POOL, AdaptiveSwitching
-from optnas.predictors.base import Predictor
-from optnas.predictors.carts import CARTsPredictor
-from optnas.predictors.gp import GPPredictor
-from optnas.predictors.metrics import kendall_tau, rmse
-from optnas.predictors.mlp import MLPPredictor
-from optnas.predictors.rbf import RBFPredictor
-from optnas.predictors.xgb import XGBPredictor
-
 PREDICTOR_NAMES = ("as", "carts", "rbf", "mlp", "gp", "xgb")
-_CLASSES: dict[str, type[Predictor]] = {"as": AdaptiveSwitching, **CANDIDATE_CLASSES}
-# "cart" is the name the reference's command-line help gives to "carts".
-_ALIASES = {"xgboost": "xgb", "cart": "carts"}
+
+# Where each public name lives. They load on first use, so that reading PREDICTOR_NAMES (the
+# command line's option checks and help) does not import scikit-learn, xgboost or torch.
+_LOCATIONS = {
+    "AdaptiveSwitching": "adaptive",
+    "DEFAULT_POOL": "adaptive",
+    "CARTsPredictor": "carts",
+    "GPPredictor": "gp",
+    "MLPPredictor": "mlp",
+    "Predictor": "base",
+    "RBFPredictor": "rbf",
+    "XGBPredictor": "xgb",
+    "get_predictor": "registry",
+    "kendall_tau": "metrics",
+    "rmse": "metrics",
+}
 
 
-def get_predictor(
-    name: str, random_state: int | np.random.RandomState | None = None, **kwargs: Any
-) -> Predictor:
-    """Return an unfitted predictor by name.
-
-    Args:
-        name: one of ``PREDICTOR_NAMES`` (or the aliases "xgboost" and "cart").
-        random_state: the seed, for predictors with randomness (all but rbf).
-        kwargs: constructor arguments of the predictor.
-    """
-    key = _ALIASES.get(name, name)
-    if key not in _CLASSES:
-        raise ValueError(
-            f"unknown predictor {name!r}; choose one of {', '.join(PREDICTOR_NAMES)}"
-        )
-    predictor = _CLASSES[key](**kwargs)
-    if "random_state" in predictor.get_params():
-        predictor.set_params(random_state=random_state)
-    return predictor
+def __getattr__(name: str) -> Any:
+    if name not in _LOCATIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LOCATIONS[name]}"), name)
 
 
-__all__ = [
-    "DEFAULT_POOL",
-    "PREDICTOR_NAMES",
-    "AdaptiveSwitching",
-    "CARTsPredictor",
-    "GPPredictor",
-    "MLPPredictor",
-    "Predictor",
-    "RBFPredictor",
-    "XGBPredictor",
-    "get_predictor",
-    "kendall_tau",
-    "rmse",
-]
+__all__ = ["PREDICTOR_NAMES", *_LOCATIONS]

@@ -1,10 +1,15 @@
-"""Search spaces: genes, Optuna distributions and the canonical ``net.subnet`` form."""
+"""Search spaces: genes, Optuna distributions, the canonical ``net.subnet`` form, and what
+differs per space (class attributes and hooks of :class:`SearchSpace`), found by name in
+:data:`SPACES`."""
 
 from optnas.spaces.base import SearchSpace
 from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 from optnas.spaces.nasbench201 import NASBench201Space
 
-SPACE_NAMES = ("mobilenetv3", "nasbench201", "eemobilenetv3")
+SPACES: dict[str, type[SearchSpace]] = {
+    space.name: space for space in (MobileNetV3Space, NASBench201Space, EEMobileNetV3Space)
+}
+SPACE_NAMES = tuple(SPACES)
 
-__all__ = ["SPACE_NAMES", "EEMobileNetV3Space", "MobileNetV3Space", "NASBench201Space", "SearchSpace"]
+__all__ = ["SPACES", "SPACE_NAMES", "EEMobileNetV3Space", "MobileNetV3Space", "NASBench201Space", "SearchSpace"]

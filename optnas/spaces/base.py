@@ -20,6 +20,41 @@ class SearchSpace(abc.ABC):
     """
 
     name: str = ""
+    # What differs per space, read by the layers above instead of comparing space names.
+    # Whether candidates are networks trained from a supernet (False: a table is looked up).
+    trains_networks: bool = True
+    # Whether architectures carry early exits (``exits``/``epsilon``, an expected cost).
+    has_exits: bool = False
+    # The figure a MACs bound (``--mmax``) constrains.
+    macs_figure: str = "macs"
+    # Datasets the space is defined for; None: every image dataset optnas reads.
+    datasets: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_options(cls, options: Any) -> "SearchSpace":
+        """Build the space a search's options describe (``ValueError`` if impossible).
+
+        Args:
+            options: the search options (a :class:`~optnas.config.SearchConfig`).
+        """
+        return cls()
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        """Refuse options this space cannot search (``ValueError`` naming the option).
+
+        Args:
+            options: the search options (a :class:`~optnas.config.SearchConfig`).
+        """
+
+    @classmethod
+    def n_classes(cls, dataset: str) -> int | None:
+        """Return the class count the space fixes for a dataset (None: the dataset's own).
+
+        Args:
+            dataset: the dataset name.
+        """
+        return None
 
     @abc.abstractmethod
     def distributions(self) -> dict[str, BaseDistribution]:

@@ -36,6 +36,16 @@ class EEMobileNetV3Space(MobileNetV3Space):
     """
 
     name = "eemobilenetv3"
+    has_exits = True
+    # An early-exit network's MACs per image are its expected ones.
+    macs_figure = "avg_macs"
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        if "top1_robust" in options.objectives:
+            raise ValueError("top1_robust is measured on single-exit networks; use --search-space mobilenetv3")
+        if options.support_set and options.ee_method != "confidence":
+            raise ValueError("--support-set is part of --ee-method confidence")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         genes = super().distributions()
@@ -114,15 +124,31 @@ class EEMobileNetV3Space(MobileNetV3Space):
         return MobileNetV3Space(self.width_mult, self.resolutions, self.search_width)
 
 
-def n_exits(subnet: dict[str, Any]) -> int:
-    """Return the number of intermediate exits of an eemobilenetv3 subnet (the final one excluded).
+def is_early_exit(subnet: dict[str, Any]) -> bool:
+    """Whether a subnet is an eemobilenetv3 one (an early-exit network).
 
     Args:
-        subnet: an eemobilenetv3 subnet.
+        subnet: a subnet.
     """
-    if not isinstance(subnet, dict) or "exits" not in subnet:
-        raise ValueError("not an eemobilenetv3 subnet: it has no 'exits'")
-    return int(sum(subnet["exits"]))
+    return isinstance(subnet, dict) and "exits" in subnet
+
+
+def n_exits(subnet: dict[str, Any]) -> int:
+    """Return the number of intermediate exits of a subnet (the final one excluded; 0 without exits).
+
+    Args:
+        subnet: a subnet.
+    """
+    return int(sum(subnet["exits"])) if is_early_exit(subnet) else 0
+
+
+def backbone_subnet(subnet: dict[str, Any]) -> dict[str, Any]:
+    """Return the mobilenetv3 part of a subnet (itself for a plain network).
+
+    Args:
+        subnet: a canonical subnet.
+    """
+    return {key: value for key, value in subnet.items() if key not in ("exits", "epsilon")}
 
 
 def exit_stages(subnet: dict[str, Any]) -> list[int]:

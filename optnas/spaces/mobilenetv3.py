@@ -17,6 +17,8 @@ DEPTHS = (2, 3, 4)
 KERNEL_SIZES = (3, 5, 7)
 EXPAND_RATIOS = (3, 4, 6)
 WIDTH_MULTS = (1.0, 1.2)
+MIN_RESOLUTION = 8
+MAX_RESOLUTION = 1024
 
 
 class MobileNetV3Space(SearchSpace):
@@ -52,20 +54,35 @@ class MobileNetV3Space(SearchSpace):
         self.search_width = search_width
 
     @classmethod
-    def from_range(cls, lr: int, ur: int, rstep: int, **kwargs: Any) -> "MobileNetV3Space":
-        """Build the space with resolutions ``range(lr, ur + 1, rstep)``.
+    def from_range(cls, lowest: int, highest: int, step: int, **kwargs: Any) -> "MobileNetV3Space":
+        """Build the space with resolutions ``range(lowest, highest + 1, step)``.
 
         Args:
-            lr: the lowest resolution.
-            ur: the highest resolution.
-            rstep: the step between resolutions.
+            lowest: the lowest resolution.
+            highest: the highest resolution.
+            step: the step between resolutions.
             kwargs: passed to the constructor.
         """
-        if lr > ur:
-            raise ValueError(f"lowest resolution {lr} exceeds highest resolution {ur}")
-        if rstep < 1:
-            raise ValueError(f"resolution step must be positive, got {rstep}")
-        return cls(resolutions=range(lr, ur + 1, rstep), **kwargs)
+        if lowest > highest:
+            raise ValueError(f"lowest resolution {lowest} exceeds highest resolution {highest}")
+        if step < 1:
+            raise ValueError(f"resolution step must be positive, got {step}")
+        return cls(resolutions=range(lowest, highest + 1, step), **kwargs)
+
+    @classmethod
+    def from_options(cls, options: Any) -> "MobileNetV3Space":
+        lowest, highest = options.min_resolution, options.max_resolution
+        if lowest < MIN_RESOLUTION or highest > MAX_RESOLUTION:
+            raise ValueError(
+                f"the resolution range --lr {lowest} --ur {highest} is outside "
+                f"{MIN_RESOLUTION}..{MAX_RESOLUTION}"
+            )
+        return cls.from_range(lowest, highest, options.resolution_step, width_mult=options.width_mult)
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        if options.sec_obj == "avg_macs":
+            raise ValueError("--sec-obj avg_macs needs --search-space eemobilenetv3")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         genes: dict[str, BaseDistribution] = {}

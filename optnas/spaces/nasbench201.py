@@ -19,6 +19,7 @@ N_EDGES = 6
 PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
 CONVOLUTIONS = (OPERATIONS.index("nor_conv_1x1"), OPERATIONS.index("nor_conv_3x3"))
 BENCH_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "imagenet"}
+TABLE_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}
 
 
 class NASBench201Space(SearchSpace):
@@ -29,6 +30,34 @@ class NASBench201Space(SearchSpace):
     """
 
     name = "nasbench201"
+    trains_networks = False
+    datasets = tuple(BENCH_DATASETS)
+
+    @classmethod
+    def check_options(cls, options: Any) -> None:
+        if options.sec_obj not in ("params", "none"):
+            raise ValueError("--search-space nasbench201 supports --sec-obj params or none")
+        if options.mmax is not None or options.amax is not None:
+            raise ValueError("--search-space nasbench201 has no MACs or activations tables")
+        if "top1_robust" in options.objectives:
+            raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
+        if options.optim != "sgd":
+            raise ValueError("--optim applies to fine-tuning; nasbench201 is a table lookup")
+
+    @classmethod
+    def n_classes(cls, dataset: str) -> int | None:
+        return TABLE_CLASSES[dataset]
+
+    @classmethod
+    def lookup(cls, subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:
+        """Return the table's figures of a cell (see :func:`lookup`).
+
+        Args:
+            subnet: a nasbench201 subnet.
+            dataset: the table.
+            seed: the search's seed.
+        """
+        return lookup(subnet, dataset, seed)
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return {f"op{edge}": CategoricalDistribution(OPERATIONS) for edge in range(N_EDGES)}

@@ -1,4 +1,4 @@
-"""The search workflows behind ``optnas search``, ``resume`` and ``studies``."""
+"""The search workflows behind ``optnas search``, ``resume`` and ``worker``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any, Callable
 import optuna
 
 from optnas.config import SearchConfig
-from optnas.evaluation import CandidateEvaluator, check_constraints_satisfiable
+from optnas.evaluation.candidate import CandidateEvaluator, check_constraints_satisfiable
 from optnas.studies.runner import prepare_save_dir, run_search
-from optnas.studies.storage import mask_password, open_storage
+from optnas.studies.storage import mask_password
 from optnas.studies.study import create_search_study, ensure_new_study_name, resume_search_study
 from optnas.studies.trials import format_rows, pareto_trials, trial_row
 
@@ -39,12 +39,16 @@ def start_search(
         create_only: store the study after checking the options and the data, run nothing.
     """
     check_constraints_satisfiable(config)
-    save_dir = prepare_save_dir(config.save)
+    # Bad data folders and supernet checkpoints fail here, before anything is written: a
+    # refused search leaves no database file and no run folder behind.
+    evaluator = CandidateEvaluator(config, config.save, echo=echo, progress=progress)
+    evaluator.prepare(with_supernet=config.supernet_path is not None)
     name = study_name or config.default_study_name()
     ensure_new_study_name(storage_url, name)
-    # Bad data folders and checkpoints fail here, before the study is written.
-    evaluator = CandidateEvaluator(config, save_dir, echo=echo, progress=progress)
-    evaluator.prepare(with_supernet=not create_only)
+    prepare_save_dir(config.save)
+    if not create_only:
+        # A supernet trained on the spot is written to the run folder.
+        evaluator.prepare()
     study = create_search_study(config, storage_url, name)
     echo(f"Study '{study.study_name}' in {mask_password(storage_url)}: budget {config.budget} trials")
     if create_only:
@@ -88,23 +92,3 @@ def _run_and_report(study, config, evaluator, storage_url, echo, progress, n_job
     echo(f"{complete} completed trials; feasible Pareto set ({len(best)}):")
     echo(format_rows([trial_row(trial) for trial in best], "table"))
     echo(f"Inspect it: optnas dashboard --storage {mask_password(storage_url)}")
-
-
-def describe_studies(storage_url: str) -> str:
-    """Return a table of the studies in a storage.
-
-    Args:
-        storage_url: the storage URL.
-    """
-    storage = open_storage(storage_url)
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    if not summaries:
-        return f"No studies in {mask_password(storage_url)}."
-    lines = [f"{'study':40s} {'trials':>7s} {'complete':>9s}  objectives"]
-    for summary in sorted(summaries, key=lambda s: s.study_name):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage,
-                                  sampler=optuna.samplers.RandomSampler())
-        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        names = study.metric_names or [d.name.lower() for d in summary.directions]
-        lines.append(f"{summary.study_name:40s} {summary.n_trials:7d} {complete:9d}  {', '.join(names)}")
-    return "\n".join(lines)

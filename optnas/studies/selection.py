@@ -12,24 +12,14 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import FrozenTrial
 
-from optnas.config import SearchConfig
-from optnas.evaluation import CandidateEvaluator
-from optnas.objectives.nas import STAT_KEYS
+from optnas.artifacts import SEARCH_CHECKPOINT, SOURCE_FILE, write_architecture, write_json
+from optnas.config import PREFERENCES, SearchConfig
+from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.optuna_private import study_storage
+from optnas.spaces.eemobilenetv3 import n_exits
 from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
 from optnas.studies.trials import pareto_trials
-
-PREFERENCES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust", "trade-off")
-# Figures that only some studies hold (early exits, robustness), copied when a trial has them.
-OPTIONAL_STAT_KEYS = ("avg_macs", "top1_robust", "robustness", "exit_ratios")
-
-
-def n_exits(subnet: dict[str, Any]) -> int:
-    """Return the number of early exits of a subnet (0 for a network without ``exits``).
-
-    Args:
-        subnet: a ``net.subnet``; early-exit ones hold ``exits``, four 0/1 flags.
-    """
-    return int(sum(subnet.get("exits", ())))
+from optnas.trial_attrs import STAT_KEYS, SUBNET
 
 
 def stats_of(trial: FrozenTrial) -> dict[str, Any]:
@@ -38,7 +28,7 @@ def stats_of(trial: FrozenTrial) -> dict[str, Any]:
     Args:
         trial: a completed trial.
     """
-    return {key: trial.user_attrs[key] for key in STAT_KEYS + OPTIONAL_STAT_KEYS if key in trial.user_attrs}
+    return {key: trial.user_attrs[key] for key in STAT_KEYS if key in trial.user_attrs}
 
 
 def trade_offs(values: np.ndarray) -> np.ndarray:
@@ -86,7 +76,7 @@ def select_trials(
         raise ValueError(f"--n-exits must be zero or more, got {exits}")
     front = pareto_trials(study)
     if exits is not None:
-        front = [t for t in front if n_exits(t.user_attrs.get("subnet", {})) == exits]
+        front = [t for t in front if n_exits(t.user_attrs.get(SUBNET, {})) == exits]
     if not front:
         which = "" if exits is None else f" with {exits} early exits"
         raise ValueError(f"study '{study.study_name}' has no feasible Pareto-optimal trial{which} to select from")
@@ -132,20 +122,18 @@ def export_selection(
     rows = []
     for rank, (trial, reason) in enumerate(chosen):
         folder = save / f"net-{prefer}_{rank}"
-        folder.mkdir(parents=True, exist_ok=True)
         stats = stats_of(trial)
-        (folder / "net.subnet").write_text(json.dumps(trial.user_attrs["subnet"], indent=2) + "\n")
-        (folder / "net.stats").write_text(json.dumps(stats, indent=2) + "\n")
-        (folder / "source.json").write_text(json.dumps({**source, "trial": trial.number}, indent=2) + "\n")
+        write_architecture(folder, trial.user_attrs[SUBNET], stats)
+        write_json(folder / SOURCE_FILE, {**source, "trial": trial.number})
         if store is not None:
-            for meta in get_all_artifact_meta(trial, storage=study._storage):
-                if meta.filename == "ckpt.pth":
-                    download_artifact(artifact_store=store, file_path=str(folder / "ckpt.pth"),
+            for meta in get_all_artifact_meta(trial, storage=study_storage(study)):
+                if meta.filename == SEARCH_CHECKPOINT:
+                    download_artifact(artifact_store=store, file_path=str(folder / SEARCH_CHECKPOINT),
                                       artifact_id=meta.artifact_id)
         rows.append({"folder": folder.name, "trial": trial.number, "reason": reason, **stats,
-                     "subnet": trial.user_attrs["subnet"]})
-    present = [key for key in STAT_KEYS + OPTIONAL_STAT_KEYS if any(key in row for row in rows)]
-    columns = ["folder", "trial", "reason", *present, "subnet"]
+                     SUBNET: trial.user_attrs[SUBNET]})
+    present = [key for key in STAT_KEYS if any(key in row for row in rows)]
+    columns = ["folder", "trial", "reason", *present, SUBNET]
     with open(csv_path or save / "selection.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -7,15 +7,13 @@ import os
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
+from optnas.studies.errors import StorageError
+
 # A worker that stops beating for GRACE_PERIOD seconds is presumed dead and its trial failed;
 # both can be tuned per cluster through the environment.
 HEARTBEAT_INTERVAL = int(os.environ.get("OPTNAS_HEARTBEAT_INTERVAL", "30"))
 GRACE_PERIOD = int(os.environ.get("OPTNAS_GRACE_PERIOD", str(4 * HEARTBEAT_INTERVAL)))
 MAX_RETRY = 3
-
-
-class StorageError(RuntimeError):
-    """A storage that cannot be opened; the message never holds a password."""
 
 
 def mask_password(url: str) -> str:

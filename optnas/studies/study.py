@@ -10,17 +10,14 @@ import optuna
 from optnas import __version__
 from optnas.config import RUNTIME_OPTIONS, SearchConfig
 from optnas.objectives.figures import DIRECTIONS
-from optnas.samplers import make_sampler
+from optnas.studies.sampling import make_sampler
+from optnas.studies.errors import StudyError
 from optnas.studies.storage import open_storage
 
 CONFIG_ATTR = "config"
 VERSION_ATTR = "optnas_version"
 ARTIFACT_DIR_ATTR = "artifact_dir"
 CONSTRAINTS_ATTR = "constraint_names"
-
-
-class StudyError(RuntimeError):
-    """A study that cannot be created or resumed as asked; nothing was written."""
 
 
 def ensure_new_study_name(storage_url: str, name: str) -> optuna.storages.BaseStorage:

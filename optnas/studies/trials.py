@@ -1,4 +1,5 @@
-"""Reading trials back from a study: rows for tables, JSON and CSV."""
+"""Reading studies back, light enough for a quick command (no torch): the list of studies,
+trials as rows for tables, JSON and CSV, and the OOD results kept beside them."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optnas.objectives.nas import STAT_KEYS
-from optnas.studies.storage import open_storage
+from optnas.spaces.eemobilenetv3 import N_EXITS, is_early_exit, n_exits
+from optnas.studies.storage import mask_password, open_storage
+from optnas.trial_attrs import DUPLICATE_OF, FAIL_REASON, STAT_KEYS, SUBNET
 
+# `optnas ood` keeps a trial's result under this study user attribute, + the trial number.
+OOD_ATTR_PREFIX = "ood:trial:"
 # mce: mean corruption error of `optnas ood`, kept in the study's user attributes.
-COLUMNS = ("number", "state", "feasible") + STAT_KEYS + ("mce", "duplicate_of", "subnet")
+COLUMNS = ("number", "state", "feasible") + STAT_KEYS + ("mce", DUPLICATE_OF, SUBNET)
 
 
 def load_trials(storage_url: str, study_name: str, *, pareto: bool = False) -> list[FrozenTrial]:
@@ -49,7 +53,7 @@ def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
     Args:
         study: the study.
     """
-    best = [trial for trial in study.best_trials if "duplicate_of" not in trial.user_attrs]
+    best = [trial for trial in study.best_trials if DUPLICATE_OF not in trial.user_attrs]
     return sorted(best, key=lambda trial: trial.number)
 
 
@@ -62,15 +66,15 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     if trial.state == TrialState.COMPLETE:
         row["feasible"] = all(value <= 0 for value in trial.constraints.values())
-    for key in STAT_KEYS + ("duplicate_of", "subnet"):
+    for key in STAT_KEYS + (DUPLICATE_OF, SUBNET):
         if key in trial.user_attrs:
             row[key] = trial.user_attrs[key]
     if trial.state == TrialState.FAIL:
-        row["fail_reason"] = trial.user_attrs.get("fail_reason", "")
+        row[FAIL_REASON] = trial.user_attrs.get(FAIL_REASON, "")
     return row
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] = COLUMNS + ("fail_reason",)) -> str:
+def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] = COLUMNS + (FAIL_REASON,)) -> str:
     """Render rows as ``table``, ``json`` or ``csv``.
 
     Args:
@@ -88,7 +92,7 @@ def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] =
         for row in rows:
             writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
         return buffer.getvalue()
-    table_columns = [c for c in columns if c != "subnet"]
+    table_columns = [c for c in columns if c != SUBNET]
     cells = [[_cell(row.get(c)) for c in table_columns] for row in rows]
     widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(table_columns)]
     lines = ["  ".join(c.rjust(w) for c, w in zip(table_columns, widths))]
@@ -113,11 +117,44 @@ def with_n_exits(trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
         trials: trials of an eemobilenetv3 study.
         count: the number of intermediate exits (``sum(subnet["exits"])``).
     """
-    from optnas.spaces.eemobilenetv3 import N_EXITS, n_exits
-
     if not 1 <= count <= N_EXITS:
         raise ValueError(f"--n-exits must be between 1 and {N_EXITS}, got {count}")
-    subnets = [trial.user_attrs.get("subnet") for trial in trials]
-    if any(subnet is not None and "exits" not in subnet for subnet in subnets):
+    subnets = [trial.user_attrs.get(SUBNET) for trial in trials]
+    if any(subnet is not None and not is_early_exit(subnet) for subnet in subnets):
         raise ValueError("--n-exits applies to eemobilenetv3 studies; this study's architectures have no exits")
     return [trial for trial, subnet in zip(trials, subnets) if subnet is not None and n_exits(subnet) == count]
+
+
+def add_ood_columns(rows: list[dict[str, Any]], study: optuna.Study) -> list[dict[str, Any]]:
+    """Add ``mce`` (mean corruption error, %) to the rows of trials that have an OOD result.
+
+    Args:
+        rows: rows with a ``number`` (as :func:`optnas.studies.trials.trial_row` gives).
+        study: their study.
+    """
+    attrs = study.user_attrs
+    for row in rows:
+        result = attrs.get(f"{OOD_ATTR_PREFIX}{row['number']:05d}")
+        if result is not None:
+            row["mce"] = result["mce"]
+    return rows
+
+
+def describe_studies(storage_url: str) -> str:
+    """Return a table of the studies in a storage.
+
+    Args:
+        storage_url: the storage URL.
+    """
+    storage = open_storage(storage_url)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        return f"No studies in {mask_password(storage_url)}."
+    lines = [f"{'study':40s} {'trials':>7s} {'complete':>9s}  objectives"]
+    for summary in sorted(summaries, key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler())
+        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        names = study.metric_names or [d.name.lower() for d in summary.directions]
+        lines.append(f"{summary.study_name:40s} {summary.n_trials:7d} {complete:9d}  {', '.join(names)}")
+    return "\n".join(lines)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-OPTIMIZERS = ("sgd", "sam", "asam")
+from optnas.training import OPTIMIZERS
+
 # Radii of the published recipes: SAM's ρ is absolute, ASAM's relative to |w| and larger.
 DEFAULT_RHO = {"sam": 0.05, "asam": 0.5}
 

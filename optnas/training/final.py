@@ -11,7 +11,6 @@ loss of every exit and scored with the subnet's thresholds.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -19,139 +18,29 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from optnas.training import evaluate, fine_tune, recalibrate_bn
+from optnas.artifacts import (
+    FINAL_FILE,
+    SEARCH_CHECKPOINT,
+    STATE_FILE,
+    STATS_FILE,
+    load_checkpoint,
+    read_source,
+    read_stats,
+    read_subnet,
+    save_checkpoint,
+    write_json,
+)
+from optnas.data.datasets import load_dataset
+from optnas.networks.costs import profile
+from optnas.networks.early_exits import exit_outputs, exit_profile, exit_stats
+from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.networks.standalone import build_network, load_weights
+from optnas.networks.supernet import load_supernet
+from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
+from optnas.training.early_exits import joint_loss
+from optnas.training.loop import fine_tune
 
 logger = logging.getLogger(__name__)
-
-SUBNET_FILE = "net.subnet"
-STATS_FILE = "net.stats"
-SEARCH_CHECKPOINT = "ckpt.pth"
-SOURCE_FILE = "source.json"
-STATE_FILE = "train-state.pth"
-FINAL_FILE = "final.pth"
-
-
-def read_subnet(folder: str | Path) -> dict[str, Any]:
-    """Read ``folder/net.subnet``, checked and in canonical form.
-
-    A subnet with ``exits`` is an eemobilenetv3 one (``exits`` and ``epsilon`` checked too).
-    Its thresholds are those the search scored it with, ``epsilon`` of ``folder/net.stats``
-    (one per exit) when present: with ``--tune-epsilon`` they differ from the sampled genes
-    that ``net.subnet`` keeps.
-
-    Args:
-        folder: a folder written by ``optnas select``.
-    """
-    from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
-    from optnas.spaces.eemobilenetv3 import exit_stages
-
-    path = Path(folder) / SUBNET_FILE
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file; DIR must be a folder written by `optnas select`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
-    if not isinstance(raw, dict) or "ks" not in raw or "r" not in raw:
-        raise ValueError(f"{path}: not a mobilenetv3 net.subnet with its resolution 'r'")
-    space_class = EEMobileNetV3Space if is_early_exit(raw) else MobileNetV3Space
-    try:
-        space = space_class(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
-        subnet = space.canonical(raw)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
-    stats_path = Path(folder) / STATS_FILE
-    searched = json.loads(stats_path.read_text()).get("epsilon") if stats_path.is_file() else None
-    if not is_early_exit(subnet) or searched is None:
-        return subnet
-    stages = exit_stages(subnet)
-    if not isinstance(searched, list) or len(searched) != len(stages):
-        raise ValueError(f"{stats_path}: 'epsilon' must hold one threshold per exit ({len(stages)}), got {searched!r}")
-    epsilon = list(subnet["epsilon"])
-    for stage, value in zip(stages, searched):
-        epsilon[stage] = value
-    try:
-        return space.canonical({**subnet, "epsilon": epsilon})
-    except ValueError as error:
-        raise ValueError(f"{stats_path}: {error}") from None
-
-
-def is_early_exit(subnet: dict[str, Any]) -> bool:
-    """Whether a subnet is an eemobilenetv3 one (an early-exit network).
-
-    Args:
-        subnet: a subnet.
-    """
-    return "exits" in subnet
-
-
-def backbone_subnet(subnet: dict[str, Any]) -> dict[str, Any]:
-    """Return the mobilenetv3 part of a subnet (itself for a plain network).
-
-    Args:
-        subnet: a canonical subnet.
-    """
-    return {key: value for key, value in subnet.items() if key not in ("exits", "epsilon")}
-
-
-def build_network(subnet: dict[str, Any], n_classes: int, supernet: nn.Module | None = None) -> nn.Module:
-    """Build the network of a chosen architecture: the one model builder of train and export.
-
-    An eemobilenetv3 subnet gives an :class:`~optnas.early_exits.EarlyExitNetwork` around
-    the extracted backbone, with freshly initialised heads (seed 0).
-
-    Args:
-        subnet: a canonical subnet, from :func:`read_subnet`.
-        n_classes: outputs of the classifier.
-        supernet: the supernet whose weights the backbone inherits; None builds it with
-            freshly initialised weights (to load a checkpoint into).
-    """
-    from optnas.early_exits import EarlyExitNetwork
-    from optnas.supernet import build_supernet, extract_subnet
-
-    backbone = backbone_subnet(subnet)
-    if supernet is None:
-        supernet = build_supernet(n_classes, backbone["w"])
-    network = extract_subnet(supernet, backbone)
-    return EarlyExitNetwork(network, subnet, n_classes) if is_early_exit(subnet) else network
-
-
-def read_source(folder: str | Path) -> dict[str, Any]:
-    """Return ``folder/source.json`` (where a selected architecture came from), or ``{}``.
-
-    Args:
-        folder: a folder written by ``optnas select``.
-    """
-    path = Path(folder) / SOURCE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def source_defaults(folder: str | Path) -> dict[str, Any]:
-    """Return the data options of the search a selected architecture came from.
-
-    Keys ``dataset``, ``data``, ``vld_size``, ``n_classes``, ``seed`` (only those the search
-    stored), so that final training holds out the same validation images by default.
-
-    Args:
-        folder: a folder written by ``optnas select``.
-    """
-    config = read_source(folder).get("config", {})
-    return {key: config[key] for key in ("dataset", "data", "vld_size", "n_classes", "seed") if key in config}
-
-
-def load_weights(network: nn.Module, path: Path) -> None:
-    """Load a ``{"state_dict": ...}`` checkpoint into a network, with one-line errors.
-
-    Args:
-        network: the network, built by :func:`build_network`.
-        path: the checkpoint (read with ``weights_only=True``).
-    """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        network.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError, TypeError, EOFError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a checkpoint of this architecture ({first_line})") from None
 
 
 def initial_network(
@@ -166,8 +55,6 @@ def initial_network(
         supernet_path: the supernet to inherit from when there is no ``ckpt.pth``; None: the
             supernet named in ``source.json``.
     """
-    from optnas.supernet import load_supernet
-
     checkpoint = Path(folder) / SEARCH_CHECKPOINT
     if checkpoint.is_file():
         network = build_network(subnet, n_classes)
@@ -232,9 +119,6 @@ def train_final(
     Returns:
         The final stats.
     """
-    from optnas.costs import profile
-    from optnas.data import load_dataset
-
     if epochs < 0:
         raise ValueError(f"--epochs must be zero or more, got {epochs}")
     folder = Path(folder)
@@ -257,7 +141,7 @@ def train_final(
     network.to(device)
 
     def save_state(epoch: int, training: dict[str, Any]) -> None:
-        _write_atomically({"state_dict": network.state_dict(), "training": training, "settings": settings,
+        save_checkpoint({"state_dict": network.state_dict(), "training": training, "settings": settings,
                            "subnet": subnet}, state_path)
 
     resolution = int(subnet["r"])
@@ -266,10 +150,9 @@ def train_final(
               resume=None if state is None else state["training"],
               loss=_joint_loss if is_early_exit(subnet) else None)
     recalibrate_bn(network, data.train, resolution=resolution, device=device, seed=seed)
-    _write_atomically({"state_dict": network.state_dict(), "subnet": subnet}, folder / FINAL_FILE)
+    save_checkpoint({"state_dict": network.state_dict(), "subnet": subnet}, folder / FINAL_FILE)
 
-    stats_path = folder / STATS_FILE
-    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    stats = read_stats(folder)
     if "top1" in stats and "search_top1" not in stats:
         stats["search_top1"] = stats["top1"]
     stats.update(profile(backbone_subnet(subnet), n_classes))
@@ -279,14 +162,12 @@ def train_final(
         stats["top1"] = evaluate(network, data.valid, resolution=resolution, device=device)
         stats["top1_test"] = evaluate(network, data.test, resolution=resolution, device=device)
     stats["train"] = {**settings, "data": data_dir, "n_classes": n_classes}
-    stats_path.write_text(json.dumps(stats, indent=2) + "\n")
+    write_json(folder / STATS_FILE, stats)
     return stats
 
 
 def _joint_loss(outputs: tuple[list[torch.Tensor], list[torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
     """The EDANAS joint loss of an early-exit network's output (every exit's logits, confidences)."""
-    from optnas.ee_training import joint_loss
-
     return joint_loss(*outputs, labels)
 
 
@@ -299,8 +180,6 @@ def _early_exit_stats(
     ``exit_top1``); the test split's get ``_test`` appended. ``params`` counts every head,
     ``macs`` the backbone with its final exit alone, ``exit_macs`` the cost of leaving at each exit.
     """
-    from optnas.early_exits import exit_outputs, exit_profile, exit_stats
-
     costs = exit_profile(subnet, n_classes)
     stats: dict[str, Any] = {key: costs[key] for key in ("params", "macs", "exit_macs")}
     stats["epsilon"] = list(network.epsilon)
@@ -315,7 +194,7 @@ def _early_exit_stats(
 def _read_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"--resume: {path} does not exist; run without --resume to start")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     stored = state["settings"]
     different = [f"{key} {stored[key]!r} (given {settings[key]!r})" for key in settings if stored.get(key) != settings[key]]
     if different:
@@ -323,8 +202,3 @@ def _read_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _write_atomically(content: dict[str, Any], path: Path) -> None:
-    # An interruption while writing must not destroy the previous epoch's checkpoint.
-    partial = path.with_suffix(path.suffix + ".partial")
-    torch.save(content, partial)
-    partial.replace(path)

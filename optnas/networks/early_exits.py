@@ -1,4 +1,5 @@
-"""Early-exit networks: exit heads, their exact costs, the early-exit forward and exit stats.
+"""Early-exit networks: exit heads, their exact costs, the early-exit forward, every exit's
+outputs and the figures they give under thresholds.
 
 An eemobilenetv3 network is the static OFA MobileNetV3 subnet (the *backbone*, whose final
 expand, pooling, feature mix and classifier form the *final exit*) plus one
@@ -24,18 +25,14 @@ pooling one per pooled value):
 
 from __future__ import annotations
 
-import itertools
-import json
-from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optnas.costs import profile, stage_outputs
-from optnas.spaces.eemobilenetv3 import EPSILONS, EEMobileNetV3Space, exit_stages
+from optnas.networks.costs import profile, stage_outputs
+from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, exit_stages
 
 # A head pools its input down to about this side before its convolution.
 _HEAD_SIZE = 4
@@ -107,22 +104,6 @@ def exit_profile(subnet: dict[str, Any], n_classes: int) -> dict[str, Any]:
         "params": backbone["params"] + sum(head_params),
         "macs": backbone["macs"],
     }
-
-
-def exit_profile_file(path: str | Path, n_classes: int) -> dict[str, Any] | None:
-    """Return :func:`exit_profile` of a ``net.subnet`` file, or None if it has no exits.
-
-    Args:
-        path: the ``net.subnet`` JSON file (already checked readable by the caller).
-        n_classes: classes of the task.
-    """
-    subnet = json.loads(Path(path).read_text())
-    if not isinstance(subnet, dict) or "exits" not in subnet:
-        return None
-    try:
-        return exit_profile(subnet, n_classes)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
 
 
 class ExitHead(nn.Module):
@@ -282,7 +263,7 @@ def exit_outputs(
 
     Args:
         model: the early-exit network.
-        images: an :class:`~optnas.data.ImageSet`.
+        images: an :class:`~optnas.data.datasets.ImageSet`.
         resolution: input resolution.
         batch_size: images per forward pass.
         device: where to run.
@@ -339,50 +320,6 @@ def exit_stats(
         "avg_macs": float(sum(ratio * macs for ratio, macs in zip(ratios, exit_macs))),
         "top1": 100.0 * (taken == labels).double().mean().item(),
     }
-
-
-def tune_epsilon(
-    predictions: torch.Tensor, confidence: torch.Tensor, labels: torch.Tensor,
-    exit_macs: Sequence[float], *, mmax: float | None = None, top1min: float | None = None,
-) -> list[float]:
-    """Choose the thresholds that maximise accuracy subject to ``avg_macs ≤ mmax`` and ``top1 ≥ top1min``.
-
-    Every combination of :data:`~optnas.spaces.eemobilenetv3.EPSILONS` over the exits is
-    scored (at most 9⁴ on cached outputs, a fraction of a second). Among the feasible ones
-    the most accurate wins, ties going to the lower avg_macs; when none is feasible, the one
-    with the smallest relative violation of the two bounds.
-
-    Args:
-        predictions: per-exit predictions, as from :func:`exit_outputs`.
-        confidence: per-exit confidences.
-        labels: the labels.
-        exit_macs: cumulative MACs (M) per exit.
-        mmax: the bound on avg_macs (M), or None.
-        top1min: the bound on top1 (%), or None.
-
-    Returns:
-        One threshold per intermediate exit.
-    """
-    n_exits = confidence.shape[0]
-    grid = np.array(list(itertools.product(EPSILONS, repeat=n_exits)))
-    correct = (predictions == labels[None, :]).numpy()
-    exit_macs = np.asarray(exit_macs, dtype=np.float64)
-    conf = confidence.numpy()
-    best, best_key = None, None
-    for row in grid:
-        fired = np.vstack([conf >= row[:, None], np.ones((1, conf.shape[1]), dtype=bool)])
-        chosen = fired.argmax(axis=0)
-        top1 = 100.0 * correct[chosen, np.arange(len(chosen))].mean()
-        avg_macs = exit_macs[chosen].mean()
-        violation = 0.0
-        if mmax is not None:
-            violation += max(0.0, avg_macs / mmax - 1.0)
-        if top1min is not None and top1min > 0:
-            violation += max(0.0, 1.0 - top1 / top1min)
-        key = (violation, -top1, avg_macs)
-        if best_key is None or key < best_key:
-            best, best_key = row, key
-    return [float(value) for value in best]
 
 
 def _canonical(subnet: dict[str, Any]) -> dict[str, Any]:

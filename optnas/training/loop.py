@@ -1,11 +1,10 @@
-"""Fine-tuning, BN recalibration and evaluation of candidate networks."""
+"""The training loop: fine-tuning with SGD or SAM/ASAM, a loss hook, resumable epochs; seeding."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
-import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
@@ -14,17 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from optnas.sam import make_optimizer
+from optnas.training.sam import make_optimizer
 
 if TYPE_CHECKING:
-    from optnas.data import DataSplits, ImageSet
-
-
-# Per training split: (image count, seed) -> the BN recalibration images. Weak keys, so that
-# a split's prepared images go when the split does.
-_CALIBRATION_SETS: weakref.WeakKeyDictionary[ImageSet, dict[tuple[int, int], ImageSet]] = (
-    weakref.WeakKeyDictionary()
-)
+    from optnas.data.datasets import ImageSet
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -88,6 +80,7 @@ def fine_tune(
     optim: str = "sgd",
     rho: float | None = None,
     loss: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
 ) -> None:
     """Train a network with SGD (or SAM/ASAM around it) and a cosine learning rate that changes once per epoch.
 
@@ -114,6 +107,8 @@ def fine_tune(
         rho: SAM/ASAM neighbourhood radius [default: 0.05 for SAM, 0.5 for ASAM].
         loss: maps the model's output and the labels to the loss [default: cross-entropy of
             the logits]; an early-exit network's output is scored on its final exit's logits.
+        on_epoch_start: called with the 0-based epoch before its first step, e.g. to freeze
+            part of the model or change what ``loss`` computes for that epoch.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be zero or more, got {epochs}")
@@ -133,6 +128,8 @@ def fine_tune(
         with tqdm(range(start, epochs), initial=start, total=epochs, desc="fine-tune", unit="epoch",
                   disable=not progress) as bar:
             for epoch in bar:
+                if on_epoch_start is not None:
+                    on_epoch_start(epoch)
                 # Loss and hits stay on the device; one sync per epoch keeps the loop as fast
                 # as a plain PyTorch one.
                 total = torch.zeros((), device=device)
@@ -205,155 +202,3 @@ def _restore_training_state(
     if device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"], device)
     return int(state["epoch"])
-
-
-def recalibrate_bn(
-    model: nn.Module,
-    train: ImageSet,
-    *,
-    resolution: int,
-    n_images: int = 2000,
-    batch_size: int = 200,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> None:
-    """Recompute every BatchNorm's running statistics on a fixed subset of training images.
-
-    Inherited statistics were accumulated over many subnets and do not fit the extracted one.
-    They are reset and recomputed as plain averages over the batches of ``n_images`` images
-    drawn with ``seed``; only BN layers run in training mode (dropout stays off), and every
-    module's mode and BN momentum are restored afterwards.
-
-    Args:
-        model: the network, updated in place.
-        train: the training images.
-        resolution: input resolution.
-        n_images: images to average over (all of them if fewer).
-        batch_size: images per forward pass.
-        device: where to run.
-        seed: selects the images.
-    """
-    norms = [
-        module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
-    ]
-    if not norms:
-        return
-    images, _ = _calibration_set(train, n_images, seed).tensors(resolution, device=device)
-    modes = [(module, module.training) for module in model.modules()]
-    momenta = [norm.momentum for norm in norms]
-    model.to(device).eval()
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the batches
-        norm.train()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                batch = images[start : start + batch_size]
-                if len(batch) > 1:  # one image gives no variance at a 1x1 feature map
-                    model(batch)
-    finally:
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-        for module, training in modes:
-            module.training = training
-
-
-def _calibration_set(train: ImageSet, n_images: int, seed: int) -> ImageSet:
-    """Return the images BN statistics are recomputed on, drawn once per (split, count, seed).
-
-    Every candidate of a search recalibrates on the same images; kept here, they are drawn,
-    decoded, resized and normalised once (the subset caches its :meth:`ImageSet.tensors`)
-    instead of once per candidate.
-    """
-    subsets = _CALIBRATION_SETS.setdefault(train, {})
-    key = (min(n_images, len(train)), seed)
-    if key not in subsets:
-        generator = torch.Generator().manual_seed(seed)
-        subsets[key] = train.subset(torch.randperm(len(train), generator=generator)[: key[0]].tolist())
-    return subsets[key]
-
-
-def evaluate(
-    model: nn.Module,
-    images: ImageSet,
-    *,
-    resolution: int,
-    batch_size: int = 500,
-    device: str | torch.device = "cpu",
-) -> float:
-    """Return the top-1 accuracy in % of a network on a set of images.
-
-    Args:
-        model: the network.
-        images: the images to classify.
-        resolution: input resolution.
-        batch_size: images per forward pass.
-        device: where to run.
-    """
-    inputs, labels = images.tensors(resolution, device=device)
-    if len(labels) == 0:
-        raise ValueError("cannot evaluate on an empty set of images")
-    was_training = model.training
-    model.to(device).eval()
-    # Counted on the device: a single sync at the end.
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    with torch.inference_mode():
-        for start in range(0, len(labels), batch_size):
-            logits = model(inputs[start : start + batch_size])
-            correct += (logits.argmax(dim=1) == labels[start : start + batch_size]).sum()
-    model.train(was_training)
-    return 100.0 * correct.item() / len(labels)
-
-
-def evaluate_candidate(
-    supernet: nn.Module,
-    subnet: dict[str, Any],
-    data: DataSplits,
-    *,
-    n_epochs: int,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    lr: float = 0.01,
-    batch_size: int = 64,
-    bn_images: int = 2000,
-    optim: str = "sgd",
-    rho: float | None = None,
-) -> tuple[float, nn.Module]:
-    """Score a candidate: inherit its weights, fine-tune, recalibrate BN, evaluate.
-
-    The same seed gives the same accuracy (bit for bit on CPU; CUDA kernels may be
-    nondeterministic).
-
-    Args:
-        supernet: the OFA supernet the weights come from (left unchanged).
-        subnet: the candidate, a canonical mobilenetv3 subnet with its resolution ``r``.
-        data: the dataset; the candidate is scored on its validation split.
-        n_epochs: fine-tuning epochs (0 allowed).
-        device: where to run.
-        seed: seeds fine-tuning and the BN recalibration images.
-        lr: the initial fine-tuning learning rate.
-        batch_size: fine-tuning images per step.
-        bn_images: training images the BN statistics are recomputed on.
-        optim: fine-tuning optimiser, ``sgd``, ``sam`` or ``asam``.
-        rho: SAM/ASAM radius (None: the optimiser's default).
-
-    Returns:
-        The validation top-1 accuracy in % and the fine-tuned network.
-    """
-    # Imported here because supernet.py uses this module's loops.
-    from optnas.supernet import extract_subnet
-
-    if "r" not in subnet:
-        raise ValueError("the subnet has no input resolution 'r'; pass its canonical form")
-    resolution = int(subnet["r"])
-    model = extract_subnet(supernet, subnet).to(device)
-    fine_tune(
-        model, data.train, epochs=n_epochs, resolution=resolution, device=device, seed=seed,
-        lr=lr, batch_size=batch_size, optim=optim, rho=rho,
-    )
-    # Also discards the BN statistics that SAM's second forward pass skewed.
-    recalibrate_bn(
-        model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed
-    )
-    return evaluate(model, data.valid, resolution=resolution, device=device), model

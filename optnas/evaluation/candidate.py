@@ -14,7 +14,15 @@ from typing import Any, Callable
 import torch
 
 from optnas.config import SearchConfig
-from optnas.objectives.figures import tiny_ml
+from optnas.data.datasets import load_dataset
+from optnas.evaluation.early_exits import evaluate_ee_candidate
+from optnas.evaluation.flatness import robustness
+from optnas.evaluation.inheritance import evaluate_candidate
+from optnas.networks.costs import profile
+from optnas.networks.early_exits import exit_profile
+from optnas.networks.supernet import build_supernet, load_supernet
+from optnas.training.loop import set_threads
+from optnas.training.supernet import train_supernet
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +55,12 @@ class CandidateEvaluator:
     @property
     def n_classes(self) -> int:
         """The number of classes of the classifier."""
-        return n_classes(self.config)
+        return self.config.class_count()
 
     @property
     def data(self) -> Any:
         """The dataset splits (loaded on first use)."""
         if self._data is None:
-            from optnas.data import load_dataset
-
             self._data = load_dataset(
                 self.config.dataset,
                 self.config.data,
@@ -82,9 +88,7 @@ class CandidateEvaluator:
         Args:
             with_supernet: also load or train the supernet.
         """
-        if self.config.search_space != "nasbench201":
-            from optnas.training import set_threads
-
+        if self.space.trains_networks:
             set_threads(self.config.threads)
             self.data  # noqa: B018
             if with_supernet:
@@ -94,14 +98,12 @@ class CandidateEvaluator:
         """Where the supernet trained on the spot is kept; derived from what determines it."""
         config = self.config
         name = (
-            f"supernet-{config.dataset}-w{config.width_mult}-r{config.lr}-{config.ur}-"
+            f"supernet-{config.dataset}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
             f"e{config.supernet_epochs}-seed{config.seed}.pth"
         )
         return self._supernet_dir / name
 
     def _prepare_supernet(self) -> torch.nn.Module:
-        from optnas.supernet import build_supernet, load_supernet, train_supernet
-
         config = self.config
         if config.supernet_path is not None:
             supernet, messages = load_supernet(
@@ -147,17 +149,13 @@ class CandidateEvaluator:
             subnet: a canonical subnet of the search space.
         """
         config = self.config
-        if config.search_space == "nasbench201":
-            from optnas.spaces.nasbench201 import lookup
-
-            return lookup(subnet, config.dataset, config.seed), None
-        if config.search_space == "eemobilenetv3":
+        if not self.space.trains_networks:
+            return self.space.lookup(subnet, config.dataset, config.seed), None
+        if self.space.has_exits:
             return self._evaluate_early_exits(subnet)
         top1, model = self.train(subnet)
         stats = {"top1": float(top1), **self.costs(subnet)}
         if "top1_robust" in config.objectives:
-            from optnas.flatness import robustness
-
             stats["robustness"] = robustness(
                 model, self.data.valid, resolution=int(subnet["r"]), sigmas=config.sigmas,
                 n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
@@ -172,8 +170,6 @@ class CandidateEvaluator:
         Args:
             subnet: a canonical mobilenetv3 subnet.
         """
-        from optnas.training import evaluate_candidate
-
         config = self.config
         return evaluate_candidate(
             self.supernet,
@@ -188,39 +184,19 @@ class CandidateEvaluator:
 
     def _evaluate_early_exits(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module]:
         """Train and score an eemobilenetv3 candidate: backbone costs plus its exit stats."""
-        from optnas.ee_training import evaluate_ee_candidate
-
         config = self.config
         stats, model = evaluate_ee_candidate(
             self.supernet, subnet, self.data, n_epochs=config.n_epochs, method=config.ee_method,
             warmup_epochs=config.warmup_ee_epochs, ee_epochs=config.ee_epochs,
             w_alpha=config.w_alpha, w_beta=config.w_beta, w_gamma=config.w_gamma,
             support_set=config.support_set, tune=config.tune_epsilon, mmax=config.mmax,
-            top1min=config.top1min, device=config.device, seed=config.seed,
+            top1min=config.top1min, device=config.device, seed=config.seed, optim=config.optim,
+            rho=config.rho,
         )
         stats = {**self.costs(subnet), **stats}
         # --mmax bounds avg_macs here, so tiny_ml weighs and penalises the expected MACs.
-        stats["tiny_ml"] = tiny_ml(
-            stats["params"], stats["avg_macs"], stats["activations"],
-            pmax=config.pmax, mmax=config.mmax, amax=config.amax,
-            wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
-        )
+        stats["tiny_ml"] = config.tiny_ml(stats["params"], stats["avg_macs"], stats["activations"])
         return stats, model
-
-
-def n_classes(config: SearchConfig) -> int:
-    """Return the classifier's class count: ``--n-classes``, else the dataset's.
-
-    Args:
-        config: the search configuration.
-    """
-    if config.n_classes is not None:
-        return config.n_classes
-    if config.search_space == "nasbench201":
-        return {"cifar10": 10, "cifar100": 100, "imagenet16": 120}[config.dataset]
-    from optnas.data import n_classes_of
-
-    return n_classes_of(config.dataset)
 
 
 def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float]:
@@ -230,27 +206,18 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
         config: the search configuration.
         subnet: a canonical subnet of the configuration's space.
     """
-    if config.search_space == "nasbench201":
-        from optnas.spaces.nasbench201 import lookup
-
-        return {"params": lookup(subnet, config.dataset, config.seed)["params"]}
-    from optnas.costs import profile
-
-    costs = profile(subnet, n_classes(config))
-    if config.search_space == "eemobilenetv3":
-        from optnas.early_exits import exit_profile
-
+    space_class = config.space_class
+    if not space_class.trains_networks:
+        return {"params": space_class.lookup(subnet, config.dataset, config.seed)["params"]}
+    costs = profile(subnet, config.class_count())
+    if space_class.has_exits:
         # The network holds its exit heads too; MACs stay the backbone's (with its final exit).
-        exits = exit_profile(subnet, n_classes(config))
+        exits = exit_profile(subnet, config.class_count())
         costs.update(params=exits["params"], exit_macs=exits["exit_macs"])
         # tiny_ml weighs avg_macs here, known only after training: the evaluated stats hold it
         # (and the surrogate sampler predicts it).
         return costs
-    costs["tiny_ml"] = tiny_ml(
-        costs["params"], costs["macs"], costs["activations"],
-        pmax=config.pmax, mmax=config.mmax, amax=config.amax,
-        wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
-    )
+    costs["tiny_ml"] = config.tiny_ml(costs["params"], costs["macs"], costs["activations"])
     return costs
 
 
@@ -273,5 +240,5 @@ def check_constraints_satisfiable(config: SearchConfig) -> None:
             raise ValueError(
                 f"no architecture satisfies {flags[name]} {bound:g}: the smallest one has "
                 f"{costs[name]:.4g} M {name} (at resolution {smallest.get('r', '-')}, "
-                f"{n_classes(config)} classes)"
+                f"{config.class_count()} classes)"
             )

@@ -13,26 +13,25 @@ against "this exit is right"). Then, for ``ee_epochs``:
     :func:`confidence_loss`. Unlike the reference, the energy term is built from ``q`` and so
     has a gradient.
 
-The learning rate follows a cosine over all epochs, changed once per epoch.
+Both run in :func:`~optnas.training.loop.fine_tune`, whose loss hook changes with the phase:
+the learning rate follows a cosine over all epochs, changed once per epoch.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from optnas.config import EE_METHODS
-from optnas.early_exits import EarlyExitNetwork, exit_outputs, exit_profile, exit_stats, tune_epsilon
-from optnas.training import fine_tune, recalibrate_bn, seeded
+from optnas.data.datasets import stratified_holdout
+from optnas.networks.early_exits import EarlyExitNetwork, exit_outputs
+from optnas.training import EE_METHODS
+from optnas.training.loop import fine_tune
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from optnas.data import DataSplits, ImageSet
+    from optnas.data.datasets import ImageSet
 
 # Share of the training images held out, class-balanced, as the NACHOS support set.
 SUPPORT_FRACTION = 0.1
@@ -118,8 +117,10 @@ def train_exits(
     lr: float = 0.01,
     batch_size: int = 64,
     progress: bool = False,
+    optim: str = "sgd",
+    rho: float | None = None,
 ) -> None:
-    """Train an early-exit network in place (see the module docstring).
+    """Train an early-exit network in place (see the module docstring), with :func:`fine_tune`.
 
     Args:
         model: the network; its backbone is left trainable afterwards.
@@ -140,6 +141,8 @@ def train_exits(
         lr: the initial learning rate.
         batch_size: images per step.
         progress: show a progress bar.
+        optim: ``sgd``, ``sam`` or ``asam``.
+        rho: SAM/ASAM radius (None: the optimiser's default).
     """
     if method not in EE_METHODS:
         raise ValueError(f"--ee-method must be one of {list(EE_METHODS)}, got {method!r}")
@@ -151,46 +154,36 @@ def train_exits(
     support_images = None
     if support_set and method == "confidence":
         train, support_images = _split_support(train, seed)
-    model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-5)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    generator = torch.Generator().manual_seed(seed)
-    with seeded(seed, device), tqdm(range(epochs), desc=f"exits ({method})", unit="epoch", disable=not progress) as bar:
-        for epoch in bar:
-            warmup = epoch < warmup_epochs
-            model.freeze_backbone(warmup or method == "confidence")
-            support = None
-            if not warmup and support_images is not None:
-                support = _support_accuracy(model, support_images, resolution, device)
-            model.train()
-            for images, labels in train.batches(
-                batch_size, resolution, shuffle=True, augment=True, generator=generator, device=device
-            ):
-                if len(labels) < 2:  # train-mode BN cannot normalise one image at 1x1
-                    continue
-                logits, confidences = model(images)
-                if warmup:
-                    loss = joint_loss(logits[:-1], confidences, labels)
-                elif method == "joint":
-                    loss = joint_loss(logits, confidences, labels)
-                else:
-                    terms = confidence_loss(
-                        logits, confidences, labels, exit_macs=exit_macs, mmax=mmax, support=support
-                    )
-                    loss = w_alpha * terms["alpha"] + w_beta * terms["beta"] + w_gamma * terms["gamma"]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
+    epoch_loss: list[Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], torch.Tensor]] = []
+
+    def start_epoch(epoch: int) -> None:
+        warmup = epoch < warmup_epochs
+        model.freeze_backbone(warmup or method == "confidence")
+        if warmup:
+            epoch_loss[:] = [lambda logits, confidences, labels: joint_loss(logits[:-1], confidences, labels)]
+        elif method == "joint":
+            epoch_loss[:] = [joint_loss]
+        else:
+            support = None if support_images is None else _support_accuracy(model, support_images, resolution, device)
+
+            def nachos(logits: list[torch.Tensor], confidences: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+                terms = confidence_loss(logits, confidences, labels, exit_macs=exit_macs, mmax=mmax, support=support)
+                return w_alpha * terms["alpha"] + w_beta * terms["beta"] + w_gamma * terms["gamma"]
+
+            epoch_loss[:] = [nachos]
+
+    fine_tune(
+        model, train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
+        batch_size=batch_size, progress=progress, optim=optim, rho=rho,
+        loss=lambda outputs, labels: epoch_loss[0](*outputs, labels), on_epoch_start=start_epoch,
+    )
     model.freeze_backbone(False)
 
 
 def _split_support(train: ImageSet, seed: int) -> tuple[ImageSet, ImageSet]:
     """Hold out a class-balanced share of the training images as the support set."""
-    from optnas.data import _stratified_holdout
-
     labels = train.labels.numpy()
-    kept, held = _stratified_holdout(labels, max(len(np.unique(labels)), int(SUPPORT_FRACTION * len(labels))), seed)
+    kept, held = stratified_holdout(labels, max(len(np.unique(labels)), int(SUPPORT_FRACTION * len(labels))), seed)
     return train.subset(kept.tolist()), train.subset(held.tolist())
 
 
@@ -203,84 +196,3 @@ def _support_accuracy(model: EarlyExitNetwork, support: ImageSet, resolution: in
     per_class = torch.zeros(n_classes, correct.shape[0])
     per_class.index_add_(0, labels, correct.T)
     return (per_class / counts[:, None]).to(device)
-
-
-def evaluate_ee_candidate(
-    supernet: nn.Module,
-    subnet: dict[str, Any],
-    data: DataSplits,
-    *,
-    n_epochs: int,
-    method: str = "joint",
-    warmup_epochs: int = 1,
-    ee_epochs: int = 1,
-    w_alpha: float = 1.0,
-    w_beta: float = 1.0,
-    w_gamma: float = 1.0,
-    support_set: bool = False,
-    tune: bool = False,
-    mmax: float | None = None,
-    top1min: float | None = None,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    bn_images: int = 2000,
-) -> tuple[dict[str, Any], EarlyExitNetwork]:
-    """Score an eemobilenetv3 candidate on the validation split.
-
-    The backbone inherits the supernet's weights and is fine-tuned for ``n_epochs`` with its
-    BN recalibrated (as a mobilenetv3 candidate), the heads are trained by
-    :func:`train_exits`, BN is recalibrated over the whole network if the backbone was
-    trained with the heads (or the heads were not trained at all), and the thresholds are
-    the subnet's, or with ``tune`` those :func:`~optnas.early_exits.tune_epsilon` picks on
-    the validation split.
-
-    Args:
-        supernet: the OFA supernet (left unchanged).
-        subnet: a canonical eemobilenetv3 subnet.
-        data: the dataset.
-        n_epochs: backbone fine-tuning epochs.
-        method: ``joint`` or ``confidence``.
-        warmup_epochs: heads-only epochs.
-        ee_epochs: epochs of the method's training.
-        w_alpha: NACHOS accuracy weight.
-        w_beta: energy weight.
-        w_gamma: support-set weight.
-        support_set: use a NACHOS support set.
-        tune: choose the thresholds on the validation split.
-        mmax: the bound on avg_macs (M), or None.
-        top1min: the bound on top1 (%), or None.
-        device: where to run.
-        seed: seeds everything.
-        bn_images: training images for the BN recalibration.
-
-    Returns:
-        The stats (see :func:`~optnas.early_exits.exit_stats`; also ``macs``: the backbone's,
-        ``params``: with every head, ``epsilon``: the thresholds used) and the network.
-    """
-    from optnas.supernet import extract_subnet
-
-    resolution = int(subnet["r"])
-    n_classes = data.n_classes
-    backbone = extract_subnet(supernet, subnet).to(device)
-    fine_tune(backbone, data.train, epochs=n_epochs, resolution=resolution, device=device, seed=seed)
-    recalibrate_bn(backbone, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed)
-    model = EarlyExitNetwork(backbone, subnet, n_classes, seed=seed).to(device)
-    costs = exit_profile(subnet, n_classes)
-    train_exits(
-        model, data.train, method=method, resolution=resolution, warmup_epochs=warmup_epochs,
-        ee_epochs=ee_epochs, exit_macs=costs["exit_macs"], mmax=mmax, w_alpha=w_alpha,
-        w_beta=w_beta, w_gamma=w_gamma, support_set=support_set, device=device, seed=seed,
-    )
-    if (method == "joint" and ee_epochs > 0) or warmup_epochs + ee_epochs == 0:
-        # The backbone changed, or the heads never ran: their statistics must be computed.
-        # Otherwise the backbone's are the ones just recalibrated and the heads keep the running
-        # statistics of their training, which saves a pass over the training images.
-        recalibrate_bn(model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed)
-    predictions, confidence, labels = exit_outputs(model, data.valid, resolution=resolution, device=device)
-    epsilon = model.epsilon
-    if tune:
-        epsilon = tune_epsilon(predictions, confidence, labels, costs["exit_macs"], mmax=mmax, top1min=top1min)
-        model.epsilon = epsilon
-    stats = exit_stats(predictions, confidence, labels, epsilon, costs["exit_macs"])
-    stats.update({"macs": costs["macs"], "params": costs["params"], "epsilon": list(epsilon)})
-    return stats, model.eval()

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from optnas.training import evaluate
+from optnas.networks.inference import evaluate
 
 if TYPE_CHECKING:
-    from optnas.data import ImageSet
+    from optnas.data.datasets import ImageSet
 
 
 def robustness(

@@ -44,15 +44,17 @@ All figures are in millions and are not rounded:
     map is held while its gate is computed. Multiply by the bytes per element (4 in float32)
     for memory.
 
+``tiny_ml``
+    The CNAS figure of merit, a weighted sum of params, MACs and activations with a penalty
+    per exceeded bound (:func:`tiny_ml`).
+
 Only the mobilenetv3 space is modelled: the costs of a NAS-Bench-201 cell come from its
 tables, through :func:`optnas.spaces.nasbench201.lookup`.
 """
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
 from numbers import Integral
 from typing import Any, NamedTuple
 
@@ -149,26 +151,40 @@ def _stages(subnet: dict[str, Any]) -> list[tuple[_Cost, int, int]]:
     return stages
 
 
-def profile_file(path: str | Path, n_classes: int = 1000) -> dict[str, float]:
-    """Return the costs of the architecture in a ``net.subnet`` file, at its own resolution.
+def tiny_ml(
+    params: float,
+    macs: float,
+    activations: float,
+    *,
+    pmax: float | None,
+    mmax: float | None,
+    amax: float | None,
+    wp: float,
+    wm: float,
+    wa: float,
+    penalty: float,
+) -> float:
+    """Return the CNAS figure of merit ``Σ w·(x + P·max(0, x − xmax))`` over params, MACs, activations.
+
+    A bound that is not set adds no penalty term.
 
     Args:
-        path: the ``net.subnet`` JSON file.
-        n_classes: the number of outputs of the classifier.
+        params: parameters in millions.
+        macs: MACs in millions.
+        activations: activations in millions.
+        pmax: bound on params, or None.
+        mmax: bound on MACs, or None.
+        amax: bound on activations, or None.
+        wp: weight of params.
+        wm: weight of MACs.
+        wa: weight of activations.
+        penalty: the penalty factor P.
     """
-    path = Path(path)
-    try:
-        subnet = json.loads(path.read_text())
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read it ({error.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
-    if not isinstance(subnet, dict) or "r" not in subnet:
-        raise ValueError(f"{path}: a mobilenetv3 net.subnet needs its resolution 'r'")
-    try:
-        return profile(subnet, n_classes)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+
+    def term(value: float, bound: float | None) -> float:
+        return value + (penalty * max(0.0, value - bound) if bound is not None else 0.0)
+
+    return wp * term(params, pmax) + wm * term(macs, mmax) + wa * term(activations, amax)
 
 
 def clear_cache() -> None:

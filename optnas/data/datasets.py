@@ -32,34 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("digits", "cifar10", "cifar100", "svhn", "cinic10", "imagenet")
-
-_N_CLASSES = {
-    "digits": 10,
-    "cifar10": 10,
-    "cifar100": 100,
-    "svhn": 10,
-    "cinic10": 10,
-    "imagenet": 1000,
-}
-
-# Per-channel statistics of the training images scaled to [0, 1], as published with each
-# dataset; digits' are computed at load time from its fixed train split.
-_MEAN_STD = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "cinic10": ((0.4789, 0.4723, 0.4305), (0.2421, 0.2383, 0.2587)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
-_LAYOUTS = {
-    "cifar10": "cifar-10-batches-py/data_batch_1..5 and test_batch (the CIFAR-10 python version)",
-    "cifar100": "cifar-100-python/train and test (the CIFAR-100 python version)",
-    "svhn": "train_32x32.mat and test_32x32.mat (the SVHN cropped-digits format)",
-    "cinic10": "train/<class>/*.png and test/<class>/*.png (the CINIC-10 layout)",
-    "imagenet": "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (val sorted into class folders)",
-}
+from optnas.data.catalog import LAYOUTS, MEAN_STD, N_CLASSES, DataError, check_name
 
 # The digits test split must never change, whatever seed picks the validation split.
 _DIGITS_TEST_FRACTION = 0.2
@@ -71,31 +44,6 @@ _MAX_VLD_SIZE = 10000
 _CHUNK = 1024
 # Eval-time resize factor before the centre crop, as in the usual ImageNet pipeline.
 _CROP_RATIO = 0.875
-
-
-class DataError(ValueError):
-    """A dataset is missing, incomplete or malformed; the message says what was expected where."""
-
-
-def n_classes_of(name: str) -> int:
-    """Return the number of classes of a dataset.
-
-    Folder datasets (``cinic10``, ``imagenet``) get their actual count from their folders when
-    loaded; this is the count of the full dataset.
-
-    Args:
-        name: one of :data:`DATASETS`.
-    """
-    return _N_CLASSES[_check_name(name)]
-
-
-def mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Return the published per-channel (mean, std) of a dataset's images in [0, 1].
-
-    Args:
-        name: a dataset of :data:`DATASETS` other than ``digits`` (whose are computed on load).
-    """
-    return _MEAN_STD[_check_name(name)]
 
 
 class ImageSet(abc.ABC):
@@ -508,15 +456,15 @@ def load_dataset(
         DataError: the name is unknown, the files are missing or malformed, or ``vld_size``
             does not leave any training image.
     """
-    name = _check_name(name)
+    name = check_name(name)
     if name == "digits":
         pool, test = _load_digits()
     else:
         if data_dir is None:
-            raise DataError(f"{name}: no data_dir given; it must hold {_LAYOUTS[name]}")
+            raise DataError(f"{name}: no data_dir given; it must hold {LAYOUTS[name]}")
         root = Path(data_dir).expanduser()
         if not root.is_dir():
-            raise DataError(f"{name}: {root} is not a folder; expected it to hold {_LAYOUTS[name]}")
+            raise DataError(f"{name}: {root} is not a folder; expected it to hold {LAYOUTS[name]}")
         if name in ("cifar10", "cifar100"):
             pool, test = _load_cifar(name, root)
         elif name == "svhn":
@@ -535,15 +483,8 @@ def load_dataset(
             f"{name}: vld_size={vld_size} must be between 1 and {n_pool - 1}, "
             f"as the training files hold {n_pool} images"
         )
-    keep, held = _stratified_holdout(pool.labels.numpy(), vld_size, seed)
+    keep, held = stratified_holdout(pool.labels.numpy(), vld_size, seed)
     return DataSplits(name, pool.subset(keep), pool.subset(held), test, pool.n_classes)
-
-
-def _check_name(name: str) -> str:
-    key = str(name).lower()
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return key
 
 
 def _check_positive(**values: int) -> None:
@@ -602,7 +543,7 @@ def _folder_transform(
     )
 
 
-def _stratified_holdout(
+def stratified_holdout(
     labels: np.ndarray, n_held: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split positions into (kept, held), ``n_held`` held with classes in proportion.
@@ -634,7 +575,7 @@ def _load_digits() -> tuple[TensorImageSet, TensorImageSet]:
     gray = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)
     labels = torch.from_numpy(bunch.target.astype(np.int64))
     n_test = round(_DIGITS_TEST_FRACTION * len(labels))
-    pool, test = _stratified_holdout(labels.numpy(), n_test, _DIGITS_SPLIT_SEED)
+    pool, test = stratified_holdout(labels.numpy(), n_test, _DIGITS_SPLIT_SEED)
     mean = float(gray[pool].mean())
     std = float(gray[pool].std())
     images = gray.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
@@ -673,15 +614,15 @@ def _load_cifar(name: str, root: Path) -> tuple[TensorImageSet, TensorImageSet]:
     missing = [f for f in train_files + test_files if not (folder / f).is_file()]
     if missing:
         raise DataError(
-            f"{name}: {root} holds no {_LAYOUTS[name]}; missing {', '.join(missing)} in {folder}"
+            f"{name}: {root} holds no {LAYOUTS[name]}; missing {', '.join(missing)} in {folder}"
         )
-    mean, std = _MEAN_STD[name]
+    mean, std = MEAN_STD[name]
     splits = []
     for files in (train_files, test_files):
         parts = [_read_cifar_file(name, folder / f, label_key) for f in files]
         images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
         labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-        splits.append(TensorImageSet(images, labels, _N_CLASSES[name], mean, std))
+        splits.append(TensorImageSet(images, labels, N_CLASSES[name], mean, std))
     return splits[0], splits[1]
 
 
@@ -706,7 +647,7 @@ def _read_cifar_file(name: str, path: Path, label_key: str) -> tuple[np.ndarray,
         raise DataError(
             f"{name}: {path} 'data' should be uint8 N×3072, got {data.dtype} {data.shape}"
         )
-    _check_labels(name, path, labels, len(data), _N_CLASSES[name])
+    _check_labels(name, path, labels, len(data), N_CLASSES[name])
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -714,8 +655,8 @@ def _load_svhn(root: Path) -> tuple[TensorImageSet, TensorImageSet]:
     paths = [root / "train_32x32.mat", root / "test_32x32.mat"]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        raise DataError(f"svhn: {root} holds no {_LAYOUTS['svhn']}; missing {', '.join(missing)}")
-    mean, std = _MEAN_STD["svhn"]
+        raise DataError(f"svhn: {root} holds no {LAYOUTS['svhn']}; missing {', '.join(missing)}")
+    mean, std = MEAN_STD["svhn"]
     train, test = (TensorImageSet(*_read_svhn_file(p), 10, mean, std, flip=False) for p in paths)
     return train, test
 
@@ -759,20 +700,20 @@ def _load_folders(name: str, root: Path, n_workers: int) -> tuple[FolderImageSet
     missing = [f.name for f in folders if not f.is_dir()]
     if missing:
         raise DataError(
-            f"{name}: {root} holds no {_LAYOUTS[name]}; missing folder {', '.join(missing)}"
+            f"{name}: {root} holds no {LAYOUTS[name]}; missing folder {', '.join(missing)}"
         )
     classes, test_classes = (
         sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()) for folder in folders
     )
     if not classes:
-        raise DataError(f"{name}: {folders[0]} holds no class folders; expected {_LAYOUTS[name]}")
+        raise DataError(f"{name}: {folders[0]} holds no class folders; expected {LAYOUTS[name]}")
     unknown = sorted(set(test_classes) - set(classes))
     if unknown:
         raise DataError(
             f"{name}: {folders[1]} has class folders missing from train: {', '.join(unknown[:5])}"
         )
     class_to_idx = {c: i for i, c in enumerate(classes)}
-    mean, std = _MEAN_STD[name]
+    mean, std = MEAN_STD[name]
     splits = []
     for folder, folder_classes in zip(folders, (classes, test_classes)):
         samples = make_dataset(

@@ -1,30 +1,28 @@
 """Out-of-distribution evaluation: error per corruption and severity, and the mean corruption error.
 
 Two sources of corrupted images: the held-out test split of any dataset corrupted on the fly
-(:mod:`optnas.corruptions`), or the published CIFAR-10-C / CIFAR-100-C ``.npy`` files. Images
+(:mod:`optnas.data.corruptions`), or the published CIFAR-10-C / CIFAR-100-C ``.npy`` files. Images
 are normalised with the dataset's own statistics, as in training. Results of a study's trial
-are kept as the study user attribute ``ood:trial:NNNNN`` and as a study artifact
-``ood-trial-NNNNN.json`` (a finished trial accepts neither).
+are kept in the study by :mod:`optnas.studies.ood`.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from optnas.corruptions import CORRUPTIONS, SEVERITIES, corrupt
-from optnas.data import DataError, ImageSet, TensorImageSet, mean_std
-from optnas.training import evaluate
+from optnas.artifacts import load_checkpoint, read_subnet_file
+from optnas.data.catalog import DataError, mean_std, n_classes_of
+from optnas.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from optnas.data.datasets import ImageSet, TensorImageSet, load_dataset
+from optnas.networks.inference import evaluate
+from optnas.networks.supernet import build_supernet, extract_subnet
 
-OOD_ATTR_PREFIX = "ood:trial:"
 CIFAR_C = {"cifar10c": ("cifar10", "CIFAR-10-C", 10), "cifar100c": ("cifar100", "CIFAR-100-C", 100)}
 # Images corrupted and scored at once; bounds the memory at large resolutions.
 _CHUNK = 500
@@ -100,7 +98,7 @@ def corruption_errors(
         device: where to run.
         progress: show a progress bar.
     """
-    _check_choice(corruptions, severities)
+    check_choice(corruptions, severities)
     mean = torch.tensor(test.mean).view(1, 3, 1, 1)
     std = torch.tensor(test.std).view(1, 3, 1, 1)
     clean_correct, counts = 0.0, {}
@@ -150,7 +148,7 @@ def cifar_c_errors(
         device: where to run.
         progress: show a progress bar.
     """
-    _check_choice(corruptions, severities)
+    check_choice(corruptions, severities)
     arrays, labels = load_cifar_c(name, root, corruptions)
     n = len(labels) if n_images is None else min(n_images, len(labels))
     mean, std = mean_std(CIFAR_C[name][0])
@@ -165,47 +163,6 @@ def cifar_c_errors(
                 counts[corruption, severity] = accuracy * n / 100
                 bar.update()
     return _summary(counts, n, corruptions, severities)
-
-
-def store_ood(study: optuna.Study, number: int, result: dict[str, Any]) -> str:
-    """Keep a trial's OOD result in its study: a study user attribute and a study artifact.
-
-    Returns the attribute's key.
-
-    Args:
-        study: the study.
-        number: the trial number.
-        result: what :func:`corruption_errors` or :func:`cifar_c_errors` returned.
-    """
-    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-
-    from optnas.studies.study import ARTIFACT_DIR_ATTR
-
-    key = f"{OOD_ATTR_PREFIX}{number:05d}"
-    study.set_user_attr(key, result)
-    artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
-    if artifact_dir and Path(artifact_dir).is_dir():
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / f"ood-trial-{number:05d}.json"
-            path.write_text(json.dumps(result, indent=2) + "\n")
-            upload_artifact(artifact_store=FileSystemArtifactStore(artifact_dir), file_path=str(path),
-                            study_or_trial=study, mimetype="application/json")
-    return key
-
-
-def add_ood_columns(rows: list[dict[str, Any]], study: optuna.Study) -> list[dict[str, Any]]:
-    """Add ``mce`` (mean corruption error, %) to the rows of trials that have an OOD result.
-
-    Args:
-        rows: rows with a ``number`` (as :func:`optnas.studies.trials.trial_row` gives).
-        study: their study.
-    """
-    attrs = study.user_attrs
-    for row in rows:
-        result = attrs.get(f"{OOD_ATTR_PREFIX}{row['number']:05d}")
-        if result is not None:
-            row["mce"] = result["mce"]
-    return rows
 
 
 def _correct(model: nn.Module, images: np.ndarray, labels: torch.Tensor, like: ImageSet, resolution: int,
@@ -228,97 +185,19 @@ def _summary(counts: dict[tuple[str, int], float], n: int, corruptions: tuple[st
     return result
 
 
-def _check_choice(corruptions: tuple[str, ...], severities: tuple[int, ...]) -> None:
+def check_choice(corruptions: tuple[str, ...], severities: tuple[int, ...]) -> None:
+    """Refuse unknown corruptions and severities outside 1..5.
+
+    Args:
+        corruptions: corruption names.
+        severities: severities.
+    """
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
     if unknown or not corruptions:
         raise ValueError(f"unknown corruption(s) {unknown}; choose from {', '.join(CORRUPTIONS)}")
     bad = [s for s in severities if s not in SEVERITIES]
     if bad or not severities:
         raise ValueError(f"severities must lie in 1..5, got {list(severities)}")
-
-
-def evaluate_trial_ood(
-    study: optuna.Study,
-    number: int,
-    *,
-    dataset: str | None = None,
-    data: str | None = None,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = SEVERITIES,
-    n_images: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Rebuild a trial's network and return (and store in the study) its OOD errors.
-
-    The network is the trial's ``ckpt.pth`` when the search kept it (``--save-ckpt``), else
-    it is rebuilt exactly as the search scored it (inherited weights, fine-tuning with the
-    study's seed, BN recalibration); ``top1`` in the result is its validation accuracy then.
-
-    Args:
-        study: an optnas study.
-        number: the trial number (a completed mobilenetv3 trial).
-        dataset: ``cifar10c`` / ``cifar100c`` to read the published files from ``data``;
-            None (or the study's dataset) corrupts the study dataset's test split on the fly.
-        data: the folder of the CIFAR-C files.
-        corruptions: corruption names.
-        severities: severities, 1 to 5.
-        n_images: only the first test images.
-        seed: seeds the on-the-fly corruptions.
-        device: where to run.
-        progress: show progress bars.
-    """
-    from optnas.config import SearchConfig
-    from optnas.evaluation import CandidateEvaluator
-    from optnas.objectives.nas import trial_dir
-    from optnas.studies.study import CONFIG_ATTR
-    from optnas.supernet import extract_subnet
-
-    _check_choice(corruptions, severities)
-    if CONFIG_ATTR not in study.user_attrs:
-        raise ValueError(f"study '{study.study_name}' was not created by optnas (no stored configuration)")
-    config = SearchConfig.from_dict({**study.user_attrs[CONFIG_ATTR], "device": device})
-    if config.search_space != "mobilenetv3":
-        raise ValueError(
-            f"OOD evaluation needs trained networks; study '{study.study_name}' is {config.search_space}"
-        )
-    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-    if not trials or trials[0].state != optuna.trial.TrialState.COMPLETE:
-        raise ValueError(f"study '{study.study_name}' has no completed trial {number}")
-    subnet = trials[0].user_attrs["subnet"]
-    evaluator = CandidateEvaluator(config, config.save)
-    source = trials[0].user_attrs.get("duplicate_of", number)
-    checkpoint = trial_dir(config.save, study.study_name, source) / "ckpt.pth"
-    if checkpoint.is_file():
-        model = extract_subnet(evaluator.supernet, subnet)
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
-        model.to(device)
-        top1 = evaluate(model, evaluator.data.valid, resolution=subnet["r"], device=device)
-    else:
-        top1, model = evaluator.train(subnet)
-    if dataset not in (None, config.dataset, *CIFAR_C):
-        raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
-                         f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
-    if dataset in (None, config.dataset):
-        test = evaluator.data.test
-        if n_images is not None:
-            test = test.subset(range(min(n_images, len(test))))
-        result = corruption_errors(model, test, resolution=subnet["r"], corruptions=corruptions,
-                                   severities=severities, seed=seed, device=device, progress=progress)
-        result["source"] = f"{config.dataset} test split, corrupted on the fly (seed {seed})"
-    else:
-        expected = CIFAR_C[dataset][0]
-        if expected != config.dataset:
-            raise ValueError(f"--dataset {dataset} needs a study searched on {expected}, not {config.dataset}")
-        if data is None:
-            raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
-        result = cifar_c_errors(model, dataset, data, resolution=subnet["r"], corruptions=corruptions,
-                                severities=severities, n_images=n_images, device=device, progress=progress)
-        result["source"] = f"{dataset} files in {data}"
-    result.update({"trial": number, "top1": top1, "resolution": subnet["r"]})
-    store_ood(study, number, result)
-    return result
 
 
 def evaluate_subnet_ood(
@@ -349,21 +228,19 @@ def evaluate_subnet_ood(
         device: where to run.
         progress: show progress bars.
     """
-    from optnas.data import load_dataset, n_classes_of
-    from optnas.spaces import MobileNetV3Space
-    from optnas.supernet import build_supernet, extract_subnet
-
-    _check_choice(corruptions, severities)
-    try:
-        subnet = json.loads(Path(subnet_file).read_text())
-        state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
-    except (OSError, json.JSONDecodeError, KeyError, RuntimeError) as error:
-        raise ValueError(f"cannot read {subnet_file} with weights {weights}: {error}") from None
-    subnet = MobileNetV3Space(width_mult=float(subnet.get("w", 1.0)),
-                              resolutions=(int(subnet.get("r", 32)),)).canonical(subnet)
+    check_choice(corruptions, severities)
+    subnet = read_subnet_file(subnet_file)
+    if "exits" in subnet:
+        raise ValueError(f"{subnet_file}: OOD evaluation takes single-exit (mobilenetv3) networks")
+    state = load_checkpoint(weights).get("state_dict")
+    if state is None:
+        raise ValueError(f"{weights}: the checkpoint has no 'state_dict'")
     n_classes = CIFAR_C[dataset][2] if dataset in CIFAR_C else n_classes_of(dataset)
     model = extract_subnet(build_supernet(n_classes, subnet["w"]), subnet)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{weights}: not the weights of {subnet_file} ({str(error).splitlines()[0]})") from None
     model.to(device)
     if dataset in CIFAR_C:
         if data is None:

@@ -1,0 +1,236 @@
+"""The files optnas writes and reads: one reader and one writer per format, one atomic save.
+
+A *trial folder* (``<save>/<study>/trial-NNNNN/``) and a folder of ``optnas select``
+(``net-<prefer>_<rank>/``) hold:
+
+``net.subnet``
+    The architecture, JSON, in its space's canonical form (see :mod:`optnas.spaces`).
+``net.stats``
+    Its figures, JSON (the trial's user attributes of :data:`optnas.trial_attrs.STAT_KEYS`;
+    ``optnas train`` adds ``top1_test``, ``search_top1`` and ``train``).
+``ckpt.pth``
+    The weights the search fine-tuned (with ``--save-ckpt``), ``{"state_dict", "subnet"}``.
+``source.json``
+    Where a selected architecture came from: the study, its configuration, its supernet.
+``train-state.pth`` / ``final.pth``
+    ``optnas train``'s per-epoch state and its trained weights.
+
+Checkpoints are always read with ``weights_only=True``. Every file that replaces an earlier
+one is written next to it, flushed to disk and renamed, so a kill never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, exit_stages, is_early_exit
+from optnas.spaces.mobilenetv3 import MobileNetV3Space
+
+SUBNET_FILE = "net.subnet"
+STATS_FILE = "net.stats"
+SEARCH_CHECKPOINT = "ckpt.pth"
+SOURCE_FILE = "source.json"
+STATE_FILE = "train-state.pth"
+FINAL_FILE = "final.pth"
+ARTIFACT_FOLDER = "artifacts"
+
+
+def artifact_dir(save_dir: str | Path) -> Path:
+    """Return the artifact store folder of a run folder.
+
+    Args:
+        save_dir: the run folder (``--save``).
+    """
+    return Path(save_dir) / ARTIFACT_FOLDER
+
+
+def trial_dir(save_dir: str | Path, study_name: str, number: int) -> Path:
+    """Return the folder of one trial's files.
+
+    Args:
+        save_dir: the run folder (``--save``).
+        study_name: the study.
+        number: the trial number.
+    """
+    return Path(save_dir) / study_name / f"trial-{number:05d}"
+
+
+def write_json(path: str | Path, content: Any) -> None:
+    """Write one JSON file (``net.subnet``, ``net.stats``, ``source.json``...), indented.
+
+    Args:
+        path: the file.
+        content: JSON-serialisable content.
+    """
+    Path(path).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Read a JSON file with one-line errors.
+
+    Args:
+        path: the file.
+        what: what the file should be, for the error message (e.g. ``a JSON net.subnet file``).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not {what} ({error})") from None
+
+
+def read_subnet_file(path: str | Path) -> dict[str, Any]:
+    """Read a mobilenetv3 or eemobilenetv3 ``net.subnet`` file, canonical, at its own resolution.
+
+    The file must name its resolution ``r``: weights do not say what size they were trained
+    at, so none is assumed.
+
+    Args:
+        path: the file.
+    """
+    raw = read_json(path, "a JSON net.subnet file")
+    if not isinstance(raw, dict) or "ks" not in raw or "r" not in raw:
+        raise ValueError(f"{path}: not a mobilenetv3 net.subnet with its resolution 'r'")
+    space_class = EEMobileNetV3Space if is_early_exit(raw) else MobileNetV3Space
+    try:
+        space = space_class(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
+        return space.canonical(raw)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def read_stats(folder: str | Path) -> dict[str, Any]:
+    """Return ``folder/net.stats``, or ``{}`` when there is none.
+
+    Args:
+        folder: a trial folder or a folder of ``optnas select``.
+    """
+    path = Path(folder) / STATS_FILE
+    return read_json(path, "a JSON net.stats file") if path.is_file() else {}
+
+
+def read_subnet(folder: str | Path) -> dict[str, Any]:
+    """Read ``folder/net.subnet`` as the search scored it, checked and canonical.
+
+    An early-exit subnet's thresholds are those the search scored it with, ``epsilon`` of
+    ``folder/net.stats`` (one per exit) when present: with ``--tune-epsilon`` they differ from
+    the sampled genes that ``net.subnet`` keeps.
+
+    Args:
+        folder: a folder written by ``optnas select``.
+    """
+    path = Path(folder) / SUBNET_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; DIR must be a folder written by `optnas select`")
+    subnet = read_subnet_file(path)
+    searched = read_stats(folder).get("epsilon")
+    if not is_early_exit(subnet) or searched is None:
+        return subnet
+    stages = exit_stages(subnet)
+    stats_path = Path(folder) / STATS_FILE
+    if not isinstance(searched, list) or len(searched) != len(stages):
+        raise ValueError(f"{stats_path}: 'epsilon' must hold one threshold per exit ({len(stages)}), got {searched!r}")
+    epsilon = list(subnet["epsilon"])
+    for stage, value in zip(stages, searched):
+        epsilon[stage] = value
+    space = EEMobileNetV3Space(width_mult=subnet["w"], resolutions=(subnet["r"],))
+    try:
+        return space.canonical({**subnet, "epsilon": epsilon})
+    except ValueError as error:
+        raise ValueError(f"{stats_path}: {error}") from None
+
+
+def write_architecture(folder: str | Path, subnet: dict[str, Any], stats: dict[str, Any]) -> list[Path]:
+    """Write ``net.subnet`` and ``net.stats`` into a folder (created if needed); return their paths.
+
+    Args:
+        folder: a trial folder or a folder of ``optnas select``.
+        subnet: the canonical subnet.
+        stats: its figures.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / SUBNET_FILE, folder / STATS_FILE]
+    for path, content in zip(paths, (subnet, stats)):
+        write_json(path, content)
+    return paths
+
+
+def read_source(folder: str | Path) -> dict[str, Any]:
+    """Return ``folder/source.json`` (where a selected architecture came from), or ``{}``.
+
+    Args:
+        folder: a folder written by ``optnas select``.
+    """
+    path = Path(folder) / SOURCE_FILE
+    return read_json(path, "a JSON source.json file") if path.is_file() else {}
+
+
+def source_defaults(folder: str | Path) -> dict[str, Any]:
+    """Return the data options of the search a selected architecture came from.
+
+    Keys ``dataset``, ``data``, ``vld_size``, ``n_classes``, ``seed`` (only those the search
+    stored), so that final training holds out the same validation images by default.
+
+    Args:
+        folder: a folder written by ``optnas select``.
+    """
+    config = read_source(folder).get("config", {})
+    return {key: config[key] for key in ("dataset", "data", "vld_size", "n_classes", "seed") if key in config}
+
+
+def save_checkpoint(content: dict[str, Any], path: str | Path) -> None:
+    """Save a checkpoint atomically: written beside ``path``, flushed to disk, then renamed.
+
+    Args:
+        content: a dict of tensors and plain values (loadable with ``weights_only=True``).
+        path: the checkpoint file.
+    """
+    # torch is imported on use: the commands that only read JSON files stay light.
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as file:
+        torch.save(content, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``, with one-line errors.
+
+    Args:
+        path: the checkpoint file.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            # Foreign pickles trigger protocol warnings; the error below says it all.
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except Exception as error:  # torch.load raises many types for corrupt files
+        if "not an allowed global" in str(error):
+            reason = "holds Python objects besides tensors; only weights-only checkpoints load"
+        else:
+            reason = "not a PyTorch checkpoint, or truncated or corrupt"
+        raise ValueError(f"{path}: {reason} ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict with 'state_dict'")
+    return checkpoint

@@ -1,0 +1,127 @@
+"""OOD results kept in a study: ``optnas ood --trial`` and the ``mce`` column of ``optnas trials``.
+
+A trial's result is kept as the study user attribute ``ood:trial:NNNNN`` and as a study
+artifact ``ood-trial-NNNNN.json`` (a finished trial accepts neither).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from optnas import trial_attrs
+from optnas.artifacts import SEARCH_CHECKPOINT, load_checkpoint, trial_dir
+from optnas.config import SearchConfig
+from optnas.data.corruptions import CORRUPTIONS, SEVERITIES
+from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.evaluation.ood import CIFAR_C, check_choice, cifar_c_errors, corruption_errors
+from optnas.networks.inference import evaluate
+from optnas.networks.supernet import extract_subnet
+from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
+from optnas.studies.trials import OOD_ATTR_PREFIX
+
+
+def store_ood(study: optuna.Study, number: int, result: dict[str, Any]) -> str:
+    """Keep a trial's OOD result in its study: a study user attribute and a study artifact.
+
+    Returns the attribute's key.
+
+    Args:
+        study: the study.
+        number: the trial number.
+        result: what :func:`corruption_errors` or :func:`cifar_c_errors` returned.
+    """
+    key = f"{OOD_ATTR_PREFIX}{number:05d}"
+    study.set_user_attr(key, result)
+    artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
+    if artifact_dir and Path(artifact_dir).is_dir():
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"ood-trial-{number:05d}.json"
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            upload_artifact(artifact_store=FileSystemArtifactStore(artifact_dir), file_path=str(path),
+                            study_or_trial=study, mimetype="application/json")
+    return key
+
+
+def evaluate_trial_ood(
+    study: optuna.Study,
+    number: int,
+    *,
+    dataset: str | None = None,
+    data: str | None = None,
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    n_images: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Rebuild a trial's network and return (and store in the study) its OOD errors.
+
+    The network is the trial's ``ckpt.pth`` when the search kept it (``--save-ckpt``), else
+    it is rebuilt exactly as the search scored it (inherited weights, fine-tuning with the
+    study's seed, BN recalibration); ``top1`` in the result is its validation accuracy then.
+
+    Args:
+        study: an optnas study.
+        number: the trial number (a completed mobilenetv3 trial).
+        dataset: ``cifar10c`` / ``cifar100c`` to read the published files from ``data``;
+            None (or the study's dataset) corrupts the study dataset's test split on the fly.
+        data: the folder of the CIFAR-C files.
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        n_images: only the first test images.
+        seed: seeds the on-the-fly corruptions.
+        device: where to run.
+        progress: show progress bars.
+    """
+    check_choice(corruptions, severities)
+    if CONFIG_ATTR not in study.user_attrs:
+        raise ValueError(f"study '{study.study_name}' was not created by optnas (no stored configuration)")
+    config = SearchConfig.from_dict({**study.user_attrs[CONFIG_ATTR], "device": device})
+    space = config.make_space()
+    if not space.trains_networks or space.has_exits:
+        raise ValueError(
+            f"OOD evaluation needs trained single-exit networks; study '{study.study_name}' is {config.search_space}"
+        )
+    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    if not trials or trials[0].state != optuna.trial.TrialState.COMPLETE:
+        raise ValueError(f"study '{study.study_name}' has no completed trial {number}")
+    subnet = space.canonical(trials[0].user_attrs[trial_attrs.SUBNET])
+    evaluator = CandidateEvaluator(config, config.save)
+    source = trials[0].user_attrs.get(trial_attrs.DUPLICATE_OF, number)
+    checkpoint = trial_dir(config.save, study.study_name, source) / SEARCH_CHECKPOINT
+    if checkpoint.is_file():
+        model = extract_subnet(evaluator.supernet, subnet)
+        model.load_state_dict(load_checkpoint(checkpoint)["state_dict"])
+        model.to(device)
+        top1 = evaluate(model, evaluator.data.valid, resolution=subnet["r"], device=device)
+    else:
+        top1, model = evaluator.train(subnet)
+    if dataset not in (None, config.dataset, *CIFAR_C):
+        raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
+                         f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
+    if dataset in (None, config.dataset):
+        test = evaluator.data.test
+        if n_images is not None:
+            test = test.subset(range(min(n_images, len(test))))
+        result = corruption_errors(model, test, resolution=subnet["r"], corruptions=corruptions,
+                                   severities=severities, seed=seed, device=device, progress=progress)
+        result["source"] = f"{config.dataset} test split, corrupted on the fly (seed {seed})"
+    else:
+        expected = CIFAR_C[dataset][0]
+        if expected != config.dataset:
+            raise ValueError(f"--dataset {dataset} needs a study searched on {expected}, not {config.dataset}")
+        if data is None:
+            raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
+        result = cifar_c_errors(model, dataset, data, resolution=subnet["r"], corruptions=corruptions,
+                                severities=severities, n_images=n_images, device=device, progress=progress)
+        result["source"] = f"{dataset} files in {data}"
+    result.update({"trial": number, "top1": top1, "resolution": subnet["r"]})
+    store_ood(study, number, result)
+    return result

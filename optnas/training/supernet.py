@@ -1,0 +1,280 @@
+"""Supernet training from scratch: the sandwich rule with in-place distillation, resumable."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from torch import nn
+from tqdm.auto import tqdm
+
+from optnas.artifacts import save_checkpoint
+from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.networks.supernet import (
+    CHECKPOINT_FORMAT,
+    SupernetError,
+    extract_subnet,
+    read_checkpoint,
+    set_active,
+)
+from optnas.spaces.mobilenetv3 import MobileNetV3Space
+from optnas.training.loop import seeded
+
+if TYPE_CHECKING:
+    from optnas.data.datasets import DataSplits, ImageSet
+
+# Steps between loss updates of the progress bar.
+_PROGRESS_EVERY = 20
+# Images used to recalibrate BN before the per-epoch validation of the largest and smallest nets.
+_VALIDATION_BN_IMAGES = 2000
+
+
+def train_supernet(
+    supernet: OFAMobileNetV3,
+    data: DataSplits,
+    *,
+    epochs: int,
+    out_path: str | Path,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    batch_size: int = 64,
+    lr: float = 0.02,
+    momentum: float = 0.9,
+    weight_decay: float = 3e-5,
+    resolutions: tuple[int, ...] = (32,),
+    n_random: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a supernet from scratch with the sandwich rule and in-place distillation.
+
+    Each step trains the largest subnet on the labels, then the smallest and ``n_random``
+    random subnets on the largest's soft predictions, and takes one SGD step on the summed
+    gradients. The cosine learning rate changes once per epoch. A checkpoint is written
+    atomically to ``out_path`` after every epoch; when ``out_path`` already holds one, training
+    resumes after its last epoch and, since every epoch is seeded from ``(seed, epoch)``,
+    ends with the same weights as an uninterrupted run.
+
+    Args:
+        supernet: the supernet, e.g. from :func:`build_supernet`.
+        data: the dataset; its validation split scores the largest and smallest subnets.
+        epochs: the total number of epochs, resumed ones included.
+        out_path: the checkpoint file.
+        device: where to train.
+        seed: seeds subnet sampling, shuffling, augmentation and dropout.
+        batch_size: images per step.
+        lr: the initial learning rate; the gradients of all the step's subnets are summed, so
+            it is lower than for one network (on digits 0.02 beat 0.005-0.1).
+        momentum: SGD momentum.
+        weight_decay: L2 penalty on weights (not on BN parameters and biases).
+        resolutions: input resolutions subnets are trained at.
+        n_random: random subnets per step besides the largest and smallest.
+        progress: show a progress bar.
+
+    Returns:
+        ``epochs`` (done in total), ``trained_epochs`` (by this call), ``top1_largest`` and
+        ``top1_smallest`` (validation accuracy in % after the last epoch) and
+        ``seconds_per_epoch`` (training time of this call's epochs, validation excluded).
+
+    Raises:
+        SupernetError: ``out_path`` holds a checkpoint of another supernet.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if n_random < 0:
+        raise ValueError(f"n_random must be zero or more, got {n_random}")
+    out_path = Path(out_path)
+    n_classes = supernet.classifier.linear.out_features
+    if n_classes != data.n_classes:
+        raise SupernetError(
+            f"the supernet has {n_classes} outputs and the dataset {data.n_classes} classes"
+        )
+    space = MobileNetV3Space(width_mult=supernet.width_mult, resolutions=resolutions)
+    largest, smallest = space.largest(), space.smallest()
+    supernet.to(device)
+    optimizer = torch.optim.SGD(
+        _parameter_groups(supernet, weight_decay), lr=lr, momentum=momentum
+    )
+
+    history: list[dict[str, float]] = []
+    if out_path.exists():
+        history = _resume(out_path, supernet, optimizer, n_classes)
+    start = len(history)
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    bar = tqdm(
+        total=max(epochs - start, 0) * steps_per_epoch,
+        desc="supernet",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    seconds = []
+    for epoch in range(start, epochs):
+        bar.set_description(f"supernet epoch {epoch + 1}/{epochs}")
+        # A closed form instead of a scheduler: a resumed run needs no scheduler state.
+        for group in optimizer.param_groups:
+            group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * epoch / epochs))
+        begin = time.perf_counter()
+        loss = _train_epoch(
+            supernet, data.train, optimizer, space, largest, smallest,
+            n_random=n_random, batch_size=batch_size, device=device,
+            seed=_epoch_seed(seed, epoch), bar=bar,
+        )
+        seconds.append(time.perf_counter() - begin)
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds[-1],
+            "top1_largest": _validate(supernet, data, largest, device, seed),
+            "top1_smallest": _validate(supernet, data, smallest, device, seed),
+        }
+        history.append(record)
+        bar.set_postfix(loss=f"{loss:.3f}", top1=f"{record['top1_largest']:.1f}")
+        _save_checkpoint(out_path, supernet, optimizer, history, seed=seed)
+    bar.close()
+    supernet.set_max_net()
+    return {
+        "epochs": len(history),
+        "trained_epochs": len(seconds),
+        "top1_largest": history[-1]["top1_largest"],
+        "top1_smallest": history[-1]["top1_smallest"],
+        "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+    }
+
+
+def _train_epoch(
+    supernet: OFAMobileNetV3,
+    train: ImageSet,
+    optimizer: torch.optim.Optimizer,
+    space: MobileNetV3Space,
+    largest: dict[str, Any],
+    smallest: dict[str, Any],
+    *,
+    n_random: int,
+    batch_size: int,
+    device: str | torch.device,
+    seed: int,
+    bar: tqdm,
+) -> float:
+    """Run one sandwich-rule epoch and return its mean loss of the largest subnet."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    supernet.train()
+    total = torch.zeros((), device=device)
+    n_steps = 0
+    with seeded(seed, device):
+        batches = train.batches(
+            batch_size, largest["r"], shuffle=True, augment=True, generator=generator, device=device
+        )
+        for images, labels in batches:
+            bar.update()
+            # Train-mode BN cannot normalise a single image at r=32 (1x1 final feature map).
+            if len(labels) < 2:
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            set_active(supernet, largest)
+            teacher = supernet(images)
+            loss = F.cross_entropy(teacher, labels)
+            loss.backward()
+            soft_targets = teacher.detach().softmax(dim=1)
+            for subnet in [smallest, *space.sample(rng, n_random)]:
+                set_active(supernet, subnet)
+                logits = supernet(_resize(images, subnet["r"]))
+                # Soft cross-entropy (OFA's distillation loss): KL up to the teacher's entropy.
+                distill = -(soft_targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
+                distill.backward()
+            optimizer.step()
+            total += loss.detach()
+            n_steps += 1
+            # Reading the loss syncs with the device: only now and then, and only when shown.
+            if not bar.disable and n_steps % _PROGRESS_EVERY == 0:
+                bar.set_postfix(loss=f"{total.item() / n_steps:.3f}")
+    return total.item() / max(n_steps, 1)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # Each epoch's randomness depends only on (seed, epoch), so a resumed run replays it.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _validate(
+    supernet: OFAMobileNetV3,
+    data: DataSplits,
+    subnet: dict[str, Any],
+    device: str | torch.device,
+    seed: int,
+) -> float:
+    """Validation top1 of a subnet after BN recalibration (the shared statistics mix subnets)."""
+    network = extract_subnet(supernet, subnet)
+    recalibrate_bn(
+        network, data.train, resolution=subnet["r"], n_images=_VALIDATION_BN_IMAGES,
+        device=device, seed=seed,
+    )
+    return evaluate(network, data.valid, resolution=subnet["r"], device=device)
+
+
+def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    if images.shape[-1] == resolution:
+        return images
+    return F.interpolate(
+        images, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+    )
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # As in OFA: no decay on BN parameters and biases (1-D tensors).
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _resume(
+    path: Path, supernet: OFAMobileNetV3, optimizer: torch.optim.Optimizer, n_classes: int
+) -> list[dict[str, float]]:
+    checkpoint = read_checkpoint(path)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise SupernetError(
+            f"{path}: exists and is not an optnas supernet training checkpoint; "
+            "choose another output file"
+        )
+    if checkpoint["n_classes"] != n_classes or checkpoint["width_mult"] != supernet.width_mult:
+        raise SupernetError(
+            f"{path}: holds a training run of a {checkpoint['n_classes']}-class "
+            f"w{checkpoint['width_mult']} supernet, not {n_classes}-class "
+            f"w{supernet.width_mult}; choose another output file"
+        )
+    nn.Module.load_state_dict(supernet, checkpoint["state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return list(checkpoint["history"])
+
+
+def _save_checkpoint(
+    path: Path,
+    supernet: OFAMobileNetV3,
+    optimizer: torch.optim.Optimizer,
+    history: list[dict[str, float]],
+    *,
+    seed: int,
+) -> None:
+    """Write the training checkpoint atomically: a kill never leaves half a file."""
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": supernet.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": len(history),
+        "history": history,
+        "n_classes": supernet.classifier.linear.out_features,
+        "width_mult": supernet.width_mult,
+        "seed": seed,
+    }
+    save_checkpoint(checkpoint, path)

@@ -1,0 +1,17 @@
+"""The user attributes a search stores on every trial: the protocol its readers share.
+
+The objective writes them; the surrogate sampler, ``optnas trials``/``select``/``report`` and
+optuna-dashboard read them. Figures are in the units of :mod:`optnas.networks.costs`
+(millions) and ``top1`` in %.
+"""
+
+SUBNET = "subnet"
+DUPLICATE_OF = "duplicate_of"
+FEASIBLE = "feasible"
+FAIL_REASON = "fail_reason"
+FAIL_TRACEBACK = "fail_traceback"
+
+# Every figure a trial may store besides its subnet, in the order of ``net.stats``; a trial
+# holds those its search measures (exits, robustness) and a duplicate copies them.
+STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
+             "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon")

@@ -1,0 +1,141 @@
+"""The package's layers: imports go one way, the order the README's "Layout" table gives,
+with no cycle; the quick commands do not import torch."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "optnas"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str, source: str, is_package: bool = False) -> set[str]:
+    """Every optnas module the module ``name`` imports, wherever the import statement sits."""
+    found = set()
+    package = name if is_package else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from optnas import trial_attrs` imports the module optnas.trial_attrs.
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+        else:
+            continue
+        found.update(target for target in targets if target.split(".")[0] == "optnas" and target != name)
+    return {target if target in MODULES else target.rpartition(".")[0] for target in found}
+
+
+GRAPH = {name: _imports(name, path.read_text(), path.name == "__init__.py") for name, path in MODULES.items()}
+
+
+def _layers() -> list[list[str]]:
+    """The README's layers, lowest first: the module prefixes of each row of its Layout table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
+    return [re.findall(r"`([\w.]+)`", row[2]) for row in rows]
+
+
+def _layer_of(module: str, layers: list[list[str]]) -> int:
+    # The longest matching prefix decides: `optnas` (the package's own __init__) is a layer of
+    # its own, `optnas.spaces.base` belongs to `optnas.spaces`.
+    matches = [(len(prefix), index) for index, prefixes in enumerate(layers) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    assert matches, f"{module} is in no layer of the README's Layout table"
+    return max(matches)[1]
+
+
+def test_every_module_is_in_a_layer_and_imports_only_its_own_or_lower_ones() -> None:
+    layers = _layers()
+    assert len(layers) >= 10
+    against = [
+        f"{module} (layer {_layer_of(module, layers) + 1}) imports {target} (layer {_layer_of(target, layers) + 1})"
+        for module, targets in GRAPH.items() for target in sorted(targets)
+        if _layer_of(target, layers) > _layer_of(module, layers)
+    ]
+    assert not against, "imports against the layer order:\n" + "\n".join(against)
+
+
+def test_no_import_cycle() -> None:
+    # Tarjan's strongly connected components: any component of two or more modules is a cycle.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in GRAPH[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in GRAPH:
+        if module not in index:
+            visit(module)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checker_sees_function_level_and_relative_imports() -> None:
+    # A checker that missed imports inside functions would pass any layout.
+    source = "def f():\n    from optnas.networks import costs\n    from . import base\n    import optnas.cli\n"
+    assert _imports("optnas.spaces.nasbench201", source) == {
+        "optnas.networks.costs", "optnas.spaces.base", "optnas.cli",
+    }
+
+
+_NO_TORCH = """
+import sys
+from click.testing import CliRunner
+from optnas.cli import main
+result = CliRunner().invoke(main, sys.argv[1:])
+assert result.exit_code == 0, result.output
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "ofa", "sklearn", "xgboost"})
+print(",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("command", [["--help"], ["search", "--help"], ["studies"], ["trials"]])
+def test_quick_commands_do_not_import_torch(command: list[str], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'quick.db'}"
+    study = optuna.create_study(study_name="quick", storage=url, directions=["maximize", "minimize"])
+    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=3)
+    if command[0] in ("studies", "trials"):
+        command = command + ["--storage", url] + (["--study-name", "quick"] if command[0] == "trials" else [])
+    result = subprocess.run([sys.executable, "-c", _NO_TORCH, *command], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"`optnas {' '.join(command)}` imported {result.stdout.strip()}"
