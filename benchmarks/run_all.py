@@ -47,6 +47,7 @@ from optnas.config import SearchConfig
 from optnas.data.datasets import DataSplits, ImageSet, TensorImageSet, load_dataset
 from optnas.evaluation.candidate import CandidateEvaluator, exact_costs
 from optnas.objectives.nas import NASObjective, suggest
+from optnas.optuna_private import rdb_tables, study_id
 from optnas.predictors import PREDICTOR_NAMES, get_predictor
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX, SurrogateSampler
 from optnas.spaces import MobileNetV3Space
@@ -284,19 +285,18 @@ def _bulk_add(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> No
     import json
 
     from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
 
-    engine = study._storage._backend.engine
+    engine, models = rdb_tables(study)
     with engine.begin() as connection:
         connection.execute(models.TrialModel.__table__.insert(), [
-            {"number": t.number, "study_id": study._study_id, "state": t.state.name,
+            {"number": t.number, "study_id": study_id(study), "state": t.state.name,
              "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete}
             for t in trials
         ])
         ids = dict(connection.execute(
             models.TrialModel.__table__.select()
             .with_only_columns(models.TrialModel.__table__.c.number, models.TrialModel.__table__.c.trial_id)
-            .where(models.TrialModel.__table__.c.study_id == study._study_id)
+            .where(models.TrialModel.__table__.c.study_id == study_id(study))
         ).fetchall())
         connection.execute(models.TrialParamModel.__table__.insert(), [
             {"trial_id": ids[t.number], "param_name": name,

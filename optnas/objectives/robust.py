@@ -26,6 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from optnas import trial_attrs
 from optnas.config import SearchConfig
 from optnas.evaluation.flatness import alpha_norm, top1_robust
 
@@ -55,7 +56,7 @@ def iteration_alpha_norm(study: optuna.Study, config: SearchConfig, pilot: Pilot
         if iteration == 0:
             stats = pilot()
             value = alpha_norm([s["top1"] for s in stats], [s["robustness"] for s in stats])
-            record = {"pilot": [{k: s[k] for k in ("subnet", "top1", "robustness")} for s in stats]}
+            record = {"pilot": [{k: s[k] for k in (trial_attrs.SUBNET, "top1", "robustness")} for s in stats]}
         else:
             n_used = config.n_doe + (iteration - 1) * config.n_iter
             used = sorted(complete, key=lambda t: (t.datetime_complete, t.number))[:n_used]

@@ -24,10 +24,12 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
+from optnas.optuna_private import study_storage  # noqa: E402
 from optnas.studies.runner import ITERATION_ATTR_PREFIX  # noqa: E402
 from optnas.studies.selection import select_trials, stats_of  # noqa: E402
 from optnas.studies.study import ARTIFACT_DIR_ATTR  # noqa: E402
 from optnas.studies.trials import pareto_trials  # noqa: E402
+from optnas.trial_attrs import DUPLICATE_OF, SUBNET  # noqa: E402
 
 PAGE = "index.html"
 _UNITS = {"top1": "%", "params": "M", "macs": "M", "activations": "M", "avg_macs": "M"}
@@ -67,7 +69,7 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if "duplicate_of" not in t.user_attrs]
+                if DUPLICATE_OF not in t.user_attrs]
     if not complete:
         raise ValueError(f"study '{study.study_name}' has no completed trial to report on")
     chosen = select_trials(study, n, prefer)
@@ -82,7 +84,7 @@ def write_report(
     if early_exit:
         plots.append(_plot_exit_ratios(early_exit, out / "exit_ratios.png"))
     rows = [{"trial": trial.number, "reason": reason, **stats_of(trial),
-             "subnet": trial.user_attrs.get("subnet")} for trial, reason in chosen]
+             SUBNET: trial.user_attrs.get(SUBNET)} for trial, reason in chosen]
     page = out / PAGE
     page.write_text(_page(study, plots, rows, iterations))
     uploaded = _upload(study, [out / name for name in plots]) if upload else []
@@ -173,11 +175,11 @@ def _plot_exit_ratios(trials: list[FrozenTrial], path: Path) -> str:
 
 def _page(study: optuna.Study, plots: list[str], rows: list[dict[str, Any]],
           iterations: list[dict[str, Any]]) -> str:
-    columns = ("trial", "reason") + tuple(key for key in rows[0] if key not in ("trial", "reason", "subnet"))
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in columns + ("subnet",))
+    columns = ("trial", "reason") + tuple(key for key in rows[0] if key not in ("trial", "reason", SUBNET))
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in columns + (SUBNET,))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in columns)
-        + f"<td><code>{html.escape(json.dumps(row.get('subnet')))}</code></td></tr>"
+        + f"<td><code>{html.escape(json.dumps(row.get(SUBNET)))}</code></td></tr>"
         for row in rows
     )
     n_complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -219,7 +221,7 @@ def _upload(study: optuna.Study, files: list[Path]) -> list[str]:
     store = FileSystemArtifactStore(artifact_dir)
     # Reports are rerun: a plot identical to one already attached is not attached twice.
     attached = {(meta.filename, _digest_of_artifact(store, meta.artifact_id))
-                for meta in get_all_artifact_meta(study, storage=study._storage)}
+                for meta in get_all_artifact_meta(study, storage=study_storage(study))}
     uploaded = []
     for path in files:
         if (path.name, hashlib.sha256(path.read_bytes()).hexdigest()) in attached:

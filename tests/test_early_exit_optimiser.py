@@ -1,0 +1,33 @@
+"""--optim and --rho reach early-exit candidates: the backbone's fine-tuning and the exits' training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import optnas.training.loop as loop
+from optnas.config import SearchConfig
+from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.networks.supernet import build_supernet
+
+
+@pytest.mark.parametrize("optim", ["sgd", "asam"])
+def test_early_exit_candidates_use_the_chosen_optimiser(optim: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.save({"state_dict": build_supernet(10).state_dict()}, tmp_path / "supernet.pth")
+    config = SearchConfig(search_space="eemobilenetv3", supernet_path=str(tmp_path / "supernet.pth"), optim=optim,
+                          rho=0.3 if optim != "sgd" else None, n_epochs=1, warmup_ee_epochs=1, ee_epochs=0,
+                          vld_size=100).validate()
+    used = []
+    make_optimizer = loop.make_optimizer
+
+    def recording(name: str, params, **options):  # noqa: ANN001, ANN003, ANN202
+        used.append((name, options["rho"]))
+        return make_optimizer(name, params, **options)
+
+    monkeypatch.setattr(loop, "make_optimizer", recording)
+    stats, _ = CandidateEvaluator(config, tmp_path).evaluate(config.make_space().smallest())
+    assert used == [(optim, config.rho)] * 2  # the backbone's fine-tuning, then the exits' training
+    assert 0 <= stats["top1"] <= 100
