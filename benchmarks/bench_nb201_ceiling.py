@@ -20,8 +20,8 @@ import statistics
 import numpy as np
 from bench_samplers import REFERENCE, true_front
 
+from optnas.pareto import hypervolume_2d
 from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, _bench, lookup
-from optnas.studies.hypervolume import hypervolume_2d
 
 PER_LEVEL = (1, 2, 3, 5, 10)
 

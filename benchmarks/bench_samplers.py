@@ -21,8 +21,8 @@ import optuna
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
+from optnas.pareto import front_2d, hypervolume_2d
 from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
-from optnas.studies.hypervolume import hypervolume_2d
 from optnas.studies.search import start_search
 
 REFERENCE = (1.1, 1.1)
@@ -35,13 +35,7 @@ def true_front(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
         for figures in (lookup({"ops": list(ops)}, dataset, seed)
                         for ops in itertools.product(OPERATIONS, repeat=N_EDGES))
     ])
-    order = np.lexsort((points[:, 1], points[:, 0]))
-    front, best_second = [], np.inf
-    for first, second in points[order]:
-        if second < best_second:
-            front.append((first, second))
-            best_second = second
-    front = np.array(front)
+    front = front_2d(points)
     ideal, nadir = front.min(axis=0), front.max(axis=0)
     return ideal, nadir, hypervolume_2d((front - ideal) / (nadir - ideal), REFERENCE)
 

@@ -21,11 +21,12 @@ import optuna
 from bench_samplers import first_points, table_header, table_row
 
 from optnas.config import SearchConfig
-from optnas.costs import profile
-from optnas.data import load_dataset
-from optnas.studies.hypervolume import hypervolume_2d
+from optnas.data.datasets import load_dataset
+from optnas.networks.costs import profile
+from optnas.networks.supernet import build_supernet
+from optnas.pareto import hypervolume_2d
 from optnas.studies.search import start_search
-from optnas.supernet import build_supernet, train_supernet
+from optnas.training.supernet import train_supernet
 
 
 def main() -> None:

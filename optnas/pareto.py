@@ -1,12 +1,30 @@
-"""Hypervolume of a two-objective front, in minimisation form."""
+"""Pareto helpers on arrays of objectives, all minimised: fronts, ranks, crowding, hypervolume.
+
+Numpy only, so that every layer (samplers, studies, benchmarks) can share them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 
+def front_2d(points: np.ndarray) -> np.ndarray:
+    """Return the non-dominated points of a two-objective set, by increasing first objective.
+
+    Of identical points one is kept. A sort and a running minimum: fast on a whole
+    enumerated space, where pairwise dominance would need n² memory.
+
+    Args:
+        points: array of shape (n, 2).
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    ordered = points[np.lexsort((points[:, 1], points[:, 0]))]
+    lowest_before = np.concatenate([[np.inf], np.minimum.accumulate(ordered[:, 1])[:-1]])
+    return ordered[ordered[:, 1] < lowest_before]
+
+
 def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
-    """Return the area dominated by ``points`` and bounded by ``reference`` (both minimised).
+    """Return the area dominated by ``points`` and bounded by ``reference``.
 
     Points that do not strictly dominate the reference contribute nothing.
 
@@ -16,14 +34,10 @@ def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
     """
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     inside = points[(points[:, 0] < reference[0]) & (points[:, 1] < reference[1])]
-    if len(inside) == 0:
-        return 0.0
-    order = np.lexsort((inside[:, 1], inside[:, 0]))
-    area, best_second = 0.0, reference[1]
-    for first, second in inside[order]:
-        if second < best_second:
-            area += (reference[0] - first) * (best_second - second)
-            best_second = second
+    area, ceiling = 0.0, reference[1]
+    for first, second in front_2d(inside):
+        area += (reference[0] - first) * (ceiling - second)
+        ceiling = second
     return float(area)
 
 
@@ -39,7 +53,7 @@ def hypervolume_improvements_2d(
     steps.
 
     Args:
-        points: array (..., 2) of candidate points, minimised.
+        points: array (..., 2) of candidate points.
         front: array (p, 2) of points already held (need not be non-dominated).
         reference: the reference point.
     """
@@ -54,3 +68,85 @@ def hypervolume_improvements_2d(
     widths = np.maximum(0.0, ends - np.maximum(starts, first))
     heights = np.maximum(0.0, ceilings - points[..., 1][..., None])
     return (widths * heights).sum(axis=-1)
+
+
+def constrained_ranks(objectives: np.ndarray, violation: np.ndarray) -> np.ndarray:
+    """Return the non-domination rank of every row, feasibility first (0 = best front).
+
+    A feasible point dominates every infeasible one; of two infeasible points the one with the
+    smaller violation dominates; feasible points compare by Pareto dominance.
+
+    Args:
+        objectives: array (n, m).
+        violation: array (n,), total constraint violation (0 when feasible).
+    """
+    objectives = np.asarray(objectives, dtype=float)
+    violation = np.asarray(violation, dtype=float)
+    n = len(objectives)
+    less_equal = (objectives[:, None, :] <= objectives[None, :, :]).all(axis=2)
+    less = (objectives[:, None, :] < objectives[None, :, :]).any(axis=2)
+    pareto = less_equal & less
+    feasible = violation <= 0
+    both_feasible = feasible[:, None] & feasible[None, :]
+    dominates = np.where(both_feasible, pareto, violation[:, None] < violation[None, :])
+    ranks = np.full(n, -1, dtype=np.int64)
+    dominated_by = dominates.sum(axis=0)
+    rank = 0
+    remaining = np.ones(n, dtype=bool)
+    while remaining.any():
+        front = remaining & (dominated_by == 0)
+        ranks[front] = rank
+        remaining &= ~front
+        dominated_by = dominated_by - dominates[front].sum(axis=0)
+        rank += 1
+    return ranks
+
+
+def front_indices(objectives: np.ndarray) -> list[int]:
+    """Return the indices of the non-dominated rows (the 10 best with a single objective).
+
+    Args:
+        objectives: array (n, m).
+    """
+    if len(objectives) == 0:
+        return []
+    if objectives.shape[1] == 1:
+        return [int(i) for i in np.argsort(objectives[:, 0], kind="stable")[:10]]
+    ranks = constrained_ranks(objectives, np.zeros(len(objectives)))
+    return [int(i) for i in np.flatnonzero(ranks == 0)]
+
+
+def crowding_distances(objectives: np.ndarray) -> np.ndarray:
+    """Return the NSGA-II crowding distance of every row of one front (boundaries: infinity).
+
+    Args:
+        objectives: array (n, m) of one front.
+    """
+    objectives = np.asarray(objectives, dtype=float)
+    n, m = objectives.shape
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for column in range(m):
+        order = np.argsort(objectives[:, column], kind="stable")
+        values = objectives[order, column]
+        span = values[-1] - values[0]
+        distance[order[0]] = distance[order[-1]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
+    return distance
+
+
+def rank_and_crowding(objectives: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return feasibility-first ranks and within-front crowding distances.
+
+    Args:
+        objectives: array (n, m).
+        violation: array (n,).
+    """
+    ranks = constrained_ranks(objectives, violation)
+    crowding = np.zeros(len(ranks))
+    for rank in np.unique(ranks):
+        members = ranks == rank
+        crowding[members] = crowding_distances(objectives[members])
+    return ranks, crowding

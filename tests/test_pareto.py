@@ -1,10 +1,17 @@
-"""Two-objective hypervolume and the per-candidate improvements the batch selection uses."""
+"""The Pareto helpers: fronts, feasibility-first ranks, crowding, hypervolume and its improvements."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from optnas.studies.hypervolume import hypervolume_2d, hypervolume_improvements_2d
+from optnas.pareto import (
+    constrained_ranks,
+    crowding_distances,
+    front_2d,
+    front_indices,
+    hypervolume_2d,
+    hypervolume_improvements_2d,
+)
 
 
 def test_hypervolume_of_a_staircase_by_hand() -> None:
@@ -28,3 +35,29 @@ def test_improvements_are_zero_for_dominated_points() -> None:
     front = np.array([[0.0, 0.5], [0.5, 0.0]])
     points = np.array([[0.6, 0.6], [0.5, 0.5], [2.0, 0.0]])
     assert (hypervolume_improvements_2d(points, front, (1.0, 1.0)) == 0).all()
+
+
+def test_front_2d_agrees_with_the_ranks_on_random_sets() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        # Coarse values, so that ties and repeated points occur.
+        points = rng.integers(0, 6, size=(rng.integers(1, 30), 2)).astype(float)
+        expected = np.unique(points[front_indices(points)], axis=0)
+        front = front_2d(points)
+        assert (np.diff(front[:, 0]) > 0).all()
+        np.testing.assert_array_equal(front, expected)
+
+
+def test_constrained_ranks_put_feasible_first() -> None:
+    objectives = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, 2.0], [0.5, 3.0]])
+    violation = np.array([0.0, 0.5, 0.0, 0.0])
+    ranks = constrained_ranks(objectives, violation)
+    # Point 1 dominates everything in value but violates a constraint: it ranks last.
+    assert ranks.tolist() == [0, 2, 1, 0]
+    assert np.isinf(crowding_distances(objectives[[0, 3]])).all()
+
+
+def test_front_indices_keep_the_ten_best_of_a_single_objective() -> None:
+    values = np.arange(15, 0, -1, dtype=float)[:, None]
+    assert front_indices(values) == list(range(14, 4, -1))
+    assert front_indices(np.zeros((0, 2))) == []

@@ -14,7 +14,6 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
-from optnas.samplers.evolution import constrained_ranks, crowding_distances
 from optnas.samplers.selection import select_batch
 from optnas.spaces import MobileNetV3Space, NASBench201Space
 from optnas.studies.search import start_search
@@ -31,15 +30,6 @@ def _evaluated_subnets(study: optuna.Study) -> list[str]:
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     return [json.dumps(t.user_attrs["subnet"]) for t in sorted(complete, key=lambda t: t.number)
             if "duplicate_of" not in t.user_attrs]
-
-
-def test_constrained_ranks_put_feasible_first() -> None:
-    objectives = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, 2.0], [0.5, 3.0]])
-    violation = np.array([0.0, 0.5, 0.0, 0.0])
-    ranks = constrained_ranks(objectives, violation)
-    # Point 1 dominates everything in value but violates a constraint: it ranks last.
-    assert ranks.tolist() == [0, 2, 1, 0]
-    assert np.isinf(crowding_distances(objectives[[0, 3]])).all()
 
 
 def test_select_batch_fills_the_front_and_skips_infeasible() -> None:

@@ -1,7 +1,7 @@
 """NSGA-II on integer gene vectors, run on the surrogate (predicted accuracy, exact costs).
 
-Split like Optuna's ``samplers/nsgaii``: ranking helpers, an elite selection strategy and a
-child generation strategy behind :class:`SurrogateNSGA2`.
+Split like Optuna's ``samplers/nsgaii``: an elite selection strategy and a child generation
+strategy behind :class:`SurrogateNSGA2`; ranks and crowding come from :mod:`optnas.pareto`.
 """
 
 from __future__ import annotations
@@ -10,78 +10,11 @@ from typing import Callable
 
 import numpy as np
 
+from optnas.pareto import rank_and_crowding
 from optnas.spaces import SearchSpace
 
 # (vectors) -> (objectives to minimise, shape (n, m); constraint violation, shape (n,), 0 = feasible)
 Evaluate = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def constrained_ranks(objectives: np.ndarray, violation: np.ndarray) -> np.ndarray:
-    """Return the non-domination rank of every row, feasibility first (0 = best front).
-
-    A feasible point dominates every infeasible one; of two infeasible points the one with the
-    smaller violation dominates; feasible points compare by Pareto dominance.
-
-    Args:
-        objectives: array (n, m), minimised.
-        violation: array (n,), total constraint violation (0 when feasible).
-    """
-    objectives = np.asarray(objectives, dtype=float)
-    violation = np.asarray(violation, dtype=float)
-    n = len(objectives)
-    less_equal = (objectives[:, None, :] <= objectives[None, :, :]).all(axis=2)
-    less = (objectives[:, None, :] < objectives[None, :, :]).any(axis=2)
-    pareto = less_equal & less
-    feasible = violation <= 0
-    both_feasible = feasible[:, None] & feasible[None, :]
-    dominates = np.where(both_feasible, pareto, violation[:, None] < violation[None, :])
-    ranks = np.full(n, -1, dtype=np.int64)
-    dominated_by = dominates.sum(axis=0)
-    rank = 0
-    remaining = np.ones(n, dtype=bool)
-    while remaining.any():
-        front = remaining & (dominated_by == 0)
-        ranks[front] = rank
-        remaining &= ~front
-        dominated_by = dominated_by - dominates[front].sum(axis=0)
-        rank += 1
-    return ranks
-
-
-def crowding_distances(objectives: np.ndarray) -> np.ndarray:
-    """Return the NSGA-II crowding distance of every row of one front (boundaries: infinity).
-
-    Args:
-        objectives: array (n, m) of one front.
-    """
-    objectives = np.asarray(objectives, dtype=float)
-    n, m = objectives.shape
-    distance = np.zeros(n)
-    if n <= 2:
-        return np.full(n, np.inf)
-    for column in range(m):
-        order = np.argsort(objectives[:, column], kind="stable")
-        values = objectives[order, column]
-        span = values[-1] - values[0]
-        distance[order[0]] = distance[order[-1]] = np.inf
-        if span > 0:
-            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
-    return distance
-
-
-def rank_and_crowding(objectives: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return ranks and within-front crowding distances.
-
-    Args:
-        objectives: array (n, m), minimised.
-        violation: array (n,).
-    """
-    ranks = constrained_ranks(objectives, violation)
-    crowding = np.zeros(len(ranks))
-    for rank in np.unique(ranks):
-        members = ranks == rank
-        crowding[members] = crowding_distances(objectives[members])
-    return ranks, crowding
 
 
 class EliteSelection:

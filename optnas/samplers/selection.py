@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optnas.samplers.evolution import constrained_ranks
-from optnas.studies.hypervolume import hypervolume_improvements_2d
+from optnas.pareto import constrained_ranks, hypervolume_improvements_2d
 
 
 def select_batch(

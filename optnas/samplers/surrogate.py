@@ -24,7 +24,8 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optnas.samplers.design import initial_design
-from optnas.samplers.evolution import SurrogateNSGA2, constrained_ranks
+from optnas.pareto import constrained_ranks, front_indices
+from optnas.samplers.evolution import SurrogateNSGA2
 from optnas.samplers.selection import select_batch
 from optnas.spaces import SearchSpace
 
@@ -205,7 +206,7 @@ class SurrogateSampler(BaseSampler):
         feasible = [t for t in evaluated if all(v <= 0 for v in t.constraints.values())]
         observed = self._observed(feasible)
         front_values = self._minimised(observed) if feasible else np.zeros((0, len(self.objectives)))
-        front = _front_indices(front_values)
+        front = front_indices(front_values)
         initial = np.array([self.space.to_vector(t.user_attrs["subnet"])
                             for t in ([feasible[i] for i in front] or evaluated)])
         rng = np.random.default_rng([self.seed, k])
@@ -322,16 +323,6 @@ def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
 def _keys(vectors: np.ndarray) -> np.ndarray:
     """One string per row, so that rows can be compared with ``np.isin``."""
     return np.array([",".join(map(str, row)) for row in np.asarray(vectors, dtype=np.int64)])
-
-
-def _front_indices(values: np.ndarray) -> list[int]:
-    """Indices of the non-dominated rows of minimised ``values`` (the 10 best with one column)."""
-    if len(values) == 0:
-        return []
-    if values.shape[1] == 1:
-        return [int(i) for i in np.argsort(values[:, 0], kind="stable")[:10]]
-    ranks = constrained_ranks(values, np.zeros(len(values)))
-    return [int(i) for i in np.flatnonzero(ranks == 0)]
 
 
 def batch_quality(study: Study) -> dict[int, dict[str, Any]]:

@@ -15,7 +15,7 @@ from optnas.config import SearchConfig
 from optnas.evaluation import CandidateEvaluator
 from optnas.objectives.figures import tiny_ml
 from optnas.objectives.nas import NASObjective
-from optnas.studies.hypervolume import hypervolume_2d
+from optnas.pareto import hypervolume_2d
 
 ITERATION_ATTR_PREFIX = "iteration:"
 # A search whose evaluations keep failing stops instead of burning the whole budget.
