@@ -80,6 +80,7 @@ def test_same_seed_same_candidates_other_seed_other(tmp_path: Path) -> None:
     runs = []
     for index, seed in enumerate([3, 3, 4]):
         folder = tmp_path / str(index)
+        folder.mkdir()
         study = start_search(_config(folder, seed=seed), f"sqlite:///{folder / 's.db'}", progress=False)
         runs.append(_evaluated_subnets(study))
     assert runs[0] == runs[1]
