@@ -49,6 +49,7 @@ from optnas.evaluation.candidate import CandidateEvaluator, exact_costs
 from optnas.objectives.nas import NASObjective, suggest
 from optnas.optuna_private import rdb_tables, study_id
 from optnas.predictors import PREDICTOR_NAMES, get_predictor
+from optnas.samplers.msunas import MSuNASStep
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX, SurrogateSampler
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.storage import open_storage
@@ -451,16 +452,13 @@ def bench_surrogate(
             "4", f"fit {name} on " + " / ".join(f"{s:,}" for s in sizes),
             " / ".join(f"{fits[name, s]:.2f}" for s in sizes) + " s", "", None, "", None,
         ))
-    sampler = SurrogateSampler(
-        space, functools.partial(exact_costs, config), objectives=["top1", "macs"],
-        constraint_bounds={}, n_doe=10, n_iter=N_ITER,
-    )
+    step = MSuNASStep(space, functools.partial(exact_costs, config), objectives=["top1", "macs"], constraint_bounds={})
     started = time.perf_counter()
     predictor.predict(space.features(offspring))
     predict_s = time.perf_counter() - started
     started = time.perf_counter()
     for vector in offspring:
-        sampler._costs_of(vector)
+        step.costs_of(vector)
     costs_s = time.perf_counter() - started
     rows.append(Row(
         "4", f"score {len(offspring):,} offspring: {name} predict + exact costs",

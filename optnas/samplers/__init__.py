@@ -1,44 +1,5 @@
-"""Samplers: the surrogate-assisted NSGA-II and Optuna's baselines, built from a configuration."""
+"""Samplers: the MSuNAS step on arrays and the Optuna sampler that runs it inside a study.
 
-from __future__ import annotations
-
-import functools
-
-import optuna
-
-from optnas.config import SearchConfig
-
-
-def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
-    """Return the sampler a configuration names, seeded from it.
-
-    Args:
-        config: the search configuration.
-    """
-    seed = config.seed
-    if config.sampler == "surrogate":
-        from optnas.evaluation import exact_costs
-        from optnas.samplers.surrogate import SurrogateSampler
-
-        return SurrogateSampler(
-            config.make_space(),
-            functools.partial(exact_costs, config),
-            objectives=config.objectives,
-            constraint_bounds=config.constraint_bounds,
-            n_doe=config.n_doe,
-            n_iter=config.n_iter,
-            predictor=config.predictor,
-            sec_predictor=config.sec_predictor,
-            trust_radius=config.trust_radius or None,
-            seed=seed,
-        )
-    if config.sampler == "nsga2":
-        # One generation per iteration, so generations and iterations line up.
-        return optuna.samplers.NSGAIISampler(population_size=max(2, config.n_iter), seed=seed)
-    if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.n_doe)
-    if config.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.n_doe)
-    if config.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ValueError(f"unknown sampler {config.sampler!r}")
+A layer below configurations and studies: ``optnas.studies.sampling`` builds a sampler from a
+search configuration.
+"""

@@ -12,10 +12,11 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from optnas.config import SearchConfig
-from optnas.evaluation import CandidateEvaluator
+from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.objectives.figures import tiny_ml
 from optnas.objectives.nas import NASObjective
 from optnas.pareto import hypervolume_2d
+from optnas.studies.quality import batch_quality
 
 ITERATION_ATTR_PREFIX = "iteration:"
 # A search whose evaluations keep failing stops instead of burning the whole budget.
@@ -150,8 +151,6 @@ class IterationRecorder:
         if feasible:
             figures["best_top1"] = max(t.user_attrs["top1"] for t in feasible)
         if config.sampler == "surrogate":
-            from optnas.samplers.surrogate import batch_quality
-
             quality = batch_quality(study).get(iteration)
             if quality is not None:
                 figures["predictor"] = quality

@@ -1,0 +1,276 @@
+"""One MSuNAS step on arrays: fit the predictors, evolve on the surrogate, choose a batch.
+
+Nothing here knows of Optuna: the step takes the evaluated architectures as gene vectors with
+their observed figures and returns the next candidates with their predictions.
+:class:`optnas.samplers.surrogate.SurrogateSampler` runs it inside a study.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from optnas.pareto import constrained_ranks, front_indices
+from optnas.samplers.evolution import SurrogateNSGA2
+from optnas.samplers.selection import select_batch
+from optnas.spaces import SearchSpace
+
+# Reference point of the batch selection's hypervolume, on objectives scaled to the evaluated
+# front (ideal 0, nadir 1 on each axis).
+SCALED_REFERENCE = 1.1
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """The architectures evaluated so far.
+
+    Args:
+        vectors: array (n, n_genes) of their canonical gene vectors.
+        observed: quantity → array (n,) of its measured values, NaN where a trial lacks it.
+        feasible: array (n,) of booleans: the trial satisfied every constraint.
+        seen: array (s, n_genes) of every architecture a finished trial took, repeats of
+            evaluated ones included: none is proposed again, and the trust radius is measured
+            from them.
+    """
+
+    vectors: np.ndarray
+    observed: dict[str, np.ndarray]
+    feasible: np.ndarray
+    seen: np.ndarray
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What one step proposes.
+
+    Args:
+        vectors: array (c, n_genes) of the chosen candidates, c ≤ the batch size (fewer only
+            when the space near the evaluated architectures is exhausted).
+        predicted: predicted quantity → array (c,) of the candidates' predictions.
+        predictors: predicted quantity → the model that predicted it (the winner of adaptive
+            switching).
+        n_train: the architectures the predictors were fitted on.
+        fit_seconds: the time spent fitting.
+        seconds: the time of the whole step.
+    """
+
+    vectors: np.ndarray
+    predicted: dict[str, np.ndarray]
+    predictors: dict[str, str]
+    n_train: int
+    fit_seconds: float
+    seconds: float
+
+
+class MSuNASStep:
+    """Proposes architectures by NSGA-II on predictors plus exact costs.
+
+    Every quantity the objectives and constraints need is taken exactly from ``costs`` when
+    it holds it (params, MACs... computed from the encoding) and predicted otherwise: the
+    first objective by ``predictor``, any other (``avg_macs``, ``top1_robust``, or ``top1``
+    for a ``top1min`` constraint beside another first objective) by ``sec_predictor``.
+
+    Args:
+        space: the search space.
+        costs: exact figures of a subnet (e.g. ``{"params": .., "macs": ..}``), no network run.
+        objectives: the objectives' names, first one first; ``top1`` (%) is maximised, every
+            other one minimised.
+        constraint_bounds: constraint name → bound (``top1min`` a lower bound on top1 %, any
+            other an upper bound on the quantity of that name).
+        predictor: the first objective's predictor (see :func:`optnas.predictors.get_predictor`).
+        sec_predictor: the predictor of every other quantity that ``costs`` lacks.
+        trust_radius: candidates differ in at most this many genes from an evaluated
+            architecture (None: anywhere), so that predictions are used where they were learnt.
+        population_size: NSGA-II population on the surrogate.
+        generations: NSGA-II generations on the surrogate.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        costs: Callable[[dict[str, Any]], dict[str, float]],
+        *,
+        objectives: list[str],
+        constraint_bounds: dict[str, float],
+        predictor: str = "as",
+        sec_predictor: str = "as",
+        trust_radius: int | None = None,
+        population_size: int = 100,
+        generations: int = 30,
+    ) -> None:
+        self.space = space
+        self.costs = costs
+        self.objectives = list(objectives)
+        self.constraint_bounds = dict(constraint_bounds)
+        self.predictor = predictor
+        self.sec_predictor = sec_predictor
+        self.trust_radius = trust_radius
+        self._evolution = SurrogateNSGA2(space, population_size, generations)
+        self._costs_cache: dict[tuple, dict[str, float]] = {}
+
+    @property
+    def quantities(self) -> list[str]:
+        """Every figure the objectives and constraints need, objectives first."""
+        names = self.objectives + [_quantity(name) for name in self.constraint_bounds]
+        return list(dict.fromkeys(names))
+
+    def predicted_quantities(self) -> list[str]:
+        """The quantities that are predicted, because ``costs`` does not hold them."""
+        exact = self.costs_of(self.space.to_vector(self.space.smallest()))
+        return [name for name in self.quantities if name not in exact]
+
+    def costs_of(self, vector: np.ndarray) -> dict[str, float]:
+        """Return the exact costs of a gene vector, computed once per architecture.
+
+        Args:
+            vector: the gene vector.
+        """
+        key = tuple(int(v) for v in vector)
+        cached = self._costs_cache.get(key)
+        if cached is None:
+            cached = self.costs(self.space.from_vector(vector))
+            self._costs_cache[key] = cached
+        return cached
+
+    def __call__(self, evaluated: Evaluated, n: int, seed: int, k: int) -> Proposal:
+        """Return up to ``n`` never-evaluated candidates adding the most predicted hypervolume.
+
+        Args:
+            evaluated: the architectures evaluated so far (at least one).
+            n: the batch size.
+            seed: the search's seed.
+            k: the batch index; with ``seed`` it seeds the predictors and the evolution.
+        """
+        # Imported here: the predictors package pulls in torch (the MLP predictor).
+        from optnas.predictors import get_predictor
+
+        started = time.perf_counter()
+        models = {}
+        for name in self.predicted_quantities():
+            known = ~np.isnan(evaluated.observed[name])
+            kind = self.predictor if name == self.objectives[0] else self.sec_predictor
+            models[name] = get_predictor(kind, random_state=seed + k).fit(
+                self.space.features(evaluated.vectors[known]), evaluated.observed[name][known]
+            )
+        fit_seconds = time.perf_counter() - started
+
+        def predict(vectors: np.ndarray) -> dict[str, np.ndarray]:
+            features = self.space.features(vectors)
+            values = {name: _plausible(name, model.predict(features)) for name, model in models.items()}
+            costs = [self.costs_of(vector) for vector in vectors]
+            for name in self.quantities:
+                if name not in values:
+                    values[name] = np.array([c[name] for c in costs], dtype=float)
+            return values
+
+        def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            values = predict(vectors)
+            return self._minimised(values), self._violation(values)
+
+        feasible = np.flatnonzero(evaluated.feasible)
+        front_values = self._minimised({name: evaluated.observed[name][feasible] for name in self.quantities})
+        front = feasible[front_indices(front_values)]
+        initial = evaluated.vectors[front] if len(front) else evaluated.vectors
+        rng = np.random.default_rng([seed, k])
+        vectors, objectives, violation = self._evolution.run(evaluate, initial, rng)
+        # The one-gene neighbours of the evaluated front, scored too: the evolution rarely
+        # samples all of them, and they are where the predictor is most trustworthy.
+        neighbours = _neighbours(self.space, initial)
+        neighbours = neighbours[~np.isin(_keys(neighbours), _keys(vectors))]
+        if len(neighbours):
+            extra_objectives, extra_violation = evaluate(neighbours)
+            vectors = np.concatenate([vectors, neighbours])
+            objectives = np.concatenate([objectives, extra_objectives])
+            violation = np.concatenate([violation, extra_violation])
+        allowed = self._allowed(vectors, evaluated.seen)
+        vectors, objectives, violation = vectors[allowed], objectives[allowed], violation[allowed]
+        scaled, scaled_front = _normalise(objectives, front_values)
+        chosen = select_batch(
+            scaled, violation, n, scaled_front, (SCALED_REFERENCE,) * objectives.shape[1]
+        ) if len(vectors) else []
+        chosen_values = predict(vectors[chosen]) if len(chosen) else {name: np.zeros(0) for name in models}
+        return Proposal(
+            vectors=vectors[chosen],
+            predicted={name: chosen_values[name] for name in models},
+            predictors={name: getattr(model, "winner_", type(model).__name__) for name, model in models.items()},
+            n_train=len(evaluated.vectors),
+            fit_seconds=fit_seconds,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Mask of the candidates never evaluated and within the trust radius of one that was."""
+        if len(vectors) == 0 or len(done) == 0:
+            return np.ones(len(vectors), dtype=bool)
+        distance = np.array([(done != vector).sum(axis=1).min() for vector in vectors])
+        allowed = distance > 0
+        if self.trust_radius is not None:
+            allowed &= distance <= self.trust_radius
+        return allowed
+
+    def _minimised(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        columns = [100.0 - values[name] if name == "top1" else values[name] for name in self.objectives]
+        return np.column_stack(columns).astype(float)
+
+    def _violation(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        violation = np.zeros(len(values[self.objectives[0]]))
+        for name, bound in self.constraint_bounds.items():
+            value = values[_quantity(name)]
+            excess = bound - value if name == "top1min" else value - bound
+            # Relative excess, so constraints in different units weigh alike.
+            violation += np.maximum(0.0, excess) / max(abs(bound), 1e-12)
+        return violation
+
+
+def _quantity(constraint: str) -> str:
+    """The figure a constraint bounds: top1 for ``top1min``, else the constraint's own name."""
+    return "top1" if constraint == "top1min" else constraint
+
+
+def _plausible(name: str, predicted: np.ndarray) -> np.ndarray:
+    """Clip predictions to the quantity's range: interpolants can extrapolate past it."""
+    return np.clip(predicted, 0.0, 100.0) if name == "top1" else np.maximum(predicted, 0.0)
+
+
+def _normalise(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale objectives so the evaluated front spans [0, 1] on each axis.
+
+    Hypervolume gains are then comparable along the whole front: in raw units, with a far
+    reference point, the cheap end of the front (large errors) would dwarf every gain near the
+    accurate end, and batches would pile up on the smallest architectures.
+
+    Args:
+        objectives: array (n, m) of candidates' objectives, minimised.
+        front: array (p, m) of the evaluated feasible trials' objectives, minimised.
+    """
+    front = front.reshape(-1, objectives.shape[1])
+    if len(front) >= 2:
+        basis = front[constrained_ranks(front, np.zeros(len(front))) == 0]
+    else:
+        basis = np.vstack([front, objectives])
+    ideal, nadir = basis.min(axis=0), basis.max(axis=0)
+    span = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
+    return (objectives - ideal) / span, (front - ideal) / span
+
+
+def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
+    """Every distinct canonical vector one gene away from one of ``vectors``."""
+    levels = [len(values) for values in space.choices()]
+    rows = []
+    for gene, count in enumerate(levels):
+        for level in range(count):
+            changed = vectors.copy()
+            changed[:, gene] = level
+            rows.append(changed[vectors[:, gene] != level])
+    if not rows:
+        return vectors[:0]
+    candidates = space.canonical_vectors(np.concatenate(rows))
+    return np.unique(candidates, axis=0)
+
+
+def _keys(vectors: np.ndarray) -> np.ndarray:
+    """One string per row, so that rows can be compared with ``np.isin``."""
+    return np.array([",".join(map(str, row)) for row in np.asarray(vectors, dtype=np.int64)])

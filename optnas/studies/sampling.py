@@ -1,0 +1,46 @@
+"""The sampler a search configuration names: the surrogate-assisted NSGA-II or an Optuna baseline."""
+
+from __future__ import annotations
+
+import functools
+
+import optuna
+
+from optnas.config import SearchConfig
+from optnas.samplers.surrogate import SurrogateSampler
+
+
+def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
+    """Return the sampler a configuration names, seeded from it.
+
+    Args:
+        config: the search configuration.
+    """
+    seed = config.seed
+    if config.sampler == "surrogate":
+        # Imported here: the candidate evaluator pulls in torch, which `optnas studies` and
+        # `optnas trials` (they open studies, hence build samplers) do without.
+        from optnas.evaluation.candidate import exact_costs
+
+        return SurrogateSampler(
+            config.make_space(),
+            functools.partial(exact_costs, config),
+            objectives=config.objectives,
+            constraint_bounds=config.constraint_bounds,
+            n_doe=config.n_doe,
+            n_iter=config.n_iter,
+            predictor=config.predictor,
+            sec_predictor=config.sec_predictor,
+            trust_radius=config.trust_radius or None,
+            seed=seed,
+        )
+    if config.sampler == "nsga2":
+        # One generation per iteration, so generations and iterations line up.
+        return optuna.samplers.NSGAIISampler(population_size=max(2, config.n_iter), seed=seed)
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.n_doe)
+    if config.sampler == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=config.n_doe)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise ValueError(f"unknown sampler {config.sampler!r}")

@@ -1,0 +1,97 @@
+"""The MSuNAS step on its own: arrays in, a batch out, no study."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from optnas.samplers.design import initial_design
+from optnas.samplers.msunas import Evaluated, MSuNASStep, Proposal
+from optnas.spaces import NASBench201Space
+
+SPACE = NASBench201Space()
+# Synthetic model sizes (M): convolutions cost, pooling and skips almost nothing.
+OP_PARAMS = {"none": 0.0, "skip_connect": 0.0, "avg_pool_3x3": 0.01, "nor_conv_1x1": 0.1, "nor_conv_3x3": 0.3}
+
+
+def _costs(subnet: dict[str, Any]) -> dict[str, float]:
+    return {"params": 0.05 + sum(OP_PARAMS[op] for op in subnet["ops"])}
+
+
+def _top1(vectors: np.ndarray) -> np.ndarray:
+    """A synthetic accuracy (%): live input-output paths and the convolutions on them help."""
+    features = SPACE.features(vectors)
+    conv_1x1, conv_3x3, live_paths = features[:, 32], features[:, 33], features[:, 34:38].sum(axis=1)
+    return 50.0 + 2.0 * conv_1x1 + 4.0 * conv_3x3 + 5.0 * live_paths
+
+
+def _evaluated(n: int = 20, params_bound: float | None = None) -> Evaluated:
+    vectors = initial_design(SPACE, n, seed=0)
+    params = np.array([_costs(SPACE.from_vector(v))["params"] for v in vectors])
+    feasible = params <= params_bound if params_bound is not None else np.ones(n, dtype=bool)
+    return Evaluated(vectors=vectors, observed={"top1": _top1(vectors), "params": params},
+                     feasible=feasible, seen=vectors)
+
+
+def _step(**overrides: Any) -> MSuNASStep:
+    options = dict(objectives=["top1", "params"], constraint_bounds={}, predictor="rbf", trust_radius=2,
+                   population_size=40, generations=10)
+    options.update(overrides)
+    return MSuNASStep(SPACE, _costs, **options)
+
+
+def _distances(vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
+    """Each row's smallest number of genes differing from a row of ``done``."""
+    return np.array([(done != vector).sum(axis=1).min() for vector in vectors])
+
+
+def test_step_returns_distinct_new_canonical_candidates_within_the_trust_radius() -> None:
+    evaluated = _evaluated()
+    proposal = _step()(evaluated, 8, seed=0, k=1)
+    chosen = proposal.vectors
+    assert chosen.shape == (8, 6)
+    assert len(np.unique(chosen, axis=0)) == 8
+    assert (SPACE.canonical_vectors(chosen) == chosen).all()
+    assert ((distance := _distances(chosen, evaluated.vectors)) >= 1).all() and (distance <= 2).all()
+    # Model size is exact from the costs: only the accuracy is predicted.
+    assert set(proposal.predicted) == {"top1"} and proposal.predicted["top1"].shape == (8,)
+    assert proposal.predictors == {"top1": "RBFPredictor"} and proposal.n_train == 20
+
+
+def test_step_is_deterministic_for_a_seed_and_batch_index() -> None:
+    evaluated = _evaluated()
+    first, again = (_step()(evaluated, 8, seed=3, k=2) for _ in range(2))
+    np.testing.assert_array_equal(first.vectors, again.vectors)
+    np.testing.assert_array_equal(first.predicted["top1"], again.predicted["top1"])
+
+
+def test_step_never_proposes_an_architecture_already_taken() -> None:
+    evaluated = _evaluated()
+    proposal = _step()(evaluated, 8, seed=0, k=1)
+    # Had a repeat trial already taken these (duplicates are not training data), the step moves on.
+    taken = Evaluated(vectors=evaluated.vectors, observed=evaluated.observed, feasible=evaluated.feasible,
+                      seen=np.concatenate([evaluated.vectors, proposal.vectors]))
+    later = _step()(taken, 8, seed=0, k=1)
+    assert len(later.vectors) == 8 and (_distances(later.vectors, taken.seen) >= 1).all()
+
+
+def test_step_keeps_to_the_feasible_side_of_a_constraint() -> None:
+    def largest(proposal: Proposal) -> float:
+        return max(_costs(SPACE.from_vector(v))["params"] for v in proposal.vectors)
+
+    evaluated = _evaluated(params_bound=0.3)
+    assert 0 < evaluated.feasible.sum() < len(evaluated.feasible)
+    # Unbounded, the batch goes past 0.3 M; bounded, it stays under (sizes are exact).
+    assert largest(_step()(evaluated, 8, seed=0, k=1)) > 0.3
+    proposal = _step(constraint_bounds={"params": 0.3})(evaluated, 8, seed=0, k=1)
+    assert len(proposal.vectors) == 8 and largest(proposal) <= 0.3
+
+
+def test_step_returns_fewer_when_the_trust_region_is_exhausted() -> None:
+    # The smallest and the largest cell have 6 × 4 one-gene neighbours each, none shared:
+    # asked for more, the step returns those 48.
+    evaluated = _evaluated(n=2)
+    proposal = _step(trust_radius=1)(evaluated, 60, seed=0, k=1)
+    assert len(proposal.vectors) == 48 == len(np.unique(proposal.vectors, axis=0))
+    assert (_distances(proposal.vectors, evaluated.vectors) == 1).all()
