@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -66,7 +66,7 @@ def run_search(
         complete = _n_complete(study)
         bar.update(max(0, complete - bar.n))
         if trial.state == TrialState.COMPLETE:
-            recorder.record(study, complete)
+            recorder.record(study)
         if complete >= config.budget:
             study.stop()
 
@@ -86,11 +86,14 @@ def run_search(
 class IterationRecorder:
     """Stores per-iteration figures in the study once each iteration's trials are complete.
 
-    Iteration 0 is the initial design (``n_doe`` trials); iteration k ends at
-    ``n_doe + k * n_iter`` completed trials; ``seconds`` is its wall time in this process. The hypervolume is that of the feasible front in
-    (top1 error %, second objective), normalised by the area of the fixed reference point
-    (100 % error, 1.1 × the second objective of the largest architecture), so iterations and
-    studies of one space are comparable.
+    Iteration 0 is the initial design; iteration k ends with the ``n_doe + k * n_iter``-th
+    completed trial. Its record is computed from exactly that many trials, the first to
+    complete (by completion time, then number), so it is the same whoever writes it and
+    however far the count has moved on. ``seconds`` is its wall time: from the previous
+    iteration's last completion (iteration 0: the first start) to its own. The hypervolume is
+    that of the feasible front in (top1 error %, second objective), normalised by the area of
+    the fixed reference point (100 % error, 1.1 × the second objective of the largest
+    architecture), so iterations and studies of one space are comparable.
 
     Args:
         config: the search configuration.
@@ -100,7 +103,6 @@ class IterationRecorder:
     def __init__(self, config: SearchConfig, evaluator: CandidateEvaluator) -> None:
         self.config = config
         self.evaluator = evaluator
-        self._last_record = time.monotonic()
         self._reference: tuple[float, float] | None = None
 
     def reference_point(self) -> tuple[float, float]:
@@ -128,30 +130,41 @@ class IterationRecorder:
             self._reference = (100.0, 1.1 * second)
         return self._reference
 
-    def record(self, study: optuna.Study, complete: int) -> None:
-        """Store the figures of the iteration that ``complete`` trials close, if any.
+    def record(self, study: optuna.Study) -> None:
+        """Store the figures of every iteration the completed trials close that has none yet.
+
+        Several iterations at once when the count jumped past their ends (threads, workers).
 
         Args:
             study: the study.
-            complete: the number of completed trials now.
         """
         config = self.config
-        if complete < config.n_doe or (complete - config.n_doe) % config.n_iter:
-            return
-        iteration = (complete - config.n_doe) // config.n_iter
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                        key=lambda t: (t.datetime_complete, t.number))
+        stored = study.user_attrs
+        iteration, end = 0, config.n_doe
+        while end <= len(trials):
+            key = f"{ITERATION_ATTR_PREFIX}{iteration:04d}"
+            if key not in stored:
+                study.set_user_attr(key, self._figures(study, trials[:end], iteration))
+            iteration, end = iteration + 1, end + config.n_iter
+
+    def _figures(self, study: optuna.Study, trials: list[FrozenTrial], iteration: int) -> dict[str, Any]:
+        """The record of ``iteration`` from its completed trials, in completion order."""
+        config = self.config
+        previous = trials[:-config.n_iter] if iteration else []
+        since = previous[-1].datetime_complete if previous else min(t.datetime_start for t in trials)
         feasible = [t for t in trials if all(v <= 0 for v in t.constraints.values())]
-        figures: dict[str, float | int | list] = {
+        figures: dict[str, Any] = {
             "iteration": iteration,
-            "n_complete": complete,
+            "n_complete": len(trials),
             "n_feasible": len(feasible),
-            "seconds": round(time.monotonic() - self._last_record, 3),
+            "seconds": round((trials[-1].datetime_complete - since).total_seconds(), 3),
         }
-        self._last_record = time.monotonic()
         if feasible:
             figures["best_top1"] = max(t.user_attrs["top1"] for t in feasible)
         if config.sampler == "surrogate":
-            quality = batch_quality(study).get(iteration)
+            quality = batch_quality(study, trials).get(iteration)
             if quality is not None:
                 figures["predictor"] = quality
         if config.sec_obj != "none":
@@ -162,7 +175,7 @@ class IterationRecorder:
             area = hypervolume_2d(points, reference)
             figures["hv"] = area / (reference[0] * reference[1])
             figures["hv_reference_point"] = list(reference)
-        study.set_user_attr(f"{ITERATION_ATTR_PREFIX}{iteration:04d}", figures)
+        return figures
 
 
 def _n_complete(study: optuna.Study) -> int:
