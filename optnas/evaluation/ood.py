@@ -242,18 +242,56 @@ def evaluate_subnet_ood(
     except RuntimeError as error:
         raise ValueError(f"{weights}: not the weights of {subnet_file} ({str(error).splitlines()[0]})") from None
     model.to(device)
+    test = None if dataset in CIFAR_C else load_dataset(dataset, data).test
+    result = ood_errors(model, resolution=subnet["r"], dataset=dataset, data=data, test=test,
+                        corruptions=corruptions, severities=severities, n_images=n_images, seed=seed,
+                        device=device, progress=progress)
+    result.update({"subnet": subnet, "resolution": subnet["r"]})
+    return result
+
+
+def ood_errors(
+    model: nn.Module,
+    *,
+    resolution: int,
+    dataset: str,
+    data: str | None,
+    test: ImageSet | None,
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    severities: tuple[int, ...] = SEVERITIES,
+    n_images: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Return a network's OOD errors on the published CIFAR-C files when ``dataset`` names them,
+    else on ``test`` corrupted on the fly; ``source`` in the result says which.
+
+    Args:
+        model: the network.
+        resolution: its input resolution.
+        dataset: ``cifar10c`` / ``cifar100c``, or the name of the dataset ``test`` comes from.
+        data: the folder of the CIFAR-C files.
+        test: the clean test split (unused for CIFAR-C).
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        n_images: only the first test images.
+        seed: seeds the on-the-fly corruptions.
+        device: where to run.
+        progress: show progress bars.
+    """
     if dataset in CIFAR_C:
         if data is None:
             raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
-        result = cifar_c_errors(model, dataset, data, resolution=subnet["r"], corruptions=corruptions,
+        result = cifar_c_errors(model, dataset, data, resolution=resolution, corruptions=corruptions,
                                 severities=severities, n_images=n_images, device=device, progress=progress)
-    else:
-        test = load_dataset(dataset, data).test
-        if n_images is not None:
-            test = test.subset(range(min(n_images, len(test))))
-        result = corruption_errors(model, test, resolution=subnet["r"], corruptions=corruptions,
-                                   severities=severities, seed=seed, device=device, progress=progress)
-    result.update({"subnet": subnet, "resolution": subnet["r"]})
+        result["source"] = f"{dataset} files in {data}"
+        return result
+    if n_images is not None:
+        test = test.subset(range(min(n_images, len(test))))
+    result = corruption_errors(model, test, resolution=resolution, corruptions=corruptions,
+                               severities=severities, seed=seed, device=device, progress=progress)
+    result["source"] = f"{dataset} test split, corrupted on the fly (seed {seed})"
     return result
 
 

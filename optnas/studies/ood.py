@@ -19,7 +19,7 @@ from optnas.artifacts import SEARCH_CHECKPOINT, load_checkpoint, trial_dir
 from optnas.config import SearchConfig
 from optnas.data.corruptions import CORRUPTIONS, SEVERITIES
 from optnas.evaluation.candidate import CandidateEvaluator
-from optnas.evaluation.ood import CIFAR_C, check_choice, cifar_c_errors, corruption_errors
+from optnas.evaluation.ood import CIFAR_C, check_choice, ood_errors
 from optnas.networks.inference import evaluate
 from optnas.networks.supernet import extract_subnet
 from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
@@ -106,22 +106,11 @@ def evaluate_trial_ood(
     if dataset not in (None, config.dataset, *CIFAR_C):
         raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
                          f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
-    if dataset in (None, config.dataset):
-        test = evaluator.data.test
-        if n_images is not None:
-            test = test.subset(range(min(n_images, len(test))))
-        result = corruption_errors(model, test, resolution=subnet["r"], corruptions=corruptions,
-                                   severities=severities, seed=seed, device=device, progress=progress)
-        result["source"] = f"{config.dataset} test split, corrupted on the fly (seed {seed})"
-    else:
-        expected = CIFAR_C[dataset][0]
-        if expected != config.dataset:
-            raise ValueError(f"--dataset {dataset} needs a study searched on {expected}, not {config.dataset}")
-        if data is None:
-            raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
-        result = cifar_c_errors(model, dataset, data, resolution=subnet["r"], corruptions=corruptions,
-                                severities=severities, n_images=n_images, device=device, progress=progress)
-        result["source"] = f"{dataset} files in {data}"
+    if dataset in CIFAR_C and CIFAR_C[dataset][0] != config.dataset:
+        raise ValueError(f"--dataset {dataset} needs a study searched on {CIFAR_C[dataset][0]}, not {config.dataset}")
+    result = ood_errors(model, resolution=subnet["r"], dataset=dataset or config.dataset, data=data,
+                        test=evaluator.data.test, corruptions=corruptions, severities=severities,
+                        n_images=n_images, seed=seed, device=device, progress=progress)
     result.update({"trial": number, "top1": top1, "resolution": subnet["r"]})
     store_ood(study, number, result)
     return result
