@@ -31,9 +31,9 @@ class Evaluated:
         vectors: array (n, n_genes) of their canonical gene vectors.
         observed: quantity → array (n,) of its measured values, NaN where a trial lacks it.
         feasible: array (n,) of booleans: the trial satisfied every constraint.
-        seen: array (s, n_genes) of every architecture a finished trial took, repeats of
-            evaluated ones included: none is proposed again, and the trust radius is measured
-            from them.
+        seen: array (s, n_genes) of every completed trial's architecture, those that copied
+            an earlier trial's figures included: none is proposed again, and the trust radius
+            is measured from them.
     """
 
     vectors: np.ndarray
@@ -144,17 +144,8 @@ class MSuNASStep:
             seed: the search's seed.
             k: the batch index; with ``seed`` it seeds the predictors and the evolution.
         """
-        # Imported here: the predictors package pulls in torch (the MLP predictor).
-        from optnas.predictors import get_predictor
-
         started = time.perf_counter()
-        models = {}
-        for name in self.predicted_quantities():
-            known = ~np.isnan(evaluated.observed[name])
-            kind = self.predictor if name == self.objectives[0] else self.sec_predictor
-            models[name] = get_predictor(kind, random_state=seed + k).fit(
-                self.space.features(evaluated.vectors[known]), evaluated.observed[name][known]
-            )
+        models = self._fit(evaluated, random_state=seed + k)
         fit_seconds = time.perf_counter() - started
 
         def predict(vectors: np.ndarray) -> dict[str, np.ndarray]:
@@ -200,6 +191,20 @@ class MSuNASStep:
             fit_seconds=fit_seconds,
             seconds=time.perf_counter() - started,
         )
+
+    def _fit(self, evaluated: Evaluated, random_state: int) -> dict[str, Any]:
+        """One fitted predictor per predicted quantity, on the trials that measured it."""
+        # Imported here: the predictors package pulls in torch (the MLP predictor).
+        from optnas.predictors import get_predictor
+
+        models = {}
+        for name in self.predicted_quantities():
+            known = ~np.isnan(evaluated.observed[name])
+            kind = self.predictor if name == self.objectives[0] else self.sec_predictor
+            models[name] = get_predictor(kind, random_state=random_state).fit(
+                self.space.features(evaluated.vectors[known]), evaluated.observed[name][known]
+            )
+        return models
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
         """Mask of the candidates never evaluated and within the trust radius of one that was."""
