@@ -13,18 +13,16 @@ from tqdm import tqdm
 
 from optnas.config import SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
-from optnas.objectives.figures import tiny_ml
+from optnas.networks.costs import tiny_ml
 from optnas.objectives.nas import NASObjective
 from optnas.pareto import hypervolume_2d
+from optnas.studies.errors import SearchFailedError
 from optnas.studies.quality import batch_quality
+from optnas.trial_attrs import FAIL_REASON
 
 ITERATION_ATTR_PREFIX = "iteration:"
 # A search whose evaluations keep failing stops instead of burning the whole budget.
 MAX_CONSECUTIVE_FAILURES = 5
-
-
-class SearchFailedError(RuntimeError):
-    """Evaluations fail one after the other; the message holds the last reason."""
 
 
 def run_search(
@@ -58,7 +56,7 @@ def run_search(
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.FAIL:
-            failures.append(trial.user_attrs.get("fail_reason", "unknown error"))
+            failures.append(trial.user_attrs.get(FAIL_REASON, "unknown error"))
             if len(failures) >= MAX_CONSECUTIVE_FAILURES:
                 study.stop()
         elif trial.state == TrialState.COMPLETE:
