@@ -1,4 +1,9 @@
-"""Shared fixtures: storages on SQLite, PostgreSQL and Redis, and the CLI runner."""
+"""Shared fixtures: storages on SQLite, PostgreSQL and Redis, the CLI runner, the digits data
+and supernets.
+
+Data and supernets are session-scoped: building them once serves every test file. Tests that
+receive them must not change them (train a copy: ``extract_subnet`` returns one).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,14 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from optnas.data.datasets import DataSplits
 
 # Two cores: torch's thread pool makes the many small tensors of these tests slower, not faster.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -73,18 +84,73 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
 
 @pytest.fixture(scope="session")
 def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A supernet trained for one epoch on digits by `optnas supernet train`."""
+    """A supernet checkpoint written by `optnas supernet train`: one epoch, one step.
+
+    The tests that take it need *some* trained-format supernet for 10 classes, not a good one:
+    none of them asserts an accuracy it would reach. So it trains on a tiny CIFAR-10 tree in
+    the real file format (64 training images: one step of 64, 20 validation images), which
+    also runs the command end to end with ``--data`` in about 10 s instead of a minute for an
+    epoch of digits.
+    """
     import json
 
     import torch
 
-    path = tmp_path_factory.mktemp("supernet") / "supernet.pth"
-    result = run_cli("supernet", "train", "--dataset", "digits", "--epochs", "1", "--out", str(path))
+    from tests.datasets_fixtures import make_cifar10
+
+    folder = tmp_path_factory.mktemp("supernet")
+    make_cifar10(folder / "data", n_train=84, n_test=20)
+    path = folder / "supernet.pth"
+    result = run_cli("supernet", "train", "--dataset", "cifar10", "--data", str(folder / "data"),
+                     "--vld-size", "20", "--epochs", "1", "--out", str(path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["epochs"] == 1 and 0.0 <= summary["top1_largest"] <= 100.0
-    assert "state_dict" in torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    assert checkpoint["n_classes"] == 10 and "state_dict" in checkpoint
     return path
+
+
+@pytest.fixture(scope="session")
+def supernet() -> nn.Module:
+    """An untrained OFA MobileNetV3 supernet for 10 classes (``build_supernet(10)``, seed 0).
+
+    Shared by every test file: take subnets from it with ``extract_subnet`` (a copy) and leave
+    its weights alone; a test that activates a subnet on it restores ``set_max_net()``.
+    """
+    from optnas.networks.supernet import build_supernet
+
+    return build_supernet(10)
+
+
+@pytest.fixture(scope="session")
+def digits() -> DataSplits:
+    """The embedded digits dataset with its default splits (1078 train, 360 valid, 359 test)."""
+    from optnas.data.datasets import load_dataset
+
+    return load_dataset("digits")
+
+
+def digits_subsets(digits: DataSplits, n_train: int, n_valid: int | None = None, n_test: int = 10) -> DataSplits:
+    """The first images of each digits split (``n_valid=None``: the whole validation split).
+
+    Args:
+        digits: the ``digits`` fixture.
+        n_train: training images kept.
+        n_valid: validation images kept, or None for all.
+        n_test: test images kept.
+    """
+    from optnas.data.datasets import DataSplits
+
+    valid = digits.valid if n_valid is None else digits.valid.subset(range(n_valid))
+    return DataSplits("digits", digits.train.subset(range(n_train)), valid,
+                      digits.test.subset(range(n_test)), digits.n_classes)
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(digits: DataSplits) -> DataSplits:
+    """40 training, 30 validation and 10 test images of digits: enough for a step or two."""
+    return digits_subsets(digits, 40, 30)
 
 
 def invoke_cli(*args: str) -> subprocess.CompletedProcess:

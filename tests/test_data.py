@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.datasets_fixtures import make_cifar10, make_cifar100, make_imagefolder, make_svhn
 from PIL import Image
 
 from optnas.data.catalog import DATASETS, DataError, n_classes_of
@@ -20,6 +19,12 @@ from optnas.data.datasets import (
     TensorImageSet,
     load_dataset,
     stratified_holdout,
+)
+from tests.datasets_fixtures import (
+    make_cifar10,
+    make_cifar100,
+    make_imagefolder,
+    make_svhn,
 )
 
 
@@ -38,11 +43,6 @@ def _raw(split: ImageSet, resolution: int = 32) -> np.ndarray:
 def _read_pickle(path: Path) -> dict:
     with open(path, "rb") as f:
         return pickle.load(f)
-
-
-@pytest.fixture(scope="module")
-def digits() -> DataSplits:
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")

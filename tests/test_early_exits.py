@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from pathlib import Path
@@ -20,10 +21,10 @@ from optnas.networks.early_exits import (
     exit_profile,
     exit_stats,
 )
+from optnas.networks.supernet import extract_subnet
 from optnas.spaces import EEMobileNetV3Space
 from optnas.spaces.eemobilenetv3 import EPSILONS, n_exits
-from optnas.networks.supernet import build_supernet, extract_subnet
-from tests.conftest import invoke_cli
+from tests.conftest import digits_subsets, invoke_cli
 
 
 class _PathToExit(nn.Module):
@@ -47,11 +48,6 @@ class _PathToExit(nn.Module):
             if position == self.index:
                 return outputs
         return outputs
-
-
-@pytest.fixture(scope="module")
-def supernet() -> nn.Module:
-    return build_supernet(10)
 
 
 def test_space_genes_and_canonical_form() -> None:
@@ -121,13 +117,6 @@ def test_exit_decisions_take_the_first_exit_that_fires() -> None:
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from optnas.data.datasets import load_dataset
-
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def trained(supernet: nn.Module, digits):
     """A candidate with exits after stages 1, 2 and 4, its heads trained one epoch (joint)."""
     from optnas.evaluation.early_exits import evaluate_ee_candidate
@@ -139,19 +128,33 @@ def trained(supernet: nn.Module, digits):
 
 
 def test_batch_one_forward_agrees_with_batched_evaluation(trained, digits) -> None:
-    subnet, _, model = trained
-    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
-    # Thresholds halfway between the two middle confidences of each exit, so that every exit
-    # takes some images and no confidence sits on a threshold (float noise could flip it).
-    middle = confidence.sort(dim=1).values[:, len(labels) // 2 - 1 : len(labels) // 2 + 1]
-    epsilon = middle.mean(dim=1).tolist()
+    _, _, model = trained
+    _, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    # Thresholds under which every exit takes some images, each in the widest gap between the
+    # confidences of the images still there at that exit (among their middle half, so that
+    # both sides keep a quarter): one image alone, a batch of 500 and a batch of one may differ
+    # in the last bits, never by the margin to the nearest confidence.
+    remaining = torch.ones(len(labels), dtype=torch.bool)
+    epsilon, margins = [], []
+    for exit_confidence in confidence:
+        values = exit_confidence[remaining].double().sort().values
+        quarter = len(values) // 4
+        middle = values[quarter : len(values) - quarter]
+        gap = int((middle[1:] - middle[:-1]).argmax())
+        epsilon.append(float((middle[gap] + middle[gap + 1]) / 2))
+        margins.append(float(middle[gap + 1] - middle[gap]) / 2)
+        remaining &= exit_confidence < epsilon[-1]
     chosen = exit_decisions(confidence, epsilon)
     assert set(chosen.tolist()) == {0, 1, 2, 3}
+    assert min(margins) > 1e-5, margins
     images, _ = digits.valid.tensors(32)
+    with torch.inference_mode():
+        all_logits, _ = model(images)
     for index in range(len(labels)):
         logits, exit_index = model.forward_early(images[index : index + 1], epsilon)
         assert exit_index == chosen[index].item()
-        assert logits.argmax().item() == predictions[exit_index, index].item()
+        # The logits of the exit taken, not their argmax: two near-equal logits may swap.
+        torch.testing.assert_close(logits[0], all_logits[exit_index][index], atol=1e-4, rtol=1e-4)
 
 
 def test_exit_stats_are_consistent(trained, digits) -> None:
@@ -172,21 +175,94 @@ def test_exit_stats_are_consistent(trained, digits) -> None:
     assert always["exit_ratios"][0] == 1.0 and always["avg_macs"] == pytest.approx(figures["exit_macs"][0])
 
 
-def test_tune_epsilon_respects_the_macs_bound(trained, digits) -> None:
+def _every_threshold_choice(predictions, confidence, labels, exit_macs) -> list[dict]:
+    """The figures of every combination of thresholds, scored one by one by :func:`exit_stats`."""
+    return [
+        {"epsilon": list(epsilon), **exit_stats(predictions, confidence, labels, list(epsilon), exit_macs)}
+        for epsilon in itertools.product(EPSILONS, repeat=confidence.shape[0])
+    ]
+
+
+def _assert_best_under(choices: list[dict], mmax: float, chosen: dict) -> None:
+    """``chosen`` is the most accurate choice within ``avg_macs <= mmax``, ties to the lower avg_macs."""
+    feasible = [c for c in choices if c["avg_macs"] <= mmax]
+    top1 = max(c["top1"] for c in feasible)
+    assert chosen["avg_macs"] <= mmax and chosen["top1"] == top1
+    assert chosen["avg_macs"] == pytest.approx(min(c["avg_macs"] for c in feasible if c["top1"] == top1))
+
+
+def test_tune_epsilon_respects_a_reachable_macs_bound(trained, digits) -> None:
     subnet, _, model = trained
-    figures = exit_profile(subnet, 10)
+    exit_macs = exit_profile(subnet, 10)["exit_macs"]
     predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
-    unbounded = tune_epsilon(predictions, confidence, labels, figures["exit_macs"])
-    best = exit_stats(predictions, confidence, labels, unbounded, figures["exit_macs"])
-    mmax = (figures["exit_macs"][0] + best["avg_macs"]) / 2
-    bounded = tune_epsilon(predictions, confidence, labels, figures["exit_macs"], mmax=mmax)
-    chosen = exit_stats(predictions, confidence, labels, bounded, figures["exit_macs"])
-    assert chosen["avg_macs"] <= mmax
-    assert all(value in EPSILONS for value in bounded)
-    # No threshold choice is more accurate than the unbounded optimum.
-    assert chosen["top1"] <= best["top1"]
-    for epsilon in ([0.1] * 3, [0.5] * 3, [0.9] * 3):
-        assert exit_stats(predictions, confidence, labels, epsilon, figures["exit_macs"])["top1"] <= best["top1"]
+    choices = _every_threshold_choice(predictions, confidence, labels, exit_macs)
+    unbounded = tune_epsilon(predictions, confidence, labels, exit_macs)
+    best = exit_stats(predictions, confidence, labels, unbounded, exit_macs)
+    assert all(value in EPSILONS for value in unbounded)
+    # Unbounded, the most accurate choice wins: no combination is more accurate.
+    _assert_best_under(choices, float("inf"), best)
+    # Bounds between two neighbouring avg_macs that some choice reaches (never on a reachable
+    # value, where summing in another order could put it on either side): the cheapest reachable,
+    # the middle one and, when the optimum is not the cheapest, one just under the optimum,
+    # which it violates. Which avg_macs are reachable depends on the trained confidences,
+    # so on the machine; these bounds are reachable by construction.
+    reached = sorted({round(c["avg_macs"], 9) for c in choices})
+    cheaper = [m for m in reached if m < round(best["avg_macs"], 9)]
+    bounds = {len(reached) // 2}
+    if len(reached) > 1:
+        bounds.add(0)
+    if cheaper:
+        bounds.add(len(cheaper) - 1)
+    for index in sorted(bounds):
+        upper = reached[index + 1] if index + 1 < len(reached) else reached[index] + 1.0
+        mmax = (reached[index] + upper) / 2
+        bounded = tune_epsilon(predictions, confidence, labels, exit_macs, mmax=mmax)
+        assert all(value in EPSILONS for value in bounded)
+        chosen = exit_stats(predictions, confidence, labels, bounded, exit_macs)
+        _assert_best_under(choices, mmax, chosen)
+        assert chosen["top1"] <= best["top1"]
+        if mmax < best["avg_macs"]:
+            assert bounded != unbounded and chosen["avg_macs"] < best["avg_macs"]
+
+
+def test_tune_epsilon_under_an_unreachable_bound_violates_it_least(trained, digits) -> None:
+    subnet, _, model = trained
+    exit_macs = exit_profile(subnet, 10)["exit_macs"]
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    choices = _every_threshold_choice(predictions, confidence, labels, exit_macs)
+    cheapest = min(c["avg_macs"] for c in choices)
+    # Below every reachable avg_macs (even below the first exit's cost, which nothing beats):
+    # the least relative excess is the cheapest choice, and among those the most accurate.
+    mmax = min(cheapest, exit_macs[0]) / 2
+    bounded = tune_epsilon(predictions, confidence, labels, exit_macs, mmax=mmax)
+    chosen = exit_stats(predictions, confidence, labels, bounded, exit_macs)
+    assert chosen["avg_macs"] > mmax and chosen["avg_macs"] == pytest.approx(cheapest)
+    assert chosen["top1"] == max(c["top1"] for c in choices if c["avg_macs"] == pytest.approx(cheapest))
+
+
+def test_tune_epsilon_on_known_confidences() -> None:
+    # Four images, two exits (1 M and 2 M) and the final one (4 M). Exit 1 is right on images
+    # 0-1, exit 2 on 0-2, the final exit on all; image 3 is confidently wrong at exit 2.
+    labels = torch.tensor([0, 1, 2, 3])
+    predictions = torch.tensor([[0, 1, 9, 9], [0, 1, 2, 9], [0, 1, 2, 3]])
+    confidence = torch.tensor([[0.95, 0.85, 0.55, 0.15], [0.95, 0.95, 0.65, 0.75]])
+    exit_macs = [1.0, 2.0, 4.0]
+
+    def tuned(**bound: float) -> dict:
+        return exit_stats(predictions, confidence, labels, tune_epsilon(predictions, confidence, labels, exit_macs,
+                                                                        **bound), exit_macs)
+
+    # Unbounded: all right needs images 2 and 3 at the final exit (ε2 >= 0.8 to keep 3 from
+    # exit 2, which then keeps 2 as well); the cheapest sends 0 and 1 out at exit 1: 2.5 M.
+    unbounded = tuned()
+    assert unbounded["top1"] == 100.0 and unbounded["exit_ratios"] == [0.5, 0.0, 0.5]
+    # At most 2 M: 75 % at best (image 3 wrong at exit 2), cheapest with 0-1 at exit 1 and
+    # 2-3 at exit 2: 1.5 M. Sending 0-2 out at exit 1 and 3 to the final exit is 75 % at 1.75 M.
+    bounded = tuned(mmax=2.0)
+    assert bounded["top1"] == 75.0 and bounded["avg_macs"] == 1.5
+    # 0.5 M is below exit 1's cost: the least excess is every image out at exit 1 (1 M), 50 %.
+    least = tuned(mmax=0.5)
+    assert least["exit_ratios"] == [1.0, 0.0, 0.0] and least["top1"] == 50.0
 
 
 def test_every_confidence_loss_term_has_a_gradient(trained, digits) -> None:
@@ -223,18 +299,28 @@ def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_confidence_candidate_with_tuned_thresholds_meets_mmax(supernet: nn.Module, digits) -> None:
-    from optnas.data.datasets import DataSplits
+def test_confidence_candidate_tunes_its_thresholds_under_mmax(supernet: nn.Module, digits) -> None:
     from optnas.evaluation.early_exits import evaluate_ee_candidate
 
-    small = DataSplits("digits", digits.train.subset(list(range(300))), digits.valid, digits.test, 10)
+    small = digits_subsets(digits, 300, n_test=len(digits.test))
     space = EEMobileNetV3Space(resolutions=[32])
     subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 0], "epsilon": [0.9, 0.9, 0.1, 0.1]})
-    figures = exit_profile(subnet, 10)
-    mmax = (figures["exit_macs"][0] + figures["exit_macs"][1]) / 2
+    exit_macs = exit_profile(subnet, 10)["exit_macs"]
+    mmax = (exit_macs[0] + exit_macs[1]) / 2
     stats, model = evaluate_ee_candidate(
         supernet, subnet, small, n_epochs=0, method="confidence", warmup_epochs=1, ee_epochs=1,
         support_set=True, tune=True, mmax=mmax,
     )
-    assert stats["avg_macs"] <= mmax and all(value in EPSILONS for value in stats["epsilon"])
+    assert all(value in EPSILONS for value in stats["epsilon"])
     assert model.epsilon == stats["epsilon"] and not model.training
+    # The stats are those of the thresholds chosen, on the validation split.
+    predictions, confidence, labels = exit_outputs(model, digits.valid, resolution=32)
+    again = exit_stats(predictions, confidence, labels, stats["epsilon"], exit_macs)
+    assert {key: stats[key] for key in again} == again
+    # Whether this bound is reachable depends on the trained confidences (at ε = 0.1 half the
+    # images must leave at exit 1): the best within it if so, the cheapest choice otherwise.
+    choices = _every_threshold_choice(predictions, confidence, labels, exit_macs)
+    if any(c["avg_macs"] <= mmax for c in choices):
+        _assert_best_under(choices, mmax, stats)
+    else:
+        assert stats["avg_macs"] == pytest.approx(min(c["avg_macs"] for c in choices))

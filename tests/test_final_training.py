@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import optnas.training.final as final_training
-from optnas.networks.costs import profile
 from optnas.artifacts import FINAL_FILE, STATE_FILE, read_subnet
-from optnas.networks.standalone import build_network
-from optnas.training.final import train_final
+from optnas.networks.costs import profile
 from optnas.networks.early_exits import exit_profile
+from optnas.networks.standalone import build_network
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
+from optnas.training.final import train_final
 from tests.conftest import invoke_cli
 
 # 1437 training images minus 1250 held out: a short epoch on a small training split.

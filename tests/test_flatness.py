@@ -9,31 +9,28 @@ import pytest
 import torch
 from torch import nn
 
-from optnas.data.datasets import DataSplits, load_dataset
+from optnas.data.datasets import DataSplits
 from optnas.evaluation.flatness import alpha_norm, robustness, top1_robust
-from optnas.training.sam import SAM, make_optimizer
-from optnas.spaces import MobileNetV3Space
-from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.networks.inference import evaluate
+from optnas.networks.supernet import extract_subnet
+from optnas.spaces import MobileNetV3Space
 from optnas.training.loop import fine_tune
+from optnas.training.sam import SAM, make_optimizer
+from tests.conftest import digits_subsets
 
 RESOLUTION = 24
 
 
 @pytest.fixture(scope="module")
-def tiny_data() -> DataSplits:
-    data = load_dataset("digits")
-    return DataSplits(
-        "digits", data.train.subset(range(64)), data.valid.subset(range(60)),
-        data.test.subset(range(10)), data.n_classes,
-    )
+def tiny_data(digits: DataSplits) -> DataSplits:
+    return digits_subsets(digits, 64, 60)
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_data: DataSplits) -> nn.Module:
+def trained(supernet: nn.Module, tiny_data: DataSplits) -> nn.Module:
     torch.manual_seed(0)
     subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).smallest()
-    model = extract_subnet(build_supernet(10), subnet)
+    model = extract_subnet(supernet, subnet)
     fine_tune(model, tiny_data.train, epochs=2, resolution=RESOLUTION, lr=0.05)
     return model
 
@@ -47,15 +44,36 @@ def test_sigma_zero_gives_zero_and_leaves_the_weights(trained: nn.Module, tiny_d
 
 
 def test_noise_is_reproducible_from_the_seed_and_weights_are_restored(
-    trained: nn.Module, tiny_data: DataSplits
+    trained: nn.Module, tiny_data: DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from optnas.evaluation import flatness
+
+    # The noisy weights each evaluation sees, recorded: whether two seeds give different
+    # *accuracies* depends on the machine's floating point (60 images: coarse steps that can
+    # coincide), whether they draw different *noise* does not.
+    seen: list[torch.Tensor] = []
+    real_evaluate = flatness.evaluate
+
+    def recording_evaluate(model: nn.Module, *args: object, **kwargs: object) -> float:
+        seen.append(torch.cat([p.detach().flatten().clone() for p in model.parameters()]))
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(flatness, "evaluate", recording_evaluate)
     before = copy.deepcopy(trained.state_dict())
+    clean = torch.cat([p.detach().flatten().clone() for p in trained.parameters()])
     kwargs = dict(resolution=RESOLUTION, sigmas=[0.5, 1.0], n_samples=3)
-    first = robustness(trained, tiny_data.valid, seed=7, **kwargs)
-    again = robustness(trained, tiny_data.valid, seed=7, **kwargs)
-    other = robustness(trained, tiny_data.valid, seed=8, **kwargs)
-    assert first == again
-    assert first > 0.0 and first != other
+    runs = []
+    for seed in (7, 7, 8):
+        seen.clear()
+        value = robustness(trained, tiny_data.valid, seed=seed, **kwargs)
+        # One clean evaluation, then one per draw (2 sigmas x 3 samples), each on noisy weights.
+        assert len(seen) == 7 and torch.equal(seen[0], clean)
+        assert all(not torch.equal(noisy, clean) for noisy in seen[1:])
+        runs.append((value, list(seen)))
+    (first, first_weights), (again, again_weights), (_, other_weights) = runs
+    assert first == again and all(torch.equal(a, b) for a, b in zip(first_weights, again_weights))
+    assert all(not torch.equal(a, b) for a, b in zip(first_weights[1:], other_weights[1:]))
+    assert first >= 0.0
     for key, tensor in trained.state_dict().items():
         assert torch.equal(tensor, before[key]), key
     assert trained.training  # the caller's mode is kept
@@ -119,9 +137,8 @@ def test_sam_takes_the_gradient_at_the_worst_neighbour() -> None:
     assert torch.allclose(_quadratic_step("sgd", rho), w0 - 0.1 * 2 * w0)
 
 
-def test_sam_fine_tuning_trains_and_is_seeded(tiny_data: DataSplits) -> None:
+def test_sam_fine_tuning_trains_and_is_seeded(supernet: nn.Module, tiny_data: DataSplits) -> None:
     subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).smallest()
-    supernet = build_supernet(10)
     models = [extract_subnet(supernet, subnet) for _ in range(3)]
     for model, optim in zip(models, ("sam", "sam", "asam")):
         fine_tune(model, tiny_data.train, epochs=1, resolution=RESOLUTION, optim=optim, seed=1)

@@ -9,12 +9,13 @@ import numpy as np
 import optuna
 import pytest
 from scipy import ndimage
+from torch import nn
 
 from optnas.data.corruptions import CORRUPTIONS, corrupt
-from optnas.data.datasets import DataError, load_dataset
+from optnas.data.datasets import DataError, DataSplits
 from optnas.evaluation.ood import cifar_c_errors, corruption_errors, load_cifar_c
+from optnas.networks.supernet import extract_subnet
 from optnas.spaces import MobileNetV3Space
-from optnas.networks.supernet import build_supernet, extract_subnet
 from tests.conftest import invoke_cli
 
 # Published parameters that do not grow in pixel distance: glass blur's severities 1-3 use one
@@ -74,14 +75,14 @@ def _write_cifar_c(folder: Path, n: int = 4, corruptions: tuple[str, ...] = CORR
     return labels
 
 
-def test_tiny_cifar10c_folder_loads(tmp_path: Path) -> None:
+def test_tiny_cifar10c_folder_loads(supernet: nn.Module, tmp_path: Path) -> None:
     labels = _write_cifar_c(tmp_path / "CIFAR-10-C")
     arrays, read_labels = load_cifar_c("cifar10c", tmp_path)
     assert set(arrays) == set(CORRUPTIONS)
     assert np.array_equal(read_labels, labels)
     fog = np.load(tmp_path / "CIFAR-10-C" / "fog.npy")
     assert np.array_equal(arrays["fog"][2], fog[8:12])  # severity 3 = rows 2n..3n
-    model = extract_subnet(build_supernet(10), MobileNetV3Space().smallest()).eval()
+    model = extract_subnet(supernet, MobileNetV3Space().smallest()).eval()
     result = cifar_c_errors(model, "cifar10c", tmp_path, resolution=32, corruptions=("fog", "snow"),
                             severities=(1, 5))
     assert set(result["errors"]) == {"fog", "snow"} and result["n_images"] == 4
@@ -100,9 +101,9 @@ def test_incomplete_cifar10c_folder_is_a_clear_error(tmp_path: Path) -> None:
         load_cifar_c("cifar10c", tmp_path, ("fog", "snow"))
 
 
-def test_on_the_fly_errors_count_the_corrupted_images() -> None:
-    test = load_dataset("digits").test.subset(range(30))
-    model = extract_subnet(build_supernet(10), MobileNetV3Space().smallest()).eval()
+def test_on_the_fly_errors_count_the_corrupted_images(supernet: nn.Module, digits: DataSplits) -> None:
+    test = digits.test.subset(range(30))
+    model = extract_subnet(supernet, MobileNetV3Space().smallest()).eval()
     result = corruption_errors(model, test, resolution=32, corruptions=("contrast", "gaussian_noise"),
                                severities=(1, 5), seed=0)
     for errors in result["errors"].values():

@@ -9,17 +9,22 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.networks.costs import profile
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 
 @pytest.mark.parametrize("sampler", ["nsga2", "surrogate"])
-def test_digits_search_stores_exact_costs_and_accuracies(sampler: str, supernet_file: Path, tmp_path: Path) -> None:
+def test_digits_search_stores_exact_costs_and_accuracies(
+    sampler: str, supernet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    result = run_cli(
+    # In this process: a subprocess would spend seconds importing torch again; nothing is
+    # written outside --storage and --save, and the working folder is the test's anyway.
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli(
         "search", "--storage", url, "--study-name", "digits", "--supernet-path", str(supernet_file),
         "--n-doe", "3", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
         "--sec-obj", "params", "--pmax", "3.2", "--sampler", sampler, "--predictor", "rbf",
-        "--save", str(tmp_path / "run"), "--quiet", cwd=tmp_path,
+        "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="digits", storage=url, sampler=optuna.samplers.RandomSampler())

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from optnas.data.datasets import DataSplits, load_dataset
-from optnas.spaces.mobilenetv3 import MAX_DEPTH, N_SLOTS, MobileNetV3Space, active_blocks
+from optnas.data.datasets import DataSplits
 from optnas.networks.supernet import (
     CHECKPOINT_FORMAT,
     SupernetError,
@@ -19,23 +18,15 @@ from optnas.networks.supernet import (
     extract_subnet,
     load_supernet,
 )
+from optnas.spaces.mobilenetv3 import (
+    MAX_DEPTH,
+    N_SLOTS,
+    MobileNetV3Space,
+    active_blocks,
+)
 from optnas.training.supernet import train_supernet
 
 RESOLUTION = 24
-
-
-@pytest.fixture(scope="module")
-def supernet() -> torch.nn.Module:
-    return build_supernet(10)
-
-
-@pytest.fixture(scope="module")
-def tiny_data() -> DataSplits:
-    data = load_dataset("digits")
-    return DataSplits(
-        "digits", data.train.subset(range(40)), data.valid.subset(range(20)),
-        data.test.subset(range(10)), data.n_classes,
-    )
 
 
 def _shallow_subnet(rng: np.random.Generator) -> dict[str, Any]:
@@ -208,10 +199,12 @@ class _Foreign:
     ids=["missing", "truncated", "random", "empty", "no-state-dict", "tensor", "foreign-keys",
          "incomplete", "width", "pickled-object"],
 )
-def test_load_rejects_bad_files_in_one_line(tmp_path: Path, content: Any, match: str) -> None:
+def test_load_rejects_bad_files_in_one_line(
+    supernet: torch.nn.Module, tmp_path: Path, content: Any, match: str
+) -> None:
     path = tmp_path / "supernet.pth"
     if content == "truncated":
-        torch.save({"state_dict": build_supernet(10).state_dict()}, path)
+        torch.save({"state_dict": supernet.state_dict()}, path)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif content == "width":
         torch.save({"state_dict": build_supernet(10, width_mult=1.2).state_dict()}, path)
@@ -232,9 +225,9 @@ def _train(data: DataSplits, epochs: int, path: Path) -> tuple[torch.nn.Module, 
     return net, summary
 
 
-def test_train_supernet_writes_a_loadable_checkpoint(tiny_data: DataSplits, tmp_path: Path) -> None:
+def test_train_supernet_writes_a_loadable_checkpoint(tiny_digits: DataSplits, tmp_path: Path) -> None:
     path = tmp_path / "runs" / "supernet.pth"
-    net, summary = _train(tiny_data, 1, path)
+    net, summary = _train(tiny_digits, 1, path)
     assert summary["epochs"] == summary["trained_epochs"] == 1
     assert 0.0 <= summary["top1_largest"] <= 100.0 and 0.0 <= summary["top1_smallest"] <= 100.0
     assert summary["seconds_per_epoch"] > 0
@@ -248,26 +241,28 @@ def test_train_supernet_writes_a_loadable_checkpoint(tiny_data: DataSplits, tmp_
 
 
 def test_resumed_training_matches_an_uninterrupted_run(
-    tiny_data: DataSplits, tmp_path: Path
+    tiny_digits: DataSplits, tmp_path: Path
 ) -> None:
-    straight, _ = _train(tiny_data, 2, tmp_path / "straight.pth")
-    _train(tiny_data, 1, tmp_path / "resumed.pth")
-    resumed, summary = _train(tiny_data, 2, tmp_path / "resumed.pth")
+    straight, _ = _train(tiny_digits, 2, tmp_path / "straight.pth")
+    _train(tiny_digits, 1, tmp_path / "resumed.pth")
+    resumed, summary = _train(tiny_digits, 2, tmp_path / "resumed.pth")
     assert (summary["epochs"], summary["trained_epochs"]) == (2, 1)
     _assert_same_weights(resumed, straight)
     # A finished run has nothing left to do.
-    again, summary = _train(tiny_data, 2, tmp_path / "resumed.pth")
+    again, summary = _train(tiny_digits, 2, tmp_path / "resumed.pth")
     assert summary["trained_epochs"] == 0
     _assert_same_weights(again, straight)
 
 
-def test_train_refuses_to_overwrite_a_foreign_file(tiny_data: DataSplits, tmp_path: Path) -> None:
+def test_train_refuses_to_overwrite_a_foreign_file(
+    supernet: torch.nn.Module, tiny_digits: DataSplits, tmp_path: Path
+) -> None:
     path = tmp_path / "ofa.pth"
-    torch.save({"state_dict": build_supernet(10).state_dict()}, path)
+    torch.save({"state_dict": supernet.state_dict()}, path)
     with pytest.raises(SupernetError, match="not an optnas supernet training checkpoint"):
-        _train(tiny_data, 1, path)
+        _train(tiny_digits, 1, path)
     with pytest.raises(SupernetError, match="3 outputs"):
-        train_supernet(build_supernet(3), tiny_data, epochs=1, out_path=tmp_path / "x.pth")
+        train_supernet(build_supernet(3), tiny_digits, epochs=1, out_path=tmp_path / "x.pth")
 
 
 def test_max_depth_constant_matches_ofa(supernet: torch.nn.Module) -> None:

@@ -11,28 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from optnas.data.datasets import DataSplits, load_dataset
-from optnas.spaces import MobileNetV3Space
-from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.data.datasets import DataSplits
 from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.networks.supernet import extract_subnet
+from optnas.spaces import MobileNetV3Space
 from optnas.training.loop import fine_tune, seeded, set_seed
 
 RESOLUTION = 24
-
-
-@pytest.fixture(scope="module")
-def tiny_data() -> DataSplits:
-    data = load_dataset("digits")
-    return DataSplits(
-        "digits", data.train.subset(range(40)), data.valid.subset(range(30)),
-        data.test.subset(range(10)), data.n_classes,
-    )
-
-
-@pytest.fixture(scope="module")
-def supernet() -> nn.Module:
-    return build_supernet(10)
 
 
 @pytest.fixture
@@ -51,16 +37,16 @@ def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(value, state_b[key]), key
 
 
-def test_fine_tune_for_zero_epochs_changes_nothing(model: nn.Module, tiny_data: DataSplits) -> None:
+def test_fine_tune_for_zero_epochs_changes_nothing(model: nn.Module, tiny_digits: DataSplits) -> None:
     before = copy.deepcopy(model)
-    fine_tune(model, tiny_data.train, epochs=0, resolution=RESOLUTION)
+    fine_tune(model, tiny_digits.train, epochs=0, resolution=RESOLUTION)
     _assert_same_state(model, before)
     with pytest.raises(ValueError, match="epochs"):
-        fine_tune(model, tiny_data.train, epochs=-1, resolution=RESOLUTION)
+        fine_tune(model, tiny_digits.train, epochs=-1, resolution=RESOLUTION)
 
 
 def test_fine_tune_steps_the_cosine_schedule_per_epoch(
-    model: nn.Module, tiny_data: DataSplits, monkeypatch: pytest.MonkeyPatch
+    model: nn.Module, tiny_digits: DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rates: list[float] = []
     step = torch.optim.SGD.step
@@ -70,35 +56,35 @@ def test_fine_tune_steps_the_cosine_schedule_per_epoch(
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
-    fine_tune(model, tiny_data.train, epochs=3, resolution=RESOLUTION, lr=0.1, batch_size=20)
+    fine_tune(model, tiny_digits.train, epochs=3, resolution=RESOLUTION, lr=0.1, batch_size=20)
     # 40 images in batches of 20: two steps per epoch, at that epoch's rate.
     expected = [0.05 * (1 + math.cos(math.pi * epoch / 3)) for epoch in range(3) for _ in range(2)]
     assert rates == pytest.approx(expected)
 
 
 def test_fine_tune_is_reproducible_and_restores_the_mode(
-    supernet: nn.Module, model: nn.Module, tiny_data: DataSplits
+    supernet: nn.Module, model: nn.Module, tiny_digits: DataSplits
 ) -> None:
     twin = copy.deepcopy(model)
     model.eval()
     twin.eval()
-    fine_tune(model, tiny_data.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
-    fine_tune(twin, tiny_data.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
+    fine_tune(model, tiny_digits.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
+    fine_tune(twin, tiny_digits.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
     _assert_same_state(model, twin)
     assert not model.training
     assert not torch.equal(model.first_conv.conv.weight, supernet.first_conv.conv.weight)
 
 
 def test_recalibrate_bn_recomputes_statistics_reproducibly(
-    model: nn.Module, tiny_data: DataSplits
+    model: nn.Module, tiny_digits: DataSplits
 ) -> None:
     twin = copy.deepcopy(model)
     model.train()
     model.classifier.eval()
     before = [bn.running_mean.clone() for bn in _batch_norms(model)]
     kwargs = dict(resolution=RESOLUTION, n_images=30, batch_size=10)
-    recalibrate_bn(model, tiny_data.train, seed=1, **kwargs)
-    recalibrate_bn(twin, tiny_data.train, seed=1, **kwargs)
+    recalibrate_bn(model, tiny_digits.train, seed=1, **kwargs)
+    recalibrate_bn(twin, tiny_digits.train, seed=1, **kwargs)
     _assert_same_state(model, twin)
     after = [bn.running_mean for bn in _batch_norms(model)]
     assert all(not torch.equal(old, new) for old, new in zip(before, after))
@@ -107,15 +93,15 @@ def test_recalibrate_bn_recomputes_statistics_reproducibly(
     assert all(bn.momentum == 0.1 for bn in _batch_norms(model))
     assert model.training and not model.classifier.training
     other = copy.deepcopy(twin)
-    recalibrate_bn(other, tiny_data.train, seed=2, **kwargs)
+    recalibrate_bn(other, tiny_digits.train, seed=2, **kwargs)
     assert not torch.equal(other.first_conv.bn.running_mean, model.first_conv.bn.running_mean)
 
 
 def test_recalibrate_bn_in_one_batch_gives_that_batch_statistics(
-    model: nn.Module, tiny_data: DataSplits
+    model: nn.Module, tiny_digits: DataSplits
 ) -> None:
-    recalibrate_bn(model, tiny_data.train, resolution=RESOLUTION, n_images=40, batch_size=40)
-    images, _ = tiny_data.train.tensors(RESOLUTION)
+    recalibrate_bn(model, tiny_digits.train, resolution=RESOLUTION, n_images=40, batch_size=40)
+    images, _ = tiny_digits.train.tensors(RESOLUTION)
     features = model.first_conv.conv(images)
     bn = model.first_conv.bn
     torch.testing.assert_close(bn.running_mean, features.mean(dim=(0, 2, 3)))
@@ -123,25 +109,25 @@ def test_recalibrate_bn_in_one_batch_gives_that_batch_statistics(
 
 
 def test_recalibration_images_are_drawn_once_per_split(
-    model: nn.Module, tiny_data: DataSplits, monkeypatch: pytest.MonkeyPatch
+    model: nn.Module, tiny_digits: DataSplits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     twin = copy.deepcopy(model)
     kwargs = dict(resolution=RESOLUTION, n_images=20, batch_size=10, seed=7)
-    recalibrate_bn(model, tiny_data.train, **kwargs)
+    recalibrate_bn(model, tiny_digits.train, **kwargs)
     # Every later candidate reuses the prepared images: no subset, no resize, same statistics.
     calls = []
-    monkeypatch.setattr(type(tiny_data.train), "subset", lambda *a: calls.append(a))
-    monkeypatch.setattr(type(tiny_data.train), "batches", lambda *a, **k: calls.append(a))
-    recalibrate_bn(twin, tiny_data.train, **kwargs)
+    monkeypatch.setattr(type(tiny_digits.train), "subset", lambda *a: calls.append(a))
+    monkeypatch.setattr(type(tiny_digits.train), "batches", lambda *a, **k: calls.append(a))
+    recalibrate_bn(twin, tiny_digits.train, **kwargs)
     assert calls == []
     _assert_same_state(model, twin)
 
 
-def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_data: DataSplits) -> None:
+def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_digits: DataSplits) -> None:
     model.train()
-    top1 = evaluate(model, tiny_data.valid, resolution=RESOLUTION, batch_size=7)
+    top1 = evaluate(model, tiny_digits.valid, resolution=RESOLUTION, batch_size=7)
     assert model.training
-    images, labels = tiny_data.valid.tensors(RESOLUTION)
+    images, labels = tiny_digits.valid.tensors(RESOLUTION)
     model.eval()
     with torch.no_grad():
         correct = (model(images).argmax(dim=1) == labels).sum().item()
@@ -149,12 +135,12 @@ def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_data: DataSplits
     assert top1 == pytest.approx(100.0 * correct / len(labels))
 
 
-def test_evaluate_candidate_is_reproducible(supernet: nn.Module, tiny_data: DataSplits) -> None:
+def test_evaluate_candidate_is_reproducible(supernet: nn.Module, tiny_digits: DataSplits) -> None:
     subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).sample(np.random.default_rng(4), 1)[0]
     before = copy.deepcopy(supernet.state_dict())
     kwargs = dict(n_epochs=1, seed=7, batch_size=16, bn_images=30)
-    top1, model = evaluate_candidate(supernet, subnet, tiny_data, **kwargs)
-    again, twin = evaluate_candidate(supernet, subnet, tiny_data, **kwargs)
+    top1, model = evaluate_candidate(supernet, subnet, tiny_digits, **kwargs)
+    again, twin = evaluate_candidate(supernet, subnet, tiny_digits, **kwargs)
     assert 0.0 <= top1 <= 100.0 and top1 == again
     _assert_same_state(model, twin)
     for key, value in supernet.state_dict().items():
