@@ -83,7 +83,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
 
 
 @pytest.fixture(scope="session")
-def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_cifar10(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CIFAR-10 tree in the real file format with 84 training and 20 test images (``--data``)."""
+    from tests.datasets_fixtures import make_cifar10
+
+    folder = tmp_path_factory.mktemp("tiny-cifar10")
+    make_cifar10(folder, n_train=84, n_test=20)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def supernet_file(tmp_path_factory: pytest.TempPathFactory, tiny_cifar10: Path) -> Path:
     """A supernet checkpoint written by `optnas supernet train`: one epoch, one step.
 
     The tests that take it need *some* trained-format supernet for 10 classes, not a good one:
@@ -96,12 +106,8 @@ def supernet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     import torch
 
-    from tests.datasets_fixtures import make_cifar10
-
-    folder = tmp_path_factory.mktemp("supernet")
-    make_cifar10(folder / "data", n_train=84, n_test=20)
-    path = folder / "supernet.pth"
-    result = run_cli("supernet", "train", "--dataset", "cifar10", "--data", str(folder / "data"),
+    path = tmp_path_factory.mktemp("supernet") / "supernet.pth"
+    result = run_cli("supernet", "train", "--dataset", "cifar10", "--data", str(tiny_cifar10),
                      "--vld-size", "20", "--epochs", "1", "--out", str(path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
