@@ -38,4 +38,7 @@ def test_digits_search_stores_exact_costs_and_accuracies(
         assert 0.0 <= trial.user_attrs["top1"] <= 100.0
         assert trial.constraints["params"] == pytest.approx(exact["params"] - 3.2)
         assert len(trial.params) == 45
-    assert all(t.user_attrs["params"] <= 3.2 for t in study.best_trials)
+    # Some trial is feasible on any machine (the surrogate's design starts with the smallest
+    # network, 2.1 M; NSGA-II's first generation is drawn from the seed alone), so the feasible
+    # Pareto set is not empty, and Optuna keeps the infeasible trials out of it.
+    assert study.best_trials and all(t.user_attrs["params"] <= 3.2 for t in study.best_trials)

@@ -129,8 +129,13 @@ def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_digits: DataSpli
     assert model.training
     images, labels = tiny_digits.valid.tensors(RESOLUTION)
     model.eval()
+    # In the same batches of 7: a batch of 30 may round differently in the last bits, and two
+    # near-equal logits could then swap their argmax on some machine.
     with torch.no_grad():
-        correct = (model(images).argmax(dim=1) == labels).sum().item()
+        correct = sum(
+            (model(images[start : start + 7]).argmax(dim=1) == labels[start : start + 7]).sum().item()
+            for start in range(0, len(labels), 7)
+        )
     assert 0.0 <= top1 <= 100.0
     assert top1 == pytest.approx(100.0 * correct / len(labels))
 
