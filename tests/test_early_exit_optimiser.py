@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import optnas.training.loop as loop
 from optnas.config import SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
-from optnas.networks.supernet import build_supernet
 
 
 @pytest.mark.parametrize("optim", ["sgd", "asam"])
-def test_early_exit_candidates_use_the_chosen_optimiser(optim: str, tmp_path: Path,
+def test_early_exit_candidates_use_the_chosen_optimiser(optim: str, tmp_path: Path, supernet: nn.Module,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.save({"state_dict": build_supernet(10).state_dict()}, tmp_path / "supernet.pth")
+    torch.save({"state_dict": supernet.state_dict()}, tmp_path / "supernet.pth")
     config = SearchConfig(search_space="eemobilenetv3", supernet_path=str(tmp_path / "supernet.pth"), optim=optim,
                           rho=0.3 if optim != "sgd" else None, n_epochs=1, warmup_ee_epochs=1, ee_epochs=0,
                           vld_size=100).validate()

@@ -324,3 +324,15 @@ def test_confidence_candidate_tunes_its_thresholds_under_mmax(supernet: nn.Modul
         _assert_best_under(choices, mmax, stats)
     else:
         assert stats["avg_macs"] == pytest.approx(min(c["avg_macs"] for c in choices))
+
+
+def test_tune_epsilon_decides_as_inference_does_at_a_threshold_equal_to_a_confidence() -> None:
+    # Half the images leave right at exit 1 with a confidence of exactly float32(0.7); the other
+    # half (confidence 0.65) are wrong there and right at the final exit. Only the threshold 0.7
+    # gets every image right, provided the search compares in float32 as exit_decisions does.
+    confidence = torch.tensor([[0.7, 0.7, 0.65, 0.65]], dtype=torch.float32)
+    labels = torch.tensor([0, 1, 2, 3])
+    predictions = torch.tensor([[0, 1, 9, 9], [9, 9, 2, 3]])
+    epsilon = tune_epsilon(predictions, confidence, labels, [1.0, 2.0])
+    assert epsilon == [0.7]
+    assert exit_stats(predictions, confidence, labels, epsilon, [1.0, 2.0])["top1"] == 100.0

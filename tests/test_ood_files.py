@@ -7,15 +7,16 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.networks.supernet import extract_subnet
 from optnas.spaces import MobileNetV3Space
 from tests.conftest import invoke_cli
 
 
-def test_a_subnet_file_without_its_resolution_is_refused(tmp_path: Path) -> None:
+def test_a_subnet_file_without_its_resolution_is_refused(tmp_path: Path, supernet: nn.Module) -> None:
     subnet = MobileNetV3Space(resolutions=(24,)).smallest()
-    network = extract_subnet(build_supernet(10), subnet)
+    network = extract_subnet(supernet, subnet)
     torch.save({"state_dict": network.state_dict()}, tmp_path / "ckpt.pth")
     without = {key: value for key, value in subnet.items() if key != "r"}
     (tmp_path / "net.subnet").write_text(json.dumps(without))

@@ -52,7 +52,8 @@ def tune_epsilon(
     conf = confidence.numpy()
     best, best_key = None, None
     for row in grid:
-        fired = np.vstack([conf >= row[:, None], np.ones((1, conf.shape[1]), dtype=bool)])
+        # Compared in the confidences' precision, as exit_decisions compares them at inference.
+        fired = np.vstack([conf >= row[:, None].astype(conf.dtype), np.ones((1, conf.shape[1]), dtype=bool)])
         chosen = fired.argmax(axis=0)
         top1 = 100.0 * correct[chosen, np.arange(len(chosen))].mean()
         avg_macs = exit_macs[chosen].mean()
