@@ -18,6 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from optnas.optuna_private import study_storage
 from tests.conftest import run_cli
 
 NAME = "nb"
@@ -76,7 +77,7 @@ def test_artifacts_and_files_per_trial(searched: tuple[Path, str]) -> None:
     study = _study(url)
     store = optuna.artifacts.FileSystemArtifactStore(str(folder / "run" / "artifacts"))
     trial = study.get_trials(states=(TrialState.COMPLETE,))[0]
-    metas = {meta.filename: meta for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)}
+    metas = {meta.filename: meta for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=study_storage(study))}
     assert set(metas) == {"net.subnet", "net.stats"}
     out = folder / "downloaded.json"
     optuna.artifacts.download_artifact(artifact_store=store, file_path=str(out), artifact_id=metas["net.subnet"].artifact_id)
