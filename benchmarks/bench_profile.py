@@ -1,6 +1,6 @@
 """Time the analytic cost model against torchprofile on the network that ofa builds.
 
-For each random architecture, ``optnas.costs.profile`` is timed cold (memoised layer costs
+For each random architecture, ``optnas.networks.costs.profile`` is timed cold (memoised layer costs
 cleared) and warm, and ``torchprofile.profile_macs`` is timed on the extracted subnet, without
 and with the time to extract it from the supernet. The figures must agree: MACs within 1 %
 (the model reproduces torchprofile's count exactly) and parameters exactly.

@@ -5,7 +5,7 @@
 supernet it came from). Training starts from ``ckpt.pth`` when it exists, else from the
 weights the subnet inherits from the supernet; it writes ``train-state.pth`` after every
 epoch (resumable), then ``final.pth`` and the final ``net.stats``. An eemobilenetv3 subnet
-(with ``exits``) is an :class:`~optnas.early_exits.EarlyExitNetwork`, trained with the joint
+(with ``exits``) is an :class:`~optnas.networks.early_exits.EarlyExitNetwork`, trained with the joint
 loss of every exit and scored with the subnet's thresholds.
 """
 
@@ -91,12 +91,12 @@ def train_final(
 ) -> dict[str, Any]:
     """Train a chosen architecture, evaluate it on the validation and test splits, write its files.
 
-    Training is :func:`optnas.training.fine_tune` (SGD, cosine per epoch) on the training split
+    Training is :func:`optnas.training.loop.fine_tune` (SGD, cosine per epoch) on the training split
     (the validation images stay held out, as in the search); BN statistics are then recomputed
     and the network scored. ``net.stats`` keeps the search's figures, with ``top1`` replaced by
     the final validation accuracy and ``search_top1``, ``top1_test`` and ``train`` added.
     An early-exit network trains backbone and heads together with the EDANAS joint loss
-    (:func:`optnas.ee_training.joint_loss`) and is scored with its subnet's thresholds:
+    (:func:`optnas.training.early_exits.joint_loss`) and is scored with its subnet's thresholds:
     ``top1``, ``avg_macs``, ``exit_ratios``, ``exit_top1`` on the validation split, the same
     with ``_test`` on the test split, and ``exit_macs``, ``epsilon``.
 
