@@ -9,6 +9,7 @@ import numpy as np
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from optnas.predictors.metrics import kendall_tau, rmse
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX
 from optnas.trial_attrs import SUBNET
 
@@ -49,9 +50,6 @@ def batch_quality(study: Study, trials: list[FrozenTrial] | None = None) -> dict
 
 def _prediction_quality(batch: dict[str, Any], name: str, actual: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """Kendall τ and RMSE of one quantity's predictions on the batch members evaluated so far."""
-    # Imported here: the predictors package pulls in torch (the MLP predictor).
-    from optnas.predictors import kendall_tau, rmse
-
     pairs = []
     for subnet, predicted in zip(batch["subnets"], batch["predicted"][name]):
         attrs = actual.get(json.dumps(subnet, sort_keys=True))

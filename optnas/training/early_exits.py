@@ -19,7 +19,7 @@ the learning rate follows a cosine over all epochs, changed once per epoch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -154,28 +154,27 @@ def train_exits(
     support_images = None
     if support_set and method == "confidence":
         train, support_images = _split_support(train, seed)
-    epoch_loss: list[Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], torch.Tensor]] = []
+    # What the epoch under way trains: the heads alone first, then the method's own loss.
+    phase: dict[str, Any] = {"warmup": True, "support": None}
 
     def start_epoch(epoch: int) -> None:
-        warmup = epoch < warmup_epochs
-        model.freeze_backbone(warmup or method == "confidence")
-        if warmup:
-            epoch_loss[:] = [lambda logits, confidences, labels: joint_loss(logits[:-1], confidences, labels)]
-        elif method == "joint":
-            epoch_loss[:] = [joint_loss]
-        else:
-            support = None if support_images is None else _support_accuracy(model, support_images, resolution, device)
+        phase["warmup"] = epoch < warmup_epochs
+        model.freeze_backbone(phase["warmup"] or method == "confidence")
+        if not phase["warmup"] and support_images is not None:
+            phase["support"] = _support_accuracy(model, support_images, resolution, device)
 
-            def nachos(logits: list[torch.Tensor], confidences: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-                terms = confidence_loss(logits, confidences, labels, exit_macs=exit_macs, mmax=mmax, support=support)
-                return w_alpha * terms["alpha"] + w_beta * terms["beta"] + w_gamma * terms["gamma"]
-
-            epoch_loss[:] = [nachos]
+    def loss(outputs: tuple[list[torch.Tensor], list[torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+        logits, confidences = outputs
+        if phase["warmup"]:
+            return joint_loss(logits[:-1], confidences, labels)
+        if method == "joint":
+            return joint_loss(logits, confidences, labels)
+        terms = confidence_loss(logits, confidences, labels, exit_macs=exit_macs, mmax=mmax, support=phase["support"])
+        return w_alpha * terms["alpha"] + w_beta * terms["beta"] + w_gamma * terms["gamma"]
 
     fine_tune(
         model, train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
-        batch_size=batch_size, progress=progress, optim=optim, rho=rho,
-        loss=lambda outputs, labels: epoch_loss[0](*outputs, labels), on_epoch_start=start_epoch,
+        batch_size=batch_size, progress=progress, optim=optim, rho=rho, loss=loss, on_epoch_start=start_epoch,
     )
     model.freeze_backbone(False)
 
