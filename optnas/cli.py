@@ -14,7 +14,8 @@ from typing import Any, Callable
 import click
 
 from optnas import __version__
-from optnas.config import PREFERENCES, SearchConfig, option_key, options, read_config_file
+from optnas.config import PREFERENCES, SearchConfig, options, read_config_file
+from optnas.config import flag as config_flag
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 
 DEFAULT_STORAGE = "sqlite:///optnas.db"
@@ -43,7 +44,7 @@ def _friendly_errors(command: Callable) -> Callable:
 def _config_options(command: Callable) -> Callable:
     """Add one option per :class:`SearchConfig` field, each defaulting to "not given"."""
     for field in reversed(options()):
-        flag = "--" + option_key(field).replace("_", "-")
+        flag = "--" + config_flag(field.name)
         help_text = field.metadata["help"]
         if field.default is not None:
             help_text += f" [default: {field.default}]"

@@ -220,7 +220,7 @@ class SearchConfig:
             value = getattr(self, field.name)
             choices = field.metadata.get("choices")
             if choices is not None and value is not None and value not in choices:
-                raise ValueError(f"--{option_key(field).replace('_', '-')} must be one of {list(choices)}, got {value!r}")
+                raise ValueError(f"--{flag(field.name)} must be one of {list(choices)}, got {value!r}")
         if self.width_mult not in WIDTH_MULTS:
             raise ValueError(f"--width-mult must be one of {list(WIDTH_MULTS)}, got {self.width_mult}")
         if self.threads is not None and self.threads < 1:
@@ -228,10 +228,10 @@ class SearchConfig:
         for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs", "trust_radius",
                      "warmup_ee_epochs", "ee_epochs"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{_flag(name)} must be zero or more, got {getattr(self, name)}")
+                raise ValueError(f"--{flag(name)} must be zero or more, got {getattr(self, name)}")
         for name in ("n_doe", "n_iter"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("pmax", "mmax", "amax"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
@@ -245,7 +245,7 @@ class SearchConfig:
         self._validate_robust()
         for name in ("w_alpha", "w_beta", "w_gamma"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"--{_flag(name)} must be a non-negative number, got {getattr(self, name)}")
+                raise ValueError(f"--{flag(name)} must be a non-negative number, got {getattr(self, name)}")
         self._validate_dataset()
         self.space_class.check_options(self)
         self.make_space()
@@ -383,5 +383,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def _flag(name: str) -> str:
-    return name.replace("_", "-")
+def flag(name: str) -> str:
+    """Return the command-line flag of an option without its dashes (``lr`` for ``min_resolution``).
+
+    Args:
+        name: a field name of :class:`SearchConfig`.
+    """
+    field = next(field for field in dataclasses.fields(SearchConfig) if field.name == name)
+    return option_key(field).replace("_", "-")

@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 
 from optnas import __version__
-from optnas.config import RUNTIME_OPTIONS, SearchConfig
+from optnas.config import RUNTIME_OPTIONS, SearchConfig, flag
 from optnas.objectives.figures import DIRECTIONS
 from optnas.studies.sampling import make_sampler
 from optnas.studies.errors import StudyError
@@ -86,7 +86,7 @@ def resume_search_study(
     }
     if contradictions:
         listed = "; ".join(
-            f"--{name.replace('_', '-')}: stored {stored!r}, given {given!r}"
+            f"--{flag(name)}: stored {stored!r}, given {given!r}"
             for name, (stored, given) in contradictions.items()
         )
         raise StudyError(f"the options contradict study '{study_name}': {listed}")
