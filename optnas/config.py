@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from optnas.data.catalog import DATASETS, n_classes_of
+from optnas.latency import RUNTIMES
 from optnas.networks.costs import tiny_ml
 from optnas.predictors import PREDICTOR_NAMES
 from optnas.spaces import SPACE_NAMES, SPACES, SearchSpace
@@ -20,7 +21,9 @@ from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training import EE_METHODS, OPTIMIZERS
 
 FIRST_OBJECTIVES = ("top1", "top1_robust")
-SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "top1_robust")
+SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency", "avg_latency", "top1_robust")
+# How a candidate's latency is obtained: predicted from a layer table, or timed end to end.
+LATENCY_MODES = ("table", "measure")
 # How `optnas select` and `report` choose after the most accurate network: lowest in a
 # (minimised) figure, or the best trade-offs.
 PREFERENCES = SECOND_OBJECTIVES + ("trade-off",)
@@ -70,8 +73,9 @@ class SearchConfig:
     sec_obj: str = _option(
         "macs", "Second objective (minimised): params (M), macs (M), activations (M), "
         "tiny_ml (penalised figure of merit), avg_macs (M, expected MACs per image of an "
-        "eemobilenetv3 network), top1_robust (see --first-obj), or none for a "
-        "single-objective search.",
+        "eemobilenetv3 network), latency (ms at batch 1, see --latency), avg_latency (ms, "
+        "expected latency per image of an eemobilenetv3 network), top1_robust (see "
+        "--first-obj), or none for a single-objective search.",
         choices=SECOND_OBJECTIVES + ("none",),
     )
     iterations: int = _option(
@@ -94,6 +98,24 @@ class SearchConfig:
         type=float,
     )
     amax: float | None = _option(None, "Constraint: maximum activations (M); unset means unconstrained.", type=float)
+    lmax: float | None = _option(
+        None, "Constraint: maximum latency (ms, batch 1; see --latency). With eemobilenetv3 it "
+        "bounds the whole network, every exit run: a deadline holds for every image.", type=float,
+    )
+    latency: str = _option(
+        "table", "How a candidate's latency is obtained: table = predicted from --latency-table "
+        "(exact from the encoding, microseconds), measure = timed end to end on this machine in "
+        "--latency-runtime. nasbench201 reads its table's column instead.", choices=LATENCY_MODES,
+    )
+    latency_table: str | None = _option(
+        None, "Latency table (lut.json) of the target device, from `optnas latency table` or "
+        "the device script; with it every trial stores its predicted latency."
+    )
+    latency_runtime: str = _option(
+        "onnxruntime", "--latency measure: where candidates are timed (onnxruntime or torch).",
+        choices=RUNTIMES,
+    )
+    latency_threads: int = _option(1, "--latency measure: CPU threads of the timed runtime.", type=int)
     top1min: float | None = _option(
         None, "Constraint: minimum validation top1 accuracy (%); unset means unconstrained.", type=float
     )
@@ -232,7 +254,7 @@ class SearchConfig:
         for name in ("n_doe", "n_iter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("pmax", "mmax", "amax"):
+        for name in ("pmax", "mmax", "amax", "lmax"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"--{name} must be a positive number, got {value}")
@@ -243,6 +265,7 @@ class SearchConfig:
         if self.n_classes is not None and self.n_classes < 2:
             raise ValueError(f"--n-classes must be at least 2, got {self.n_classes}")
         self._validate_robust()
+        self._validate_latency()
         for name in ("w_alpha", "w_beta", "w_gamma"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise ValueError(f"--{flag(name)} must be a non-negative number, got {getattr(self, name)}")
@@ -261,6 +284,30 @@ class SearchConfig:
             raise ValueError(f"--flat-samples must be at least 1, got {self.flat_samples}")
         if self.rho is not None and not (self.rho > 0 and math.isfinite(self.rho)):
             raise ValueError(f"--rho must be a positive number, got {self.rho}")
+
+    @property
+    def uses_latency(self) -> bool:
+        """Whether latency is an objective or a constraint of the search."""
+        return self.lmax is not None or self.sec_obj in ("latency", "avg_latency")
+
+    @property
+    def records_latency(self) -> bool:
+        """Whether every trial stores a latency: the search uses it, or a table or measuring was asked for."""
+        return self.uses_latency or self.latency_table is not None or self.latency == "measure"
+
+    def _validate_latency(self) -> None:
+        if self.latency_threads < 1:
+            raise ValueError(f"--latency-threads must be at least 1, got {self.latency_threads}")
+        if not self.space_class.trains_networks:
+            return
+        if self.latency == "table" and self.uses_latency and self.latency_table is None:
+            raise ValueError(
+                "latency needs --latency-table lut.json (build one with `optnas latency table`) "
+                "or --latency measure"
+            )
+        if self.sec_obj == "avg_latency" and self.latency != "table":
+            raise ValueError("--sec-obj avg_latency is predicted per exit from --latency-table; "
+                             "--latency measure times whole networks")
 
     def _validate_dataset(self) -> None:
         tables = self.space_class.datasets
@@ -313,7 +360,7 @@ class SearchConfig:
     def constraint_bounds(self) -> dict[str, float]:
         """The constraints that are set, by the name they are recorded under in the study."""
         bounds = {"params": self.pmax, self.space_class.macs_figure: self.mmax, "activations": self.amax,
-                  "top1min": self.top1min}
+                  "latency": self.lmax, "top1min": self.top1min}
         return {name: bound for name, bound in bounds.items() if bound is not None}
 
     def default_study_name(self) -> str:

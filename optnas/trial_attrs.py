@@ -2,7 +2,7 @@
 
 The objective writes them; the surrogate sampler, ``optnas trials``/``select``/``report`` and
 optuna-dashboard read them. Figures are in the units of :mod:`optnas.networks.costs`
-(millions) and ``top1`` in %.
+(millions), ``top1`` in % and latencies in milliseconds.
 """
 
 SUBNET = "subnet"
@@ -14,4 +14,5 @@ FAIL_TRACEBACK = "fail_traceback"
 # Every figure a trial may store besides its subnet, in the order of ``net.stats``; a trial
 # holds those its search measures (exits, robustness) and a duplicate copies them.
 STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
-             "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon")
+             "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon",
+             "latency", "latency_p90", "avg_latency", "exit_latency")

@@ -37,7 +37,9 @@ def _cases(tmp: Path) -> list[tuple[list[str], int, str]]:
     blocker = tmp / "a-file"
     blocker.write_text("")
     return [
-        (["--sec-obj", "latency"], 2, "Invalid value for '--sec-obj'"),
+        (["--sec-obj", "latency"], 2, "latency needs --latency-table"),
+        (["--sec-obj", "speed"], 2, "Invalid value for '--sec-obj'"),
+        (["--lmax", "-1"], 2, "--lmax must be a positive number"),
         (["--sampler", "cmaes"], 2, "Invalid value for '--sampler'"),
         (["--pmax", "0.5"], 2, "no architecture satisfies --pmax 0.5"),
         (["--lr", "4", "--ur", "4"], 2, "outside 8..1024"),

@@ -208,7 +208,8 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
     """
     space_class = config.space_class
     if not space_class.trains_networks:
-        return {"params": space_class.lookup(subnet, config.dataset, config.seed)["params"]}
+        figures = space_class.lookup(subnet, config.dataset, config.seed)
+        return {"params": figures["params"], "latency": figures["latency"]}
     costs = profile(subnet, config.class_count())
     if space_class.has_exits:
         # The network holds its exit heads too; MACs stay the backbone's (with its final exit).

@@ -55,6 +55,7 @@ tables, through :func:`optnas.spaces.nasbench201.lookup`.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import groupby
 from numbers import Integral
 from typing import Any, NamedTuple
 
@@ -133,21 +134,47 @@ def stage_outputs(subnet: dict[str, Any]) -> list[dict[str, float]]:
     ]
 
 
-def _stages(subnet: dict[str, Any]) -> list[tuple[_Cost, int, int]]:
-    """Cumulative cost, output channels and output size after each stage of a canonical subnet."""
-    width, resolution = subnet["w"], subnet["r"]
-    cost = _stem(width, resolution)
-    size = _conv_size(resolution, _STEM_STRIDE)
-    stages = []
+class Layer(NamedTuple):
+    """One elastic layer of a subnet as it runs: its stage, kernel, expand ratio and input side."""
+
+    stage: int
+    first: bool
+    kernel: int
+    expand: int
+    size: int
+
+
+def layers(subnet: dict[str, Any]) -> list[Layer]:
+    """Return the active elastic layers of a mobilenetv3 subnet, in order, with their input sides.
+
+    The stem (first convolution and first block) runs before them on the ``r x r`` image and
+    the final head after them; a stage's first layer applies the stage's stride.
+
+    Args:
+        subnet: a mobilenetv3 subnet holding its resolution ``r``.
+    """
+    subnet = _canonical(subnet)
+    size = _conv_size(subnet["r"], _STEM_STRIDE)
+    result = []
     for stage, depth in enumerate(subnet["d"]):
         for layer in range(depth):
             slot = stage * MAX_DEPTH + layer
-            cost = cost.then(
-                _layer(width, stage, layer == 0, subnet["ks"][slot], subnet["e"][slot], size)
-            )
+            result.append(Layer(stage, layer == 0, subnet["ks"][slot], subnet["e"][slot], size))
             if layer == 0:
                 size = _conv_size(size, _STRIDES[stage])
-        stages.append((cost, _channels(width)[stage + 2], size))
+    return result
+
+
+def _stages(subnet: dict[str, Any]) -> list[tuple[_Cost, int, int]]:
+    """Cumulative cost, output channels and output size after each stage of a canonical subnet."""
+    width = subnet["w"]
+    cost = _stem(width, subnet["r"])
+    stages = []
+    for stage, stage_layers in groupby(layers(subnet), key=lambda layer: layer.stage):
+        for layer in stage_layers:
+            cost = cost.then(_layer(width, *layer))
+        # Only a stage's first layer strides, and its depth is at least 2: the last is not first.
+        stages.append((cost, _channels(width)[stage + 2], layer.size))
     return stages
 
 

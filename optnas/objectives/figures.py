@@ -13,6 +13,8 @@ DIRECTIONS = {
     "tiny_ml": "minimize",
     "top1_robust": "minimize",
     "avg_macs": "minimize",
+    "latency": "minimize",
+    "avg_latency": "minimize",
 }
 
 

@@ -81,8 +81,8 @@ class MobileNetV3Space(SearchSpace):
 
     @classmethod
     def check_options(cls, options: Any) -> None:
-        if options.sec_obj == "avg_macs":
-            raise ValueError("--sec-obj avg_macs needs --search-space eemobilenetv3")
+        if options.sec_obj in ("avg_macs", "avg_latency"):
+            raise ValueError(f"--sec-obj {options.sec_obj} needs --search-space eemobilenetv3")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         genes: dict[str, BaseDistribution] = {}

