@@ -230,6 +230,36 @@ class LatencyTable:
         result.append(self._sum(specs) + sum(heads) + self.overhead_ms)
         return result
 
+    def fastest(self, width_mults: Iterable[float], resolutions: Iterable[int]) -> tuple[float, dict[str, Any]]:
+        """Return the lowest predicted latency (ms) of a space's single-exit subnets, and a subnet with it.
+
+        A layer's input side depends on the resolution and its stage only, so at each width and
+        resolution the fastest subnet takes, per stage, the fastest first layer and the fastest
+        later one at the smallest depth (entries are never negative).
+
+        Args:
+            width_mults: the space's width multipliers.
+            resolutions: its resolutions.
+        """
+        best: tuple[float, dict[str, Any]] | None = None
+        for width in width_mults:
+            for resolution in resolutions:
+                space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
+                kernels, expands = [KERNEL_SIZES[0]] * 20, [EXPAND_RATIOS[0]] * 20
+                base = space.canonical({"ks": kernels, "e": expands, "d": [DEPTHS[0]] * N_STAGES, "r": resolution})
+                for layer in layers(base):
+                    slot = layer.stage * 4 + (0 if layer.first else 1)
+                    _, kernels[slot], expands[slot] = min(
+                        (self._sum([_mbconv_spec(width, layer._replace(kernel=k, expand=e))]), k, e)
+                        for k in KERNEL_SIZES for e in EXPAND_RATIOS
+                    )
+                subnet = space.canonical({**base, "ks": kernels, "e": expands})
+                latency = self.predict(subnet)
+                if best is None or latency < best[0]:
+                    best = (latency, subnet)
+        assert best is not None
+        return best
+
     def check_covers(self, width_mults: Iterable[float], resolutions: Iterable[int], n_classes: int,
                      exits: bool = False) -> None:
         """Refuse a table that lacks a layer some subnet of a space runs.
