@@ -24,14 +24,16 @@ setup(
         "scipy>=1.10",
         "matplotlib>=3.7",
         "pillow>=9.0",
+        # The default runtime of `optnas latency` and the file format of layer tables.
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],
         "redis": ["redis>=5.0"],
         "grpc": ["grpcio>=1.60", "protobuf>=4.25"],
-        "export": ["onnx>=1.16", "onnxruntime>=1.18"],
         "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0",
-                 "grpcio>=1.60", "protobuf>=4.25", "onnx>=1.16", "onnxruntime>=1.18"],
+                 "grpcio>=1.60", "protobuf>=4.25"],
     },
     entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
 )

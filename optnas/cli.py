@@ -16,6 +16,7 @@ import click
 from optnas import __version__
 from optnas.config import PREFERENCES, SearchConfig, options, read_config_file
 from optnas.config import flag as config_flag
+from optnas.latency import RUNTIMES
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 
 DEFAULT_STORAGE = "sqlite:///optnas.db"
@@ -209,7 +210,12 @@ def studies(storage: str) -> None:
 def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int | None) -> None:
     """Show the trials of a study: state, feasibility, stats and architecture."""
     from optnas.studies.trials import (
-        add_ood_columns, format_rows, load_study_readonly, load_trials, trial_row, with_n_exits,
+        add_ood_columns,
+        format_rows,
+        load_study_readonly,
+        load_trials,
+        trial_row,
+        with_n_exits,
     )
 
     found = load_trials(storage, study_name, pareto=pareto)
@@ -244,7 +250,8 @@ def select_command(study_name: str, storage: str, n: int, prefer: str, exits: in
     study = load_study_readonly(storage, study_name)
     rows = export_selection(study, select_trials(study, n, prefer, exits), prefer, save, csv_path)
     click.echo(format_rows(rows, "table", columns=("folder", "trial", "reason", "top1", "params", "macs",
-                                                   "activations", "tiny_ml", "avg_macs", "top1_robust")))
+                                                   "activations", "tiny_ml", "avg_macs", "latency", "avg_latency",
+                                                   "top1_robust")))
 
 
 @main.command()
@@ -264,27 +271,41 @@ def dashboard(storage: str, host: str, port: int, artifact_dir: str | None) -> N
 
 @main.command()
 @click.argument("subnet_file", type=click.Path(dir_okay=False))
-@click.option("--n-classes", default=1000, show_default=True, type=click.IntRange(2),
-              help="Classes of the classifier head.")
+@click.option("--n-classes", default=None, type=click.IntRange(2),
+              help="Classes of the classifier head [default: the --latency-table's, else 1000].")
+@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
+              help="A lut.json of `optnas latency table`: also print the predicted latency (ms).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @_friendly_errors
-def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
+def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, as_json: bool) -> None:
     """Print params, MACs and activations (millions) of a net.subnet at its own resolution.
 
     For an eemobilenetv3 subnet the figures are the backbone's (with its final exit), followed
-    by the cumulative MACs to leave at each exit and the params with every exit head.
+    by the cumulative MACs to leave at each exit and the params with every exit head. With
+    --latency-table, `latency` is the whole network's predicted latency (every exit head run)
+    and `exit_latency` the latency to leave at each exit.
     """
     from optnas.artifacts import read_subnet_file
+    from optnas.latency.table import LatencyTable
     from optnas.networks.costs import profile
     from optnas.networks.early_exits import exit_profile
     from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
 
     subnet = read_subnet_file(subnet_file)
+    table = LatencyTable.load(latency_table) if latency_table is not None else None
+    if n_classes is None:
+        n_classes = table.n_classes if table is not None else 1000
+    elif table is not None and table.n_classes != n_classes:
+        raise ValueError(f"{latency_table} was built for {table.n_classes} classes, not --n-classes {n_classes}")
     figures = profile(backbone_subnet(subnet), n_classes)
     exits = exit_profile(subnet, n_classes) if is_early_exit(subnet) else None
     if exits is not None:
         figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
         figures["params_with_heads"] = exits["params"]
+    if table is not None:
+        figures["latency"] = table.predict(subnet)
+        if exits is not None:
+            figures["exit_latency"] = table.exit_latencies(subnet)
     if as_json:
         click.echo(json.dumps(figures))
         return
@@ -298,6 +319,126 @@ def profile(subnet_file: str, n_classes: int, as_json: bool) -> None:
         for index, stage in enumerate(exits["exit_stages"]):
             click.echo(f"exit {index + 1} (after stage {stage})  {exits['exit_macs'][index]:10.4f} M")
         click.echo(f"final exit              {exits['exit_macs'][-1]:10.4f} M")
+    if table is not None:
+        click.echo(f"latency           {figures['latency']:10.4f} ms (predicted by {latency_table})")
+        for index, ms in enumerate(figures.get("exit_latency", [])):
+            click.echo(f"  to leave at exit {index + 1}   {ms:10.4f} ms")
+
+
+_RESOLUTION_OPTIONS = (
+    click.option("--width-mult", "widths", multiple=True, type=click.Choice([str(w) for w in WIDTH_MULTS]),
+                 help="Width multiplier(s) of the supernet; repeat for both [default: 1.0]."),
+    click.option("--lr", "low_res", default=32, show_default=True, type=click.IntRange(8, 1024),
+                 help="Lowest resolution of the searches the table serves."),
+    click.option("--ur", "high_res", default=32, show_default=True, type=click.IntRange(8, 1024),
+                 help="Highest resolution."),
+    click.option("--rstep", default=4, show_default=True, type=click.IntRange(1), help="Resolution step."),
+    click.option("--n-classes", default=10, show_default=True, type=click.IntRange(2),
+                 help="Classes of the classifier (10: the digits default; a search refuses a table built "
+                      "for another count)."),
+    click.option("--exits", is_flag=True, help="Also the early-exit heads of eemobilenetv3 searches."),
+    click.option("--calibration", "n_calibration", default=8, show_default=True, type=click.IntRange(1),
+                 help="Whole networks timed end to end to fit the table's overhead."),
+    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the calibration networks."),
+)
+
+
+def _layer_space_options(command: Callable) -> Callable:
+    for option in reversed(_RESOLUTION_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _layer_space(widths: tuple[str, ...], low_res: int, high_res: int, rstep: int) -> dict[str, Any]:
+    from optnas.spaces import MobileNetV3Space
+
+    resolutions = MobileNetV3Space.from_range(low_res, high_res, rstep).resolutions
+    return {"width_mults": tuple(float(w) for w in widths) or (WIDTH_MULTS[0],), "resolutions": tuple(resolutions)}
+
+
+@main.group()
+def latency() -> None:
+    """Latency in milliseconds on a device: build a layer table, time networks.
+
+    \b
+    On this machine:     optnas latency table --out lut.json
+    On another device:   optnas latency layers DIR; copy DIR to the device and run
+                         python DIR/device.py DIR --out lut.json (needs numpy and onnxruntime)
+    Then search with     optnas search --latency-table lut.json --sec-obj latency / --lmax MS
+    """
+
+
+@latency.command("table")
+@_layer_space_options
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
+              help="Where layers are timed: onnxruntime's CPU provider or PyTorch eager mode.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="CPU threads of the runtime.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The table (lut.json); an unfinished one with the same runtime and threads is resumed.")
+@click.option("--quiet", is_flag=True, help="No progress.")
+@_friendly_errors
+def latency_table_command(widths: tuple[str, ...], low_res: int, high_res: int, rstep: int, n_classes: int,
+                          exits: bool, n_calibration: int, seed: int, runtime: str, threads: int, out: str,
+                          quiet: bool) -> None:
+    """Time every layer configuration of the MobileNetV3 space on this machine into a latency table.
+
+    Each layer (stem, every MBConv by stage, kernel, expand ratio and input size, the head, the
+    exit heads with --exits) is timed once at batch 1 (warm-up, interleaved repeats until the
+    median is stable); a few whole networks fit the overhead. The table records the runtime,
+    its version, the threads, the CPU and the date.
+    """
+    from optnas.latency.build import build_table
+
+    table = build_table(out, runtime=runtime, threads=threads, n_classes=n_classes, exits=exits,
+                        n_calibration=n_calibration, seed=seed, progress=not quiet,
+                        **_layer_space(widths, low_res, high_res, rstep))
+    click.echo(f"{out}: {len(table['layers'])} layers, overhead {table['overhead_ms']:.4f} ms "
+               f"({table['runtime']} {table['runtime_version']}, {table['threads']} thread(s), {table['device']})")
+
+
+@latency.command("layers")
+@click.argument("folder", type=click.Path(file_okay=False))
+@_layer_space_options
+@click.option("--quiet", is_flag=True, help="No progress.")
+@_friendly_errors
+def latency_layers_command(folder: str, widths: tuple[str, ...], low_res: int, high_res: int, rstep: int,
+                           n_classes: int, exits: bool, n_calibration: int, seed: int, quiet: bool) -> None:
+    """Write every layer configuration as an ONNX file, for a device that cannot run optnas.
+
+    FOLDER gets layers/*.onnx, calibration/*.onnx (whole networks), manifest.json and
+    device.py. Copy FOLDER to the device and run `python FOLDER/device.py FOLDER --out lut.json`
+    there (Python, numpy and onnxruntime only); search here with --latency-table lut.json.
+    """
+    from optnas.latency.layers import write_layer_folder
+
+    manifest = write_layer_folder(folder, n_classes=n_classes, exits=exits, n_calibration=n_calibration,
+                                  seed=seed, progress=not quiet, **_layer_space(widths, low_res, high_res, rstep))
+    click.echo(f"{folder}: {len(manifest['layers'])} layers, {len(manifest['calibration'])} calibration networks; "
+               f"on the device: python {Path(folder) / 'device.py'} {folder} --out lut.json")
+
+
+@latency.command("measure")
+@click.argument("subnet_file", type=click.Path(dir_okay=False))
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
+              help="Where the network is timed.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="CPU threads of the runtime.")
+@click.option("--n-classes", default=10, show_default=True, type=click.IntRange(2), help="Classes of the classifier.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@_friendly_errors
+def latency_measure_command(subnet_file: str, runtime: str, threads: int, n_classes: int, as_json: bool) -> None:
+    """Time a net.subnet end to end on this machine at batch 1: median and 90th percentile (ms).
+
+    Weights do not change latency, so the network is built with fresh ones.
+    """
+    from optnas.artifacts import read_subnet_file
+    from optnas.latency.measure import measure_subnet
+
+    timing = measure_subnet(read_subnet_file(subnet_file), n_classes, runtime=runtime, threads=threads)
+    if as_json:
+        click.echo(json.dumps(timing))
+        return
+    click.echo(f"latency {timing['latency_ms']:.4f} ms (median), p90 {timing['p90_ms']:.4f} ms, "
+               f"{timing['repeats']} runs ({runtime}, {threads} thread(s))")
 
 
 @main.group()
@@ -401,7 +542,7 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
 @main.command("export")
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
-              help="onnx (checked with onnxruntime; needs pip install 'optnas[export]') or torchscript.")
+              help="onnx (checked with onnxruntime) or torchscript.")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(7, 20), help="ONNX opset version.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="File to write [default: FOLDER/net.onnx or FOLDER/net.pt].")

@@ -142,7 +142,7 @@ def _export_onnx(
         import onnx
         import onnxruntime
     except ImportError:
-        raise ValueError("ONNX export needs onnx and onnxruntime: pip install 'optnas[export]'") from None
+        raise ValueError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime") from None
     with warnings.catch_warnings():
         # The TorchScript-based exporter: opsets 7-20 and a second per network, where the
         # dynamo one needs opset 18+ and much longer; its deprecation notice is not for users.

@@ -7,6 +7,7 @@ and the supernet) so that it is prepared once per process.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -18,9 +19,11 @@ from optnas.data.datasets import load_dataset
 from optnas.evaluation.early_exits import evaluate_ee_candidate
 from optnas.evaluation.flatness import robustness
 from optnas.evaluation.inheritance import evaluate_candidate
+from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile
 from optnas.networks.early_exits import exit_profile
 from optnas.networks.supernet import build_supernet, load_supernet
+from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training.loop import set_threads
 from optnas.training.supernet import train_supernet
 
@@ -154,13 +157,27 @@ class CandidateEvaluator:
         if self.space.has_exits:
             return self._evaluate_early_exits(subnet)
         top1, model = self.train(subnet)
-        stats = {"top1": float(top1), **self.costs(subnet)}
+        stats = {"top1": float(top1), **self.costs(subnet), **self.measured_latency(subnet)}
         if "top1_robust" in config.objectives:
             stats["robustness"] = robustness(
                 model, self.data.valid, resolution=int(subnet["r"]), sigmas=config.sigmas,
                 n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
             )
         return stats, model
+
+    def measured_latency(self, subnet: dict[str, Any]) -> dict[str, float]:
+        """Return ``latency`` and ``latency_p90`` (ms) timed end to end with ``--latency measure``, else nothing.
+
+        Args:
+            subnet: a canonical subnet of a space that trains networks.
+        """
+        config = self.config
+        if config.latency != "measure":
+            return {}
+        from optnas.latency.measure import measure_subnet
+
+        timing = measure_subnet(subnet, self.n_classes, runtime=config.latency_runtime, threads=config.latency_threads)
+        return {"latency": timing["latency_ms"], "latency_p90": timing["p90_ms"]}
 
     def train(self, subnet: dict[str, Any]) -> tuple[float, torch.nn.Module]:
         """Return the validation top1 (%) and the network of a mobilenetv3 architecture.
@@ -193,7 +210,9 @@ class CandidateEvaluator:
             top1min=config.top1min, device=config.device, seed=config.seed, optim=config.optim,
             rho=config.rho,
         )
-        stats = {**self.costs(subnet), **stats}
+        stats = {**self.costs(subnet), **self.measured_latency(subnet), **stats}
+        if "exit_latency" in stats:
+            stats["avg_latency"] = float(sum(r * ms for r, ms in zip(stats["exit_ratios"], stats["exit_latency"])))
         # --mmax bounds avg_macs here, so tiny_ml weighs and penalises the expected MACs.
         stats["tiny_ml"] = config.tiny_ml(stats["params"], stats["avg_macs"], stats["activations"])
         return stats, model
@@ -211,6 +230,11 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
         figures = space_class.lookup(subnet, config.dataset, config.seed)
         return {"params": figures["params"], "latency": figures["latency"]}
     costs = profile(subnet, config.class_count())
+    table = latency_table(config)
+    if table is not None:
+        costs["latency"] = table.predict(subnet)
+        if space_class.has_exits:
+            costs["exit_latency"] = table.exit_latencies(subnet)
     if space_class.has_exits:
         # The network holds its exit heads too; MACs stay the backbone's (with its final exit).
         exits = exit_profile(subnet, config.class_count())
@@ -220,6 +244,44 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
         return costs
     costs["tiny_ml"] = config.tiny_ml(costs["params"], costs["macs"], costs["activations"])
     return costs
+
+
+def latency_table(config: SearchConfig) -> LatencyTable | None:
+    """Return the latency table a search predicts latency with, or None (measured, or none asked for).
+
+    Args:
+        config: the search configuration.
+    """
+    if config.latency != "table" or config.latency_table is None or not config.space_class.trains_networks:
+        return None
+    return _read_table(str(config.latency_table))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_table(path: str) -> LatencyTable:
+    # Every exact cost of every candidate the surrogate scores reads it: parse the file once.
+    return LatencyTable.load(path)
+
+
+def check_latency_table(config: SearchConfig) -> None:
+    """Refuse a latency table that lacks a layer of the space, or whose fastest network breaks ``--lmax``.
+
+    Args:
+        config: the search configuration.
+    """
+    table = latency_table(config)
+    if table is None:
+        return
+    space = config.make_space()
+    widths = WIDTH_MULTS if space.search_width else (space.width_mult,)
+    table.check_covers(widths, space.resolutions, config.class_count(), exits=space.has_exits)
+    if config.lmax is not None:
+        fastest, subnet = table.fastest(widths, space.resolutions)
+        if fastest > config.lmax:
+            raise ValueError(
+                f"no architecture satisfies --lmax {config.lmax:g}: the fastest one takes {fastest:.4g} ms "
+                f"by {config.latency_table} (at resolution {subnet['r']})"
+            )
 
 
 def check_constraints_satisfiable(config: SearchConfig) -> None:

@@ -32,7 +32,8 @@ from optnas.studies.trials import pareto_trials  # noqa: E402
 from optnas.trial_attrs import DUPLICATE_OF, SUBNET  # noqa: E402
 
 PAGE = "index.html"
-_UNITS = {"top1": "%", "params": "M", "macs": "M", "activations": "M", "avg_macs": "M"}
+_UNITS = {"top1": "%", "params": "M", "macs": "M", "activations": "M", "avg_macs": "M", "latency": "ms",
+          "avg_latency": "ms"}
 
 
 def iteration_figures(study: optuna.Study) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import optuna
 
 from optnas.config import SearchConfig
-from optnas.evaluation.candidate import CandidateEvaluator, check_constraints_satisfiable
+from optnas.evaluation.candidate import CandidateEvaluator, check_constraints_satisfiable, check_latency_table
 from optnas.studies.runner import prepare_save_dir, run_search
 from optnas.studies.storage import mask_password
 from optnas.studies.study import create_search_study, ensure_new_study_name, resume_search_study
@@ -39,6 +39,7 @@ def start_search(
         create_only: store the study after checking the options and the data, run nothing.
     """
     check_constraints_satisfiable(config)
+    check_latency_table(config)
     # Bad data folders and supernet checkpoints fail here, before anything is written: a
     # refused search leaves no database file and no run folder behind.
     evaluator = CandidateEvaluator(config, config.save, echo=echo, progress=progress)

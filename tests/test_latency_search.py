@@ -1,0 +1,186 @@
+"""Latency tables' sum model and latency as an objective and a constraint of searches.
+
+Tables here have entries set by hand, so every figure is known without timing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from optnas.latency.table import (
+    TABLE_FORMAT,
+    LatencyTable,
+    LatencyTableError,
+    backbone_layers,
+    exit_layers,
+    layer_key,
+    space_layers,
+)
+from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space
+from optnas.spaces.mobilenetv3 import MobileNetV3Space
+from optnas.spaces.nasbench201 import lookup
+from tests.conftest import invoke_cli
+
+
+def _table(keys: list[str], seed: int = 0, overhead: float = 0.25, n_classes: int = 10) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"format": TABLE_FORMAT, "n_classes": n_classes, "overhead_ms": overhead,
+            "layers": {key: {"ms": float(rng.uniform(0.01, 1.0))} for key in keys}}
+
+
+def _write_table(path: Path, widths=(1.0,), resolutions=(32,), exits=False, **kwargs) -> Path:
+    path.write_text(json.dumps(_table(list(space_layers(widths, resolutions, 10, exits)), **kwargs)))
+    return path
+
+
+def test_prediction_is_the_sum_of_the_layers_plus_the_overhead() -> None:
+    space = MobileNetV3Space(resolutions=[32, 48])
+    data = _table(list(space_layers([1.0], [32, 48], 10)))
+    table = LatencyTable(data)
+    for subnet in space.sample(np.random.default_rng(1), 20):
+        keys = [layer_key(spec) for spec in backbone_layers(subnet, 10)]
+        # The stem, one entry per active layer, the head.
+        assert len(keys) == 2 + sum(subnet["d"])
+        expected = sum(data["layers"][key]["ms"] for key in keys) + 0.25
+        assert table.predict(subnet) == pytest.approx(expected, rel=1e-12)
+
+
+def test_every_layer_of_a_space_has_a_key() -> None:
+    specs = space_layers([1.0], [32], 10)
+    # Per resolution: the stem, 5 stages x (first, later) x 3 kernels x 3 expand ratios, the head.
+    assert len(specs) == 1 + 5 * 2 * 9 + 1
+    space = MobileNetV3Space(resolutions=[32])
+    for subnet in space.sample(np.random.default_rng(2), 50):
+        assert {layer_key(spec) for spec in backbone_layers(subnet, 10)} <= set(specs)
+
+
+def test_exit_latencies_add_the_heads_passed() -> None:
+    space = EEMobileNetV3Space(resolutions=[32])
+    data = _table(list(space_layers([1.0], [32], 10, exits=True)))
+    table = LatencyTable(data)
+    ms = {key: entry["ms"] for key, entry in data["layers"].items()}
+    subnet = space.canonical({**space.largest(), "exits": [1, 0, 1, 0], "epsilon": [0.5] * 4})
+    backbone = backbone_layers(subnet, 10)
+    heads = [ms[layer_key(spec)] for spec in exit_layers(subnet, 10)]
+    through = [sum(ms[layer_key(spec)] for spec in backbone[:-1] if spec.get("stage", -1) <= stage)
+               for stage in (0, 2)]
+    expected = [through[0] + heads[0], through[1] + heads[0] + heads[1],
+                sum(ms[layer_key(spec)] for spec in backbone) + sum(heads)]
+    assert table.exit_latencies(subnet) == pytest.approx([value + 0.25 for value in expected])
+    assert table.predict(subnet) == pytest.approx(expected[-1] + 0.25)
+
+
+def test_fastest_is_the_lowest_prediction() -> None:
+    resolutions = [32, 40]
+    table = LatencyTable(_table(list(space_layers([1.0], resolutions, 10)), seed=3))
+    fastest, subnet = table.fastest([1.0], resolutions)
+    assert table.predict(subnet) == pytest.approx(fastest)
+    space = MobileNetV3Space(resolutions=resolutions)
+    assert fastest <= min(table.predict(s) for s in space.sample(np.random.default_rng(4), 3000))
+    # Changing any one gene of the fastest subnet never makes it faster.
+    for index, values in enumerate(space.choices()):
+        vector = space.to_vector(subnet)
+        for choice in range(len(values)):
+            vector[index] = choice
+            assert table.predict(space.from_vector(vector)) >= fastest - 1e-12
+
+
+def test_tables_that_cannot_serve_a_space_are_refused(tmp_path: Path) -> None:
+    table = LatencyTable.load(_write_table(tmp_path / "lut.json"))
+    with pytest.raises(LatencyTableError, match="no entry stem-w1.0-r64"):
+        table.check_covers([1.0], [32, 64], 10)
+    with pytest.raises(LatencyTableError, match="built for 10 classes.*--n-classes 100"):
+        table.check_covers([1.0], [32], 100)
+    with pytest.raises(LatencyTableError, match="no entry exit-"):
+        table.check_covers([1.0], [32], 10, exits=True)
+    (tmp_path / "bad.json").write_text('{"format": "something else"}')
+    with pytest.raises(LatencyTableError, match="not an optnas latency table"):
+        LatencyTable.load(tmp_path / "bad.json")
+    with pytest.raises(LatencyTableError, match="no such latency table"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_nasbench201_latency_objective_and_constraint(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nb.db'}"
+    result = invoke_cli(
+        "search", "--storage", url, "--study-name", "nb", "--search-space", "nasbench201", "--dataset", "cifar10",
+        "--sec-obj", "latency", "--lmax", "20", "--n-doe", "10", "--iterations", "1", "--n-iter", "5",
+        "--save", str(tmp_path / "run"), "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="nb", storage=url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 15
+    for trial in complete:
+        figures = lookup(trial.user_attrs["subnet"], "cifar10", 0)
+        assert trial.values[1] == pytest.approx(figures["latency"])
+        assert trial.user_attrs["latency"] == pytest.approx(figures["latency"])
+        assert trial.constraints["latency"] == pytest.approx(figures["latency"] - 20)
+    assert all(t.user_attrs["latency"] <= 20 for t in study.best_trials)
+
+
+def test_digits_search_predicts_latency_from_the_table(supernet_file: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    lut = _write_table(tmp_path / "lut.json")
+    table = LatencyTable.load(lut)
+    fastest, _ = table.fastest([1.0], [32])
+    largest = table.predict(MobileNetV3Space(resolutions=[32]).largest())
+    bound = fastest + 0.5 * (largest - fastest)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli(
+        "search", "--storage", url, "--study-name", "lat", "--supernet-path", str(supernet_file),
+        "--n-doe", "4", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
+        "--sec-obj", "latency", "--lmax", f"{bound}", "--latency-table", str(lut), "--predictor", "rbf",
+        "--save", str(tmp_path / "run"), "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="lat", storage=url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 6
+    for trial in complete:
+        predicted = table.predict(trial.user_attrs["subnet"])
+        assert trial.values[1] == pytest.approx(predicted)
+        assert trial.constraints["latency"] == pytest.approx(predicted - bound)
+    assert study.best_trials and all(t.user_attrs["latency"] <= bound for t in study.best_trials)
+    shown = invoke_cli("trials", "--storage", url, "--study-name", "lat", "--format", "json")
+    assert all("latency" in row for row in json.loads(shown.stdout))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sec-obj", "latency"], "needs --latency-table"),
+        (["--lmax", "5"], "needs --latency-table"),
+        (["--sec-obj", "avg_latency", "--latency-table", "LUT"], "needs --search-space eemobilenetv3"),
+        (["--sec-obj", "latency", "--latency-table", "LUT", "--lr", "32", "--ur", "64", "--rstep", "32"],
+         "no entry stem-w1.0-r64"),
+        (["--lmax", "0.001", "--latency-table", "LUT"], "no architecture satisfies --lmax 0.001"),
+        (["--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params", "--latency-table", "LUT"],
+         "nasbench201's latency is its table's column"),
+        (["--latency-threads", "0", "--latency", "measure"], "--latency-threads must be at least 1"),
+    ],
+)
+def test_latency_options_are_checked_before_any_work(args: list[str], message: str, tmp_path: Path) -> None:
+    lut = str(_write_table(tmp_path / "lut.json"))
+    args = [lut if arg == "LUT" else arg for arg in args]
+    result = invoke_cli("search", "--storage", f"sqlite:///{tmp_path / 'x.db'}", "--study-name", "x",
+                        "--save", str(tmp_path / "run"), "--quiet", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_profile_adds_the_predicted_latency(tmp_path: Path) -> None:
+    lut = _write_table(tmp_path / "lut.json")
+    subnet = MobileNetV3Space(resolutions=[32]).sample(np.random.default_rng(5), 1)[0]
+    (tmp_path / "net.subnet").write_text(json.dumps(subnet))
+    result = invoke_cli("profile", str(tmp_path / "net.subnet"), "--latency-table", str(lut), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["latency"] == pytest.approx(LatencyTable.load(lut).predict(subnet))
