@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
+# The table format and the overhead fit live in the device script, which runs without optnas.
+from optnas.latency.device import TABLE_FORMAT, fit_overhead  # noqa: F401
 from optnas.networks.costs import Layer, layers, stage_outputs
 from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
 from optnas.spaces.mobilenetv3 import DEPTHS, EXPAND_RATIOS, KERNEL_SIZES, N_STAGES, MobileNetV3Space
-
-TABLE_FORMAT = "optnas-latency-table/1"
 
 
 class LatencyTableError(ValueError):
@@ -130,20 +129,6 @@ def space_layers(
                             "size": outputs[stage]["size"], "classes": int(n_classes)}
                     specs.setdefault(layer_key(spec), spec)
     return specs
-
-
-def fit_overhead(layer_sums: Sequence[float], measured: Sequence[float]) -> float:
-    """Return the overhead that, added to the layers' sum, best predicts whole-network times.
-
-    The median of ``measured - sum``: one slow or fast measurement does not move it.
-
-    Args:
-        layer_sums: the sum of the layer entries of each calibration network (ms).
-        measured: each calibration network's measured latency (ms).
-    """
-    if not layer_sums or len(layer_sums) != len(measured):
-        raise ValueError("the overhead needs one or more networks, each with a layer sum and a measurement")
-    return float(statistics.median(m - s for s, m in zip(layer_sums, measured)))
 
 
 class LatencyTable:
