@@ -30,11 +30,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+
+# typing's aliases, not collections.abc's: devices run Pythons as old as 3.8 (JetPack 5), where
+# the latter cannot be subscripted at run time.
+from typing import Any, Callable, Mapping, Sequence  # noqa: UP035
 
 import numpy as np
 
@@ -229,6 +231,10 @@ def time_table(
     if "call_overhead_ms" not in table:
         table["call_overhead_ms"] = time_calls({"call": call_overhead()}, protocol)["call"]["ms"]
     entries = table["layers"]
+    for network in calibration:
+        absent = [key for key in network["keys"] if key not in layers and key not in entries]
+        if absent:
+            raise FolderError(f"calibration network {network['name']} runs layer {absent[0]}, which is not timed")
     missing = [key for key in layers if key not in entries]
     for start in range(0, len(missing), CHUNK):
         timings = time_calls({key: layers[key]() for key in missing[start : start + CHUNK]}, protocol)
@@ -246,14 +252,9 @@ def time_table(
     todo = [network for network in calibration if (network["name"], tuple(network["keys"])) not in known]
     timings = time_calls({network["name"]: network["make"]() for network in todo}, protocol)
     known.update({(network["name"], tuple(network["keys"])): timings[network["name"]]["ms"] for network in todo})
-    records = []
-    for network in calibration:
-        absent = [key for key in network["keys"] if key not in entries]
-        if absent:
-            raise FolderError(f"calibration network {network['name']} runs layer {absent[0]}, which the table lacks")
-        records.append({"name": network["name"], "keys": list(network["keys"]),
-                        "measured_ms": known[network["name"], tuple(network["keys"])],
-                        "layers_ms": sum(entries[key]["ms"] for key in network["keys"])})
+    records = [{"name": network["name"], "keys": list(network["keys"]),
+                "measured_ms": known[network["name"], tuple(network["keys"])],
+                "layers_ms": sum(entries[key]["ms"] for key in network["keys"])} for network in calibration]
     table["calibration"] = records
     table["overhead_ms"] = (fit_overhead([r["layers_ms"] for r in records], [r["measured_ms"] for r in records])
                             if records else table["call_overhead_ms"])
@@ -271,6 +272,7 @@ def _now() -> str:
 def _start_table(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     """A fresh table, or the file's when it was timed under the same conditions."""
     fresh = {**header, "date": _now(), "layers": {}, "calibration": []}
+    out.parent.mkdir(parents=True, exist_ok=True)
     if not out.exists():
         return fresh
     try:
