@@ -232,8 +232,9 @@ def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int |
               help="Architectures to choose; the most accurate one is always the first.")
 @click.option("--prefer", type=click.Choice(PREFERENCES),
               default="trade-off", show_default=True,
-              help="The others: lowest in this figure (avg_macs: early-exit studies; top1_robust: "
-                   "robustness studies), or the best trade-offs on normalised objectives.")
+              help="The others: lowest in this figure (avg_macs, avg_latency: early-exit studies; latency: "
+                   "studies that record it; top1_robust: robustness studies), or the best trade-offs on "
+                   "normalised objectives.")
 @click.option("--n-exits", "exits", type=click.IntRange(0), default=None,
               help="Only architectures with this many early exits (0: plain networks) [default: all].")
 @click.option("--save", required=True, type=click.Path(file_okay=False),
@@ -243,15 +244,23 @@ def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int |
 @_friendly_errors
 def select_command(study_name: str, storage: str, n: int, prefer: str, exits: int | None, save: str,
                    csv_path: str | None) -> None:
-    """Choose architectures from the feasible Pareto set of a study."""
+    """Choose architectures from the feasible Pareto set of a study.
+
+    A search bounded by --lmax has each chosen network timed on this machine (its
+    --latency-runtime and --latency-threads): measured_latency, and how many meet the bound.
+    """
     from optnas.studies.selection import export_selection, select_trials
     from optnas.studies.trials import format_rows, load_study_readonly
 
     study = load_study_readonly(storage, study_name)
-    rows = export_selection(study, select_trials(study, n, prefer, exits), prefer, save, csv_path)
+    rows, latency_check = export_selection(study, select_trials(study, n, prefer, exits), prefer, save, csv_path)
     click.echo(format_rows(rows, "table", columns=("folder", "trial", "reason", "top1", "params", "macs",
                                                    "activations", "tiny_ml", "avg_macs", "latency", "avg_latency",
-                                                   "top1_robust")))
+                                                   "measured_latency", "top1_robust")))
+    if latency_check is not None:
+        click.echo(f"{latency_check['met']} of {latency_check['n']} chosen networks meet --lmax "
+                   f"{latency_check['bound']:g} ms when timed here ({latency_check['runtime']}, "
+                   f"{latency_check['threads']} thread(s)); measured_latency is the median.")
 
 
 @main.command()
@@ -555,25 +564,39 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
               help="Largest absolute difference of any output allowed between the file and PyTorch.")
 @click.option("--device", default="cpu", show_default=True,
               help="Device of the PyTorch reference run (the exported file is checked on the CPU).")
+@click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
+              help="lut.json whose predicted latency is recorded beside the measured one [default: the search's].")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1].")
 @_friendly_errors
 def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: str | None, data: str | None,
-                   n_check: int, atol: float, device: str) -> None:
+                   n_check: int, atol: float, device: str, latency_table: str | None, threads: int | None) -> None:
     """Export a chosen network (FOLDER of `optnas select`, after `optnas train`) to a deployable file.
 
     The file maps a batch of normalised images `image` (N x 3 x r x r) to the logits `logits`
     (early-exit networks: logits_1..logits_K of the K exits, final last, and confidence_1..
     confidence_K-1 of the intermediate ones); it is run on real test images after export and
-    every output must match PyTorch within --atol.
+    every output must match PyTorch within --atol. An ONNX file is then timed in onnxruntime at
+    batch 1, and FOLDER/export-onnx.json records latency_ms (median) beside predicted_latency_ms
+    (the search's latency table, or --latency-table).
     """
-    from optnas.artifacts import source_defaults
+    from optnas.artifacts import read_source, source_defaults
     from optnas.export import export_network
 
     _check_device(device)
     source = source_defaults(folder)
+    searched = read_source(folder).get("config", {})
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
-                            data_dir=data or source.get("data"), n_check=n_check, atol=atol, device=device)
+                            data_dir=data or source.get("data"), n_check=n_check, atol=atol, device=device,
+                            latency_table=latency_table or searched.get("latency_table"),
+                            threads=threads or searched.get("latency_threads", 1))
     click.echo(f"{report['file']}: {fmt}, max |difference| from PyTorch {report['max_abs_diff']:.2e} "
                f"on {report['n_images']} test images")
+    if "latency_ms" in report:
+        predicted = (f", predicted {report['predicted_latency_ms']:.4f} ms by the latency table"
+                     if "predicted_latency_ms" in report else "")
+        click.echo(f"latency in onnxruntime ({report['latency_threads']} thread(s)): {report['latency_ms']:.4f} ms "
+                   f"median, p90 {report['latency_p90_ms']:.4f} ms{predicted}")
 
 
 @main.command("report")

@@ -10,7 +10,9 @@ intermediate heads' confidence, in [0, 1]); the final exit has no confidence, si
 sample that reaches it leaves there. A deployment takes, per image, the first exit ``i`` with
 ``confidence_i >= epsilon_i`` (``export-<fmt>.json`` records the thresholds), else the final
 one. After export the file is loaded again and run (onnxruntime for ONNX) on real test
-images, and every output is compared with PyTorch's.
+images, and every output is compared with PyTorch's. An ONNX file is then timed in
+onnxruntime at batch 1 (``latency_ms``, the median, and ``latency_p90_ms``), next to the
+latency a table predicts for it (``predicted_latency_ms``) when one is given.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 from optnas.artifacts import write_json
 from optnas.data.datasets import load_dataset
+from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.standalone import load_chosen_network
 
@@ -75,6 +78,8 @@ def export_network(
     n_check: int = 64,
     atol: float = 1e-4,
     device: str = "cpu",
+    latency_table: str | Path | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Export a chosen network and check the file against PyTorch on real test images.
 
@@ -88,11 +93,15 @@ def export_network(
         n_check: test images to check on.
         atol: largest absolute difference allowed between any output of the file and PyTorch's.
         device: where PyTorch computes the reference outputs (the file runs on the CPU).
+        latency_table: a ``lut.json`` whose prediction is recorded beside the measured latency.
+        threads: onnxruntime threads when the ONNX file is timed.
 
     Returns:
         ``file``, ``format``, ``max_abs_diff`` (over every output), ``n_images``, ``weights``,
         ``resolution``, ``outputs`` (their names), ``epsilon`` (an early-exit network's
-        thresholds) and ``opset`` for ONNX (also written to ``folder/export-<fmt>.json``).
+        thresholds); for ONNX ``opset``, ``latency_ms``, ``latency_p90_ms``,
+        ``latency_threads`` and, with a table, ``predicted_latency_ms`` (also written to
+        ``folder/export-<fmt>.json``).
 
     Raises:
         ValueError: bad options, missing weights or packages, or a file whose outputs differ
@@ -100,6 +109,8 @@ def export_network(
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+    # A bad table is refused before minutes of exporting.
+    table = LatencyTable.load(latency_table) if latency_table is not None else None
     if n_check < 1:
         raise ValueError(f"--n-check must be at least 1, got {n_check}")
     folder = Path(folder)
@@ -125,7 +136,13 @@ def export_network(
     if isinstance(network, EarlyExitNetwork):
         report["epsilon"] = list(network.epsilon)
     if fmt == "onnx":
-        report["opset"] = opset
+        from optnas.latency.measure import measure_onnx_file
+
+        timing = measure_onnx_file(out, threads=threads)
+        report.update(opset=opset, latency_ms=timing["latency_ms"], latency_p90_ms=timing["p90_ms"],
+                      latency_threads=threads)
+        if table is not None:
+            report["predicted_latency_ms"] = table.predict(subnet)
     write_json(folder / f"export-{fmt}.json", report)
     return report
 

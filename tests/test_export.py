@@ -117,3 +117,19 @@ def test_early_exit_export_has_every_exits_logits_and_confidence(chosen_early_ex
         reference = exit_decisions(torch.from_numpy(confidence), epsilon).numpy()
         assert (fired.argmax(axis=0) == reference).all()
     assert len(set(reference.tolist())) > 1
+
+
+def test_onnx_export_records_measured_and_predicted_latency(chosen: Path, tmp_path: Path) -> None:
+    from optnas.latency.table import TABLE_FORMAT, LatencyTable, space_layers
+
+    keys = space_layers([1.0], [28], 10)
+    lut = tmp_path / "lut.json"
+    lut.write_text(json.dumps({"format": TABLE_FORMAT, "n_classes": 10, "overhead_ms": 0.1,
+                               "layers": {key: {"ms": 0.05} for key in keys}}))
+    result = invoke_cli("export", str(chosen), "--format", "onnx", "--n-check", "8", "--latency-table", str(lut))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((chosen / "export-onnx.json").read_text())
+    subnet = json.loads((chosen / "net.subnet").read_text())
+    assert report["predicted_latency_ms"] == pytest.approx(LatencyTable.load(lut).predict(subnet))
+    assert 0 < report["latency_ms"] <= report["latency_p90_ms"] and report["latency_threads"] == 1
+    assert "latency in onnxruntime" in result.stdout

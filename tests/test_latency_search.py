@@ -184,3 +184,68 @@ def test_profile_adds_the_predicted_latency(tmp_path: Path) -> None:
     result = invoke_cli("profile", str(tmp_path / "net.subnet"), "--latency-table", str(lut), "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["latency"] == pytest.approx(LatencyTable.load(lut).predict(subnet))
+
+
+def test_measured_latency_search(supernet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli(
+        "search", "--storage", url, "--study-name", "measured", "--supernet-path", str(supernet_file),
+        "--n-doe", "3", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
+        "--sec-obj", "latency", "--latency", "measure", "--latency-runtime", "torch", "--predictor", "rbf",
+        "--sec-predictor", "rbf", "--save", str(tmp_path / "run"), "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="measured", storage=url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 5
+    for trial in complete:
+        assert 0 < trial.user_attrs["latency"] <= trial.user_attrs["latency_p90"]
+        assert trial.values[1] == trial.user_attrs["latency"]
+
+
+def test_select_times_the_chosen_networks_of_a_bounded_search(tmp_path: Path) -> None:
+    from optnas.config import SearchConfig
+    from optnas.studies.selection import export_selection, select_trials
+    from optnas.studies.study import CONFIG_ATTR
+
+    lut = _write_table(tmp_path / "lut.json")
+    config = SearchConfig(sec_obj="latency", lmax=4.0, latency_table=str(lut), latency_runtime="torch").validate()
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    space = MobileNetV3Space(resolutions=[32])
+    for index, subnet in enumerate(space.sample(np.random.default_rng(6), 3)):
+        study.add_trial(optuna.trial.create_trial(
+            values=[90.0 + index, 1.0 + index], params={}, distributions={},
+            user_attrs={"subnet": subnet, "top1": 90.0 + index, "latency": 1.0 + index},
+        ))
+    rows, check = export_selection(study, select_trials(study, 3, "latency"), "latency", tmp_path / "chosen")
+    measured = [row["measured_latency"] for row in rows]
+    assert len(measured) == 3 and all(value > 0 for value in measured)
+    assert check == {"bound": 4.0, "met": sum(value <= 4.0 for value in measured), "n": 3,
+                     "runtime": "torch", "threads": 1}
+    assert "measured_latency" in (tmp_path / "chosen" / "selection.csv").read_text().splitlines()[0]
+
+
+def test_latency_commands_build_a_table_a_search_accepts(tmp_path: Path) -> None:
+    lut = tmp_path / "lut.json"
+    built = invoke_cli("latency", "table", "--runtime", "torch", "--calibration", "2", "--out", str(lut), "--quiet")
+    assert built.returncode == 0, built.stderr
+    table = LatencyTable.load(lut)
+    assert table.metadata["runtime"] == "torch" and table.metadata["threads"] == 1
+    table.check_covers([1.0], [32], 10)
+    subnet = MobileNetV3Space(resolutions=[32]).largest()
+    (tmp_path / "net.subnet").write_text(json.dumps(subnet))
+    timed = invoke_cli("latency", "measure", str(tmp_path / "net.subnet"), "--runtime", "torch", "--json")
+    assert timed.returncode == 0, timed.stderr
+    assert set(json.loads(timed.stdout)) == {"latency_ms", "p90_ms", "repeats"}
+    missing = invoke_cli("latency", "measure", str(tmp_path / "none.subnet"))
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].endswith("none.subnet: no such file")
+
+
+def test_latency_layers_writes_the_device_folder(tmp_path: Path) -> None:
+    result = invoke_cli("latency", "layers", str(tmp_path / "dev"), "--calibration", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "dev" / "manifest.json").read_text())
+    assert set(manifest["layers"]) == set(space_layers([1.0], [32], 10))
+    assert (tmp_path / "dev" / "device.py").is_file()

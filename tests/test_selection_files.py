@@ -22,12 +22,14 @@ def test_selection_csv_has_each_column_once(tmp_path: Path) -> None:
             "top1": 90.0 + index, "params": 1.0 + index, "macs": 2.0 + index, "activations": 0.1,
             "avg_macs": 1.5 + index, "exit_ratios": [0.5, 0.5], "exit_top1": [80.0, 90.0],
             "exit_macs": [1.0, 2.0], "epsilon": [0.5], "robustness": 1.0, "top1_robust": 5.0,
+            "latency": 3.0 + index, "latency_p90": 3.5 + index, "avg_latency": 2.0 + index,
+            "exit_latency": [1.0, 3.0 + index],
         }
         study.add_trial(optuna.trial.create_trial(
             values=[90.0 + index, 1.0 + index], params={"x": float(index)},
             distributions={"x": FloatDistribution(0, 10)}, user_attrs=attrs,
         ))
-    rows = export_selection(study, select_trials(study, 3, "avg_macs"), "avg_macs", tmp_path / "chosen")
+    rows, _ = export_selection(study, select_trials(study, 3, "avg_macs"), "avg_macs", tmp_path / "chosen")
     with open(tmp_path / "chosen" / "selection.csv", newline="") as handle:
         header = next(csv.reader(handle))
     assert len(header) == len(set(header)), header

@@ -54,6 +54,7 @@ class CandidateEvaluator:
         self._progress = progress
         self._data = None
         self._supernet = None
+        self._measurer = None
 
     @property
     def n_classes(self) -> int:
@@ -174,9 +175,12 @@ class CandidateEvaluator:
         config = self.config
         if config.latency != "measure":
             return {}
-        from optnas.latency.measure import measure_subnet
+        if self._measurer is None:
+            from optnas.latency.measure import Measurer
 
-        timing = measure_subnet(subnet, self.n_classes, runtime=config.latency_runtime, threads=config.latency_threads)
+            # One supernet per width is built for every network this process times.
+            self._measurer = Measurer(self.n_classes, runtime=config.latency_runtime, threads=config.latency_threads)
+        timing = self._measurer.measure(subnet)
         return {"latency": timing["latency_ms"], "latency_p90": timing["p90_ms"]}
 
     def train(self, subnet: dict[str, Any]) -> tuple[float, torch.nn.Module]:

@@ -9,10 +9,19 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.artifacts import (
+    FileSystemArtifactStore,
+    download_artifact,
+    get_all_artifact_meta,
+)
 from optuna.trial import FrozenTrial
 
-from optnas.artifacts import SEARCH_CHECKPOINT, SOURCE_FILE, write_architecture, write_json
+from optnas.artifacts import (
+    SEARCH_CHECKPOINT,
+    SOURCE_FILE,
+    write_architecture,
+    write_json,
+)
 from optnas.config import PREFERENCES, SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.optuna_private import study_storage
@@ -20,6 +29,9 @@ from optnas.spaces.eemobilenetv3 import n_exits
 from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
 from optnas.studies.trials import pareto_trials
 from optnas.trial_attrs import STAT_KEYS, SUBNET
+
+# The latency of a chosen network timed by `optnas select` (ms), beside the search's figure.
+MEASURED_LATENCY = "measured_latency"
 
 
 def stats_of(trial: FrozenTrial) -> dict[str, Any]:
@@ -102,10 +114,11 @@ def select_trials(
 def export_selection(
     study: optuna.Study, chosen: list[tuple[FrozenTrial, str]], prefer: str, save: str | Path,
     csv_path: str | Path | None = None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Write one folder per choice (``net.subnet``, ``net.stats``, ``ckpt.pth`` if kept) and a CSV.
 
-    Returns the rows of the CSV.
+    Returns the rows of the CSV and, for a search bounded by ``--lmax``, how many chosen
+    networks meet the bound when timed here (:func:`measure_latency_bound`).
 
     Args:
         study: the study.
@@ -132,7 +145,8 @@ def export_selection(
                                       artifact_id=meta.artifact_id)
         rows.append({"folder": folder.name, "trial": trial.number, "reason": reason, **stats,
                      SUBNET: trial.user_attrs[SUBNET]})
-    present = [key for key in STAT_KEYS if any(key in row for row in rows)]
+    latency_check = measure_latency_bound(study, rows)
+    present = [key for key in (*STAT_KEYS, MEASURED_LATENCY) if any(key in row for row in rows)]
     columns = ["folder", "trial", "reason", *present, SUBNET]
     with open(csv_path or save / "selection.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -141,7 +155,35 @@ def export_selection(
             {key: json.dumps(value) if isinstance(value, (dict, list)) else value for key, value in row.items()}
             for row in rows
         )
-    return rows
+    return rows, latency_check
+
+
+def measure_latency_bound(study: optuna.Study, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Time each chosen network of a search bounded by ``--lmax``, as the search would have measured it.
+
+    Adds ``measured_latency`` (ms, median) to each row. Latencies a table predicted are thereby
+    checked on this machine; tables of other devices are checked there (see the README).
+
+    Args:
+        study: the study.
+        rows: the chosen architectures, each with its ``subnet``.
+
+    Returns:
+        ``bound``, ``met`` (how many measured at or under it), ``n``, ``runtime`` and ``threads``;
+        None when the search has no latency bound or its latency is a table column (nasbench201).
+    """
+    values = study.user_attrs.get(CONFIG_ATTR)
+    config = SearchConfig.from_dict(values) if values is not None else None
+    if config is None or config.lmax is None or not config.space_class.trains_networks or not rows:
+        return None
+    from optnas.latency.measure import Measurer
+
+    measurer = Measurer(config.class_count(), runtime=config.latency_runtime, threads=config.latency_threads)
+    for row in rows:
+        row[MEASURED_LATENCY] = measurer.measure(row[SUBNET])["latency_ms"]
+    met = sum(row[MEASURED_LATENCY] <= config.lmax for row in rows)
+    return {"bound": config.lmax, "met": met, "n": len(rows), "runtime": config.latency_runtime,
+            "threads": config.latency_threads}
 
 
 def _source(study: optuna.Study) -> dict[str, Any]:
