@@ -290,11 +290,6 @@ class SearchConfig:
         """Whether latency is an objective or a constraint of the search."""
         return self.lmax is not None or self.sec_obj in ("latency", "avg_latency")
 
-    @property
-    def records_latency(self) -> bool:
-        """Whether every trial stores a latency: the search uses it, or a table or measuring was asked for."""
-        return self.uses_latency or self.latency_table is not None or self.latency == "measure"
-
     def _validate_latency(self) -> None:
         if self.latency_threads < 1:
             raise ValueError(f"--latency-threads must be at least 1, got {self.latency_threads}")

@@ -249,3 +249,28 @@ def test_latency_layers_writes_the_device_folder(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "dev" / "manifest.json").read_text())
     assert set(manifest["layers"]) == set(space_layers([1.0], [32], 10))
     assert (tmp_path / "dev" / "device.py").is_file()
+
+
+def test_early_exit_search_weighs_exit_latencies_by_exit_ratios(supernet_file: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    lut = _write_table(tmp_path / "lut.json", exits=True)
+    table = LatencyTable.load(lut)
+    url = f"sqlite:///{tmp_path / 'ee.db'}"
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli(
+        "search", "--storage", url, "--study-name", "ee", "--supernet-path", str(supernet_file),
+        "--search-space", "eemobilenetv3", "--sec-obj", "avg_latency", "--latency-table", str(lut),
+        "--predictor", "rbf", "--sec-predictor", "rbf", "--n-doe", "3", "--iterations", "0", "--n-epochs", "0",
+        "--warmup-ee-epochs", "1", "--ee-epochs", "0", "--vld-size", "1338", "--save", str(tmp_path / "run"),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="ee", storage=url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 3
+    for trial in complete:
+        attrs = trial.user_attrs
+        assert attrs["exit_latency"] == pytest.approx(table.exit_latencies(attrs["subnet"]))
+        assert attrs["latency"] == pytest.approx(table.predict(attrs["subnet"]))
+        expected = sum(ratio * ms for ratio, ms in zip(attrs["exit_ratios"], attrs["exit_latency"]))
+        assert trial.values[1] == pytest.approx(expected) == attrs["avg_latency"]
