@@ -358,6 +358,25 @@ def _layer_space_options(command: Callable) -> Callable:
     return command
 
 
+def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
+    """One tqdm bar per stage (export, layers, calibration) for the latency commands' progress callbacks."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item")
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
 def _layer_space(widths: tuple[str, ...], low_res: int, high_res: int, rstep: int) -> dict[str, Any]:
     from optnas.spaces import MobileNetV3Space
 
@@ -399,7 +418,7 @@ def latency_table_command(widths: tuple[str, ...], low_res: int, high_res: int, 
     from optnas.latency.build import build_table
 
     table = build_table(out, runtime=runtime, threads=threads, n_classes=n_classes, exits=exits,
-                        n_calibration=n_calibration, seed=seed, progress=not quiet,
+                        n_calibration=n_calibration, seed=seed, progress=_progress_bars(quiet) or False,
                         **_layer_space(widths, low_res, high_res, rstep))
     click.echo(f"{out}: {len(table['layers'])} layers, overhead {table['overhead_ms']:.4f} ms "
                f"({table['runtime']} {table['runtime_version']}, {table['threads']} thread(s), {table['device']})")
@@ -421,7 +440,8 @@ def latency_layers_command(folder: str, widths: tuple[str, ...], low_res: int, h
     from optnas.latency.layers import write_layer_folder
 
     manifest = write_layer_folder(folder, n_classes=n_classes, exits=exits, n_calibration=n_calibration,
-                                  seed=seed, progress=not quiet, **_layer_space(widths, low_res, high_res, rstep))
+                                  seed=seed, progress=_progress_bars(quiet),
+                                  **_layer_space(widths, low_res, high_res, rstep))
     click.echo(f"{folder}: {len(manifest['layers'])} layers, {len(manifest['calibration'])} calibration networks; "
                f"on the device: python {Path(folder) / 'device.py'} {folder} --out lut.json")
 

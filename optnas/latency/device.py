@@ -208,9 +208,10 @@ def time_table(
     """Time what the table file lacks and write it (the runtime-independent part of a table build).
 
     First the per-call overhead (unless the file has it), then the missing layers a chunk at a
-    time, saving after each chunk, then the calibration networks the file has not measured;
-    finally ``overhead_ms`` is fitted on them (with no calibration network it is the call
-    overhead: a whole network is one call).
+    time, saving after each chunk, then the calibration networks the file has not measured,
+    each interleaved with its own layers so that its ``measured_ms`` and ``layers_ms`` come
+    from one window of the machine's load; finally ``overhead_ms`` is fitted on them (with
+    no calibration network it is the call overhead: a whole network is one call).
 
     Args:
         out: the table file; an existing one is continued if timed under the same conditions.
@@ -248,21 +249,43 @@ def time_table(
         if progress:
             progress("layers", len(layers) - len(missing) + start + len(timings), len(layers))
 
-    known = {(record["name"], tuple(record["keys"])): record["measured_ms"] for record in table["calibration"]}
-    todo = [network for network in calibration if (network["name"], tuple(network["keys"])) not in known]
-    timings = time_calls({network["name"]: network["make"]() for network in todo}, protocol)
-    known.update({(network["name"], tuple(network["keys"])): timings[network["name"]]["ms"] for network in todo})
-    records = [{"name": network["name"], "keys": list(network["keys"]),
-                "measured_ms": known[network["name"], tuple(network["keys"])],
-                "layers_ms": sum(entries[key]["ms"] for key in network["keys"])} for network in calibration]
+    known = {(record["name"], tuple(record["keys"])): record for record in table["calibration"]}
+    for done, network in enumerate(calibration, start=1):
+        if (network["name"], tuple(network["keys"])) not in known:
+            record = _calibrate(network, layers, entries, table["call_overhead_ms"], protocol)
+            known[network["name"], tuple(network["keys"])] = record
+            table["calibration"] = list(known.values())
+            save_json(out, table)
+        if progress:
+            progress("calibration", done, len(calibration))
+    records = [known[network["name"], tuple(network["keys"])] for network in calibration]
     table["calibration"] = records
     table["overhead_ms"] = (fit_overhead([r["layers_ms"] for r in records], [r["measured_ms"] for r in records])
                             if records else table["call_overhead_ms"])
     table["date"] = _now()
     save_json(out, table)
-    if progress and calibration:
-        progress("calibration", len(calibration), len(calibration))
     return table
+
+
+# The calibration window's name for the whole network (layer keys never contain spaces).
+_WHOLE_NETWORK = "whole network"
+
+
+def _calibrate(network: Mapping[str, Any], layers: Mapping[str, MakeCall], entries: Mapping[str, Any],
+               call_overhead_ms: float, protocol: TimingProtocol | None) -> dict[str, Any]:
+    """Time a whole network interleaved with its own layers, so both are timed under the same load.
+
+    The table's layer entries may date from minutes earlier, when the machine was busier or
+    quieter; the overhead is the difference between a network and its layers, so both sides
+    of each difference are timed in one window. A layer the run cannot time again keeps its entry.
+    """
+    calls = {_WHOLE_NETWORK: network["make"]()}
+    calls.update({key: layers[key]() for key in dict.fromkeys(network["keys"]) if key in layers})
+    timings = time_calls(calls, protocol)
+    layers_ms = sum(max(0.0, timings[key]["ms"] - call_overhead_ms) if key in timings else entries[key]["ms"]
+                    for key in network["keys"])
+    return {"name": network["name"], "keys": list(network["keys"]), "measured_ms": timings[_WHOLE_NETWORK]["ms"],
+            "layers_ms": layers_ms}
 
 
 def _now() -> str:
