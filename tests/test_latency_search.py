@@ -274,3 +274,14 @@ def test_early_exit_search_weighs_exit_latencies_by_exit_ratios(supernet_file: P
         assert attrs["latency"] == pytest.approx(table.predict(attrs["subnet"]))
         expected = sum(ratio * ms for ratio, ms in zip(attrs["exit_ratios"], attrs["exit_latency"]))
         assert trial.values[1] == pytest.approx(expected) == attrs["avg_latency"]
+
+
+def test_resuming_without_the_table_is_refused(tmp_path: Path) -> None:
+    lut = _write_table(tmp_path / "lut.json")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    created = invoke_cli("search", "--storage", url, "--study-name", "r", "--latency-table", str(lut),
+                         "--sec-obj", "latency", "--save", str(tmp_path / "run"), "--create-only", "--quiet")
+    assert created.returncode == 0, created.stderr
+    lut.unlink()
+    result = invoke_cli("worker", "--storage", url, "--study-name", "r", "--quiet")
+    assert result.returncode == 2 and "no such latency table" in result.stderr

@@ -258,12 +258,18 @@ def latency_table(config: SearchConfig) -> LatencyTable | None:
     """
     if config.latency != "table" or config.latency_table is None or not config.space_class.trains_networks:
         return None
-    return _read_table(str(config.latency_table))
+    path = Path(config.latency_table)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return LatencyTable.load(path)  # raises the one-line error
+    return _read_table(str(path), stamp)
 
 
 @functools.lru_cache(maxsize=8)
-def _read_table(path: str) -> LatencyTable:
-    # Every exact cost of every candidate the surrogate scores reads it: parse the file once.
+def _read_table(path: str, stamp: int) -> LatencyTable:
+    # Every exact cost of every candidate the surrogate scores reads it: parse the file once
+    # per version of it (the stamp is its modification time).
     return LatencyTable.load(path)
 
 

@@ -81,6 +81,8 @@ def continue_search(
     if "save" in overrides:
         prepare_save_dir(overrides["save"])
     study, config = resume_search_study(storage_url, study_name, overrides)
+    # A worker on another machine, or a table moved since: refused before any trial fails on it.
+    check_latency_table(config)
     evaluator = CandidateEvaluator(config, prepare_save_dir(config.save), echo=echo, progress=progress)
     echo(f"Resuming '{study_name}': budget {config.budget} trials")
     _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
