@@ -39,6 +39,16 @@ def _write_table(path: Path, widths=(1.0,), resolutions=(32,), exits=False, **kw
     return path
 
 
+def _search(tmp_path: Path, name: str, *args: str) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+    """Run a search through the CLI; return its study and completed trials."""
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    result = invoke_cli("search", "--storage", url, "--study-name", name, "--save", str(tmp_path / "run"), "--quiet",
+                        *args)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name=name, storage=url)
+    return study, study.get_trials(states=(TrialState.COMPLETE,))
+
+
 def test_prediction_is_the_sum_of_the_layers_plus_the_overhead() -> None:
     space = MobileNetV3Space(resolutions=[32, 48])
     data = _table(list(space_layers([1.0], [32, 48], 10)))
@@ -107,15 +117,8 @@ def test_tables_that_cannot_serve_a_space_are_refused(tmp_path: Path) -> None:
 
 
 def test_nasbench201_latency_objective_and_constraint(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'nb.db'}"
-    result = invoke_cli(
-        "search", "--storage", url, "--study-name", "nb", "--search-space", "nasbench201", "--dataset", "cifar10",
-        "--sec-obj", "latency", "--lmax", "20", "--n-doe", "10", "--iterations", "1", "--n-iter", "5",
-        "--save", str(tmp_path / "run"), "--quiet",
-    )
-    assert result.returncode == 0, result.stderr
-    study = optuna.load_study(study_name="nb", storage=url)
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    study, complete = _search(tmp_path, "nb", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "latency",
+                       "--lmax", "20", "--n-doe", "10", "--iterations", "1", "--n-iter", "5")
     assert len(complete) == 15
     for trial in complete:
         figures = lookup(trial.user_attrs["subnet"], "cifar10", 0)
@@ -132,24 +135,20 @@ def test_digits_search_predicts_latency_from_the_table(supernet_file: Path, tmp_
     fastest, _ = table.fastest([1.0], [32])
     largest = table.predict(MobileNetV3Space(resolutions=[32]).largest())
     bound = fastest + 0.5 * (largest - fastest)
-    url = f"sqlite:///{tmp_path / 'd.db'}"
     monkeypatch.chdir(tmp_path)
-    result = invoke_cli(
-        "search", "--storage", url, "--study-name", "lat", "--supernet-path", str(supernet_file),
-        "--n-doe", "4", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
-        "--sec-obj", "latency", "--lmax", f"{bound}", "--latency-table", str(lut), "--predictor", "rbf",
-        "--save", str(tmp_path / "run"), "--quiet",
+    study, complete = _search(
+        tmp_path, "lat", "--supernet-path", str(supernet_file), "--n-doe", "4", "--iterations", "1", "--n-iter", "2",
+        "--n-epochs", "0", "--vld-size", "120", "--sec-obj", "latency", "--lmax", f"{bound}",
+        "--latency-table", str(lut), "--predictor", "rbf",
     )
-    assert result.returncode == 0, result.stderr
-    study = optuna.load_study(study_name="lat", storage=url)
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 6
     for trial in complete:
         predicted = table.predict(trial.user_attrs["subnet"])
         assert trial.values[1] == pytest.approx(predicted)
         assert trial.constraints["latency"] == pytest.approx(predicted - bound)
     assert study.best_trials and all(t.user_attrs["latency"] <= bound for t in study.best_trials)
-    shown = invoke_cli("trials", "--storage", url, "--study-name", "lat", "--format", "json")
+    shown = invoke_cli("trials", "--storage", f"sqlite:///{tmp_path / 'search.db'}", "--study-name", "lat",
+                       "--format", "json")
     assert all("latency" in row for row in json.loads(shown.stdout))
 
 
@@ -187,17 +186,12 @@ def test_profile_adds_the_predicted_latency(tmp_path: Path) -> None:
 
 
 def test_measured_latency_search(supernet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
     monkeypatch.chdir(tmp_path)
-    result = invoke_cli(
-        "search", "--storage", url, "--study-name", "measured", "--supernet-path", str(supernet_file),
-        "--n-doe", "3", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
-        "--sec-obj", "latency", "--latency", "measure", "--latency-runtime", "torch", "--predictor", "rbf",
-        "--sec-predictor", "rbf", "--save", str(tmp_path / "run"), "--quiet",
+    _, complete = _search(
+        tmp_path, "measured", "--supernet-path", str(supernet_file), "--n-doe", "3", "--iterations", "1",
+        "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120", "--sec-obj", "latency", "--latency", "measure",
+        "--latency-runtime", "torch", "--predictor", "rbf", "--sec-predictor", "rbf",
     )
-    assert result.returncode == 0, result.stderr
-    study = optuna.load_study(study_name="measured", storage=url)
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 5
     for trial in complete:
         assert 0 < trial.user_attrs["latency"] <= trial.user_attrs["latency_p90"]
@@ -255,18 +249,13 @@ def test_early_exit_search_weighs_exit_latencies_by_exit_ratios(supernet_file: P
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     lut = _write_table(tmp_path / "lut.json", exits=True)
     table = LatencyTable.load(lut)
-    url = f"sqlite:///{tmp_path / 'ee.db'}"
     monkeypatch.chdir(tmp_path)
-    result = invoke_cli(
-        "search", "--storage", url, "--study-name", "ee", "--supernet-path", str(supernet_file),
-        "--search-space", "eemobilenetv3", "--sec-obj", "avg_latency", "--latency-table", str(lut),
-        "--predictor", "rbf", "--sec-predictor", "rbf", "--n-doe", "3", "--iterations", "0", "--n-epochs", "0",
-        "--warmup-ee-epochs", "1", "--ee-epochs", "0", "--vld-size", "1338", "--save", str(tmp_path / "run"),
-        "--quiet",
+    _, complete = _search(
+        tmp_path, "ee", "--supernet-path", str(supernet_file), "--search-space", "eemobilenetv3",
+        "--sec-obj", "avg_latency", "--latency-table", str(lut), "--predictor", "rbf", "--sec-predictor", "rbf",
+        "--n-doe", "3", "--iterations", "0", "--n-epochs", "0", "--warmup-ee-epochs", "1", "--ee-epochs", "0",
+        "--vld-size", "1338",
     )
-    assert result.returncode == 0, result.stderr
-    study = optuna.load_study(study_name="ee", storage=url)
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 3
     for trial in complete:
         attrs = trial.user_attrs
