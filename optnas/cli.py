@@ -289,6 +289,8 @@ def dashboard(storage: str, host: str, port: int, artifact_dir: str | None) -> N
 def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, as_json: bool) -> None:
     """Print params, MACs and activations (millions) of a net.subnet at its own resolution.
 
+    A mobilenetv3 subnet also gets flash_kb and sram_kb, the flash and peak SRAM of its int8
+    network (KB = 1024 bytes; float32 equivalents too; see the README's Metrics).
     For an eemobilenetv3 subnet the figures are the backbone's (with its final exit), followed
     by the cumulative MACs to leave at each exit and the params with every exit head. With
     --latency-table, `latency` is the whole network's predicted latency (every exit head run)
@@ -298,6 +300,7 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     from optnas.latency.table import LatencyTable
     from optnas.networks.costs import profile
     from optnas.networks.early_exits import exit_profile
+    from optnas.networks.memory import memory
     from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
 
     subnet = read_subnet_file(subnet_file)
@@ -311,6 +314,8 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     if exits is not None:
         figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
         figures["params_with_heads"] = exits["params"]
+    else:
+        figures.update(memory(subnet, n_classes))
     if table is not None:
         figures["latency"] = table.predict(subnet)
         if exits is not None:
@@ -322,6 +327,9 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     click.echo(f"macs              {figures['macs']:10.4f} M")
     click.echo(f"activations       {figures['activations']:10.4f} M")
     click.echo(f"peak_activations  {figures['peak_activations']:10.4f} M")
+    if exits is None:
+        click.echo(f"flash_kb          {figures['flash_kb']:10.1f} KB  int8 ({figures['flash_kb_float32']:.1f} KB float32)")
+        click.echo(f"sram_kb           {figures['sram_kb']:10.1f} KB  int8 ({figures['sram_kb_float32']:.1f} KB float32)")
     if exits is not None:
         click.echo(f"params with heads {figures['params_with_heads']:10.4f} M")
         click.echo("cumulative MACs to leave at each exit (backbone so far + heads passed):")
@@ -588,9 +596,18 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
               help="lut.json whose predicted latency is recorded beside the measured one [default: the search's].")
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1].")
+@click.option("--int8", is_flag=True,
+              help="Also write FOLDER/net.int8.onnx (static int8 quantization, QDQ, per-channel weights) and "
+                   "score both files on the test split into FOLDER/export-onnx-int8.json (ONNX only).")
+@click.option("--calib-images", default=256, show_default=True, type=click.IntRange(1),
+              help="Training images that calibrate --int8's activation ranges.")
+@click.option("--max-drop", default=2.0, show_default=True, type=float,
+              help="Warn when --int8 loses more test top1 than this (points).")
+@click.option("--seed", default=None, type=int, help="Draws the calibration images [default: the search's, else 0].")
 @_friendly_errors
 def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: str | None, data: str | None,
-                   n_check: int, atol: float, device: str, latency_table: str | None, threads: int | None) -> None:
+                   n_check: int, atol: float, device: str, latency_table: str | None, threads: int | None,
+                   int8: bool, calib_images: int, max_drop: float, seed: int | None) -> None:
     """Export a chosen network (FOLDER of `optnas select`, after `optnas train`) to a deployable file.
 
     The file maps a batch of normalised images `image` (N x 3 x r x r) to the logits `logits`
@@ -598,7 +615,9 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     confidence_K-1 of the intermediate ones); it is run on real test images after export and
     every output must match PyTorch within --atol. An ONNX file is then timed in onnxruntime at
     batch 1, and FOLDER/export-onnx.json records latency_ms (median) beside predicted_latency_ms
-    (the search's latency table, or --latency-table).
+    (the search's latency table, or --latency-table). With --int8, FOLDER/net.int8.onnx is the
+    quantized file and FOLDER/export-onnx-int8.json its test top1 beside the float file's, the
+    argmax agreement of the two, their sizes and latencies.
     """
     from optnas.artifacts import read_source, source_defaults
     from optnas.export import export_network
@@ -609,7 +628,9 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
                             data_dir=data or source.get("data"), n_check=n_check, atol=atol, device=device,
                             latency_table=latency_table or searched.get("latency_table"),
-                            threads=threads or searched.get("latency_threads", 1))
+                            threads=threads or searched.get("latency_threads", 1), int8=int8,
+                            calib_images=calib_images, seed=source.get("seed", 0) if seed is None else seed,
+                            vld_size=source.get("vld_size"), split_seed=source.get("seed", 0))
     click.echo(f"{report['file']}: {fmt}, max |difference| from PyTorch {report['max_abs_diff']:.2e} "
                f"on {report['n_images']} test images")
     if "latency_ms" in report:
@@ -617,6 +638,14 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
                      if "predicted_latency_ms" in report else "")
         click.echo(f"latency in onnxruntime ({report['latency_threads']} thread(s)): {report['latency_ms']:.4f} ms "
                    f"median, p90 {report['latency_p90_ms']:.4f} ms{predicted}")
+    if int8:
+        q = report["int8"]
+        click.echo(f"{q['file']}: int8 top1 {q['top1_float']:.2f} % -> {q['top1_int8']:.2f} % (drop {q['drop']:.2f} "
+                   f"points, argmax agreement {q['argmax_agreement']:.3f}), {q['size_bytes_float'] / 2**20:.2f} -> "
+                   f"{q['size_bytes_int8'] / 2**20:.2f} MiB, {q['latency_ms_float']:.4f} -> {q['latency_ms_int8']:.4f} ms")
+        if q["drop"] > max_drop:
+            click.echo(f"warning: int8 loses {q['drop']:.2f} points of test top1 (more than --max-drop {max_drop:g})",
+                       err=True)
 
 
 @main.command("report")

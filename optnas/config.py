@@ -21,7 +21,10 @@ from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training import EE_METHODS, OPTIMIZERS
 
 FIRST_OBJECTIVES = ("top1", "top1_robust")
-SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency", "avg_latency", "top1_robust")
+SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency", "avg_latency", "flash_kb",
+                     "sram_kb", "top1_robust")
+# Figures only the single-exit MobileNetV3 space models (memory of the int8 network).
+MEMORY_FIGURES = ("flash_kb", "sram_kb")
 # How a candidate's latency is obtained: predicted from a layer table, or timed end to end.
 LATENCY_MODES = ("table", "measure")
 # How `optnas select` and `report` choose after the most accurate network: lowest in a
@@ -74,8 +77,9 @@ class SearchConfig:
         "macs", "Second objective (minimised): params (M), macs (M), activations (M), "
         "tiny_ml (penalised figure of merit), avg_macs (M, expected MACs per image of an "
         "eemobilenetv3 network), latency (ms at batch 1, see --latency), avg_latency (ms, "
-        "expected latency per image of an eemobilenetv3 network), top1_robust (see "
-        "--first-obj), or none for a single-objective search.",
+        "expected latency per image of an eemobilenetv3 network), flash_kb / sram_kb (KB of "
+        "flash and SRAM of the int8 network, mobilenetv3), top1_robust (see --first-obj), or "
+        "none for a single-objective search.",
         choices=SECOND_OBJECTIVES + ("none",),
     )
     iterations: int = _option(
@@ -101,6 +105,14 @@ class SearchConfig:
     lmax: float | None = _option(
         None, "Constraint: maximum latency (ms, batch 1; see --latency). With eemobilenetv3 it "
         "bounds the whole network, every exit run: a deadline holds for every image.", type=float,
+    )
+    flash_max: float | None = _option(
+        None, "Constraint: maximum flash of the int8 network (KB = 1024 bytes: int8 weights, "
+        "per-channel scales, int32 biases; mobilenetv3); unset means unconstrained.", type=float,
+    )
+    sram_max: float | None = _option(
+        None, "Constraint: maximum peak SRAM of the int8 network's activations (KB = 1024 bytes; "
+        "mobilenetv3); unset means unconstrained.", type=float,
     )
     latency: str = _option(
         "table", "How a candidate's latency is obtained: table = predicted from --latency-table "
@@ -254,10 +266,10 @@ class SearchConfig:
         for name in ("n_doe", "n_iter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("pmax", "mmax", "amax", "lmax"):
+        for name in ("pmax", "mmax", "amax", "lmax", "flash_max", "sram_max"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"--{name} must be a positive number, got {value}")
+                raise ValueError(f"--{flag(name)} must be a positive number, got {value}")
         if self.top1min is not None and not 0 <= self.top1min <= 100:
             raise ValueError(f"--top1min is a top1 accuracy in %, between 0 and 100, got {self.top1min}")
         if self.vld_size is not None and self.vld_size < 1:
@@ -284,6 +296,11 @@ class SearchConfig:
             raise ValueError(f"--flat-samples must be at least 1, got {self.flat_samples}")
         if self.rho is not None and not (self.rho > 0 and math.isfinite(self.rho)):
             raise ValueError(f"--rho must be a positive number, got {self.rho}")
+
+    @property
+    def uses_memory(self) -> bool:
+        """Whether flash or SRAM is an objective or a constraint of the search."""
+        return self.flash_max is not None or self.sram_max is not None or self.sec_obj in MEMORY_FIGURES
 
     @property
     def uses_latency(self) -> bool:
@@ -355,7 +372,8 @@ class SearchConfig:
     def constraint_bounds(self) -> dict[str, float]:
         """The constraints that are set, by the name they are recorded under in the study."""
         bounds = {"params": self.pmax, self.space_class.macs_figure: self.mmax, "activations": self.amax,
-                  "latency": self.lmax, "top1min": self.top1min}
+                  "latency": self.lmax, "flash_kb": self.flash_max, "sram_kb": self.sram_max,
+                  "top1min": self.top1min}
         return {name: bound for name, bound in bounds.items() if bound is not None}
 
     def default_study_name(self) -> str:

@@ -2,7 +2,7 @@
 
 The objective writes them; the surrogate sampler, ``optnas trials``/``select``/``report`` and
 optuna-dashboard read them. Figures are in the units of :mod:`optnas.networks.costs`
-(millions), ``top1`` in % and latencies in milliseconds.
+(millions), ``top1`` in %, latencies in milliseconds and memory in KB (1024 bytes).
 """
 
 SUBNET = "subnet"
@@ -15,4 +15,5 @@ FAIL_TRACEBACK = "fail_traceback"
 # holds those its search measures (exits, robustness) and a duplicate copies them.
 STAT_KEYS = ("top1", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
              "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon",
-             "latency", "latency_p90", "avg_latency", "exit_latency")
+             "latency", "latency_p90", "avg_latency", "exit_latency", "flash_kb", "sram_kb", "flash_kb_float32",
+             "sram_kb_float32")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from optnas.networks.costs import profile
+from optnas.networks.memory import memory
 from tests.conftest import invoke_cli, run_cli
 
 SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 3, 4, 2, 3], "r": 64, "w": 1.0}
@@ -17,8 +18,9 @@ def test_profile_prints_json_matching_the_library(tmp_path: Path) -> None:
     result = run_cli("profile", str(path), "--n-classes", "10", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert set(figures) == {"params", "macs", "activations", "peak_activations"}
-    assert figures == profile(SUBNET, 10)
+    assert set(figures) == {"params", "macs", "activations", "peak_activations", "flash_kb", "sram_kb",
+                            "flash_kb_float32", "sram_kb_float32"}
+    assert figures == {**profile(SUBNET, 10), **memory(SUBNET, 10)}
     table = run_cli("profile", str(path), "--n-classes", "10").stdout
     assert "macs" in table and f"{figures['macs']:.4f}" in table
 

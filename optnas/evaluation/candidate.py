@@ -22,6 +22,7 @@ from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile
 from optnas.networks.early_exits import exit_profile
+from optnas.networks.memory import memory
 from optnas.networks.supernet import build_supernet, load_supernet
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training.loop import set_threads
@@ -234,6 +235,8 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
         figures = space_class.lookup(subnet, config.dataset, config.seed)
         return {"params": figures["params"], "latency": figures["latency"]}
     costs = profile(subnet, config.class_count())
+    if not space_class.has_exits:
+        costs.update(memory(subnet, config.class_count()))
     table = latency_table(config)
     if table is not None:
         costs["latency"] = table.predict(subnet)
@@ -304,14 +307,16 @@ def check_constraints_satisfiable(config: SearchConfig) -> None:
     """
     smallest = config.make_space().smallest()
     costs = exact_costs(config, smallest)
-    flags = {"params": "--pmax", "macs": "--mmax", "activations": "--amax", "avg_macs": "--mmax"}
+    flags = {"params": "--pmax", "macs": "--mmax", "activations": "--amax", "avg_macs": "--mmax",
+             "flash_kb": "--flash-max", "sram_kb": "--sram-max"}
     if "exit_macs" in costs:
         # No image can leave before the first exit of the smallest network.
         costs["avg_macs"] = costs["exit_macs"][0]
     for name, bound in config.constraint_bounds.items():
         if name in flags and costs[name] > bound:
+            unit = "KB" if name.endswith("_kb") else "M"
             raise ValueError(
                 f"no architecture satisfies {flags[name]} {bound:g}: the smallest one has "
-                f"{costs[name]:.4g} M {name} (at resolution {smallest.get('r', '-')}, "
+                f"{costs[name]:.4g} {unit} {name} (at resolution {smallest.get('r', '-')}, "
                 f"{config.class_count()} classes)"
             )

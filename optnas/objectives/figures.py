@@ -15,6 +15,8 @@ DIRECTIONS = {
     "avg_macs": "minimize",
     "latency": "minimize",
     "avg_latency": "minimize",
+    "flash_kb": "minimize",
+    "sram_kb": "minimize",
 }
 
 

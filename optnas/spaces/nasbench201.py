@@ -37,6 +37,8 @@ class NASBench201Space(SearchSpace):
     def check_options(cls, options: Any) -> None:
         if options.sec_obj not in ("params", "latency", "none"):
             raise ValueError("--search-space nasbench201 supports --sec-obj params, latency or none")
+        if options.uses_memory:
+            raise ValueError("--search-space nasbench201 has no flash or SRAM model")
         if options.latency_table is not None or options.latency != "table":
             raise ValueError("nasbench201's latency is its table's column; --latency-table and "
                              "--latency measure apply to mobilenetv3 networks")

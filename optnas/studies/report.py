@@ -33,7 +33,7 @@ from optnas.trial_attrs import DUPLICATE_OF, SUBNET  # noqa: E402
 
 PAGE = "index.html"
 _UNITS = {"top1": "%", "params": "M", "macs": "M", "activations": "M", "avg_macs": "M", "latency": "ms",
-          "avg_latency": "ms"}
+          "avg_latency": "ms", "flash_kb": "KB", "sram_kb": "KB"}
 
 
 def iteration_figures(study: optuna.Study) -> list[dict[str, Any]]:
