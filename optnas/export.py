@@ -13,6 +13,11 @@ one. After export the file is loaded again and run (onnxruntime for ONNX) on rea
 images, and every output is compared with PyTorch's. An ONNX file is then timed in
 onnxruntime at batch 1 (``latency_ms``, the median, and ``latency_p90_ms``), next to the
 latency a table predicts for it (``predicted_latency_ms``) when one is given.
+
+With ``int8=True`` the ONNX file is also quantized (:mod:`optnas.quantization`: static QDQ,
+int8 weights per channel, calibrated on ``calib_images`` training images drawn with ``seed``)
+into ``net.int8.onnx`` beside it; both files are scored on the whole test split and timed the
+same way, into ``export-onnx-int8.json``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from optnas.data.datasets import load_dataset
 from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.standalone import load_chosen_network
+from optnas.quantization import compare_onnx, quantize_onnx
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -80,6 +86,11 @@ def export_network(
     device: str = "cpu",
     latency_table: str | Path | None = None,
     threads: int = 1,
+    int8: bool = False,
+    calib_images: int = 256,
+    seed: int = 0,
+    vld_size: int | None = None,
+    split_seed: int | None = None,
 ) -> dict[str, Any]:
     """Export a chosen network and check the file against PyTorch on real test images.
 
@@ -95,13 +106,18 @@ def export_network(
         device: where PyTorch computes the reference outputs (the file runs on the CPU).
         latency_table: a ``lut.json`` whose prediction is recorded beside the measured latency.
         threads: onnxruntime threads when the ONNX file is timed.
+        int8: also write and score the int8 file (ONNX only), see :func:`export_int8`.
+        calib_images: training images that calibrate the int8 file.
+        seed: draws them.
+        vld_size: the search's validation size, so that they come from its training split.
+        split_seed: the search's seed, which chose its validation images [default: ``seed``].
 
     Returns:
         ``file``, ``format``, ``max_abs_diff`` (over every output), ``n_images``, ``weights``,
         ``resolution``, ``outputs`` (their names), ``epsilon`` (an early-exit network's
         thresholds); for ONNX ``opset``, ``latency_ms``, ``latency_p90_ms``,
         ``latency_threads`` and, with a table, ``predicted_latency_ms`` (also written to
-        ``folder/export-<fmt>.json``).
+        ``folder/export-<fmt>.json``); with ``int8``, ``int8`` holds :func:`export_int8`'s report.
 
     Raises:
         ValueError: bad options, missing weights or packages, or a file whose outputs differ
@@ -109,6 +125,10 @@ def export_network(
     """
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+    if int8 and fmt != "onnx":
+        raise ValueError(f"--int8 quantizes ONNX files only, not --format {fmt}")
+    if int8 and calib_images < 1:
+        raise ValueError(f"--calib-images must be at least 1, got {calib_images}")
     # A bad table is refused before minutes of exporting.
     table = LatencyTable.load(latency_table) if latency_table is not None else None
     if n_check < 1:
@@ -144,6 +164,85 @@ def export_network(
         if table is not None:
             report["predicted_latency_ms"] = table.predict(subnet)
     write_json(folder / f"export-{fmt}.json", report)
+    if int8:
+        report["int8"] = export_int8(
+            folder, out, dataset=dataset, data_dir=data_dir, resolution=resolution, output_names=names,
+            calib_images=calib_images, seed=seed, threads=threads, vld_size=vld_size,
+            split_seed=seed if split_seed is None else split_seed)
+    return report
+
+
+def export_int8(
+    folder: str | Path,
+    float_file: str | Path,
+    *,
+    dataset: str,
+    data_dir: str | None,
+    resolution: int,
+    output_names: list[str],
+    calib_images: int = 256,
+    seed: int = 0,
+    threads: int = 1,
+    vld_size: int | None = None,
+    split_seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Quantize an exported ONNX file to int8 and score both files on the whole test split.
+
+    The int8 file is ``<float file>.int8.onnx`` (``net.int8.onnx``), calibrated on
+    ``calib_images`` training images drawn with ``seed``; the report is written to
+    ``folder/export-onnx-int8.json``.
+
+    Args:
+        folder: the chosen network's folder.
+        float_file: the float ONNX file (input ``image``, outputs ``output_names``).
+        dataset: dataset of the calibration (training) and test images.
+        data_dir: its folder (not for digits).
+        resolution: the network's input resolution.
+        output_names: the file's outputs; those named ``logits*`` are scored, the last one is
+            the final exit.
+        calib_images: training images to calibrate on (all of them if fewer).
+        seed: draws the calibration images.
+        threads: onnxruntime threads when both files are timed.
+        vld_size: validation images held out of the training split, as in the search.
+        split_seed: the seed that chose them.
+        batch_size: test images per run.
+
+    Returns:
+        ``file``, ``float_file``, ``top1_float``, ``top1_int8``, ``drop`` (points),
+        ``argmax_agreement``, ``size_bytes_float``, ``size_bytes_int8``, ``size_ratio``,
+        ``latency_ms_float``, ``latency_ms_int8``, ``latency_threads``, ``calib_images``,
+        ``seed``, ``quant_format``, ``per_channel``, ``activation_type``, ``weight_type``,
+        ``n_test_images``; for an early-exit file also ``exit_top1_float`` and
+        ``exit_top1_int8`` (per exit, the final one last).
+    """
+    from optnas.latency.measure import measure_onnx_file
+
+    float_file = Path(float_file)
+    int8_file = float_file.with_suffix(".int8.onnx")
+    splits = load_dataset(dataset, data_dir, vld_size=vld_size, seed=split_seed)
+    n_calib = min(calib_images, len(splits.train))
+    drawn = np.sort(np.random.default_rng(seed).choice(len(splits.train), n_calib, replace=False))
+    calibration, _ = splits.train.subset(drawn).tensors(resolution)
+    settings = quantize_onnx(float_file, int8_file, calibration.numpy())
+    splits.train.clear_cache()
+    logits = [name for name in output_names if name.startswith("logits")]
+    batches = ((images.numpy(), labels.numpy()) for images, labels in splits.test.batches(batch_size, resolution))
+    scores = compare_onnx(float_file, int8_file, batches, logits)
+    size_float, size_int8 = float_file.stat().st_size, int8_file.stat().st_size
+    timing = {key: measure_onnx_file(path, threads=threads)["latency_ms"]
+              for key, path in (("float", float_file), ("int8", int8_file))}
+    report = {"file": str(int8_file), "float_file": str(float_file), "top1_float": scores["top1_float"],
+              "top1_int8": scores["top1_int8"], "drop": scores["drop"],
+              "argmax_agreement": scores["argmax_agreement"], "size_bytes_float": size_float,
+              "size_bytes_int8": size_int8, "size_ratio": size_int8 / size_float,
+              "latency_ms_float": timing["float"], "latency_ms_int8": timing["int8"], "latency_threads": threads,
+              "calib_images": n_calib, "seed": seed, "quant_format": settings["quant_format"],
+              "per_channel": settings["per_channel"], "activation_type": settings["activation_type"],
+              "weight_type": settings["weight_type"], "n_test_images": scores["n_images"]}
+    if len(logits) > 1:
+        report.update(exit_top1_float=scores["exit_top1_float"], exit_top1_int8=scores["exit_top1_int8"])
+    write_json(Path(folder) / "export-onnx-int8.json", report)
     return report
 
 
