@@ -131,3 +131,14 @@ def test_int8_torchscript_is_refused(calibrated: Path, tmp_path: Path) -> None:
     result = invoke_cli("export", str(calibrated), "--format", "torchscript", "--int8", "--out", str(out))
     assert result.returncode == 2 and "--int8 quantizes ONNX files only" in result.stderr
     assert not out.exists()
+
+
+def test_flash_kb_is_the_int8_files_weights(calibrated: Path, int8_export: subprocess.CompletedProcess) -> None:
+    from optnas.networks.memory import memory
+
+    assert int8_export.returncode == 0, int8_export.stderr
+    model = onnx.load(str(calibrated / "net.int8.onnx"))
+    stored = sum(onnx.numpy_helper.to_array(tensor).nbytes for tensor in model.graph.initializer)
+    flash = memory(json.loads((calibrated / "net.subnet").read_text()), 10)["flash_kb"] * 1024
+    # The model leaves out only the per-tensor activation scales and zero points: 0.1 % allowed.
+    assert flash <= stored <= 1.001 * flash
