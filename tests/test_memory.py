@@ -55,14 +55,14 @@ def test_flash_and_sram_constraints_in_a_search(supernet_file: Path, tmp_path: P
     monkeypatch.chdir(tmp_path)
     result = invoke_cli(
         "search", "--storage", url, "--study-name", "mem", "--supernet-path", str(supernet_file),
-        "--n-doe", "4", "--iterations", "1", "--n-iter", "2", "--n-epochs", "0", "--vld-size", "120",
-        "--sec-obj", "sram_kb", "--flash-max", f"{flash_max}", "--predictor", "rbf",
+        "--n-doe", "4", "--iterations", "0", "--n-epochs", "0", "--vld-size", "120",
+        "--sec-obj", "sram_kb", "--flash-max", f"{flash_max}",
         "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="mem", storage=url)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 6
+    assert len(complete) == 4
     for trial in complete:
         figures = memory(trial.user_attrs["subnet"], 10)
         assert trial.values[1] == pytest.approx(figures["sram_kb"])
