@@ -14,7 +14,7 @@ images, and every output is compared with PyTorch's. An ONNX file is then timed 
 onnxruntime at batch 1 (``latency_ms``, the median, and ``latency_p90_ms``), next to the
 latency a table predicts for it (``predicted_latency_ms``) when one is given.
 
-With ``int8=True`` the ONNX file is also quantized (:mod:`optnas.quantization`: static QDQ,
+With ``int8=True`` the ONNX file is also quantized (:mod:`optnas.networks.quantization`: static QDQ,
 int8 weights per channel, calibrated on ``calib_images`` training images drawn with ``seed``)
 into ``net.int8.onnx`` beside it; both files are scored on the whole test split and timed the
 same way, into ``export-onnx-int8.json``.
@@ -34,8 +34,8 @@ from optnas.artifacts import write_json
 from optnas.data.datasets import load_dataset
 from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
+from optnas.networks.quantization import compare_onnx, quantize_onnx
 from optnas.networks.standalone import load_chosen_network
-from optnas.quantization import compare_onnx, quantize_onnx
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
