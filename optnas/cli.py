@@ -256,7 +256,7 @@ def select_command(study_name: str, storage: str, n: int, prefer: str, exits: in
     rows, latency_check = export_selection(study, select_trials(study, n, prefer, exits), prefer, save, csv_path)
     click.echo(format_rows(rows, "table", columns=("folder", "trial", "reason", "top1", "params", "macs",
                                                    "activations", "tiny_ml", "avg_macs", "latency", "avg_latency",
-                                                   "measured_latency", "top1_robust")))
+                                                   "measured_latency", "flash_kb", "sram_kb", "top1_robust")))
     if latency_check is not None:
         click.echo(f"{latency_check['met']} of {latency_check['n']} chosen networks meet --lmax "
                    f"{latency_check['bound']:g} ms when timed here ({latency_check['runtime']}, "
