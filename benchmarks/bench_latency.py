@@ -29,6 +29,7 @@ import optuna
 from scipy.stats import spearmanr
 
 from optnas.latency.build import build_table
+from optnas.latency.layers import LayerSpace
 from optnas.latency.measure import Measurer
 from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile
@@ -41,8 +42,8 @@ def table_against_measurement(args: argparse.Namespace, lut: Path) -> dict[str, 
     """Part 1: predicted vs measured latency of random subnets over the searched resolutions."""
     space = MobileNetV3Space.from_range(args.lr, args.ur, args.rstep)
     started = time.perf_counter()
-    build_table(lut, runtime=args.runtime, threads=args.threads, resolutions=tuple(space.resolutions),
-                n_classes=N_CLASSES, progress=True, work_dir=args.work / "layers")
+    build_table(lut, LayerSpace(resolutions=tuple(space.resolutions), n_classes=N_CLASSES), runtime=args.runtime,
+                threads=args.threads, progress=True, work_dir=args.work / "layers")
     print(f"table: {time.perf_counter() - started:.0f} s to build (or resume) {lut}", flush=True)
     table = LatencyTable.load(lut)
     subnets = space.sample(np.random.default_rng(args.seed + 1000), args.n)

@@ -385,11 +385,15 @@ def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
     return update
 
 
-def _layer_space(widths: tuple[str, ...], low_res: int, high_res: int, rstep: int) -> dict[str, Any]:
+def _layer_space(widths: tuple[str, ...], low_res: int, high_res: int, rstep: int, n_classes: int, exits: bool,
+                 n_calibration: int, seed: int) -> Any:
+    """The :class:`~optnas.latency.layers.LayerSpace` of the latency commands' options."""
+    from optnas.latency.layers import LayerSpace
     from optnas.spaces import MobileNetV3Space
 
     resolutions = MobileNetV3Space.from_range(low_res, high_res, rstep).resolutions
-    return {"width_mults": tuple(float(w) for w in widths) or (WIDTH_MULTS[0],), "resolutions": tuple(resolutions)}
+    return LayerSpace(width_mults=tuple(float(w) for w in widths) or (WIDTH_MULTS[0],), resolutions=tuple(resolutions),
+                      n_classes=n_classes, exits=exits, n_calibration=n_calibration, seed=seed)
 
 
 @main.group()
@@ -425,9 +429,8 @@ def latency_table_command(widths: tuple[str, ...], low_res: int, high_res: int, 
     """
     from optnas.latency.build import build_table
 
-    table = build_table(out, runtime=runtime, threads=threads, n_classes=n_classes, exits=exits,
-                        n_calibration=n_calibration, seed=seed, progress=_progress_bars(quiet) or False,
-                        **_layer_space(widths, low_res, high_res, rstep))
+    space = _layer_space(widths, low_res, high_res, rstep, n_classes, exits, n_calibration, seed)
+    table = build_table(out, space, runtime=runtime, threads=threads, progress=_progress_bars(quiet) or False)
     click.echo(f"{out}: {len(table['layers'])} layers, overhead {table['overhead_ms']:.4f} ms "
                f"({table['runtime']} {table['runtime_version']}, {table['threads']} thread(s), {table['device']})")
 
@@ -447,9 +450,8 @@ def latency_layers_command(folder: str, widths: tuple[str, ...], low_res: int, h
     """
     from optnas.latency.layers import write_layer_folder
 
-    manifest = write_layer_folder(folder, n_classes=n_classes, exits=exits, n_calibration=n_calibration,
-                                  seed=seed, progress=_progress_bars(quiet),
-                                  **_layer_space(widths, low_res, high_res, rstep))
+    space = _layer_space(widths, low_res, high_res, rstep, n_classes, exits, n_calibration, seed)
+    manifest = write_layer_folder(folder, space, progress=_progress_bars(quiet))
     click.echo(f"{folder}: {len(manifest['layers'])} layers, {len(manifest['calibration'])} calibration networks; "
                f"on the device: python {Path(folder) / 'device.py'} {folder} --out lut.json")
 

@@ -33,7 +33,7 @@ from optnas.latency.device import (
     time_layer_folder,
     time_table,
 )
-from optnas.latency.layers import calibration_networks, layer_modules, write_folder
+from optnas.latency.layers import LayerSpace, calibration_networks, layer_modules, write_folder
 from optnas.latency.measure import Measurer, measure_onnx_file
 from optnas.latency.table import LatencyTable, backbone_layers, layer_key, space_layers
 from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, backbone_subnet
@@ -309,7 +309,7 @@ def test_an_onnx_file_is_timed_with_every_output(tiny_folder, tmp_path: Path) ->
 
 def test_a_torch_table_has_the_format_and_covers_its_space(tmp_path: Path) -> None:
     out = tmp_path / "lut.json"
-    table = build_table(out, runtime="torch", n_calibration=2, exits=True, progress=False, protocol=FAST)
+    table = build_table(out, LayerSpace(n_calibration=2, exits=True), runtime="torch", progress=False, protocol=FAST)
     loaded = LatencyTable.load(out)
     loaded.check_covers([1.0], [32], N_CLASSES, exits=True)
     assert (table["runtime"], table["runtime_version"], table["format"]) == ("torch", torch.__version__, TABLE_FORMAT)
@@ -325,7 +325,7 @@ def test_an_onnxruntime_table_is_the_device_scripts(tiny_folder, tmp_path: Path,
     # The whole space takes 25 s to export: the build runs on the tiny folder's layers.
     _, manifest, specs = tiny_folder
     monkeypatch.setattr(layers_module, "space_layers", lambda *args: specs)
-    table = build_table(tmp_path / "lut.json", n_calibration=1, progress=False, work_dir=tmp_path / "work",
+    table = build_table(tmp_path / "lut.json", LayerSpace(n_calibration=1), progress=False, work_dir=tmp_path / "work",
                         protocol=FAST)
     assert table["runtime"] == "onnxruntime" and set(table["layers"]) == set(specs)
     assert [record["keys"] for record in table["calibration"]] == [manifest["calibration"][0]["keys"]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -27,26 +27,15 @@ from optnas.latency.device import (
     time_layer_folder,
     time_table,
 )
-from optnas.latency.layers import (
-    NetworkBuilder,
-    calibration_networks,
-    layer_modules,
-    write_layer_folder,
-)
+from optnas.latency.layers import LayerSpace, NetworkBuilder, layer_modules, write_layer_folder
 from optnas.latency.measure import torch_call, torch_timing
-from optnas.latency.table import space_layers
 
 
 def build_table(
     out: str | Path,
+    space: LayerSpace = LayerSpace(),
     runtime: str = "onnxruntime",
     threads: int = 1,
-    width_mults: Iterable[float] = (1.0,),
-    resolutions: Iterable[int] = (32,),
-    n_classes: int = 10,
-    exits: bool = False,
-    n_calibration: int = 8,
-    seed: int = 0,
     progress: bool | Progress = True,
     work_dir: str | Path | None = None,
     protocol: TimingProtocol | None = None,
@@ -57,14 +46,9 @@ def build_table(
 
     Args:
         out: the table file.
+        space: the layers and calibration networks to time.
         runtime: ``onnxruntime`` or ``torch``.
         threads: CPU threads of the runtime.
-        width_mults: the width multipliers.
-        resolutions: the input resolutions.
-        n_classes: classes of the classifier.
-        exits: include the early-exit heads of eemobilenetv3.
-        n_calibration: whole networks timed end to end to fit the overhead.
-        seed: seeds the draw of those networks.
         progress: True for ``k/n`` lines on stderr, or a callback, or False.
         work_dir: onnxruntime: where the layer folder is written (and kept; files there are
             reused) [default: a temporary folder].
@@ -77,14 +61,13 @@ def build_table(
         raise ValueError(f"the latency runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
     if threads < 1:
         raise ValueError(f"the latency threads must be at least 1, got {threads}")
-    width_mults, resolutions = list(width_mults), list(resolutions)  # read more than once
     report = stderr_progress if progress is True else (progress or None)
     if runtime == "onnxruntime":
         with _folder(work_dir) as folder:
-            write_layer_folder(folder, width_mults, resolutions, n_classes, exits, n_calibration, seed, report)
+            write_layer_folder(folder, space, report)
             return time_layer_folder(folder, out, threads, protocol=protocol, progress=report)
-    specs = space_layers(width_mults, resolutions, n_classes, exits)
-    builder = NetworkBuilder(n_classes)
+    specs = space.layers()
+    builder = NetworkBuilder(space.n_classes)
     # Modules are built when the first missing layer is timed: a complete table needs none.
     modules = cache(partial(layer_modules, specs, builder))
 
@@ -95,13 +78,13 @@ def build_table(
         return torch_call(builder.network(subnet), (1, 3, subnet["r"], subnet["r"]))
 
     calibration = [{"name": network["name"], "keys": network["keys"], "make": partial(network_call, network["subnet"])}
-                   for network in calibration_networks(width_mults, resolutions, n_classes, n_calibration, seed)]
+                   for network in space.calibration()]
     header = {"runtime": "torch", "runtime_version": torch.__version__, "threads": threads,
-              "n_classes": int(n_classes), "widths": sorted({float(w) for w in width_mults}),
-              "resolutions": sorted({int(r) for r in resolutions}), "exits": bool(exits)}
+              "n_classes": int(space.n_classes), "widths": sorted({float(w) for w in space.width_mults}),
+              "resolutions": sorted({int(r) for r in space.resolutions}), "exits": bool(space.exits)}
     with torch_timing(threads):
-        return time_table(out, header, {key: partial(layer_call, key) for key in specs}, calibration, partial(torch_call, nn.Identity(), (1, 1)),
-                          protocol=protocol, progress=report)
+        return time_table(out, header, {key: partial(layer_call, key) for key in specs}, calibration,
+                          partial(torch_call, nn.Identity(), (1, 1)), protocol=protocol, progress=report)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ A layer folder (:func:`write_layer_folder`) holds::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,6 +44,35 @@ from optnas.spaces.mobilenetv3 import N_SLOTS, N_STAGES, MobileNetV3Space
 
 OPSET = 17
 CALL_OVERHEAD_FILE = "call_overhead.onnx"
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpace:
+    """What a latency table covers and how its overhead is calibrated.
+
+    Args:
+        width_mults: the width multipliers.
+        resolutions: the input resolutions.
+        n_classes: classes of the classifier.
+        exits: include the early-exit heads of eemobilenetv3.
+        n_calibration: whole networks timed end to end to fit the overhead.
+        seed: seeds the draw of those networks.
+    """
+
+    width_mults: tuple[float, ...] = (1.0,)
+    resolutions: tuple[int, ...] = (32,)
+    n_classes: int = 10
+    exits: bool = False
+    n_calibration: int = 8
+    seed: int = 0
+
+    def layers(self) -> dict[str, dict[str, Any]]:
+        """Every layer configuration of the space, by table key."""
+        return space_layers(self.width_mults, self.resolutions, self.n_classes, self.exits)
+
+    def calibration(self) -> list[dict[str, Any]]:
+        """The calibration networks (see :func:`calibration_networks`)."""
+        return calibration_networks(self.width_mults, self.resolutions, self.n_classes, self.n_calibration, self.seed)
 
 
 class NetworkBuilder:
@@ -205,14 +235,7 @@ def _export_once(path: Path, input_shape: tuple[int, ...], make: Callable[[], nn
 
 
 def write_layer_folder(
-    out_dir: str | Path,
-    width_mults: Iterable[float] = (1.0,),
-    resolutions: Iterable[int] = (32,),
-    n_classes: int = 10,
-    exits: bool = False,
-    n_calibration: int = 8,
-    seed: int = 0,
-    progress: Progress | None = None,
+    out_dir: str | Path, space: LayerSpace = LayerSpace(), progress: Progress | None = None
 ) -> dict[str, Any]:
     """Write the layer folder of a space (see the module docstring); files already there are kept.
 
@@ -221,21 +244,13 @@ def write_layer_folder(
 
     Args:
         out_dir: the folder.
-        width_mults: the width multipliers.
-        resolutions: the input resolutions.
-        n_classes: classes of the classifier.
-        exits: include the early-exit heads of eemobilenetv3.
-        n_calibration: whole networks to time end to end.
-        seed: seeds the draw of those networks.
+        space: the layers and calibration networks to write.
         progress: told how many files are written (stage ``export``).
 
     Returns:
         The manifest.
     """
-    width_mults, resolutions = list(width_mults), list(resolutions)  # read more than once
-    return write_folder(out_dir, space_layers(width_mults, resolutions, n_classes, exits),
-                        calibration_networks(width_mults, resolutions, n_classes, n_calibration, seed),
-                        n_classes, progress)
+    return write_folder(out_dir, space.layers(), space.calibration(), space.n_classes, progress)
 
 
 def write_folder(
