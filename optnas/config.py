@@ -114,6 +114,18 @@ class SearchConfig:
         None, "Constraint: maximum peak SRAM of the int8 network's activations (KB = 1024 bytes; "
         "mobilenetv3); unset means unconstrained.", type=float,
     )
+    int8: bool = _option(
+        False, "Score every candidate as deployed in int8: top1 is its validation accuracy after "
+        "the static post-training quantization of `optnas export --int8` (the float figure is "
+        "kept as top1_float), so the Pareto set ranks the accuracy the device sees. Costs an "
+        "ONNX export, a calibration and an onnxruntime pass per candidate (mobilenetv3).",
+        is_flag=True,
+    )
+    calib_images: int = _option(
+        256, "--int8: training images that calibrate the activation ranges, drawn once per "
+        "search with --seed (those `optnas export --int8` draws with the same --calib-images).",
+        type=int,
+    )
     latency: str = _option(
         "table", "How a candidate's latency is obtained: table = predicted from --latency-table "
         "(exact from the encoding, microseconds), measure = timed end to end on this machine in "
@@ -272,6 +284,8 @@ class SearchConfig:
                 raise ValueError(f"--{flag(name)} must be a positive number, got {value}")
         if self.top1min is not None and not 0 <= self.top1min <= 100:
             raise ValueError(f"--top1min is a top1 accuracy in %, between 0 and 100, got {self.top1min}")
+        if self.calib_images < 1:
+            raise ValueError(f"--calib-images must be at least 1, got {self.calib_images}")
         if self.vld_size is not None and self.vld_size < 1:
             raise ValueError(f"--vld-size must be at least 1, got {self.vld_size}")
         if self.n_classes is not None and self.n_classes < 2:

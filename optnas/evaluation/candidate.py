@@ -23,6 +23,7 @@ from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile
 from optnas.networks.early_exits import exit_profile
 from optnas.networks.memory import memory
+from optnas.networks.quantization import calibration_indices, int8_top1
 from optnas.networks.supernet import build_supernet, load_supernet
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training.loop import set_threads
@@ -56,6 +57,7 @@ class CandidateEvaluator:
         self._data = None
         self._supernet = None
         self._measurer = None
+        self._int8_calibration = None
 
     @property
     def n_classes(self) -> int:
@@ -148,7 +150,9 @@ class CandidateEvaluator:
         """Return the stats of an architecture and its fine-tuned network (None for tables).
 
         Stats: ``top1`` (validation accuracy, %), the costs (millions) and ``tiny_ml``; with a
-        ``top1_robust`` objective also ``robustness`` (mean accuracy drop under weight noise).
+        ``top1_robust`` objective also ``robustness`` (mean accuracy drop under weight noise,
+        of the float network). With ``--int8``, ``top1`` is the accuracy of the network after
+        static int8 quantization (:meth:`int8_top1`) and ``top1_float`` the float network's.
 
         Args:
             subnet: a canonical subnet of the search space.
@@ -159,13 +163,41 @@ class CandidateEvaluator:
         if self.space.has_exits:
             return self._evaluate_early_exits(subnet)
         top1, model = self.train(subnet)
-        stats = {"top1": float(top1), **self.costs(subnet), **self.measured_latency(subnet)}
+        scores = ({"top1": self.int8_top1(model, subnet), "top1_float": float(top1)} if config.int8
+                  else {"top1": float(top1)})
+        stats = {**scores, **self.costs(subnet), **self.measured_latency(subnet)}
         if "top1_robust" in config.objectives:
             stats["robustness"] = robustness(
                 model, self.data.valid, resolution=int(subnet["r"]), sigmas=config.sigmas,
                 n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
             )
         return stats, model
+
+    @property
+    def int8_calibration(self) -> Any:
+        """The training images that calibrate int8 networks: ``--calib-images`` drawn once with
+        ``--seed``, the same as ``optnas export --int8`` draws (the subset caches its tensors)."""
+        if self._int8_calibration is None:
+            train = self.data.train
+            self._int8_calibration = train.subset(
+                calibration_indices(len(train), self.config.calib_images, self.config.seed))
+        return self._int8_calibration
+
+    def int8_top1(self, model: torch.nn.Module, subnet: dict[str, Any]) -> float:
+        """Return the validation top1 (%) of a network after the int8 quantization of ``optnas export --int8``.
+
+        Exported to ONNX (opset 17, batch dynamic) in a temporary folder, quantized (static QDQ,
+        int8 per-channel weights, uint8 activations) on :attr:`int8_calibration`, run in onnxruntime.
+
+        Args:
+            model: the fine-tuned float network (left unchanged).
+            subnet: its canonical subnet (its resolution ``r``).
+        """
+        resolution = int(subnet["r"])
+        calibration, _ = self.int8_calibration.tensors(resolution)
+        images, labels = self.data.valid.tensors(resolution)
+        return int8_top1(model, calibration.numpy(), images.numpy(), labels.numpy(),
+                         threads=torch.get_num_threads())
 
     def measured_latency(self, subnet: dict[str, Any]) -> dict[str, float]:
         """Return ``latency`` and ``latency_p90`` (ms) timed end to end with ``--latency measure``, else nothing.

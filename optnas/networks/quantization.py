@@ -6,16 +6,25 @@ optimisation, :func:`onnxruntime.quantization.shape_inference.quant_pre_process`
 channel, activations uint8 with MinMax ranges calibrated on real images. Every output of the
 graph is kept (all exits of an early-exit network). :func:`onnx_top1` and :func:`compare_onnx`
 run files on labelled images in batches.
+
+A search with ``--int8`` scores every candidate with :func:`int8_top1`: the network exported
+to ONNX (:func:`export_onnx_file`, as ``optnas export`` writes it), quantized by
+:func:`quantize_onnx` on the training images :func:`calibration_indices` draws, and run on the
+validation images.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 QUANT_FORMAT = "QDQ"
 # Activations uint8, weights int8 (U8S8). onnxruntime's CPU provider (1.32) fuses every QDQ group
@@ -124,13 +133,18 @@ def quantize_onnx(
             "weight_type": WEIGHT_TYPE, "calib_images": len(calibration_images), "preprocessed": preprocess}
 
 
-def _session(path: str | Path) -> Any:
+def _session(path: str | Path, threads: int | None = None) -> Any:
     _, onnxruntime = _onnx_modules()
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def onnx_top1(
     path: str | Path, images: np.ndarray, labels: np.ndarray, output_names: list[str], batch_size: int = 256,
+    threads: int | None = None,
 ) -> tuple[list[float], list[np.ndarray]]:
     """Run an ONNX file on labelled images in batches: each output's top1 and argmax.
 
@@ -140,11 +154,12 @@ def onnx_top1(
         labels: the N class indices.
         output_names: the logits outputs scored.
         batch_size: images per run.
+        threads: onnxruntime's threads [default: its own choice, every core].
 
     Returns:
         The top1 (%) of every output, in order, and the argmax (N) of every output.
     """
-    session = _session(path)
+    session = _session(path, threads)
     predictions: list[list[np.ndarray]] = [[] for _ in output_names]
     for start in range(0, len(images), batch_size):
         batch = np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)
@@ -188,3 +203,72 @@ def compare_onnx(
     return {"exit_top1_float": top1[0], "exit_top1_int8": top1[1], "top1_float": top1[0][-1],
             "top1_int8": top1[1][-1], "drop": top1[0][-1] - top1[1][-1], "argmax_agreement": agree / n_images,
             "n_images": n_images}
+
+
+def calibration_indices(n_train: int, n_images: int, seed: int) -> np.ndarray:
+    """Return the training images that calibrate an int8 network, sorted: ``optnas export
+    --int8`` and ``optnas search --int8`` draw the same ones for the same split and seed.
+
+    Args:
+        n_train: images in the training split.
+        n_images: images to draw (all of them if fewer).
+        seed: draws them.
+    """
+    return np.sort(np.random.default_rng(seed).choice(n_train, min(n_images, n_train), replace=False))
+
+
+def export_onnx_file(
+    model: nn.Module, path: str | Path, example: torch.Tensor, *, opset: int = 17,
+    input_name: str = "image", output_name: str = "logits",
+) -> None:
+    """Write a single-output network to ONNX as ``optnas export`` does: batch axis dynamic.
+
+    The network is copied to the CPU in evaluation mode; ``model`` is left as it was.
+
+    Args:
+        model: the network (N×3×r×r images → N×classes logits).
+        path: the file to write.
+        example: a batch of images the export traces with.
+        opset: ONNX opset version.
+        input_name: the graph's input.
+        output_name: the graph's output.
+    """
+    _onnx_modules()
+    module = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter, as in optnas.export; its deprecation notice is not for users.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (example.cpu(),), str(path), opset_version=opset, input_names=[input_name],
+            output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+            dynamo=False,
+        )
+
+
+def int8_top1(
+    model: nn.Module, calibration_images: np.ndarray, images: np.ndarray, labels: np.ndarray, *,
+    opset: int = 17, threads: int | None = None,
+) -> float:
+    """Return the top1 (%) of a network after the static int8 quantization of ``optnas export --int8``.
+
+    The network is exported to ONNX in a temporary folder, quantized by :func:`quantize_onnx`
+    (QDQ, int8 per-channel weights, uint8 activations) on ``calibration_images``, and the int8
+    file is run on the labelled images in onnxruntime.
+
+    Args:
+        model: a single-output network (left unchanged).
+        calibration_images: N×3×r×r normalised training images (N >= 1).
+        images: M×3×r×r normalised images to score on.
+        labels: their M class indices.
+        opset: ONNX opset version.
+        threads: onnxruntime's threads when scoring.
+    """
+    if len(calibration_images) < 1:
+        raise ValueError("int8 quantization needs at least one calibration image")
+    with tempfile.TemporaryDirectory(prefix="optnas-int8-") as scratch:
+        float_path, int8_path = Path(scratch) / "net.onnx", Path(scratch) / "net.int8.onnx"
+        example = torch.as_tensor(np.ascontiguousarray(calibration_images[:2], dtype=np.float32))
+        export_onnx_file(model, float_path, example, opset=opset)
+        quantize_onnx(float_path, int8_path, calibration_images)
+        top1, _ = onnx_top1(int8_path, images, labels, ["logits"], threads=threads)
+    return top1[0]

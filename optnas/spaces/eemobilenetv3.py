@@ -48,6 +48,8 @@ class EEMobileNetV3Space(MobileNetV3Space):
             raise ValueError("flash and SRAM are modelled for single-exit networks; use --search-space mobilenetv3")
         if options.support_set and options.ee_method != "confidence":
             raise ValueError("--support-set is part of --ee-method confidence")
+        if options.int8:
+            raise ValueError("--int8 scores single-exit networks for now; use --search-space mobilenetv3")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         genes = super().distributions()

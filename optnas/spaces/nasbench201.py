@@ -48,6 +48,8 @@ class NASBench201Space(SearchSpace):
             raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
         if options.optim != "sgd":
             raise ValueError("--optim applies to fine-tuning; nasbench201 is a table lookup")
+        if options.int8:
+            raise ValueError("--int8 quantizes trained networks; nasbench201 is a table lookup")
 
     @classmethod
     def n_classes(cls, dataset: str) -> int | None:
