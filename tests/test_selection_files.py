@@ -24,7 +24,7 @@ def test_selection_csv_has_each_column_once(tmp_path: Path) -> None:
             "exit_macs": [1.0, 2.0], "epsilon": [0.5], "robustness": 1.0, "top1_robust": 5.0,
             "latency": 3.0 + index, "latency_p90": 3.5 + index, "avg_latency": 2.0 + index,
             "exit_latency": [1.0, 3.0 + index], "flash_kb": 900.0 + index, "sram_kb": 100.0 + index,
-            "flash_kb_float32": 3600.0 + index, "sram_kb_float32": 400.0 + index,
+            "flash_kb_float32": 3600.0 + index, "sram_kb_float32": 400.0 + index, "top1_float": 89.0 + index,
         }
         study.add_trial(optuna.trial.create_trial(
             values=[90.0 + index, 1.0 + index], params={"x": float(index)},
