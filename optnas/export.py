@@ -34,7 +34,7 @@ from optnas.artifacts import write_json
 from optnas.data.datasets import load_dataset
 from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
-from optnas.networks.quantization import compare_onnx, quantize_onnx
+from optnas.networks.quantization import calibration_indices, compare_onnx, quantize_onnx
 from optnas.networks.standalone import load_chosen_network
 
 FORMATS = ("onnx", "torchscript")
@@ -221,8 +221,8 @@ def export_int8(
     float_file = Path(float_file)
     int8_file = float_file.with_suffix(".int8.onnx")
     splits = load_dataset(dataset, data_dir, vld_size=vld_size, seed=split_seed)
-    n_calib = min(calib_images, len(splits.train))
-    drawn = np.sort(np.random.default_rng(seed).choice(len(splits.train), n_calib, replace=False))
+    drawn = calibration_indices(len(splits.train), calib_images, seed)
+    n_calib = len(drawn)
     calibration, _ = splits.train.subset(drawn).tensors(resolution)
     settings = quantize_onnx(float_file, int8_file, calibration.numpy())
     splits.train.clear_cache()
