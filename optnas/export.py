@@ -34,11 +34,11 @@ from optnas.artifacts import write_json
 from optnas.data.datasets import load_dataset
 from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
+from optnas.networks.onnx_export import DEFAULT_OPSET, to_onnx
 from optnas.networks.quantization import calibration_indices, compare_onnx, quantize_onnx
 from optnas.networks.standalone import load_chosen_network
 
 FORMATS = ("onnx", "torchscript")
-DEFAULT_OPSET = 17
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
@@ -259,17 +259,10 @@ def _export_onnx(
         import onnxruntime
     except ImportError:
         raise ValueError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime") from None
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter: opsets 7-20 and a second per network, where the
-        # dynamo one needs opset 18+ and much longer; its deprecation notice is not for users.
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                module, (example,), str(out), opset_version=opset, input_names=["image"], output_names=names,
-                dynamic_axes={name: {0: "batch"} for name in ["image", *names]}, dynamo=False,
-            )
-        except (ValueError, RuntimeError) as error:
-            raise ValueError(f"ONNX export with --opset {opset} failed: {str(error).splitlines()[0]}") from None
+    try:
+        to_onnx(module, example, out, opset=opset, output_names=names)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"ONNX export with --opset {opset} failed: {str(error).splitlines()[0]}") from None
     onnx.checker.check_model(str(out))
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return session.run(names, {"image": images.numpy()})

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -38,11 +37,11 @@ from optnas.latency.device import MANIFEST_FILE, MANIFEST_FORMAT, Progress, save
 from optnas.latency.table import backbone_layers, layer_key, space_layers
 from optnas.networks.costs import stage_outputs
 from optnas.networks.early_exits import ExitHead
+from optnas.networks.onnx_export import to_onnx
 from optnas.networks.standalone import build_network
 from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.spaces.mobilenetv3 import N_SLOTS, N_STAGES, MobileNetV3Space
 
-OPSET = 17
 CALL_OVERHEAD_FILE = "call_overhead.onnx"
 
 
@@ -217,11 +216,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], target: str | P
         input_shape: its input's shape, batch included.
         target: a file, or a binary buffer.
     """
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter, as optnas export uses: its deprecation notice is not for users.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(input_shape),), target, opset_version=OPSET, input_names=["input"],
-                          dynamo=False)
+    to_onnx(module, torch.zeros(input_shape), target, input_name="input", dynamic_batch=False)
 
 
 def _export_once(path: Path, input_shape: tuple[int, ...], make: Callable[[], nn.Module]) -> None:

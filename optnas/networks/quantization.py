@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import tempfile
-import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from optnas.networks.onnx_export import to_onnx
 
 QUANT_FORMAT = "QDQ"
 # Activations uint8, weights int8 (U8S8). onnxruntime's CPU provider (1.32) fuses every QDQ group
@@ -235,14 +236,7 @@ def export_onnx_file(
     """
     _onnx_modules()
     module = copy.deepcopy(model).cpu().eval()
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter, as in optnas.export; its deprecation notice is not for users.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, (example.cpu(),), str(path), opset_version=opset, input_names=[input_name],
-            output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-            dynamo=False,
-        )
+    to_onnx(module, example.cpu(), path, opset=opset, input_name=input_name, output_names=[output_name])
 
 
 def int8_top1(
