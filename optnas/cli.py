@@ -290,8 +290,9 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     """Print params, MACs and activations (millions) of a net.subnet at its own resolution.
 
     A mobilenetv3 subnet also gets flash_kb and sram_kb, the flash and peak SRAM of its int8
-    network (KB = 1024 bytes; float32 equivalents too; see the README's Metrics).
-    For an eemobilenetv3 subnet the figures are the backbone's (with its final exit), followed
+    network (KB = 1024 bytes; float32 equivalents too; see the README's Metrics), exit heads
+    included for an eemobilenetv3 one.
+    For an eemobilenetv3 subnet the other figures are the backbone's (with its final exit), followed
     by the cumulative MACs to leave at each exit and the params with every exit head. With
     --latency-table, `latency` is the whole network's predicted latency (every exit head run)
     and `exit_latency` the latency to leave at each exit.
@@ -314,8 +315,7 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     if exits is not None:
         figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
         figures["params_with_heads"] = exits["params"]
-    else:
-        figures.update(memory(subnet, n_classes))
+    figures.update(memory(subnet, n_classes))
     if table is not None:
         figures["latency"] = table.predict(subnet)
         if exits is not None:
@@ -327,9 +327,8 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     click.echo(f"macs              {figures['macs']:10.4f} M")
     click.echo(f"activations       {figures['activations']:10.4f} M")
     click.echo(f"peak_activations  {figures['peak_activations']:10.4f} M")
-    if exits is None:
-        click.echo(f"flash_kb          {figures['flash_kb']:10.1f} KB  int8 ({figures['flash_kb_float32']:.1f} KB float32)")
-        click.echo(f"sram_kb           {figures['sram_kb']:10.1f} KB  int8 ({figures['sram_kb_float32']:.1f} KB float32)")
+    click.echo(f"flash_kb          {figures['flash_kb']:10.1f} KB  int8 ({figures['flash_kb_float32']:.1f} KB float32)")
+    click.echo(f"sram_kb           {figures['sram_kb']:10.1f} KB  int8 ({figures['sram_kb_float32']:.1f} KB float32)")
     if exits is not None:
         click.echo(f"params with heads {figures['params_with_heads']:10.4f} M")
         click.echo("cumulative MACs to leave at each exit (backbone so far + heads passed):")

@@ -23,7 +23,7 @@ from optnas.training import EE_METHODS, OPTIMIZERS
 FIRST_OBJECTIVES = ("top1", "top1_robust")
 SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency", "avg_latency", "flash_kb",
                      "sram_kb", "top1_robust")
-# Figures only the single-exit MobileNetV3 space models (memory of the int8 network).
+# Figures only the MobileNetV3 spaces model (memory of the int8 network).
 MEMORY_FIGURES = ("flash_kb", "sram_kb")
 # How a candidate's latency is obtained: predicted from a layer table, or timed end to end.
 LATENCY_MODES = ("table", "measure")
@@ -78,7 +78,7 @@ class SearchConfig:
         "tiny_ml (penalised figure of merit), avg_macs (M, expected MACs per image of an "
         "eemobilenetv3 network), latency (ms at batch 1, see --latency), avg_latency (ms, "
         "expected latency per image of an eemobilenetv3 network), flash_kb / sram_kb (KB of "
-        "flash and SRAM of the int8 network, mobilenetv3), top1_robust (see --first-obj), or "
+        "flash and SRAM of the int8 network, mobilenetv3 spaces), top1_robust (see --first-obj), or "
         "none for a single-objective search.",
         choices=SECOND_OBJECTIVES + ("none",),
     )
@@ -286,6 +286,9 @@ class SearchConfig:
             raise ValueError(f"--top1min is a top1 accuracy in %, between 0 and 100, got {self.top1min}")
         if self.calib_images < 1:
             raise ValueError(f"--calib-images must be at least 1, got {self.calib_images}")
+        if self.int8 and "top1_robust" in self.objectives:
+            # The robustness term perturbs float weights; mixing it with int8 accuracy ranks nothing real.
+            raise ValueError("--int8 scores top1 after quantization; top1_robust measures float networks")
         if self.vld_size is not None and self.vld_size < 1:
             raise ValueError(f"--vld-size must be at least 1, got {self.vld_size}")
         if self.n_classes is not None and self.n_classes < 2:

@@ -254,11 +254,9 @@ def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tens
 def _export_onnx(
     module: nn.Module, names: list[str], example: torch.Tensor, out: Path, opset: int, images: torch.Tensor,
 ) -> list[np.ndarray]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise ValueError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime") from None
+    import onnx
+    import onnxruntime
+
     try:
         to_onnx(module, example, out, opset=opset, output_names=names)
     except (ValueError, RuntimeError) as error:

@@ -124,6 +124,7 @@ def test_early_exit_network_quantizes_with_every_output(chosen_early_exit: Path)
     assert len(report["exit_top1_float"]) == len(report["exit_top1_int8"]) == 4
     assert report["top1_float"] == report["exit_top1_float"][-1] and report["top1_int8"] == report["exit_top1_int8"][-1]
     assert json.loads((chosen_early_exit / "export-onnx-int8.json").read_text()) == report
+    _assert_flash_is_the_files_weights(Path(report["file"]), json.loads((chosen_early_exit / "net.subnet").read_text()))
 
 
 def test_int8_torchscript_is_refused(calibrated: Path, tmp_path: Path) -> None:
@@ -134,11 +135,15 @@ def test_int8_torchscript_is_refused(calibrated: Path, tmp_path: Path) -> None:
 
 
 def test_flash_kb_is_the_int8_files_weights(calibrated: Path, int8_export: subprocess.CompletedProcess) -> None:
+    assert int8_export.returncode == 0, int8_export.stderr
+    _assert_flash_is_the_files_weights(calibrated / "net.int8.onnx", json.loads((calibrated / "net.subnet").read_text()))
+
+
+def _assert_flash_is_the_files_weights(int8_file: Path, subnet: dict) -> None:
     from optnas.networks.memory import memory
 
-    assert int8_export.returncode == 0, int8_export.stderr
-    model = onnx.load(str(calibrated / "net.int8.onnx"))
+    model = onnx.load(str(int8_file))
     stored = sum(onnx.numpy_helper.to_array(tensor).nbytes for tensor in model.graph.initializer)
-    flash = memory(json.loads((calibrated / "net.subnet").read_text()), 10)["flash_kb"] * 1024
+    flash = memory(subnet, 10)["flash_kb"] * 1024
     # The model leaves out only the per-tensor activation scales and zero points: 0.1 % allowed.
     assert flash <= stored <= 1.001 * flash

@@ -12,9 +12,11 @@ import torch
 from optuna.trial import TrialState
 
 from optnas.networks.costs import profile
-from optnas.networks.memory import KB, memory, weight_tensors
+from optnas.networks.early_exits import EarlyExitNetwork
+from optnas.networks.memory import KB, head_peak, memory, weight_tensors
 from optnas.networks.supernet import extract_subnet
-from optnas.spaces import MobileNetV3Space
+from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
+from optnas.spaces.eemobilenetv3 import backbone_subnet
 from tests.conftest import invoke_cli
 
 
@@ -30,6 +32,37 @@ def test_weight_tensors_are_the_networks_with_batch_norm_folded(seed: int, super
         biases = sum(m.num_features for m in norms) + sum(m.bias.numel() for m in layers if m.bias is not None)
         assert sum(t.channels for t in tensors if t.bias) == biases
         assert sum(t.channels for t in tensors) == sum(m.weight.shape[0] for m in layers)
+
+
+def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Module) -> None:
+    subnets = EEMobileNetV3Space(resolutions=[32, 64]).sample(np.random.default_rng(5), 6)
+    subnets = [s for s in subnets if any(s["exits"])]
+    assert subnets
+    for subnet in subnets:
+        network = EarlyExitNetwork(extract_subnet(supernet, backbone_subnet(subnet)), subnet, 10).eval()
+        layers = [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        tensors = weight_tensors(subnet, 10)
+        assert sorted(t.weights for t in tensors) == sorted(m.weight.numel() for m in layers)
+        biases = sum(m.num_features for m in norms) + sum(m.bias.numel() for m in layers if m.bias is not None)
+        assert sum(t.channels for t in tensors if t.bias) == biases
+        # A head's working set, read off the running network: its input, the pooled copy, the conv output.
+        sizes: list[dict[str, int]] = []
+        hooks = [head.register_forward_pre_hook(lambda m, i: sizes.append({"in": i[0].numel()}))
+                 for head in network.heads]
+        hooks += [head.pool.register_forward_hook(
+            lambda m, i, o: sizes[-1].__setitem__("pool", o.numel() if isinstance(m, torch.nn.MaxPool2d) else 0))
+            for head in network.heads]
+        hooks += [head.conv.register_forward_hook(lambda m, i, o: sizes[-1].__setitem__("conv", o.numel()))
+                  for head in network.heads]
+        with torch.no_grad():
+            network(torch.zeros(1, 3, subnet["r"], subnet["r"]))
+        for hook in hooks:
+            hook.remove()
+        assert len(sizes) == len(network.heads)
+        assert head_peak(subnet) == max(s["in"] + s["pool"] + s["conv"] for s in sizes)
+        peak = max(profile(backbone_subnet(subnet), 10)["peak_activations"] * 1e6, head_peak(subnet))
+        assert memory(subnet, 10)["sram_kb"] == pytest.approx(peak / KB)
 
 
 def test_memory_figures() -> None:
@@ -75,8 +108,8 @@ def test_flash_and_sram_constraints_in_a_search(supernet_file: Path, tmp_path: P
     [
         (["--flash-max", "1024"], "no architecture satisfies --flash-max 1024"),
         (["--sram-max", "-3"], "--sram-max must be a positive number"),
-        (["--search-space", "eemobilenetv3", "--sec-obj", "avg_macs", "--sram-max", "320"],
-         "flash and SRAM are modelled for single-exit networks"),
+        (["--first-obj", "top1_robust", "--sec-obj", "params", "--int8"],
+         "--int8 scores top1 after quantization; top1_robust measures float networks"),
         (["--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params", "--flash-max", "900"],
          "has no flash or SRAM model"),
     ],

@@ -267,8 +267,7 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
         figures = space_class.lookup(subnet, config.dataset, config.seed)
         return {"params": figures["params"], "latency": figures["latency"]}
     costs = profile(subnet, config.class_count())
-    if not space_class.has_exits:
-        costs.update(memory(subnet, config.class_count()))
+    costs.update(memory(subnet, config.class_count()))
     table = latency_table(config)
     if table is not None:
         costs["latency"] = table.predict(subnet)

@@ -25,14 +25,21 @@ are 1024 bytes, as boards state their memory ("320 KB SRAM, 1 MB flash").
 ``sram_kb_float32``
     The same at 4 bytes per element.
 
-Only single-exit mobilenetv3 subnets are modelled.
+An eemobilenetv3 network adds its exit heads: each head's 3x3 convolution (its batch
+normalization folded) and linear layer count in ``flash_kb`` like the backbone's layers, and
+a head's working set joins the SRAM peak: while a head runs, the stage output it reads stays
+alive (the backbone goes on from it when the head does not fire), together with the max
+pooled copy (where the head pools) and the convolution's output; the head's later tensors
+(the pooled vector and the logits) are smaller than that output and run after it is read.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from optnas.networks.costs import _SE, _canonical, _channels, _make_divisible, layers, profile
+from optnas.networks.costs import _SE, _canonical, _channels, _make_divisible, layers, profile, stage_outputs
+from optnas.networks.early_exits import head_layout
+from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
 
 KB = 1024
 _INT8_WEIGHT_BYTES = 1
@@ -52,13 +59,15 @@ class WeightTensor(NamedTuple):
 
 
 def weight_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]:
-    """Return every convolution and linear layer of a mobilenetv3 subnet, batch normalization folded.
+    """Return every convolution and linear layer of a subnet, batch normalization folded.
 
     Args:
-        subnet: a mobilenetv3 subnet holding its resolution ``r``.
+        subnet: a mobilenetv3 or eemobilenetv3 subnet holding its resolution ``r``; the
+            exit heads of the latter follow the backbone's layers.
         n_classes: outputs of the classifier.
     """
-    subnet = _canonical(subnet)
+    heads = _head_tensors(subnet, n_classes) if is_early_exit(subnet) else []
+    subnet = _canonical(backbone_subnet(subnet))
     channels = _channels(subnet["w"])
     stem, first = channels[:2]
     # The stem's 3x3 convolution, then the first block: depthwise 3x3 and projection, no expansion.
@@ -78,14 +87,45 @@ def weight_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]
     tensors += [WeightTensor(last_stage * final_expand, final_expand, True),
                 WeightTensor(final_expand * last_channel, last_channel, False),
                 WeightTensor(last_channel * n_classes, n_classes, True)]
+    return tensors + heads
+
+
+def _head_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]:
+    stages = stage_outputs(backbone_subnet(subnet))
+    tensors = []
+    for stage in exit_stages(subnet):
+        channels = stages[stage]["channels"]
+        width = head_layout(channels, stages[stage]["size"])[1]
+        # The confidence is one more output of the linear layer.
+        tensors += [WeightTensor(channels * width * 9, width, True),
+                    WeightTensor(width * (n_classes + 1), n_classes + 1, True)]
     return tensors
+
+
+def head_peak(subnet: dict[str, Any]) -> int:
+    """Return the largest working set, in elements, of an eemobilenetv3 subnet's exit heads (0 without).
+
+    Args:
+        subnet: a mobilenetv3 or eemobilenetv3 subnet holding its resolution ``r``.
+    """
+    if not is_early_exit(subnet):
+        return 0
+    stages = stage_outputs(backbone_subnet(subnet))
+    peaks = [0]
+    for stage in exit_stages(subnet):
+        channels, size = stages[stage]["channels"], stages[stage]["size"]
+        pool, width = head_layout(channels, size)
+        side = size // pool
+        pooled = channels * side * side if pool > 1 else 0
+        peaks.append(channels * size * size + pooled + width * side * side)
+    return max(peaks)
 
 
 def memory(subnet: dict[str, Any], n_classes: int) -> dict[str, float]:
     """Return ``flash_kb``, ``sram_kb`` and their float32 equivalents (see the module docstring).
 
     Args:
-        subnet: a mobilenetv3 subnet holding its resolution ``r``.
+        subnet: a mobilenetv3 or eemobilenetv3 subnet holding its resolution ``r``.
         n_classes: outputs of the classifier.
     """
     tensors = weight_tensors(subnet, n_classes)
@@ -93,6 +133,6 @@ def memory(subnet: dict[str, Any], n_classes: int) -> dict[str, float]:
     flash = sum(t.weights * _INT8_WEIGHT_BYTES + t.channels * _CHANNEL_QUANT_BYTES for t in tensors)
     flash += biases * _INT8_BIAS_BYTES
     flash_float = (sum(t.weights for t in tensors) + biases) * _FLOAT_BYTES
-    peak = profile(subnet, n_classes)["peak_activations"] * 1e6
+    peak = max(round(profile(backbone_subnet(subnet), n_classes)["peak_activations"] * 1e6), head_peak(subnet))
     return {"flash_kb": flash / KB, "sram_kb": peak / KB, "flash_kb_float32": flash_float / KB,
             "sram_kb_float32": peak * _FLOAT_BYTES / KB}

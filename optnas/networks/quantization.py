@@ -40,15 +40,6 @@ ACTIVATION_TYPE = "QUInt8"
 WEIGHT_TYPE = "QInt8"
 
 
-def _onnx_modules() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError:
-        raise ValueError("int8 export needs onnx and onnxruntime: pip install onnx onnxruntime") from None
-    return onnx, onnxruntime
-
-
 class _ImageReader:
     """Calibration batches for :func:`quantize_static`: ``{input_name: batch}`` until exhausted.
 
@@ -102,9 +93,8 @@ def quantize_onnx(
         ``calib_images``, ``preprocessed``.
 
     Raises:
-        ValueError: no calibration image, or onnx/onnxruntime missing.
+        ValueError: no calibration image.
     """
-    _onnx_modules()
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -135,7 +125,8 @@ def quantize_onnx(
 
 
 def _session(path: str | Path, threads: int | None = None) -> Any:
-    _, onnxruntime = _onnx_modules()
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -234,7 +225,6 @@ def export_onnx_file(
         input_name: the graph's input.
         output_name: the graph's output.
     """
-    _onnx_modules()
     module = copy.deepcopy(model).cpu().eval()
     to_onnx(module, example.cpu(), path, opset=opset, input_name=input_name, output_names=[output_name])
 

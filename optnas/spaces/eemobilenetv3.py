@@ -44,8 +44,6 @@ class EEMobileNetV3Space(MobileNetV3Space):
     def check_options(cls, options: Any) -> None:
         if "top1_robust" in options.objectives:
             raise ValueError("top1_robust is measured on single-exit networks; use --search-space mobilenetv3")
-        if options.uses_memory:
-            raise ValueError("flash and SRAM are modelled for single-exit networks; use --search-space mobilenetv3")
         if options.support_set and options.ee_method != "confidence":
             raise ValueError("--support-set is part of --ee-method confidence")
         if options.int8:
