@@ -21,6 +21,82 @@ from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 
 DEFAULT_STORAGE = "sqlite:///optnas.db"
 
+# Flags of the reference scripts (CNAS msunas.py / post_search.py, see the README's "Coming from
+# the reference scripts") that optnas spells differently or does not have. Every other
+# `--a_b` is accepted as `--a-b` wherever the command has that option.
+_REFERENCE_RENAMED = {"--first_predictor": "--predictor"}
+_REFERENCE_REFUSED = {
+    "--resume": "continue a study with `optnas resume --study-name NAME` (the study in --storage replaces "
+                "iter_N.stats)",
+    "--expr": "give `optnas select` the study with --study-name NAME (and --storage URL) instead of an "
+              "iter_N.stats file",
+    "--save_stats_csv": "drop it: `optnas select` always writes SAVE/selection.csv (--csv FILE writes it elsewhere)",
+    "--pretrained": "give the pretrained weights with --supernet-path (without it a supernet is trained on the spot)",
+    "--n_gpus": "run one `optnas worker --study-name NAME --device cuda:N` per GPU",
+    "--gpu_list": "run one `optnas worker --study-name NAME --device cuda:N` per GPU",
+    "--gpu": "each trial runs on one device: use --device cuda:N",
+    "--slurm": "submit `optnas worker --study-name NAME` jobs from your own Slurm script",
+    "--res": "use --lr and --ur (equal for a fixed resolution)",
+    "--val_split": "use --vld-size (a number of held-out training images, not a fraction)",
+    "--sigma_min": "use --sigma with comma-separated values (e.g. --sigma 0.05,0.1)",
+    "--sigma_max": "use --sigma with comma-separated values (e.g. --sigma 0.05,0.1)",
+    "--sigma_step": "use --sigma with comma-separated values (e.g. --sigma 0.05,0.1)",
+    "--bench_eval": "drop it: nasbench201 candidates are always evaluated by table lookup",
+    "--ood_eval": "evaluate a chosen network with `optnas ood` after the search",
+}
+
+
+def _reference_args(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
+    """Rewrite the reference scripts' spellings of ``args`` into ``command``'s options.
+
+    ``--a_b`` and ``--a_b=x`` become ``--a-b`` when the command has that option (or the renamed one
+    of ``_REFERENCE_RENAMED``); a reference flag the command lacks is a one-line usage error.
+    Option values are skipped, so a value that looks like a flag is left alone.
+    """
+    takes_value: dict[str, int] = {}
+    for param in command.get_params(ctx):
+        if isinstance(param, click.Option):
+            for opt in param.opts:
+                takes_value[opt] = 0 if param.is_flag or param.count else param.nargs
+            for opt in param.secondary_opts:
+                takes_value[opt] = 0
+    rewritten: list[str] = []
+    skip = 0
+    for index, arg in enumerate(args):
+        if skip:
+            skip -= 1
+        elif arg == "--":
+            return rewritten + args[index:]
+        elif arg.startswith("--"):
+            name, equals, value = arg.partition("=")
+            if name not in takes_value:
+                ours = _REFERENCE_RENAMED.get(name, name.replace("_", "-"))
+                if ours in takes_value:
+                    name = ours
+                elif name in _REFERENCE_REFUSED:
+                    raise click.UsageError(f"{name} is a flag of the reference scripts that optnas does not "
+                                           f"support; {_REFERENCE_REFUSED[name]}")
+            arg = name + equals + value
+            skip = 0 if equals else takes_value.get(name, 0)
+        elif arg in takes_value:
+            skip = takes_value[arg]
+        rewritten.append(arg)
+    return rewritten
+
+
+class _ReferenceCommand(click.Command):
+    """A command that also accepts the reference scripts' underscore spellings (not shown in --help)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _reference_args(self, ctx, args))
+
+
+class _ReferenceGroup(click.Group):
+    """A group whose commands, and those of its subgroups, are :class:`_ReferenceCommand` instances."""
+
+    command_class = _ReferenceCommand
+    group_class = type
+
 
 def _friendly_errors(command: Callable) -> Callable:
     """Turn library errors into one-line messages and the documented exit codes."""
@@ -77,7 +153,8 @@ def _check_device(device: str) -> None:
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_ReferenceGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "max_content_width": 100})
 @click.version_option(__version__, prog_name="optnas")
 def main() -> None:
     """Multi-objective, hardware-aware neural architecture search stored in Optuna studies."""
