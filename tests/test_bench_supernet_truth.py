@@ -1,0 +1,173 @@
+"""benchmarks/bench_supernet_truth.py in --quick mode on a tiny study: structure, never accuracies."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from scipy.stats import kendalltau
+
+from optnas.config import SearchConfig
+from tests.conftest import invoke_cli
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_supernet_truth.py"
+ROW_FIELDS = {"trial", "macs", "inherited", "standalone", "standalone_valid", "standalone_test", "correct",
+              "images", "seconds", "subnet"}
+SUMMARY_FIELDS = {"subnets", "kendall_tau", "kendall_tau_ci95", "kendall_tau_valid", "mean_gap", "mean_abs_gap",
+                  "mean_gap_valid", "standalone_spread", "standalone_mean", "images", "noise_se",
+                  "noise_threshold", "within_noise", "goal"}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_supernet_truth", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_supernet_truth"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def untrained_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from optnas.networks.supernet import build_supernet
+
+    path = tmp_path_factory.mktemp("truth") / "untrained.pth"
+    torch.save({"state_dict": build_supernet(10).state_dict()}, path)
+    return path
+
+
+def _table(out: str) -> list[list[str]]:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["trial"]) + 1
+    rows = []
+    for line in lines[start:]:
+        if line.startswith("{"):
+            break
+        rows.append(line.split())
+    return rows
+
+
+def _check_summary(report: dict, out: str) -> None:
+    rows, summary = report["rows"], report["summary"]
+    assert all(set(row) == ROW_FIELDS for row in rows)
+    assert set(summary) == SUMMARY_FIELDS
+    assert set(report["settings"]) >= {"dataset", "vld_size", "test_size", "epochs", "learning_rate", "seed"}
+    table = _table(out)
+    assert len(table) == len(rows)
+    printed_inherited = [float(cells[2]) for cells in table]
+    printed_standalone = [float(cells[3]) for cells in table]
+    assert printed_inherited == pytest.approx([row["inherited"] for row in rows], abs=0.006)
+    assert printed_standalone == pytest.approx([row["standalone"] for row in rows], abs=0.006)
+    tau = summary["kendall_tau"]
+    expected = kendalltau(printed_inherited, printed_standalone)[0]
+    ci = summary["kendall_tau_ci95"]
+    if tau is None:  # one side constant: no tau (NaN in scipy, null in the JSON)
+        assert math.isnan(expected) and not summary["goal"]["tau_met"]
+    else:
+        assert tau == pytest.approx(expected)
+        assert ci["low"] <= tau <= ci["high"] and 0 < ci["used"] <= report["settings"]["bootstrap"]
+    gaps = [row["standalone"] - row["inherited"] for row in rows]
+    assert summary["mean_gap"] == pytest.approx(np.mean(gaps))
+    assert summary["mean_abs_gap"] == pytest.approx(np.mean(np.abs(gaps)))
+    images = report["settings"]["vld_size"] + report["settings"]["test_size"]
+    for row in rows:
+        assert row["images"] == images
+        # The combined score counts both splits' images.
+        combined = (row["standalone_valid"] * report["settings"]["vld_size"]
+                    + row["standalone_test"] * report["settings"]["test_size"]) / images
+        assert row["standalone"] == pytest.approx(combined)
+    spread = max(row["standalone"] for row in rows) - min(row["standalone"] for row in rows)
+    assert summary["standalone_spread"] == pytest.approx(spread)
+    p = np.mean([row["standalone"] for row in rows]) / 100
+    assert summary["noise_se"] == pytest.approx(100 * math.sqrt(p * (1 - p) / images))
+    assert summary["within_noise"] == (spread <= 2 * math.sqrt(2) * summary["noise_se"])
+    goal = summary["goal"]
+    assert goal["met"] == (abs(summary["mean_gap"]) <= 5 and (goal["tau_met"] or summary["within_noise"]))
+    assert "goal MET" in out or "goal NOT MET" in out
+
+
+def test_quick_run_on_a_study(bench, untrained_supernet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'truth.db'}"
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli("search", "--storage", url, "--study-name", "truth", "--supernet-path",
+                        str(untrained_supernet), "--n-doe", "4", "--iterations", "0", "--n-epochs", "0",
+                        "--vld-size", "120", "--lr", "16", "--ur", "16", "--threads", "1", "--save", str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    capsys.readouterr()
+    report = bench.main(["--storage", url, "--study-name", "truth", "--quick", "--threads", "1",
+                         "--work", str(tmp_path / "work")])
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "work" / "truth.json").read_text()) == json.loads(json.dumps(report))
+
+    # The chosen subnets: the study's trials at evenly spaced ranks of MACs (0, 1.5 rounded up, 3).
+    study = optuna.load_study(study_name="truth", storage=url)
+    by_macs = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (t.user_attrs["macs"], t.number))
+    assert [t.number for t in by_macs] != [] and len(by_macs) == 4
+    rows = report["rows"]
+    assert [row["trial"] for row in rows] == [by_macs[i].number for i in (0, 2, 3)]
+    assert [int(cells[0]) for cells in _table(out)] == [row["trial"] for row in rows]
+    for row in rows:
+        trial = study.trials[row["trial"]]
+        assert row["inherited"] == trial.user_attrs["top1"] == trial.values[0]
+        assert row["macs"] == trial.user_attrs["macs"]
+        assert row["subnet"] == trial.user_attrs["subnet"]
+    assert report["settings"]["vld_size"] == 120 and report["settings"]["epochs"] == 1
+    _check_summary(report, out)
+
+
+def test_quick_run_on_a_supernet(bench, untrained_supernet: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture) -> None:
+    report = bench.main(["--supernet", str(untrained_supernet), "--vld-size", "120", "--option", "lr=16", "--option", "ur=16",
+                         "--n-subnets", "2", "--quick", "--threads", "1",
+                         "--work", str(tmp_path)])
+    out = capsys.readouterr().out
+    rows = report["rows"]
+    assert len(rows) == 2 and all(row["trial"] is None for row in rows)
+    macs = [row["macs"] for row in rows]
+    assert macs == sorted(macs)
+    # The cheapest and costliest of the architectures drawn.
+    config = SearchConfig.from_dict({"vld_size": 120, "lr": 16, "ur": 16})
+    drawn = sorted(candidate["macs"] for candidate in bench.sampled_candidates(config, 2))
+    assert len(drawn) > 2 and macs == [drawn[0], drawn[-1]]
+    _check_summary(report, out)
+
+
+def test_spread_by_cost_takes_evenly_spaced_ranks(bench) -> None:
+    candidates = [{"macs": float(m), "order": i} for i, m in enumerate([5, 1, 9, 3, 7, 2, 8])]
+    chosen = bench.spread_by_cost(candidates, 3)
+    assert [c["macs"] for c in chosen] == [1, 5, 9]
+    assert bench.spread_by_cost(candidates, 10) == sorted(candidates, key=lambda c: c["macs"])
+    assert [c["macs"] for c in bench.spread_by_cost(candidates, 7)] == [1, 2, 3, 5, 7, 8, 9]
+
+
+def test_summary_of_made_up_rows(bench) -> None:
+    def rows(inherited, standalone):
+        return [{"inherited": i, "standalone": s, "standalone_valid": s, "images": 719}
+                for i, s in zip(inherited, standalone)]
+
+    # Same order, 2 points apart, spread far beyond the noise of 719 images: the goal holds.
+    summary = bench.summarise(rows([50, 60, 70, 80], [52, 62, 72, 82]), 300, 0)
+    assert summary["kendall_tau"] == pytest.approx(1.0) and summary["mean_gap"] == pytest.approx(2.0)
+    assert not summary["within_noise"] and summary["goal"]["met"]
+    # Reversed order: tau -1 fails, since the spread is beyond noise.
+    summary = bench.summarise(rows([50, 60, 70, 80], [82, 72, 62, 52]), 300, 0)
+    assert summary["kendall_tau"] == pytest.approx(-1.0) and not summary["goal"]["met"]
+    # Stand-alone within a point of each other: within noise, tau is not required, the gap is.
+    summary = bench.summarise(rows([97, 95, 96], [97.5, 97.2, 97.0]), 300, 0)
+    assert summary["within_noise"] and not summary["goal"]["tau_met"] and summary["goal"]["met"]
+    summary = bench.summarise(rows([87, 85, 86], [97.5, 97.2, 97.0]), 300, 0)
+    assert summary["within_noise"] and not summary["goal"]["met"]
+    # A constant side has no tau: null in the JSON, and the goal then rests on the noise.
+    summary = bench.summarise(rows([90, 90, 90], [80, 85, 90]), 300, 0)
+    assert math.isnan(summary["kendall_tau"]) and summary["kendall_tau_ci95"]["used"] == 0
+    assert bench.without_nan(summary)["kendall_tau"] is None
+    assert "goal NOT MET" in bench.goal_line(summary)
