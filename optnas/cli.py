@@ -224,7 +224,7 @@ def resume(study_name: str, storage: str, jobs: int, quiet: bool, **values: Any)
 @click.option("--n-workers", type=click.IntRange(0), default=None,
               help="Data-loading worker processes of this worker [default: the stored value].")
 @click.option("--threads", type=click.IntRange(1), default=None,
-              help="Torch CPU threads of this worker [default: the stored value, else half the logical CPUs].")
+              help="Torch CPU threads of this worker [default: the stored value, else one per physical core].")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
               help="Trials evaluated at once in this process (threads).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -564,7 +564,10 @@ def supernet() -> None:
 @supernet.command("train")
 @click.option("--dataset", default="digits", show_default=True, help="Dataset (see `optnas search --help`).")
 @click.option("--data", default=None, help="Folder holding the dataset files.")
-@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1), help="Epochs.")
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(1),
+              help="Epochs in all, --warmup-epochs included.")
+@click.option("--warmup-epochs", default=None, type=click.IntRange(0),
+              help="Epochs training the largest network alone before the sandwich rule [default: half of --epochs].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint file; an existing one is resumed from its last epoch.")
 @click.option("--width-mult", default=str(WIDTH_MULTS[0]), show_default=True,
@@ -577,13 +580,20 @@ def supernet() -> None:
 @click.option("--vld-size", default=None, type=click.IntRange(1), help="Held-out training images.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device.")
 @click.option("--threads", default=None, type=click.IntRange(1),
-              help="Torch CPU threads [default: half the logical CPUs, at least 1].")
+              help="Torch CPU threads [default: one per physical core it may run on].")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed.")
 @_friendly_errors
-def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_mult: str, low_res: int,
-                   high_res: int, rstep: int, n_classes: int | None, vld_size: int | None, device: str,
-                   threads: int | None, seed: int) -> None:
-    """Train an OFA MobileNetV3 supernet from scratch with the sandwich rule."""
+def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: int | None, out: str,
+                   width_mult: str, low_res: int, high_res: int, rstep: int, n_classes: int | None,
+                   vld_size: int | None, device: str, threads: int | None, seed: int) -> None:
+    """Train an OFA MobileNetV3 supernet from scratch.
+
+    The largest network trains alone first (--warmup-epochs), then the sandwich rule trains it
+    with the smallest and two random subnets, which learn from its predictions (in-place
+    distillation). Prints the validation top1 of the largest and smallest subnets and the
+    recipe, which the checkpoint records too. Whether the supernet ranks subnets as training
+    them would: benchmarks/bench_supernet_truth.py (see the README).
+    """
     from optnas.data.datasets import load_dataset
     from optnas.networks.supernet import build_supernet
     from optnas.spaces import MobileNetV3Space
@@ -595,9 +605,12 @@ def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_
     space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
     splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)
     network = build_supernet(n_classes or splits.n_classes, float(width_mult))
-    summary = train_supernet(network, splits, epochs=epochs, out_path=Path(out), device=device, seed=seed,
-                             resolutions=tuple(space.resolutions))
+    summary = train_supernet(network, splits, epochs=epochs, warmup_epochs=warmup_epochs, out_path=Path(out),
+                             device=device, seed=seed, resolutions=tuple(space.resolutions))
     click.echo(json.dumps(summary, indent=2, default=str))
+    click.echo("Check that its inherited accuracies rank subnets as stand-alone training does: search with "
+               f"--supernet-path {out}, then python benchmarks/bench_supernet_truth.py (README: "
+               "'Does the supernet tell the truth?').", err=True)
 
 
 @main.command("train")
@@ -619,7 +632,7 @@ def supernet_train(dataset: str, data: str | None, epochs: int, out: str, width_
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2), help="Images per step.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda:0.")
 @click.option("--threads", default=None, type=click.IntRange(1),
-              help="Torch CPU threads [default: half the logical CPUs, at least 1].")
+              help="Torch CPU threads [default: one per physical core it may run on].")
 @click.option("--seed", default=None, type=int, help="Seed of split, shuffling and dropout [default: the search's, else 0].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors

@@ -66,7 +66,12 @@ class SearchConfig:
         "'state_dict'). Without it a supernet is trained on the spot on the dataset."
     )
     supernet_epochs: int = _option(
-        12, "Epochs of sandwich-rule training when no --supernet-path is given.", type=int
+        12, "Epochs of supernet training when no --supernet-path is given: the largest network "
+        "alone first (--supernet-warmup-epochs), then the sandwich rule.", type=int
+    )
+    supernet_warmup_epochs: int | None = _option(
+        None, "Of --supernet-epochs, those training the largest network alone before the sandwich "
+        "rule distils it into the others [default: half].", type=int
     )
     first_obj: str = _option(
         "top1", "First objective: top1 = validation accuracy in % (maximised), or top1_robust = "
@@ -179,7 +184,7 @@ class SearchConfig:
     device: str = _option("cpu", "Torch device for training and evaluation, e.g. cuda:0.")
     n_workers: int = _option(0, "Data-loading worker processes (folder datasets).", type=int)
     threads: int | None = _option(
-        None, "Torch CPU threads of this process [default: half the logical CPUs, at least 1; "
+        None, "Torch CPU threads of this process [default: one per physical core it may run on; "
         "more threads than free cores slow training several-fold].", type=int
     )
     seed: int = _option(0, "Seed of the whole search (sampler, splits, training).", type=int)
@@ -271,6 +276,9 @@ class SearchConfig:
             raise ValueError(f"--width-mult must be one of {list(WIDTH_MULTS)}, got {self.width_mult}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
+        if self.supernet_warmup_epochs is not None and not 0 <= self.supernet_warmup_epochs <= self.supernet_epochs:
+            raise ValueError(f"--supernet-warmup-epochs must be between 0 and --supernet-epochs "
+                             f"({self.supernet_epochs}), got {self.supernet_warmup_epochs}")
         for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs", "trust_radius",
                      "warmup_ee_epochs", "ee_epochs"):
             if getattr(self, name) < 0:

@@ -24,6 +24,7 @@ from optnas.spaces.mobilenetv3 import (
     MobileNetV3Space,
     active_blocks,
 )
+from optnas.training import supernet as supernet_training
 from optnas.training.supernet import train_supernet
 
 RESOLUTION = 24
@@ -241,10 +242,24 @@ def test_train_supernet_writes_a_loadable_checkpoint(tiny_digits: DataSplits, tm
 
 
 def test_resumed_training_matches_an_uninterrupted_run(
-    tiny_digits: DataSplits, tmp_path: Path
+    tiny_digits: DataSplits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     straight, _ = _train(tiny_digits, 2, tmp_path / "straight.pth")
-    _train(tiny_digits, 1, tmp_path / "resumed.pth")
+    # A kill during the second epoch (the sandwich one: warm-up is half of 2 epochs).
+    epochs_begun = []
+    real_epoch = supernet_training._train_epoch
+
+    def killed_in_second_epoch(*args: Any, **kwargs: Any) -> float:
+        epochs_begun.append(1)
+        if len(epochs_begun) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(supernet_training, "_train_epoch", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_digits, 2, tmp_path / "resumed.pth")
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "resumed.pth", weights_only=True)["epoch"] == 1
     resumed, summary = _train(tiny_digits, 2, tmp_path / "resumed.pth")
     assert (summary["epochs"], summary["trained_epochs"]) == (2, 1)
     _assert_same_weights(resumed, straight)
@@ -263,6 +278,36 @@ def test_train_refuses_to_overwrite_a_foreign_file(
         _train(tiny_digits, 1, path)
     with pytest.raises(SupernetError, match="3 outputs"):
         train_supernet(build_supernet(3), tiny_digits, epochs=1, out_path=tmp_path / "x.pth")
+
+
+def test_training_checkpoint_records_its_recipe_and_refuses_another(tiny_digits: DataSplits, tmp_path: Path) -> None:
+    path = tmp_path / "supernet.pth"
+    _, summary = _train(tiny_digits, 1, path)
+    recipe = torch.load(path, weights_only=True)["recipe"]
+    assert recipe == summary["recipe"]
+    assert recipe["epochs"] == 1 and recipe["warmup_epochs"] == 0 and recipe["n_random"] == 1
+    with pytest.raises(SupernetError, match="another recipe.*epochs 1 instead of 2"):
+        _train(tiny_digits, 2, path)
+
+
+def test_warmup_trains_the_largest_network_alone(tiny_digits: DataSplits, tmp_path: Path) -> None:
+    """OFA's kernel transformation matrices (7x7 -> 5x5 -> 3x3 centres) serve only subnets with
+    smaller kernels: the largest network alone leaves them untouched, the sandwich rule trains them."""
+    def matrices(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in net.named_parameters() if "matrix" in name}
+
+    for warmup, phase in ((1, "largest"), (0, "sandwich")):
+        net = build_supernet(10)
+        before = matrices(net)
+        train_supernet(net, tiny_digits, epochs=1, warmup_epochs=warmup, out_path=tmp_path / f"{phase}.pth", seed=3,
+                       batch_size=20, resolutions=(RESOLUTION,), progress=False)
+        history = torch.load(tmp_path / f"{phase}.pth", weights_only=True)["history"]
+        assert [record["phase"] for record in history] == [phase]
+        changed = [name for name, value in matrices(net).items() if not torch.equal(value, before[name])]
+        assert (changed == []) == (phase == "largest"), changed
+    with pytest.raises(ValueError, match="warmup_epochs must be between 0 and epochs"):
+        train_supernet(net, tiny_digits, epochs=1, warmup_epochs=2, out_path=tmp_path / "x.pth")
+
 
 
 def test_max_depth_constant_matches_ofa(supernet: torch.nn.Module) -> None:

@@ -106,9 +106,14 @@ class CandidateEvaluator:
         config = self.config
         name = (
             f"supernet-{config.dataset}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
-            f"e{config.supernet_epochs}-seed{config.seed}.pth"
+            f"e{config.supernet_epochs}-warmup{self.supernet_warmup_epochs()}-seed{config.seed}.pth"
         )
         return self._supernet_dir / name
+
+    def supernet_warmup_epochs(self) -> int:
+        """Epochs the supernet trained on the spot trains its largest network alone."""
+        warmup = self.config.supernet_warmup_epochs
+        return self.config.supernet_epochs // 2 if warmup is None else warmup
 
     def _prepare_supernet(self) -> torch.nn.Module:
         config = self.config
@@ -122,7 +127,8 @@ class CandidateEvaluator:
         path = self.supernet_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         supernet = build_supernet(self.n_classes, config.width_mult)
-        self._echo(f"Supernet: {path} ({config.supernet_epochs} epochs on {config.dataset})")
+        self._echo(f"Supernet: {path} ({config.supernet_epochs} epochs on {config.dataset}, "
+                   f"the largest network alone for {self.supernet_warmup_epochs()})")
         # Workers sharing the folder train it once: the others wait, then resume the finished file.
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -130,6 +136,7 @@ class CandidateEvaluator:
                 supernet,
                 self.data,
                 epochs=config.supernet_epochs,
+                warmup_epochs=self.supernet_warmup_epochs(),
                 out_path=path,
                 device=config.device,
                 seed=config.seed,

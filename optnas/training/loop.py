@@ -13,20 +13,28 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from optnas.networks.inference import memory_format
 from optnas.training.sam import make_optimizer
 
 if TYPE_CHECKING:
     from optnas.data.datasets import ImageSet
 
 
+# Read at import, before any set_threads call changes it: torch starts with one thread per
+# physical core, which may be more than the CPUs this process is allowed on (a container's cpuset).
+_USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+_PHYSICAL_CORES = max(1, min(torch.get_num_threads(), _USABLE_CPUS))
+
+
 def set_threads(threads: int | None = None) -> int:
     """Set torch's CPU threads and return the number set.
 
     Args:
-        threads: the number of threads; None means half the logical CPUs (at least 1), since
-            OpenMP threads that outnumber free cores spin and slow training several-fold.
+        threads: the number of threads; None means torch's own default, one per physical
+            core (hyperthreads share a core's arithmetic units, and OpenMP threads that
+            outnumber free cores spin and slow training several-fold).
     """
-    count = threads if threads is not None else max(1, (os.cpu_count() or 2) // 2)
+    count = threads if threads is not None else _PHYSICAL_CORES
     torch.set_num_threads(count)
     return count
 
@@ -115,7 +123,8 @@ def fine_tune(
     if epochs == 0:
         return
     was_training = model.training
-    model.to(device).train()
+    layout = memory_format(device)
+    model.to(device, memory_format=layout).train()
     optimizer = make_optimizer(
         optim, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, rho=rho
     )
@@ -142,6 +151,7 @@ def fine_tune(
                     # Train-mode BN cannot normalise one image once the feature map is 1x1.
                     if len(labels) < 2:
                         continue
+                    images = images.contiguous(memory_format=layout)
                     # SAM/ASAM call the closure twice; the first call scores the step's batch.
                     step_logits: list[torch.Tensor] = []
 
