@@ -19,7 +19,7 @@ independent accuracies). Everything goes to ``--work/truth.json`` (a tau that do
 one side being constant, is null there).
 
     python benchmarks/bench_supernet_truth.py --storage sqlite:///nas.db --study-name NAME [--work DIR]
-        [--n-subnets 10] [--epochs 5] [--learning-rate 0.1] [--bootstrap 2000] [--threads 1] [--device cpu]
+        [--n-subnets 10] [--epochs 8] [--learning-rate 0.1] [--recipe supernet|plain] [--bootstrap 2000] [--threads 1] [--device cpu]
     python benchmarks/bench_supernet_truth.py --supernet supernet.pth [--dataset digits] [--vld-size 360]
         [--search-epochs 0] [--option lr=32 --option ur=32 ...] [--n-subnets 10] [--work DIR]
     python benchmarks/bench_supernet_truth.py ... --quick    # 3 subnets, 1 epoch on 64 images: a smoke run
@@ -28,6 +28,7 @@ one side being constant, is null there).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch.nn.functional as F
 from scipy.stats import kendalltau
 
 from optnas import trial_attrs
@@ -46,14 +48,16 @@ from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.networks.costs import profile
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.standalone import build_network
-from optnas.networks.supernet import build_supernet
+from optnas.networks.supernet import build_supernet, zero_init_residuals
 from optnas.studies.study import CONFIG_ATTR
 from optnas.training.loop import fine_tune, set_threads
 
 GOAL_GAP = 5.0
 GOAL_TAU = 0.6
+# The largest network's label smoothing in optnas.training.supernet.train_supernet.
+LABEL_SMOOTHING = 0.1
 # Option: (default, --quick default).
-DEFAULTS = {"n_subnets": (10, 3), "epochs": (5, 1), "train_images": (None, 64), "bootstrap": (2000, 200)}
+DEFAULTS = {"n_subnets": (10, 3), "epochs": (8, 1), "train_images": (None, 64), "bootstrap": (2000, 200)}
 # Draws per requested subnet when --supernet samples the space (costs are analytic: cheap).
 POOL_PER_SUBNET = 20
 
@@ -152,13 +156,17 @@ def score_inherited(evaluator: CandidateEvaluator, candidate: dict[str, Any]) ->
 
 def train_standalone(
     subnet: dict[str, Any], data: Any, *, n_classes: int, epochs: int, lr: float, batch_size: int, seed: int,
-    device: str, train_images: int | None = None,
+    device: str, train_images: int | None = None, recipe: str = "supernet",
 ) -> dict[str, Any]:
     """Train one architecture from scratch and score it on the validation and test images.
 
     The network is built from a freshly initialised supernet (``build_supernet(seed=seed)``),
     trained with :func:`optnas.training.loop.fine_tune` on the training split, its BN statistics
     recomputed, then evaluated; the combined score counts the images of both splits.
+    ``recipe`` ``supernet`` trains it as ``optnas supernet train`` trains the largest network
+    (residual branches zero-initialised, label smoothing 0.1); ``plain`` with OFA's
+    initialisation and plain cross-entropy, which in 5 epochs leaves large networks unconverged
+    and scattered (78-86 % for three near-identical 15 M-MAC networks).
 
     Args:
         subnet: a canonical mobilenetv3 subnet.
@@ -170,6 +178,7 @@ def train_standalone(
         seed: seeds the initialisation, shuffling, augmentation, dropout and BN images.
         device: torch device.
         train_images: train on the first images of the split only (None: all).
+        recipe: ``supernet`` or ``plain`` (see above).
 
     Returns:
         ``top1`` (validation and test together), ``top1_valid``, ``top1_test``, ``correct``,
@@ -177,10 +186,15 @@ def train_standalone(
     """
     start = time.perf_counter()
     train = data.train if train_images is None else data.train.subset(range(min(train_images, len(data.train))))
-    network = build_network(subnet, n_classes, build_supernet(n_classes, subnet["w"], seed=seed))
+    supernet = build_supernet(n_classes, subnet["w"], seed=seed)
+    loss = None
+    if recipe == "supernet":
+        zero_init_residuals(supernet)
+        loss = functools.partial(F.cross_entropy, label_smoothing=LABEL_SMOOTHING)
+    network = build_network(subnet, n_classes, supernet)
     resolution = int(subnet["r"])
     fine_tune(network, train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
-              batch_size=batch_size)
+              batch_size=batch_size, loss=loss)
     recalibrate_bn(network, train, resolution=resolution, device=device, seed=seed)
     scores, correct, images = {}, 0, 0
     for name, split in (("valid", data.valid), ("test", data.test)):
@@ -318,9 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--data", default=None, help="dataset folder (overrides the study's)")
     parser.add_argument("--work", type=Path, default=Path("bench-supernet-truth"))
     parser.add_argument("--n-subnets", type=int, default=None, help="subnets spread over MACs [10; --quick 3]")
-    parser.add_argument("--epochs", type=int, default=None, help="stand-alone training epochs [5; --quick 1]")
+    parser.add_argument("--epochs", type=int, default=None, help="stand-alone training epochs [8; --quick 1]")
     parser.add_argument("--learning-rate", type=float, default=0.1, help="stand-alone initial learning rate")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--recipe", choices=("supernet", "plain"), default="supernet",
+                        help="stand-alone training: supernet = zero-initialised residual branches and label "
+                             "smoothing 0.1, as the supernet's largest network; plain = OFA's initialisation, "
+                             "plain cross-entropy [supernet]")
     parser.add_argument("--train-images", type=int, default=None,
                         help="train on the first N training images only [all; --quick 64]")
     parser.add_argument("--seed", type=int, default=None,
@@ -365,13 +383,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {"dataset": config.dataset, "vld_size": len(data.valid), "test_size": len(data.test),
                 "split_seed": config.seed, "epochs": args.epochs, "learning_rate": args.learning_rate,
                 "batch_size": args.batch_size, "train_images": args.train_images or len(data.train),
-                "seed": seed, "bootstrap": args.bootstrap, "device": args.device, "threads": args.threads}
+                "seed": seed, "bootstrap": args.bootstrap, "device": args.device, "threads": args.threads,
+                "recipe": args.recipe}
 
     rows = []
     for candidate in chosen:
         result = train_standalone(
             candidate["subnet"], data, n_classes=evaluator.n_classes, epochs=args.epochs, lr=args.learning_rate,
-            batch_size=args.batch_size, seed=seed, device=args.device, train_images=args.train_images)
+            batch_size=args.batch_size, seed=seed, device=args.device, train_images=args.train_images,
+            recipe=args.recipe)
         rows.append({"trial": candidate["trial"], "macs": candidate["macs"], "inherited": candidate["inherited"],
                      "standalone": result["top1"], "standalone_valid": result["top1_valid"],
                      "standalone_test": result["top1_test"], "correct": result["correct"],
