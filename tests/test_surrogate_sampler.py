@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import optuna
@@ -20,8 +21,8 @@ from optnas.studies.search import start_search
 
 
 def _config(tmp_path: Path, **overrides: object) -> SearchConfig:
-    values = dict(search_space="nasbench201", dataset="cifar10", sec_obj="params", n_doe=10,
-                  iterations=3, n_iter=5, predictor="rbf", save=str(tmp_path / "run"))
+    values = {"search_space": "nasbench201", "dataset": "cifar10", "sec_obj": "params", "n_doe": 10,
+                  "iterations": 3, "n_iter": 5, "predictor": "rbf", "save": str(tmp_path / "run")}
     values.update(overrides)
     return SearchConfig(**values).validate()
 

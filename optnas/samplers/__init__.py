@@ -2,4 +2,10 @@
 
 A layer below configurations and studies: ``optnas.studies.sampling`` builds a sampler from a
 search configuration.
+
+``SurrogateSampler`` also works in any Optuna study, on a user's own objective.
 """
+
+from optnas.samplers.surrogate import SurrogateSampler
+
+__all__ = ["SurrogateSampler"]

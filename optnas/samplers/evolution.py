@@ -6,7 +6,7 @@ strategy behind :class:`SurrogateNSGA2`; ranks and crowding come from :mod:`optn
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -8,8 +8,9 @@ their observed figures and returns the next candidates with their predictions.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +87,10 @@ class MSuNASStep:
             architecture (None: anywhere), so that predictions are used where they were learnt.
         population_size: NSGA-II population on the surrogate.
         generations: NSGA-II generations on the surrogate.
+        plausible: (quantity, predictions) → predictions brought into the quantity's range
+            (default: top1 clipped to 0-100, anything else to ≥ 0, as NAS figures are).
+        constraint_scales: constraint name → the unit its excess is counted in (default:
+            the bound's magnitude, so that constraints in different units weigh alike).
     """
 
     def __init__(
@@ -100,6 +105,8 @@ class MSuNASStep:
         trust_radius: int | None = None,
         population_size: int = 100,
         generations: int = 30,
+        plausible: Callable[[str, np.ndarray], np.ndarray] | None = None,
+        constraint_scales: dict[str, float] | None = None,
     ) -> None:
         self.space = space
         self.costs = costs
@@ -108,6 +115,8 @@ class MSuNASStep:
         self.predictor = predictor
         self.sec_predictor = sec_predictor
         self.trust_radius = trust_radius
+        self.plausible = plausible or _plausible
+        self.constraint_scales = dict(constraint_scales or {})
         self._evolution = SurrogateNSGA2(space, population_size, generations)
         self._costs_cache: dict[tuple, dict[str, float]] = {}
 
@@ -150,7 +159,7 @@ class MSuNASStep:
 
         def predict(vectors: np.ndarray) -> dict[str, np.ndarray]:
             features = self.space.features(vectors)
-            values = {name: _plausible(name, model.predict(features)) for name, model in models.items()}
+            values = {name: self.plausible(name, model.predict(features)) for name, model in models.items()}
             costs = [self.costs_of(vector) for vector in vectors]
             for name in self.quantities:
                 if name not in values:
@@ -226,7 +235,8 @@ class MSuNASStep:
             value = values[_quantity(name)]
             excess = bound - value if name == "top1min" else value - bound
             # Relative excess, so constraints in different units weigh alike.
-            violation += np.maximum(0.0, excess) / max(abs(bound), 1e-12)
+            scale = self.constraint_scales.get(name, max(abs(bound), 1e-12))
+            violation += np.maximum(0.0, excess) / scale
         return violation
 
 

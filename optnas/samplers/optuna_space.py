@@ -1,0 +1,179 @@
+"""A search space made of Optuna distributions, as gene vectors for the surrogate step.
+
+Every parameter becomes a gene with a finite, ordered list of values (its *levels*):
+
+* ``CategoricalDistribution``: its choices (no order assumed: the predictors see them one-hot);
+* ``IntDistribution``: every value ``low, low+step, … high`` when there are at most ``levels``
+  of them, else ``levels`` values spread evenly (geometrically with ``log=True``) over the
+  range, rounded onto the step grid;
+* ``FloatDistribution``: ``levels`` values spread evenly (geometrically with ``log=True``)
+  from ``low`` to ``high`` — or every value of its ``step`` grid when that has at most
+  ``levels`` values, else ``levels`` of them spread over it.
+
+So integers and categories are searched exactly, and floats (and very long integer ranges)
+on a grid: the surrogate never proposes a value between two levels. A trial whose parameter
+lies off the grid (sampled by another sampler, or enqueued) is read as its nearest level.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from optnas.spaces.base import SearchSpace
+
+DEFAULT_LEVELS = 64
+
+
+class OptunaSpace(SearchSpace):
+    """The genes of a dict of Optuna distributions (parameters sorted by name).
+
+    Here a *subnet* and a *params* dict are the same thing: one value per parameter.
+
+    Args:
+        distributions: parameter name → distribution (categorical, int or float).
+        levels: the most values a numeric parameter is searched on (see the module).
+    """
+
+    name = "optuna"
+    trains_networks = False
+
+    def __init__(self, distributions: dict[str, BaseDistribution], levels: int = DEFAULT_LEVELS) -> None:
+        if levels < 2:
+            raise ValueError(f"levels must be at least 2, got {levels}")
+        if not distributions:
+            raise ValueError("the search space is empty")
+        self._distributions = {name: distributions[name] for name in sorted(distributions)}
+        self.levels = levels
+        self._values: list[list[Any]] = []
+        self._features: list[np.ndarray] = []
+        self._ordered: list[np.ndarray | None] = []
+        for name, distribution in self._distributions.items():
+            values, position = _levels(name, distribution, levels)
+            self._values.append(values)
+            if position is None:
+                # Categories: one-hot (a single column for two choices).
+                eye = np.eye(len(values))
+                self._features.append(eye[:, 1:] if len(values) == 2 else eye)
+                self._ordered.append(None)
+            else:
+                span = position.max() - position.min()
+                self._features.append(((position - position.min()) / (span if span > 0 else 1.0))[:, None])
+                self._ordered.append(position)
+        self._gene_lists = (tuple(self._distributions), tuple(tuple(v) for v in self._values))
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return dict(self._distributions)
+
+    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(params)
+
+    def encode(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        return dict(subnet)
+
+    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        return self.from_vector(self.to_vector(subnet))
+
+    def smallest(self) -> dict[str, Any]:
+        return {name: values[0] for name, values in zip(self._distributions, self._values)}
+
+    def largest(self) -> dict[str, Any]:
+        return {name: values[-1] for name, values in zip(self._distributions, self._values)}
+
+    def contains(self, params: dict[str, Any]) -> bool:
+        """Whether ``params`` gives every parameter of the space a value its distribution holds.
+
+        Args:
+            params: trial parameters.
+        """
+        for name, distribution in self._distributions.items():
+            if name not in params:
+                return False
+            try:
+                if not distribution._contains(distribution.to_internal_repr(params[name])):
+                    return False
+            except (ValueError, TypeError):
+                return False
+        return True
+
+    def to_vector(self, subnet: dict[str, Any]) -> np.ndarray:
+        vector = np.empty(len(self._values), dtype=np.int64)
+        for gene, (name, values) in enumerate(zip(self._distributions, self._values)):
+            value = subnet[name]
+            position = self._ordered[gene]
+            if position is None:
+                vector[gene] = _index_of(values, value)
+            else:
+                distribution = self._distributions[name]
+                target = math.log(value) if getattr(distribution, "log", False) else float(value)
+                vector[gene] = int(np.argmin(np.abs(position - target)))
+        return vector
+
+    def from_vector(self, vector: np.ndarray) -> dict[str, Any]:
+        return {name: values[int(index)] for name, values, index in zip(self._distributions, self._values, vector)}
+
+    def canonical_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        # Every vector of levels is a distinct, valid point.
+        return np.asarray(vectors, dtype=np.int64).reshape(len(vectors), len(self._values))
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot.
+
+        Args:
+            vectors: array of shape (n, n_genes) of gene indices.
+        """
+        vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(self._values))
+        return np.hstack([table[vectors[:, gene]] for gene, table in enumerate(self._features)])
+
+
+def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[list[Any], np.ndarray | None]:
+    """A gene's values and, for numeric genes, their positions (log of the value if log)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices), None
+    if isinstance(distribution, IntDistribution):
+        low, high, step, log = distribution.low, distribution.high, distribution.step, distribution.log
+        count = (high - low) // step + 1
+        if count <= levels:
+            values = [low + i * step for i in range(count)]
+        elif log:
+            grid = np.geomspace(low, high, levels)
+            values = sorted({int(min(high, max(low, round(v)))) for v in grid})
+        else:
+            index = np.unique(np.round(np.linspace(0, count - 1, levels)).astype(np.int64))
+            values = [int(low + i * step) for i in index]
+        positions = np.log(np.array(values, dtype=float)) if log else np.array(values, dtype=float)
+        return values, positions
+    if isinstance(distribution, FloatDistribution):
+        low, high, step, log = distribution.low, distribution.high, distribution.step, distribution.log
+        if step is not None:
+            count = round((high - low) / step) + 1
+            index = np.arange(count) if count <= levels else np.unique(np.round(np.linspace(0, count - 1, levels)))
+            values = [float(min(high, low + float(i) * step)) for i in index]
+        elif high == low:
+            values = [float(low)]
+        elif log:
+            values = [float(v) for v in np.clip(np.geomspace(low, high, levels), low, high)]
+        else:
+            values = [float(v) for v in np.clip(np.linspace(low, high, levels), low, high)]
+        positions = np.log(np.array(values)) if log else np.array(values)
+        return values, positions
+    raise ValueError(f"parameter {name!r}: unsupported distribution {type(distribution).__name__}")
+
+
+def _index_of(values: list[Any], value: Any) -> int:
+    # By type and value: Optuna's categorical choices may mix 1, 1.0 and True.
+    for index, choice in enumerate(values):
+        if type(choice) is type(value) and choice == value:
+            return index
+    for index, choice in enumerate(values):
+        if choice == value:
+            return index
+    raise ValueError(f"{value!r} is not one of the choices {values}")
