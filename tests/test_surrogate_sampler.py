@@ -22,7 +22,7 @@ from optnas.studies.search import start_search
 
 def _config(tmp_path: Path, **overrides: object) -> SearchConfig:
     values = {"search_space": "nasbench201", "dataset": "cifar10", "sec_obj": "params", "n_doe": 10,
-                  "iterations": 3, "n_iter": 5, "predictor": "rbf", "save": str(tmp_path / "run")}
+              "iterations": 3, "n_iter": 5, "predictor": "rbf", "save": str(tmp_path / "run")}
     values.update(overrides)
     return SearchConfig(**values).validate()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def _run(sampler: optuna.samplers.BaseSampler, objective: Any = _objective, n_tr
 
 def _sampler(**options: Any) -> SurrogateSampler:
     values: dict[str, Any] = {"n_doe": 20, "n_iter": 8, "seed": 0, "predictor": "rbf", "sec_predictor": "rbf",
-                                  "population_size": 40, "generations": 15}
+                              "population_size": 40, "generations": 15}
     values.update(options)
     return SurrogateSampler(**values)
 
@@ -111,6 +112,9 @@ def test_same_seed_same_trials_other_seed_other() -> None:
     runs = [[t.params for t in _run(_sampler(seed=seed), n_trials=30).trials] for seed in (4, 4, 5)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+    # Picklable (Optuna's recipe for resuming a study with its sampler), the copy alike.
+    copy = pickle.loads(pickle.dumps(_sampler(seed=4)))
+    assert [t.params for t in _run(copy, n_trials=30).trials] == runs[0]
 
 
 def test_constraints_feasibility_first() -> None:

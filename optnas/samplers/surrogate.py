@@ -149,6 +149,16 @@ class SurrogateSampler(BaseSampler):
         self._intersection = IntersectionSearchSpace()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable, like Optuna's samplers (the recipe for resuming a study with its sampler).
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # ---- Optuna's sampler interface -------------------------------------------------------
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -23,8 +23,8 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
         from optnas.evaluation.candidate import exact_costs
 
         return SurrogateSampler(
-            config.make_space(),
-            functools.partial(exact_costs, config),
+            space=config.make_space(),
+            costs=functools.partial(exact_costs, config),
             objectives=config.objectives,
             constraint_bounds=config.constraint_bounds,
             n_doe=config.n_doe,
