@@ -4,11 +4,12 @@ No optnas search here: the objective is a user's own function of six categorical
 ``suggest_categorical`` calls (one operation per edge) returning (top1 %, M params) from the
 table (``optnas.spaces.nasbench201.lookup``, offline), maximised and minimised. The
 surrogate gets ``exact={1: params}`` (model size follows from the encoding) in the
-``surrogate`` row and predicts both objectives in ``surrogate-noexact``. Results are
+``sur-exact`` row and predicts both objectives in the ``surrogate`` row (both with
+``--predictor``, rbf by default). Results are
 fractions of the true front's hypervolume, as in ``bench_samplers.py``.
 
     python benchmarks/bench_surrogate_optuna.py [--seeds 3] [--budgets 50 100]
-                                                [--samplers surrogate surrogate-noexact nsga2 tpe random]
+                                                [--samplers sur-exact surrogate nsga2 tpe random]
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ from bench_samplers import hv_fraction, table_header, table_row, true_front
 from optnas.samplers import SurrogateSampler
 from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
 
-SAMPLERS = ("surrogate", "surrogate-noexact", "nsga2", "tpe", "random")
+SAMPLERS = ("sur-exact", "surrogate", "nsga2", "tpe", "random")
 
 
 def make_sampler(name: str, seed: int, table_seed: int, predictor: str) -> optuna.samplers.BaseSampler:
     """One sampler, as a user would build it."""
-    if name.startswith("surrogate"):
+    if name in ("sur-exact", "surrogate"):
         def exact(params: dict[str, Any]) -> dict[int, float]:
             return {1: lookup(_subnet(params), "cifar10", table_seed)["params"]}
 
-        return SurrogateSampler(n_doe=20, n_iter=10, seed=seed, predictor=predictor,
-                                exact=exact if name == "surrogate" else None)
+        return SurrogateSampler(n_doe=20, n_iter=10, seed=seed, predictor=predictor, sec_predictor=predictor,
+                                exact=exact if name == "sur-exact" else None)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=10, seed=seed)
     if name == "tpe":
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
-    parser.add_argument("--predictor", default="rbf")
+    parser.add_argument("--predictor", default="rbf", help="the surrogate's predictor of every objective")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     budget = max(args.budgets)

@@ -157,7 +157,9 @@ def test_one_and_three_objectives_with_maximisation() -> None:
         _objective(trial)
         return -sum((trial.params[name] - 7) ** 2 for name in ("x0", "x1", "x2"))
 
-    study = _run(_sampler(n_doe=10, n_iter=5), single, n_trials=25, directions=("maximize",))
+    # Without a seed, the first worker draws one and stores it for the others.
+    study = _run(_sampler(n_doe=10, n_iter=5, seed=None), single, n_trials=25, directions=("maximize",))
+    assert isinstance(study.user_attrs["surrogate:seed"], int)
     design_best = max(t.value for t in study.trials if t.number < 10)
     assert study.best_value >= design_best
     assert len(study.user_attrs["surrogate:batch:0003"]["params"]) == 5

@@ -345,7 +345,12 @@ class SurrogateSampler(BaseSampler):
         def costs(params: dict[str, Any]) -> dict[str, float]:
             if exact is None:
                 return {}
-            return {f"{OBJECTIVE}{int(i)}": signs[int(i)] * float(v) for i, v in exact(params).items()}
+            values = exact(params)
+            wrong = [i for i in values if not isinstance(i, (int, np.integer)) or not 0 <= i < len(signs)]
+            if wrong:
+                raise ValueError(f"exact returned objective indices {wrong}; the study has objectives "
+                                 f"0..{len(signs) - 1}")
+            return {f"{OBJECTIVE}{int(i)}": signs[int(i)] * float(v) for i, v in values.items()}
 
         step = MSuNASStep(
             space, costs, objectives=objectives, constraint_bounds=bounds,
