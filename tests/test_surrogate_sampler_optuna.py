@@ -196,6 +196,15 @@ def test_float_parameters_are_searched_on_a_grid() -> None:
     assert np.median(late) < np.median(early)
 
 
+def test_threads_share_the_sampler_and_keep_the_mapping() -> None:
+    options = {"search_space": SPACE, "n_doe": 8, "n_iter": 4, "seed": 2, "poll_seconds": 0.02}
+    alone = _run(_sampler(**options), n_trials=20)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=_sampler(**options))
+    study.optimize(_objective, n_trials=20, n_jobs=2)
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.params for t in trials] == [t.params for t in alone.trials]
+
+
 _WORKER = """
 import sys
 import optuna
