@@ -21,7 +21,8 @@ from tests.conftest import invoke_cli
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_supernet_truth.py"
 ROW_FIELDS = {"trial", "macs", "inherited", "standalone", "standalone_valid", "standalone_test", "correct",
               "images", "seconds", "subnet"}
-SUMMARY_FIELDS = {"subnets", "kendall_tau", "kendall_tau_ci95", "kendall_tau_valid", "mean_gap", "mean_abs_gap",
+SUMMARY_FIELDS = {"subnets", "kendall_tau", "kendall_tau_ci95", "kendall_tau_valid", "standalone_split_tau",
+                  "mean_gap", "mean_abs_gap",
                   "mean_gap_valid", "standalone_spread", "standalone_mean", "images", "noise_se",
                   "noise_threshold", "within_noise", "goal"}
 
@@ -74,6 +75,11 @@ def _check_summary(report: dict, out: str) -> None:
     else:
         assert tau == pytest.approx(expected)
         assert ci["low"] <= tau <= ci["high"] and 0 < ci["used"] <= report["settings"]["bootstrap"]
+    split_tau = kendalltau([row["standalone_valid"] for row in rows], [row["standalone_test"] for row in rows])[0]
+    if summary["standalone_split_tau"] is None:
+        assert math.isnan(split_tau)
+    else:
+        assert summary["standalone_split_tau"] == pytest.approx(split_tau)
     gaps = [row["standalone"] - row["inherited"] for row in rows]
     assert summary["mean_gap"] == pytest.approx(np.mean(gaps))
     assert summary["mean_abs_gap"] == pytest.approx(np.mean(np.abs(gaps)))
@@ -151,12 +157,13 @@ def test_spread_by_cost_takes_evenly_spaced_ranks(bench) -> None:
 
 def test_summary_of_made_up_rows(bench) -> None:
     def rows(inherited, standalone):
-        return [{"inherited": i, "standalone": s, "standalone_valid": s, "images": 719}
+        return [{"inherited": i, "standalone": s, "standalone_valid": s, "standalone_test": s, "images": 719}
                 for i, s in zip(inherited, standalone)]
 
     # Same order, 2 points apart, spread far beyond the noise of 719 images: the goal holds.
     summary = bench.summarise(rows([50, 60, 70, 80], [52, 62, 72, 82]), 300, 0)
     assert summary["kendall_tau"] == pytest.approx(1.0) and summary["mean_gap"] == pytest.approx(2.0)
+    assert summary["standalone_split_tau"] == pytest.approx(1.0)
     assert not summary["within_noise"] and summary["goal"]["met"]
     # Reversed order: tau -1 fails, since the spread is beyond noise.
     summary = bench.summarise(rows([50, 60, 70, 80], [82, 72, 62, 52]), 300, 0)
