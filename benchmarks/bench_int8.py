@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 
-QUICK_START = ("--supernet-epochs 8 --lr 16 --ur 32 --rstep 8 --n-doe 10 --iterations 2 --n-iter 4 --n-epochs 0 "
+QUICK_START = ("--supernet-epochs 7 --lr 16 --ur 32 --rstep 8 --n-doe 10 --iterations 2 --n-iter 4 --n-epochs 0 "
                "--sec-obj macs")
 
 

@@ -60,7 +60,7 @@ from optnas.training.supernet import train_supernet
 
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 README_COMMAND = (
-    "search --storage sqlite:///quickstart.db --supernet-epochs 8 --lr 16 --ur 32 --rstep 8 --n-doe 10 "
+    "search --storage sqlite:///quickstart.db --supernet-epochs 7 --lr 16 --ur 32 --rstep 8 --n-doe 10 "
     "--iterations 2 --n-iter 4 --n-epochs 0 --sec-obj macs"
 )
 RESOLUTION = 32

@@ -160,12 +160,15 @@ def train_supernet(
         seconds.append(time.perf_counter() - begin)
         record = {"epoch": epoch + 1, "phase": phase, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": seconds[-1]}
-        # Validating costs a third of an epoch here: only where a phase ends.
+        # Validating costs a third of an epoch here: only where a phase ends, and the smallest
+        # subnet only once the sandwich rule has trained it.
         if epoch + 1 in (warmup_epochs, epochs):
             record["top1_largest"] = _validate(supernet, data, largest, device, seed)
-            record["top1_smallest"] = _validate(supernet, data, smallest, device, seed)
-            bar.set_postfix(loss=f"{loss:.3f}", largest=f"{record['top1_largest']:.1f}",
-                            smallest=f"{record['top1_smallest']:.1f}")
+            postfix = {"loss": f"{loss:.3f}", "largest": f"{record['top1_largest']:.1f}"}
+            if sandwich or epoch + 1 == epochs:
+                record["top1_smallest"] = _validate(supernet, data, smallest, device, seed)
+                postfix["smallest"] = f"{record['top1_smallest']:.1f}"
+            bar.set_postfix(postfix)
         history.append(record)
         _save_checkpoint(out_path, supernet, optimizer, history, seed=seed, recipe=recipe)
     bar.close()
