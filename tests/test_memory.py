@@ -23,15 +23,18 @@ from tests.conftest import invoke_cli
 @pytest.mark.parametrize("seed", [0, 1])
 def test_weight_tensors_are_the_networks_with_batch_norm_folded(seed: int, supernet: torch.nn.Module) -> None:
     for subnet in MobileNetV3Space(resolutions=[32, 64]).sample(np.random.default_rng(seed), 3):
-        network = extract_subnet(supernet, subnet)
-        layers = [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-        norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        tensors = weight_tensors(subnet, 10)
-        assert sorted(t.weights for t in tensors) == sorted(m.weight.numel() for m in layers)
-        # A folded batch normalization becomes the bias of the convolution before it.
-        biases = sum(m.num_features for m in norms) + sum(m.bias.numel() for m in layers if m.bias is not None)
-        assert sum(t.channels for t in tensors if t.bias) == biases
-        assert sum(t.channels for t in tensors) == sum(m.weight.shape[0] for m in layers)
+        _assert_tensors_are_the_networks(extract_subnet(supernet, subnet), subnet)
+
+
+def _assert_tensors_are_the_networks(network: torch.nn.Module, subnet: dict) -> None:
+    layers = [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    tensors = weight_tensors(subnet, 10)
+    assert sorted(t.weights for t in tensors) == sorted(m.weight.numel() for m in layers)
+    # A folded batch normalization becomes the bias of the convolution before it.
+    biases = sum(m.num_features for m in norms) + sum(m.bias.numel() for m in layers if m.bias is not None)
+    assert sum(t.channels for t in tensors if t.bias) == biases
+    assert sum(t.channels for t in tensors) == sum(m.weight.shape[0] for m in layers)
 
 
 def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Module) -> None:
@@ -40,12 +43,7 @@ def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Mo
     assert subnets
     for subnet in subnets:
         network = EarlyExitNetwork(extract_subnet(supernet, backbone_subnet(subnet)), subnet, 10).eval()
-        layers = [m for m in network.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-        norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        tensors = weight_tensors(subnet, 10)
-        assert sorted(t.weights for t in tensors) == sorted(m.weight.numel() for m in layers)
-        biases = sum(m.num_features for m in norms) + sum(m.bias.numel() for m in layers if m.bias is not None)
-        assert sum(t.channels for t in tensors if t.bias) == biases
+        _assert_tensors_are_the_networks(network, subnet)
         # A head's working set, read off the running network: its input, the pooled copy, the conv output.
         sizes: list[dict[str, int]] = []
         hooks = [head.register_forward_pre_hook(lambda m, i: sizes.append({"in": i[0].numel()}))

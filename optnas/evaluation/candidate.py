@@ -27,7 +27,7 @@ from optnas.networks.quantization import calibration_indices, int8_top1
 from optnas.networks.supernet import build_supernet, load_supernet
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training.loop import set_threads
-from optnas.training.supernet import train_supernet
+from optnas.training.supernet import resolved_warmup_epochs, train_supernet
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ class CandidateEvaluator:
 
     def supernet_warmup_epochs(self) -> int:
         """Epochs the supernet trained on the spot trains its largest network alone."""
-        warmup = self.config.supernet_warmup_epochs
-        return self.config.supernet_epochs // 2 if warmup is None else warmup
+        return resolved_warmup_epochs(self.config.supernet_epochs, self.config.supernet_warmup_epochs)
 
     def _prepare_supernet(self) -> torch.nn.Module:
         config = self.config

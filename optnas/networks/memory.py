@@ -37,7 +37,15 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from optnas.networks.costs import _SE, _canonical, _channels, _make_divisible, layers, profile, stage_outputs
+from optnas.networks.costs import (
+    _SE,
+    _canonical,
+    _channels,
+    _make_divisible,
+    layers,
+    profile,
+    stage_outputs,
+)
 from optnas.networks.early_exits import head_layout
 from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
 
@@ -90,12 +98,19 @@ def weight_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]
     return tensors + heads
 
 
-def _head_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]:
+def _heads(subnet: dict[str, Any]) -> list[tuple[int, int, int, int]]:
+    """``(channels, size, pool, width)`` of each exit head of an eemobilenetv3 subnet, in order."""
     stages = stage_outputs(backbone_subnet(subnet))
-    tensors = []
+    heads = []
     for stage in exit_stages(subnet):
-        channels = stages[stage]["channels"]
-        width = head_layout(channels, stages[stage]["size"])[1]
+        channels, size = stages[stage]["channels"], stages[stage]["size"]
+        heads.append((channels, size, *head_layout(channels, size)))
+    return heads
+
+
+def _head_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]:
+    tensors = []
+    for channels, _, _, width in _heads(subnet):
         # The confidence is one more output of the linear layer.
         tensors += [WeightTensor(channels * width * 9, width, True),
                     WeightTensor(width * (n_classes + 1), n_classes + 1, True)]
@@ -110,11 +125,8 @@ def head_peak(subnet: dict[str, Any]) -> int:
     """
     if not is_early_exit(subnet):
         return 0
-    stages = stage_outputs(backbone_subnet(subnet))
     peaks = [0]
-    for stage in exit_stages(subnet):
-        channels, size = stages[stage]["channels"], stages[stage]["size"]
-        pool, width = head_layout(channels, size)
+    for channels, size, pool, width in _heads(subnet):
         side = size // pool
         pooled = channels * side * side if pool > 1 else 0
         peaks.append(channels * size * size + pooled + width * side * side)

@@ -101,8 +101,7 @@ def train_supernet(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if n_random < 0:
         raise ValueError(f"n_random must be zero or more, got {n_random}")
-    if warmup_epochs is None:
-        warmup_epochs = epochs // 2
+    warmup_epochs = resolved_warmup_epochs(epochs, warmup_epochs)
     if sandwich_lr is None:
         sandwich_lr = lr / 2
     if not 0 <= warmup_epochs <= epochs:
@@ -183,6 +182,16 @@ def train_supernet(
         "seconds": time.perf_counter() - started,
         "recipe": recipe,
     }
+
+
+def resolved_warmup_epochs(epochs: int, warmup_epochs: int | None) -> int:
+    """Return the epochs the largest subnet trains alone: ``warmup_epochs``, or half of ``epochs`` if None.
+
+    Args:
+        epochs: the total number of epochs.
+        warmup_epochs: the epochs asked for, or None.
+    """
+    return epochs // 2 if warmup_epochs is None else warmup_epochs
 
 
 class _CosineSchedule:
