@@ -73,6 +73,8 @@ class SurrogateSampler(BaseSampler):
             until a trial has completed, trials are sampled at random. An optnas
             :class:`~optnas.spaces.SearchSpace` selects the NAS form (or pass ``space=``).
         costs: NAS form only: exact figures of a subnet (``{"params": .., "macs": ..}``).
+        vector_costs: NAS form only, optional: the same figures for an array of gene vectors
+            at once (name → array), used to score the surrogate's offspring.
         n_doe: trials of the initial design (a Latin design over the parameters' values).
         n_iter: candidates per batch.
         seed: seed of the design, the predictors and the evolution. Workers of one study
@@ -97,6 +99,7 @@ class SurrogateSampler(BaseSampler):
         search_space: dict[str, BaseDistribution] | SearchSpace | None = None,
         costs: Callable[[dict[str, Any]], dict[str, float]] | None = None,
         *,
+        vector_costs: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
         n_doe: int = 20,
         n_iter: int = 8,
         seed: int | None = None,
@@ -132,11 +135,11 @@ class SurrogateSampler(BaseSampler):
             self.space: SearchSpace | None = space
             self.step: MSuNASStep | None = MSuNASStep(
                 space, costs, objectives=objectives, constraint_bounds=dict(constraint_bounds or {}),
-                **self._options,
+                vector_costs=vector_costs, **self._options,
             )
             self.seed: int | None = 0 if seed is None else seed
         else:
-            if costs is not None or objectives is not None or constraint_bounds is not None:
+            if costs is not None or vector_costs is not None or objectives is not None or constraint_bounds is not None:
                 raise ValueError("costs, objectives and constraint_bounds are for the NAS form (space=...); "
                                  "a plain study takes its objectives from the study and exact=")
             self.space = OptunaSpace(search_space, levels) if search_space is not None else None
