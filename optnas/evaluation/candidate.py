@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from optnas.config import SearchConfig
@@ -20,12 +21,13 @@ from optnas.evaluation.early_exits import evaluate_ee_candidate
 from optnas.evaluation.flatness import robustness
 from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.latency.table import LatencyTable
-from optnas.networks.costs import profile
+from optnas.networks.costs import profile, profile_vectors, space_widths
 from optnas.networks.early_exits import exit_profile
-from optnas.networks.memory import memory
+from optnas.networks.memory import memory, memory_vectors
 from optnas.networks.quantization import calibration_indices, int8_top1
 from optnas.networks.supernet import build_supernet, load_supernet
-from optnas.spaces.mobilenetv3 import WIDTH_MULTS
+from optnas.spaces.base import SearchSpace
+from optnas.spaces.mobilenetv3 import MobileNetV3Space
 from optnas.training.loop import set_threads
 from optnas.training.supernet import resolved_warmup_epochs, train_supernet
 
@@ -290,6 +292,50 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
     return costs
 
 
+def exact_costs_vectors(
+    config: SearchConfig, space: SearchSpace | None = None
+) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+    """Return :func:`exact_costs` for whole arrays of gene vectors, or None where no vectorised form exists.
+
+    For plain mobilenetv3 spaces the figures are those of :func:`exact_costs` on
+    ``space.from_vector(vector)``, equal to the bit, at a small fraction of the time: every
+    part's costs, flash and latency-table entry are tabulated on the first call, then each
+    call gathers and chains them. eemobilenetv3 (exit heads, per-exit figures) and
+    nasbench201 (table lookups) have none: their costs are computed one vector at a time.
+
+    Args:
+        config: the search configuration.
+        space: the space the vectors encode subnets of [default: ``config.make_space()``].
+
+    Returns:
+        None, or a function of an int array (n, n_genes) giving name → array (n,) for every
+        name :func:`exact_costs` returns.
+    """
+    space = config.make_space() if space is None else space
+    if not isinstance(space, MobileNetV3Space) or space.has_exits or config.space_class.has_exits:
+        return None
+    n_classes = config.class_count()
+    built: dict[str, Any] = {}
+
+    def costs(vectors: np.ndarray) -> dict[str, np.ndarray]:
+        # Tabulated on first use: building a sampler (e.g. to open a study) need not pay for it.
+        if not built:
+            built.update(profile=profile_vectors(space, n_classes), memory=memory_vectors(space, n_classes))
+        vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
+        figures = built["profile"](vectors)
+        figures.update(built["memory"](vectors))
+        table = latency_table(config)
+        if table is not None:
+            # The table is read again when its file changes, as exact_costs reads it.
+            if built.get("table") is not table:
+                built.update(table=table, latency=table.predict_vectors(space))
+            figures["latency"] = built["latency"](vectors)
+        figures["tiny_ml"] = config.tiny_ml(figures["params"], figures["macs"], figures["activations"])
+        return figures
+
+    return costs
+
+
 def latency_table(config: SearchConfig) -> LatencyTable | None:
     """Return the latency table a search predicts latency with, or None (measured, or none asked for).
 
@@ -323,7 +369,7 @@ def check_latency_table(config: SearchConfig) -> None:
     if table is None:
         return
     space = config.make_space()
-    widths = WIDTH_MULTS if space.search_width else (space.width_mult,)
+    widths = space_widths(space)
     table.check_covers(widths, space.resolutions, config.class_count(), exits=space.has_exits)
     if config.lmax is not None:
         fastest, subnet = table.fastest(widths, space.resolutions)

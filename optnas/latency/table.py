@@ -26,14 +26,30 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+import numpy as np
 
 # The table format and the overhead fit live in the device script, which runs without optnas.
 from optnas.latency.device import TABLE_FORMAT, fit_overhead  # noqa: F401
-from optnas.networks.costs import Layer, layers, stage_outputs
+from optnas.networks.costs import (
+    Layer,
+    gather_parts,
+    layers,
+    part_tables,
+    slot_genes,
+    stage_outputs,
+)
 from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
-from optnas.spaces.mobilenetv3 import DEPTHS, EXPAND_RATIOS, KERNEL_SIZES, N_STAGES, MobileNetV3Space
+from optnas.spaces.mobilenetv3 import (
+    DEPTHS,
+    EXPAND_RATIOS,
+    KERNEL_SIZES,
+    N_STAGES,
+    MobileNetV3Space,
+)
 
 
 class LatencyTableError(ValueError):
@@ -196,6 +212,45 @@ class LatencyTable:
         if is_early_exit(subnet):
             total += self._sum(exit_layers(subnet, self.n_classes))
         return total + self.overhead_ms
+
+    def predict_vectors(self, space: MobileNetV3Space) -> Callable[[np.ndarray], np.ndarray]:
+        """Return :meth:`predict` for whole arrays of gene vectors of a space, with the same figures.
+
+        Every entry a subnet of the space may read is looked up once here; each call gathers
+        them and adds them in the order :meth:`predict` does, so the sums are equal to the bit.
+
+        Args:
+            space: a mobilenetv3 space (not an early-exit one: its exit heads are not modelled).
+
+        Returns:
+            A function of an int array (n, n_genes) of gene vectors giving the latencies (ms),
+            an array (n,); it raises :class:`LatencyTableError` for a subnet the table lacks
+            an entry of, as :meth:`predict` does.
+        """
+
+        def entry(spec: dict[str, Any]) -> tuple[float]:
+            # A missing entry fails only the subnets that run the layer (NaN marks it).
+            return (self.layers.get(layer_key(spec), math.nan),)
+
+        n_classes = self.n_classes
+        tables = part_tables(
+            space,
+            lambda width, resolution: entry({"kind": "stem", "w": width, "r": resolution}),
+            lambda width, layer: entry(_mbconv_spec(width, layer)),
+            lambda width, size: entry({"kind": "head", "w": width, "size": size, "classes": n_classes}),
+        )
+
+        def latencies(vectors: np.ndarray) -> np.ndarray:
+            parts = gather_parts(tables, slot_genes(space, vectors))[..., 0]
+            total = np.zeros(len(parts))
+            for column in parts.T:
+                total += column
+            missing = np.flatnonzero(np.isnan(total))
+            if len(missing):
+                self.predict(space.from_vector(np.asarray(vectors).reshape(len(parts), -1)[missing[0]]))
+            return total + self.overhead_ms
+
+        return latencies
 
     def exit_latencies(self, subnet: dict[str, Any]) -> list[float]:
         """Return the latency (ms) to leave at each exit of an eemobilenetv3 subnet, final included.

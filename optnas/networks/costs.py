@@ -54,12 +54,24 @@ tables, through :func:`optnas.spaces.nasbench201.lookup`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import groupby
 from numbers import Integral
 from typing import Any, NamedTuple
 
-from optnas.spaces.mobilenetv3 import MAX_DEPTH, MobileNetV3Space
+import numpy as np
+
+from optnas.spaces.mobilenetv3 import (
+    DEPTHS,
+    EXPAND_RATIOS,
+    KERNEL_SIZES,
+    MAX_DEPTH,
+    N_SLOTS,
+    N_STAGES,
+    WIDTH_MULTS,
+    MobileNetV3Space,
+)
 
 COST_NAMES = ("params", "macs", "activations", "peak_activations")
 
@@ -196,7 +208,8 @@ def tiny_ml(
     A bound that is not set adds no penalty term.
 
     Args:
-        params: parameters in millions.
+        params: parameters in millions (a float, or an array of them with ``macs`` and
+            ``activations`` arrays of the same shape).
         macs: MACs in millions.
         activations: activations in millions.
         pmax: bound on params, or None.
@@ -209,9 +222,160 @@ def tiny_ml(
     """
 
     def term(value: float, bound: float | None) -> float:
-        return value + (penalty * max(0.0, value - bound) if bound is not None else 0.0)
+        if bound is None:
+            return value + 0.0
+        # Arrays too: the surrogate sampler scores whole populations of offspring at once.
+        excess = np.maximum(0.0, value - bound) if isinstance(value, np.ndarray) else max(0.0, value - bound)
+        return value + penalty * excess
 
     return wp * term(params, pmax) + wm * term(macs, mmax) + wa * term(activations, amax)
+
+
+class SlotGenes(NamedTuple):
+    """Gene vectors of a mobilenetv3 space split per concept, one row per vector.
+
+    ``width`` indexes :func:`space_widths`, ``resolution`` the space's resolutions, ``kernel``
+    and ``expand`` (one column per slot) ``KERNEL_SIZES`` and ``EXPAND_RATIOS``; ``active``
+    marks the slots within their stage's depth.
+    """
+
+    width: np.ndarray
+    resolution: np.ndarray
+    active: np.ndarray
+    kernel: np.ndarray
+    expand: np.ndarray
+
+
+def space_widths(space: MobileNetV3Space) -> tuple[float, ...]:
+    """Return the width multipliers a space's subnets take, in the order of its ``w`` gene.
+
+    Args:
+        space: a mobilenetv3 space.
+    """
+    return WIDTH_MULTS if space.search_width else (space.width_mult,)
+
+
+def slot_genes(space: MobileNetV3Space, vectors: np.ndarray) -> SlotGenes:
+    """Split gene vectors of a mobilenetv3 space (as from ``space.to_vector``) per concept.
+
+    Args:
+        space: the space the vectors encode subnets of.
+        vectors: int array of shape (n, n_genes), or one vector.
+    """
+    column = {name: index for index, name in enumerate(space.gene_names())}
+    vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(column))
+    depth, kernel, expand = (column[name] for name in ("d0", "ks0", "e0"))
+    depths = np.asarray(DEPTHS)[vectors[:, depth : depth + N_STAGES]]
+    active = np.arange(N_SLOTS) % MAX_DEPTH < np.repeat(depths, MAX_DEPTH, axis=1)
+    zeros = np.zeros(len(vectors), dtype=np.int64)
+    return SlotGenes(
+        width=vectors[:, column["w"]] if "w" in column else zeros,
+        resolution=vectors[:, column["r"]] if "r" in column else zeros,
+        active=active,
+        kernel=vectors[:, kernel : kernel + N_SLOTS],
+        expand=vectors[:, expand : expand + N_SLOTS],
+    )
+
+
+class PartTables(NamedTuple):
+    """Per-part figures of every subnet of a space (see :func:`part_tables`)."""
+
+    stem: np.ndarray
+    layers: np.ndarray
+    head: np.ndarray
+
+
+def part_tables(
+    space: MobileNetV3Space,
+    stem: Callable[[float, int], Sequence[float]],
+    layer: Callable[[float, Layer], Sequence[float]],
+    head: Callable[[float, int], Sequence[float]],
+) -> PartTables:
+    """Tabulate figures that a subnet chains from its parts, for every part a space's subnets run.
+
+    A layer's figures depend on its width, slot, kernel, expand ratio and input side, and the
+    side on the resolution alone (not on the depths), so one table indexed by width,
+    resolution, slot, kernel and expand ratio serves every subnet; :func:`gather_parts` reads it.
+
+    Args:
+        space: a mobilenetv3 space.
+        stem: the figures of the stem at a width and resolution.
+        layer: those of an elastic layer at a width (the layer holds its input side).
+        head: those of the final head at a width and input side.
+
+    Returns:
+        ``stem`` and ``head`` of shape (n_widths, n_resolutions, m), ``layers`` of shape
+        (n_widths, n_resolutions, N_SLOTS, len(KERNEL_SIZES), len(EXPAND_RATIOS), m).
+    """
+    stems, slots, heads = [], [], []
+    choices: dict[tuple, list] = {}
+    for width in space_widths(space):
+        for resolution in space.resolutions:
+            # Every stage at its largest depth: one layer per slot, each with its input side.
+            walk = layers(_space(width, resolution).largest())
+            for spec in walk:
+                # Resolutions that share a slot's side share its figures.
+                key = (width, spec.stage, spec.first, spec.size)
+                if key not in choices:
+                    choices[key] = [[layer(width, spec._replace(kernel=k, expand=e)) for e in EXPAND_RATIOS]
+                                    for k in KERNEL_SIZES]
+                slots.append(choices[key])
+            stems.append(stem(width, resolution))
+            heads.append(head(width, walk[-1].size))
+    shape = (len(space_widths(space)), len(space.resolutions))
+    return PartTables(
+        stem=np.array(stems).reshape(*shape, -1),
+        layers=np.array(slots).reshape(*shape, N_SLOTS, len(KERNEL_SIZES), len(EXPAND_RATIOS), -1),
+        head=np.array(heads).reshape(*shape, -1),
+    )
+
+
+def gather_parts(tables: PartTables, genes: SlotGenes) -> np.ndarray:
+    """Return the figures of every part of every subnet, in the order the network runs them.
+
+    Args:
+        tables: from :func:`part_tables`.
+        genes: from :func:`slot_genes`, of the same space.
+
+    Returns:
+        Array (n, 2 + N_SLOTS, m): the stem, the 20 slots (zero where inactive), the head.
+    """
+    _, n_resolutions, _, n_kernels, n_expands, m = tables.layers.shape
+    place = genes.width * n_resolutions + genes.resolution
+    # One flat index per slot: a single take instead of a five-array fancy index.
+    index = ((place[:, None] * N_SLOTS + np.arange(N_SLOTS)) * n_kernels + genes.kernel) * n_expands + genes.expand
+    slots = tables.layers.reshape(-1, m)[index]
+    slots = np.where(genes.active[..., None], slots, np.zeros((), dtype=slots.dtype))
+    stem = tables.stem.reshape(-1, m)[place]
+    head = tables.head.reshape(-1, m)[place]
+    return np.concatenate([stem[:, None], slots, head[:, None]], axis=1)
+
+
+def profile_vectors(space: MobileNetV3Space, n_classes: int = 1000) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """Return :func:`profile` for whole arrays of gene vectors of a space, with the same figures.
+
+    The per-part costs are tabulated once here; each call gathers and chains them.
+
+    Args:
+        space: a mobilenetv3 space (not an early-exit one: its exit heads are not modelled).
+        n_classes: the number of outputs of the classifier.
+
+    Returns:
+        A function of an int array (n, n_genes) of gene vectors giving ``params``, ``macs``,
+        ``activations`` and ``peak_activations`` (millions), each an array (n,).
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    tables = part_tables(space, _stem, lambda width, layer: _layer(width, *layer),
+                         lambda width, size: _head(width, size, int(n_classes)))
+
+    def costs(vectors: np.ndarray) -> dict[str, np.ndarray]:
+        parts = gather_parts(tables, slot_genes(space, vectors))
+        # Sums for the totals, the largest part for the peak: as _Cost.then chains them.
+        totals = [*parts[..., :-1].sum(axis=1).T, parts[..., -1].max(axis=1)]
+        return {name: total / 1e6 for name, total in zip(COST_NAMES, totals)}
+
+    return costs
 
 
 def clear_cache() -> None:

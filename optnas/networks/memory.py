@@ -35,19 +35,28 @@ pooled copy (where the head pools) and the convolution's output; the head's late
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from optnas.networks.costs import (
     _SE,
+    Layer,
     _canonical,
     _channels,
     _make_divisible,
+    gather_parts,
     layers,
+    part_tables,
     profile,
+    profile_vectors,
+    slot_genes,
     stage_outputs,
 )
 from optnas.networks.early_exits import head_layout
 from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
+from optnas.spaces.mobilenetv3 import MobileNetV3Space
 
 KB = 1024
 _INT8_WEIGHT_BYTES = 1
@@ -76,26 +85,48 @@ def weight_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]
     """
     heads = _head_tensors(subnet, n_classes) if is_early_exit(subnet) else []
     subnet = _canonical(backbone_subnet(subnet))
-    channels = _channels(subnet["w"])
-    stem, first = channels[:2]
-    # The stem's 3x3 convolution, then the first block: depthwise 3x3 and projection, no expansion.
-    tensors = [WeightTensor(3 * 9 * stem, stem, True), WeightTensor(stem * 9, stem, True),
-               WeightTensor(stem * first, first, True)]
+    width = subnet["w"]
+    tensors = _stem_tensors(width)
     for layer in layers(subnet):
-        in_channels = channels[layer.stage + 1] if layer.first else channels[layer.stage + 2]
-        out_channels = channels[layer.stage + 2]
-        middle = _make_divisible(round(in_channels * layer.expand))
-        tensors += [WeightTensor(in_channels * middle, middle, True),
-                    WeightTensor(middle * layer.kernel * layer.kernel, middle, True)]
-        if _SE[layer.stage]:
-            squeezed = _make_divisible(middle // _SE_REDUCTION)
-            tensors += [WeightTensor(middle * squeezed, squeezed, True), WeightTensor(squeezed * middle, middle, True)]
-        tensors.append(WeightTensor(middle * out_channels, out_channels, True))
-    last_stage, final_expand, last_channel = channels[-3:]
-    tensors += [WeightTensor(last_stage * final_expand, final_expand, True),
-                WeightTensor(final_expand * last_channel, last_channel, False),
-                WeightTensor(last_channel * n_classes, n_classes, True)]
-    return tensors + heads
+        tensors += _layer_tensors(width, layer)
+    return tensors + _final_tensors(width, n_classes) + heads
+
+
+def _stem_tensors(width: float) -> list[WeightTensor]:
+    stem, first = _channels(width)[:2]
+    # The stem's 3x3 convolution, then the first block: depthwise 3x3 and projection, no expansion.
+    return [WeightTensor(3 * 9 * stem, stem, True), WeightTensor(stem * 9, stem, True),
+            WeightTensor(stem * first, first, True)]
+
+
+def _layer_tensors(width: float, layer: Layer) -> list[WeightTensor]:
+    channels = _channels(width)
+    in_channels = channels[layer.stage + 1] if layer.first else channels[layer.stage + 2]
+    out_channels = channels[layer.stage + 2]
+    middle = _make_divisible(round(in_channels * layer.expand))
+    tensors = [WeightTensor(in_channels * middle, middle, True),
+               WeightTensor(middle * layer.kernel * layer.kernel, middle, True)]
+    if _SE[layer.stage]:
+        squeezed = _make_divisible(middle // _SE_REDUCTION)
+        tensors += [WeightTensor(middle * squeezed, squeezed, True), WeightTensor(squeezed * middle, middle, True)]
+    tensors.append(WeightTensor(middle * out_channels, out_channels, True))
+    return tensors
+
+
+def _final_tensors(width: float, n_classes: int) -> list[WeightTensor]:
+    """The final expand, the feature mix (no bias) and the classifier."""
+    last_stage, final_expand, last_channel = _channels(width)[-3:]
+    return [WeightTensor(last_stage * final_expand, final_expand, True),
+            WeightTensor(final_expand * last_channel, last_channel, False),
+            WeightTensor(last_channel * n_classes, n_classes, True)]
+
+
+def _flash_bytes(tensors: list[WeightTensor]) -> tuple[int, int]:
+    """Bytes of some weight tensors as int8 (with their scales and int32 biases) and as float32."""
+    biases = sum(t.channels for t in tensors if t.bias)
+    flash = sum(t.weights * _INT8_WEIGHT_BYTES + t.channels * _CHANNEL_QUANT_BYTES for t in tensors)
+    flash += biases * _INT8_BIAS_BYTES
+    return flash, (sum(t.weights for t in tensors) + biases) * _FLOAT_BYTES
 
 
 def _heads(subnet: dict[str, Any]) -> list[tuple[int, int, int, int]]:
@@ -140,11 +171,37 @@ def memory(subnet: dict[str, Any], n_classes: int) -> dict[str, float]:
         subnet: a mobilenetv3 or eemobilenetv3 subnet holding its resolution ``r``.
         n_classes: outputs of the classifier.
     """
-    tensors = weight_tensors(subnet, n_classes)
-    biases = sum(t.channels for t in tensors if t.bias)
-    flash = sum(t.weights * _INT8_WEIGHT_BYTES + t.channels * _CHANNEL_QUANT_BYTES for t in tensors)
-    flash += biases * _INT8_BIAS_BYTES
-    flash_float = (sum(t.weights for t in tensors) + biases) * _FLOAT_BYTES
+    flash, flash_float = _flash_bytes(weight_tensors(subnet, n_classes))
     peak = max(round(profile(backbone_subnet(subnet), n_classes)["peak_activations"] * 1e6), head_peak(subnet))
+    return _memory_figures(flash, flash_float, peak)
+
+
+def memory_vectors(space: MobileNetV3Space, n_classes: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """Return :func:`memory` for whole arrays of gene vectors of a space, with the same figures.
+
+    The flash of every part (stem, each slot's layer choices, head) is tabulated once here.
+
+    Args:
+        space: a mobilenetv3 space (not an early-exit one: its exit heads are not modelled).
+        n_classes: outputs of the classifier.
+
+    Returns:
+        A function of an int array (n, n_genes) of gene vectors giving ``flash_kb``,
+        ``sram_kb`` and their float32 equivalents, each an array (n,).
+    """
+    tables = part_tables(space, lambda width, _: _flash_bytes(_stem_tensors(width)),
+                         lambda width, layer: _flash_bytes(_layer_tensors(width, layer)),
+                         lambda width, _: _flash_bytes(_final_tensors(width, n_classes)))
+    peaks = profile_vectors(space, n_classes)
+
+    def figures(vectors: np.ndarray) -> dict[str, np.ndarray]:
+        flash, flash_float = gather_parts(tables, slot_genes(space, vectors)).sum(axis=1).T
+        return _memory_figures(flash, flash_float, np.round(peaks(vectors)["peak_activations"] * 1e6))
+
+    return figures
+
+
+def _memory_figures(flash: Any, flash_float: Any, peak: Any) -> dict[str, Any]:
+    """The figures of :func:`memory` from bytes of weights and the peak in elements (numbers or arrays)."""
     return {"flash_kb": flash / KB, "sram_kb": peak / KB, "flash_kb_float32": flash_float / KB,
             "sram_kb_float32": peak * _FLOAT_BYTES / KB}

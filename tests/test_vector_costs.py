@@ -1,0 +1,132 @@
+"""Exact costs of whole arrays of gene vectors: the same figures as ``exact_costs``, one by one.
+
+The surrogate sampler costs its offspring through ``exact_costs_vectors``; these tests hold it
+to the scalar model on random vectors (canonical or not) of several spaces and options.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from optnas.config import SearchConfig
+from optnas.evaluation.candidate import exact_costs, exact_costs_vectors
+from optnas.latency.table import TABLE_FORMAT, LatencyTableError, layer_key, space_layers
+from optnas.networks.costs import space_widths
+from optnas.samplers.design import initial_design
+from optnas.samplers.msunas import Evaluated, MSuNASStep
+from optnas.spaces.mobilenetv3 import MobileNetV3Space
+
+N_VECTORS = 300
+
+
+def _vectors(space: MobileNetV3Space, n: int, seed: int = 0) -> np.ndarray:
+    """Uniform random gene vectors, inactive slots left random: the sampler's offspring are not canonical."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.integers(len(values), size=n) for values in space.choices()])
+
+
+def _write_table(path: Path, space: MobileNetV3Space, n_classes: int, drop: str | None = None) -> Path:
+    rng = np.random.default_rng(1)
+    keys = [key for key in space_layers(space_widths(space), space.resolutions, n_classes) if key != drop]
+    data = {"format": TABLE_FORMAT, "n_classes": n_classes, "overhead_ms": 0.37,
+            "layers": {key: {"ms": float(rng.uniform(0.01, 1.0))} for key in keys}}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _assert_same_costs(config: SearchConfig, space: MobileNetV3Space, vectors: np.ndarray) -> dict[str, np.ndarray]:
+    vector_costs = exact_costs_vectors(config, space)
+    assert vector_costs is not None
+    got = vector_costs(vectors)
+    rows = [exact_costs(config, space.from_vector(vector)) for vector in vectors]
+    assert list(got) == list(rows[0])
+    for name, values in got.items():
+        assert values.shape == (len(vectors),)
+        # The same sums in the same order: equal to the bit, not merely close.
+        np.testing.assert_array_equal(values, [row[name] for row in rows], err_msg=name)
+    return got
+
+
+@pytest.mark.parametrize(
+    ("options", "space"),
+    [
+        (dict(), None),
+        (dict(n_classes=1000, width_mult=1.2), None),
+        (dict(min_resolution=16, max_resolution=64, resolution_step=8, pmax=3.5, mmax=13.0, amax=0.25), None),
+        (dict(n_classes=1000), MobileNetV3Space(resolutions=[32, 96, 224], search_width=True)),
+    ],
+    ids=["default", "w1.2-1000-classes", "resolutions-bounded", "width-searched"],
+)
+@pytest.mark.parametrize("with_table", [False, True], ids=["no-table", "table"])
+def test_vectorised_costs_equal_the_scalar_ones(
+    tmp_path: Path, options: dict[str, Any], space: MobileNetV3Space | None, with_table: bool
+) -> None:
+    config = SearchConfig(dataset="digits", **options).validate()
+    space = space or config.make_space()
+    if with_table:
+        lut = _write_table(tmp_path / "lut.json", space, config.class_count())
+        config = SearchConfig(dataset="digits", latency_table=str(lut), **options).validate()
+    got = _assert_same_costs(config, space, _vectors(space, N_VECTORS))
+    assert ("latency" in got) == with_table
+    if "pmax" in options:
+        # Both sides of every bound are exercised, so tiny_ml's penalty is compared too.
+        for name, bound in (("params", 3.5), ("macs", 13.0), ("activations", 0.25)):
+            assert (got[name] > bound).any() and (got[name] <= bound).any(), name
+
+
+def test_one_vector_and_the_smallest_and_largest_subnets(tmp_path: Path) -> None:
+    config = SearchConfig(dataset="digits", min_resolution=24, max_resolution=40).validate()
+    space = config.make_space()
+    edges = np.array([space.to_vector(space.smallest()), space.to_vector(space.largest())])
+    _assert_same_costs(config, space, edges)
+    single = exact_costs_vectors(config, space)(edges[1])
+    assert single["macs"].shape == (1,)
+
+
+def test_a_missing_table_entry_fails_as_the_scalar_prediction_does(tmp_path: Path) -> None:
+    space = MobileNetV3Space(resolutions=[32])
+    missing = layer_key({"kind": "mbconv", "w": 1.0, "stage": 4, "first": False, "k": 7, "e": 6, "size": 1})
+    lut = _write_table(tmp_path / "lut.json", space, 10, drop=missing)
+    config = SearchConfig(dataset="digits", latency_table=str(lut)).validate()
+    vector_costs = exact_costs_vectors(config, space)
+    largest = space.to_vector(space.largest())
+    with pytest.raises(LatencyTableError) as scalar:
+        exact_costs(config, space.largest())
+    with pytest.raises(LatencyTableError) as vectorised:
+        vector_costs(np.array([space.to_vector(space.smallest()), largest]))
+    assert str(vectorised.value) == str(scalar.value)
+    assert missing in str(scalar.value)
+    # Subnets that do not run the layer are costed all the same.
+    assert np.isfinite(vector_costs(space.to_vector(space.smallest())[None])["latency"]).all()
+
+
+def test_spaces_without_a_vectorised_form_give_none() -> None:
+    assert exact_costs_vectors(SearchConfig(search_space="eemobilenetv3", dataset="digits").validate()) is None
+    nasbench201 = SearchConfig(search_space="nasbench201", dataset="cifar10", sec_obj="params").validate()
+    assert exact_costs_vectors(nasbench201) is None
+
+
+def test_the_surrogate_step_proposes_the_same_candidates_either_way() -> None:
+    config = SearchConfig(dataset="digits", min_resolution=16, max_resolution=32, resolution_step=8,
+                          sec_obj="macs", pmax=1.5).validate()
+    space = config.make_space()
+    history = initial_design(space, 16, seed=0)
+    rows = [exact_costs(config, space.from_vector(vector)) for vector in history]
+    observed = {"top1": 60.0 + np.log([row["macs"] for row in rows]),
+                **{name: np.array([row[name] for row in rows]) for name in ("macs", "params")}}
+    evaluated = Evaluated(vectors=history, observed=observed, feasible=observed["params"] <= 1.5, seen=history)
+    options = dict(objectives=["top1", "macs"], constraint_bounds={"params": 1.5}, predictor="rbf",
+                   population_size=24, generations=3)
+    plain = MSuNASStep(space, lambda subnet: exact_costs(config, subnet), **options)
+    vectorised = MSuNASStep(space, lambda subnet: exact_costs(config, subnet),
+                            vector_costs=exact_costs_vectors(config, space), **options)
+    offspring = _vectors(space, 50, seed=3)
+    for name, values in plain._exact(offspring, ["macs", "params", "tiny_ml"]).items():
+        np.testing.assert_array_equal(vectorised._exact(offspring, [name])[name], values)
+    first, second = plain(evaluated, 4, seed=0, k=1), vectorised(evaluated, 4, seed=0, k=1)
+    np.testing.assert_array_equal(second.vectors, first.vectors)
