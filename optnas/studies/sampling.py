@@ -20,11 +20,14 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
     if config.sampler == "surrogate":
         # Imported here: the candidate evaluator pulls in torch, which `optnas studies` and
         # `optnas trials` (they open studies, hence build samplers) do without.
-        from optnas.evaluation.candidate import exact_costs
+        from optnas.evaluation.candidate import exact_costs, exact_costs_vectors
 
+        space = config.make_space()
         return SurrogateSampler(
-            space=config.make_space(),
+            space=space,
             costs=functools.partial(exact_costs, config),
+            # None where the space has no vectorised costs: the offspring are then costed one by one.
+            vector_costs=exact_costs_vectors(config, space),
             objectives=config.objectives,
             constraint_bounds=config.constraint_bounds,
             n_doe=config.n_doe,
