@@ -15,7 +15,12 @@ import pytest
 
 from optnas.config import SearchConfig
 from optnas.evaluation.candidate import exact_costs, exact_costs_vectors
-from optnas.latency.table import TABLE_FORMAT, LatencyTableError, layer_key, space_layers
+from optnas.latency.table import (
+    TABLE_FORMAT,
+    LatencyTableError,
+    layer_key,
+    space_layers,
+)
 from optnas.networks.costs import space_widths
 from optnas.samplers.design import initial_design
 from optnas.samplers.msunas import Evaluated, MSuNASStep
@@ -55,10 +60,11 @@ def _assert_same_costs(config: SearchConfig, space: MobileNetV3Space, vectors: n
 @pytest.mark.parametrize(
     ("options", "space"),
     [
-        (dict(), None),
-        (dict(n_classes=1000, width_mult=1.2), None),
-        (dict(min_resolution=16, max_resolution=64, resolution_step=8, pmax=3.5, mmax=13.0, amax=0.25), None),
-        (dict(n_classes=1000), MobileNetV3Space(resolutions=[32, 96, 224], search_width=True)),
+        ({}, None),
+        ({"n_classes": 1000, "width_mult": 1.2}, None),
+        ({"min_resolution": 16, "max_resolution": 64, "resolution_step": 8,
+          "pmax": 3.5, "mmax": 13.0, "amax": 0.25}, None),
+        ({"n_classes": 1000}, MobileNetV3Space(resolutions=[32, 96, 224], search_width=True)),
     ],
     ids=["default", "w1.2-1000-classes", "resolutions-bounded", "width-searched"],
 )
@@ -120,8 +126,8 @@ def test_the_surrogate_step_proposes_the_same_candidates_either_way() -> None:
     observed = {"top1": 60.0 + np.log([row["macs"] for row in rows]),
                 **{name: np.array([row[name] for row in rows]) for name in ("macs", "params")}}
     evaluated = Evaluated(vectors=history, observed=observed, feasible=observed["params"] <= 1.5, seen=history)
-    options = dict(objectives=["top1", "macs"], constraint_bounds={"params": 1.5}, predictor="rbf",
-                   population_size=24, generations=3)
+    options = {"objectives": ["top1", "macs"], "constraint_bounds": {"params": 1.5}, "predictor": "rbf",
+                   "population_size": 24, "generations": 3}
     plain = MSuNASStep(space, lambda subnet: exact_costs(config, subnet), **options)
     vectorised = MSuNASStep(space, lambda subnet: exact_costs(config, subnet),
                             vector_costs=exact_costs_vectors(config, space), **options)
