@@ -323,7 +323,7 @@ def exact_costs_vectors(
             built.update(profile=profile_vectors(space, n_classes), memory=memory_vectors(space, n_classes))
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
         figures = built["profile"](vectors)
-        figures.update(built["memory"](vectors))
+        figures.update(built["memory"](vectors, figures["peak_activations"]))
         table = latency_table(config)
         if table is not None:
             # The table is read again when its file changes, as exact_costs reads it.

@@ -241,13 +241,15 @@ class LatencyTable:
         )
 
         def latencies(vectors: np.ndarray) -> np.ndarray:
-            parts = gather_parts(tables, slot_genes(space, vectors))[..., 0]
-            total = np.zeros(len(parts))
-            for column in parts.T:
-                total += column
+            parts = gather_parts(tables, slot_genes(space, vectors))[0]
+            # Part after part, as predict adds them: the sums are equal to the bit.
+            total = np.zeros(parts.shape[1])
+            for part in parts:
+                total += part
             missing = np.flatnonzero(np.isnan(total))
             if len(missing):
-                self.predict(space.from_vector(np.asarray(vectors).reshape(len(parts), -1)[missing[0]]))
+                # Raises the error predict raises for the first such subnet.
+                self.predict(space.from_vector(np.asarray(vectors).reshape(parts.shape[1], -1)[missing[0]]))
             return total + self.overhead_ms
 
         return latencies

@@ -299,13 +299,13 @@ def part_tables(
 
     Args:
         space: a mobilenetv3 space.
-        stem: the figures of the stem at a width and resolution.
+        stem: the m figures of the stem at a width and resolution.
         layer: those of an elastic layer at a width (the layer holds its input side).
         head: those of the final head at a width and input side.
 
     Returns:
-        ``stem`` and ``head`` of shape (n_widths, n_resolutions, m), ``layers`` of shape
-        (n_widths, n_resolutions, N_SLOTS, len(KERNEL_SIZES), len(EXPAND_RATIOS), m).
+        Figure first: ``stem`` and ``head`` of shape (m, n_widths, n_resolutions), ``layers``
+        of shape (m, n_widths, n_resolutions, N_SLOTS, len(KERNEL_SIZES), len(EXPAND_RATIOS)).
     """
     stems, slots, heads = [], [], []
     choices: dict[tuple, list] = {}
@@ -323,10 +323,15 @@ def part_tables(
             stems.append(stem(width, resolution))
             heads.append(head(width, walk[-1].size))
     shape = (len(space_widths(space)), len(space.resolutions))
+
+    def figure_first(values: list, *inner: int) -> np.ndarray:
+        table = np.array(values)
+        return np.moveaxis(table, -1, 0).reshape(table.shape[-1], *shape, *inner).copy()
+
     return PartTables(
-        stem=np.array(stems).reshape(*shape, -1),
-        layers=np.array(slots).reshape(*shape, N_SLOTS, len(KERNEL_SIZES), len(EXPAND_RATIOS), -1),
-        head=np.array(heads).reshape(*shape, -1),
+        stem=figure_first(stems),
+        layers=figure_first(slots, N_SLOTS, len(KERNEL_SIZES), len(EXPAND_RATIOS)),
+        head=figure_first(heads),
     )
 
 
@@ -338,17 +343,22 @@ def gather_parts(tables: PartTables, genes: SlotGenes) -> np.ndarray:
         genes: from :func:`slot_genes`, of the same space.
 
     Returns:
-        Array (n, 2 + N_SLOTS, m): the stem, the 20 slots (zero where inactive), the head.
+        Array (m, 2 + N_SLOTS, n): per figure, the stem, the 20 slots (zero where inactive)
+        and the head of each subnet (subnets last, so that chaining parts adds whole rows).
     """
-    _, n_resolutions, _, n_kernels, n_expands, m = tables.layers.shape
+    m, _, n_resolutions, _, n_kernels, n_expands = tables.layers.shape
     place = genes.width * n_resolutions + genes.resolution
-    # One flat index per slot: a single take instead of a five-array fancy index.
-    index = ((place[:, None] * N_SLOTS + np.arange(N_SLOTS)) * n_kernels + genes.kernel) * n_expands + genes.expand
-    slots = tables.layers.reshape(-1, m)[index]
-    slots = np.where(genes.active[..., None], slots, np.zeros((), dtype=slots.dtype))
-    stem = tables.stem.reshape(-1, m)[place]
-    head = tables.head.reshape(-1, m)[place]
-    return np.concatenate([stem[:, None], slots, head[:, None]], axis=1)
+    index = ((place * N_SLOTS + np.arange(N_SLOTS)[:, None]) * n_kernels + genes.kernel.T) * n_expands + genes.expand.T
+    # Inactive slots read an appended zero entry: one flat take per figure, no masking pass.
+    layer_entries = tables.layers.reshape(m, -1)
+    index[~genes.active.T] = layer_entries.shape[1]
+    layer_entries = np.concatenate([layer_entries, np.zeros((m, 1), dtype=layer_entries.dtype)], axis=1)
+    parts = np.empty((m, 2 + N_SLOTS, len(place)), dtype=layer_entries.dtype)
+    for figure in range(m):
+        parts[figure, 0] = tables.stem[figure].reshape(-1)[place]
+        parts[figure, 1:-1] = layer_entries[figure][index]
+        parts[figure, -1] = tables.head[figure].reshape(-1)[place]
+    return parts
 
 
 def profile_vectors(space: MobileNetV3Space, n_classes: int = 1000) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
@@ -372,7 +382,7 @@ def profile_vectors(space: MobileNetV3Space, n_classes: int = 1000) -> Callable[
     def costs(vectors: np.ndarray) -> dict[str, np.ndarray]:
         parts = gather_parts(tables, slot_genes(space, vectors))
         # Sums for the totals, the largest part for the peak: as _Cost.then chains them.
-        totals = [*parts[..., :-1].sum(axis=1).T, parts[..., -1].max(axis=1)]
+        totals = [*parts[:-1].sum(axis=1), parts[-1].max(axis=0)]
         return {name: total / 1e6 for name, total in zip(COST_NAMES, totals)}
 
     return costs

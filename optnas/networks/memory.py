@@ -176,7 +176,9 @@ def memory(subnet: dict[str, Any], n_classes: int) -> dict[str, float]:
     return _memory_figures(flash, flash_float, peak)
 
 
-def memory_vectors(space: MobileNetV3Space, n_classes: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def memory_vectors(
+    space: MobileNetV3Space, n_classes: int
+) -> Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]]:
     """Return :func:`memory` for whole arrays of gene vectors of a space, with the same figures.
 
     The flash of every part (stem, each slot's layer choices, head) is tabulated once here.
@@ -187,16 +189,20 @@ def memory_vectors(space: MobileNetV3Space, n_classes: int) -> Callable[[np.ndar
 
     Returns:
         A function of an int array (n, n_genes) of gene vectors giving ``flash_kb``,
-        ``sram_kb`` and their float32 equivalents, each an array (n,).
+        ``sram_kb`` and their float32 equivalents, each an array (n,); its second argument,
+        optional, is the ``peak_activations`` of :func:`~optnas.networks.costs.profile_vectors`
+        for the same vectors, where the caller has it already.
     """
     tables = part_tables(space, lambda width, _: _flash_bytes(_stem_tensors(width)),
                          lambda width, layer: _flash_bytes(_layer_tensors(width, layer)),
                          lambda width, _: _flash_bytes(_final_tensors(width, n_classes)))
     peaks = profile_vectors(space, n_classes)
 
-    def figures(vectors: np.ndarray) -> dict[str, np.ndarray]:
-        flash, flash_float = gather_parts(tables, slot_genes(space, vectors)).sum(axis=1).T
-        return _memory_figures(flash, flash_float, np.round(peaks(vectors)["peak_activations"] * 1e6))
+    def figures(vectors: np.ndarray, peak_activations: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        flash, flash_float = gather_parts(tables, slot_genes(space, vectors)).sum(axis=1)
+        if peak_activations is None:
+            peak_activations = peaks(vectors)["peak_activations"]
+        return _memory_figures(flash, flash_float, np.round(peak_activations * 1e6))
 
     return figures
 
