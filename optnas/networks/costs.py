@@ -119,8 +119,7 @@ def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
         ValueError: if the subnet is not a valid mobilenetv3 subnet or ``n_classes`` is not
             a positive integer.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    _check_classes(n_classes)
     subnet = _canonical(subnet)
     cost, _, size = _stages(subnet)[-1]
     cost = cost.then(_head(subnet["w"], size, int(n_classes)))
@@ -374,8 +373,7 @@ def profile_vectors(space: MobileNetV3Space, n_classes: int = 1000) -> Callable[
         A function of an int array (n, n_genes) of gene vectors giving ``params``, ``macs``,
         ``activations`` and ``peak_activations`` (millions), each an array (n,).
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    _check_classes(n_classes)
     tables = part_tables(space, _stem, lambda width, layer: _layer(width, *layer),
                          lambda width, size: _head(width, size, int(n_classes)))
 
@@ -392,6 +390,11 @@ def clear_cache() -> None:
     """Forget the memoised per-layer costs, e.g. to time a cold :func:`profile`."""
     for cached in (_space, _channels, _stem, _layer, _head):
         cached.cache_clear()
+
+
+def _check_classes(n_classes: Any) -> None:
+    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
 
 
 def _canonical(subnet: Any) -> dict[str, Any]:
