@@ -136,3 +136,19 @@ def test_the_surrogate_step_proposes_the_same_candidates_either_way() -> None:
         np.testing.assert_array_equal(vectorised._exact(offspring, [name])[name], values)
     first, second = plain(evaluated, 4, seed=0, k=1), vectorised(evaluated, 4, seed=0, k=1)
     np.testing.assert_array_equal(second.vectors, first.vectors)
+
+
+def test_sampler_with_vector_costs_pickles():
+    """The NAS sampler holding vectorised costs survives pickling (to resume with it), costs intact."""
+    import pickle
+
+    from optnas.studies.sampling import make_sampler
+
+    config = SearchConfig(dataset="digits", sec_obj="macs").validate()
+    sampler = make_sampler(config)
+    space = config.make_space()
+    vectors = np.stack([space.to_vector(subnet) for subnet in space.sample(np.random.default_rng(0), 5)])
+    before = sampler.step.vector_costs(vectors)
+    after = pickle.loads(pickle.dumps(sampler)).step.vector_costs(vectors)
+    for name, values in before.items():
+        np.testing.assert_array_equal(after[name], values)

@@ -292,34 +292,45 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
     return costs
 
 
-def exact_costs_vectors(
-    config: SearchConfig, space: SearchSpace | None = None
-) -> Callable[[np.ndarray], dict[str, np.ndarray]] | None:
+def exact_costs_vectors(config: SearchConfig, space: SearchSpace | None = None) -> "VectorCosts | None":
     """Return :func:`exact_costs` for whole arrays of gene vectors, or None where no vectorised form exists.
 
     For plain mobilenetv3 spaces the figures are those of :func:`exact_costs` on
-    ``space.from_vector(vector)``, equal to the bit, at a small fraction of the time: every
-    part's costs, flash and latency-table entry are tabulated on the first call, then each
-    call gathers and chains them. eemobilenetv3 (exit heads, per-exit figures) and
-    nasbench201 (table lookups) have none: their costs are computed one vector at a time.
+    ``space.from_vector(vector)``, equal to the bit, at a small fraction of the time.
+    eemobilenetv3 (exit heads, per-exit figures) and nasbench201 (table lookups) have none:
+    their costs are computed one vector at a time.
 
     Args:
         config: the search configuration.
         space: the space the vectors encode subnets of [default: ``config.make_space()``].
-
-    Returns:
-        None, or a function of an int array (n, n_genes) giving name → array (n,) for every
-        name :func:`exact_costs` returns.
     """
     space = config.make_space() if space is None else space
     if not isinstance(space, MobileNetV3Space) or space.has_exits or config.space_class.has_exits:
         return None
-    n_classes = config.class_count()
-    built: dict[str, Any] = {}
+    return VectorCosts(config, space)
 
-    def costs(vectors: np.ndarray) -> dict[str, np.ndarray]:
-        # Tabulated on first use: building a sampler (e.g. to open a study) need not pay for it.
-        if not built:
+
+class VectorCosts:
+    """The exact costs of an int array (n, n_genes) of plain mobilenetv3 gene vectors: name → array (n,).
+
+    Every part's costs, flash and latency-table entry are tabulated on the first call (so
+    that building a sampler, e.g. to open a study, need not pay for it), then each call
+    gathers and chains them. A class, not a closure, so that the sampler holding it pickles.
+
+    Args:
+        config: the search configuration.
+        space: the space the vectors encode subnets of.
+    """
+
+    def __init__(self, config: SearchConfig, space: MobileNetV3Space) -> None:
+        self.config = config
+        self.space = space
+        self._built: dict[str, Any] = {}
+
+    def __call__(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        config, space, built = self.config, self.space, self._built
+        n_classes = config.class_count()
+        if "profile" not in built:
             built.update(profile=profile_vectors(space, n_classes), memory=memory_vectors(space, n_classes))
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
         figures = built["profile"](vectors)
@@ -333,7 +344,9 @@ def exact_costs_vectors(
         figures["tiny_ml"] = config.tiny_ml(figures["params"], figures["macs"], figures["activations"])
         return figures
 
-    return costs
+    def __getstate__(self) -> dict[str, Any]:
+        # The tables hold closures; they are rebuilt after unpickling.
+        return {"config": self.config, "space": self.space, "_built": {}}
 
 
 def latency_table(config: SearchConfig) -> LatencyTable | None:
