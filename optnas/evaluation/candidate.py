@@ -9,8 +9,9 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -292,7 +293,7 @@ def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float
     return costs
 
 
-def exact_costs_vectors(config: SearchConfig, space: SearchSpace | None = None) -> "VectorCosts | None":
+def exact_costs_vectors(config: SearchConfig, space: SearchSpace | None = None) -> VectorCosts | None:
     """Return :func:`exact_costs` for whole arrays of gene vectors, or None where no vectorised form exists.
 
     For plain mobilenetv3 spaces the figures are those of :func:`exact_costs` on
