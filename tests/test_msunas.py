@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -89,9 +90,59 @@ def test_step_keeps_to_the_feasible_side_of_a_constraint() -> None:
 
 
 def test_step_returns_fewer_when_the_trust_region_is_exhausted() -> None:
-    # The smallest and the largest cell have 6 × 4 one-gene neighbours each, none shared:
-    # asked for more, the step returns those 48.
+    # The smallest and the largest cell have 6 × 4 one-gene neighbours each, none shared,
+    # of which 26 are not redundant: the smallest's 4 with an operation on edge 0→3 (on any
+    # other edge it reaches no path), the largest's 22 but those with none on 0→1 or 2→3 (which
+    # cut every path through node 1 or 2). Asked for more, the step returns those 26.
     evaluated = _evaluated(n=2)
     proposal = _step(trust_radius=1)(evaluated, 60, seed=0, k=1)
-    assert len(proposal.vectors) == 48 == len(np.unique(proposal.vectors, axis=0))
+    assert len(proposal.vectors) == 26 == len(np.unique(proposal.vectors, axis=0))
     assert (_distances(proposal.vectors, evaluated.vectors) == 1).all()
+
+
+def _reaches(edges: list[tuple[int, int]], start: int, goal: int) -> bool:
+    """Whether ``goal`` is reachable from ``start`` along the directed ``edges``."""
+    frontier, seen = [start], {start}
+    while frontier:
+        node = frontier.pop()
+        for a, b in edges:
+            if a == node and b not in seen:
+                seen.add(b)
+                frontier.append(b)
+    return goal in seen
+
+
+def test_redundant_cells_are_those_with_an_operation_no_input_to_output_path_uses() -> None:
+    """Checked by graph reachability over all 15,625 cells, not by the space's path list."""
+    ends = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]  # NAS-Bench-201's edge order
+    cells = np.array(np.meshgrid(*[range(5)] * 6, indexing="ij")).reshape(6, -1).T
+    expected = []
+    for cell in cells:
+        kept = [ends[e] for e in range(6) if cell[e] != 0]
+        expected.append(any(
+            cell[e] != 0 and not (_reaches(kept, 0, ends[e][0]) and _reaches(kept, ends[e][1], 3))
+            for e in range(6)
+        ))
+    np.testing.assert_array_equal(SPACE.redundant(cells), expected)
+    assert SPACE.redundant(cells).sum() == 6180
+
+
+def test_neither_the_design_nor_a_step_proposes_a_redundant_cell() -> None:
+    """A cell computing what a cheaper cell computes is never worth an evaluation."""
+    assert not SPACE.redundant(initial_design(SPACE, 30, seed=3)).any()
+    for k in range(3):
+        proposal = _step()(_evaluated(), n=10, seed=0, k=k)
+        assert len(proposal.vectors) == 10
+        assert not SPACE.redundant(proposal.vectors).any()
+
+
+def test_path_features_count_the_paths_made_of_each_operation_subset() -> None:
+    """conv3x3 on 0→1 and 1→3, skip on 0→3, none elsewhere: paths (skip) and (conv, conv) live."""
+    vector = np.array([[4, 0, 0, 1, 4, 0]])
+    features = SPACE.features(vector)[0]
+    subsets = [s for r in range(1, 5) for s in itertools.combinations((1, 2, 3, 4), r)]
+    stats = {subset: tuple(features[42 + 3 * i: 45 + 3 * i]) for i, subset in enumerate(subsets)}
+    assert stats[(4,)] == (1, 2, 2)  # one path of convolutions 3x3 only, two edges long
+    assert stats[(1,)] == (1, 1, 1)  # the skip edge alone
+    assert stats[(1, 4)] == (2, 1, 2)
+    assert stats[(2, 3)] == (0, 0, 0)

@@ -12,6 +12,7 @@ def initial_design(space: SearchSpace, n: int, seed: int) -> np.ndarray:
 
     Every gene's levels appear in (nearly) equal numbers across the design, each gene permuted
     independently, which spreads a small design over the whole space better than uniform draws.
+    Architectures the space calls redundant (a cheaper one computes the same) are left out.
 
     Args:
         space: the search space.
@@ -28,7 +29,8 @@ def initial_design(space: SearchSpace, n: int, seed: int) -> np.ndarray:
         batch = np.stack(
             [rng.permutation(np.arange(n) % count) for count in levels], axis=1
         )
-        for vector in space.canonical_vectors(batch):
+        batch = space.canonical_vectors(batch)
+        for vector in batch[~space.redundant(batch)]:
             if len(design) < n and tuple(vector) not in seen:
                 seen.add(tuple(vector))
                 design.append(vector)

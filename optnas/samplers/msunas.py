@@ -229,11 +229,12 @@ class MSuNASStep:
         return models
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """Mask of the candidates never evaluated and within the trust radius of one that was."""
+        """Mask of the candidates never evaluated, not redundant, and within the trust radius of one that was."""
+        allowed = ~self.space.redundant(vectors)
         if len(vectors) == 0 or len(done) == 0:
-            return np.ones(len(vectors), dtype=bool)
+            return allowed
         distance = np.array([(done != vector).sum(axis=1).min() for vector in vectors])
-        allowed = distance > 0
+        allowed &= distance > 0
         if self.trust_radius is not None:
             allowed &= distance <= self.trust_radius
         return allowed

