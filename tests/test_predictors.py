@@ -41,7 +41,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     **_POOL_PARAMS,
     "gp": {},
     "rbf": {},
-    "as": {"pool_params": _POOL_PARAMS, "n_folds": 3},
+    "as": {"pool_params": {name: _POOL_PARAMS[name] for name in ("carts", "xgb")}, "n_folds": 3},
 }
 
 
