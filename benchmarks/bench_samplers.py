@@ -7,7 +7,8 @@ scaled by the true front's ideal and nadir points and measured against the refer
 (1.1, 1.1); results are fractions of the true front's hypervolume.
 
     python benchmarks/bench_samplers.py [--cost {params,latency}] [--seeds 5] [--budgets 100 200]
-                                        [--samplers surrogate nsga2 ...] [--ranking-only]
+                                        [--samplers surrogate nsga2 ...]
+                                        [--ranking-only] [--ranking-n 100] [--ranking-predictors xgb ...]
 
 With ``--cost params`` a second table shows how well the predictors rank cells *within* a
 model-size level, what the search needs to find each level's best cells (see
@@ -166,9 +167,10 @@ def main() -> None:
                         help="second objective: model size (M params) or the table's latency (ms)")
     parser.add_argument("--ranking-only", action="store_true", help="print the ranking table only")
     parser.add_argument("--ranking-predictors", nargs="+", default=["as", "xgb", "carts", "gp"])
+    parser.add_argument("--ranking-n", type=int, default=100, help="cells the ranking table's predictors train on")
     args = parser.parse_args()
     if args.ranking_only:
-        ranking_table(args.ranking_predictors, args.seeds)
+        ranking_table(args.ranking_predictors, args.seeds, args.ranking_n)
         return
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     budget = max(args.budgets)
@@ -186,7 +188,7 @@ def main() -> None:
         print(table_row(sampler, fractions, seconds), flush=True)
     print("HV: median over seeds (min); seconds: median wall time of a whole search")
     if args.cost == "params":
-        ranking_table(args.ranking_predictors, args.seeds)
+        ranking_table(args.ranking_predictors, args.seeds, args.ranking_n)
 
 
 if __name__ == "__main__":
