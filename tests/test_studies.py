@@ -19,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.optuna_private import study_storage
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 NAME = "nb"
 SEARCH = ["search", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params",
@@ -40,7 +40,11 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A finished 16-trial study with a constraint that some architectures violate."""
     folder = tmp_path_factory.mktemp("search")
     url = f"sqlite:///{folder / 'study.db'}"
-    result = run_cli(*SEARCH, "--storage", url, "--pmax", "0.5", "--save", str(folder / "run"), cwd=folder)
+    # In this process (a subprocess spends seconds importing torch); the resume tests below
+    # run `optnas resume` in a fresh process, as a user would.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        result = invoke_cli(*SEARCH, "--storage", url, "--pmax", "0.5", "--save", str(folder / "run"))
     assert result.returncode == 0, result.stderr
     assert "feasible Pareto set" in result.stdout
     assert "optnas dashboard --storage" in result.stdout
@@ -48,7 +52,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def test_study_holds_trials_names_constraints_and_attrs(searched: tuple[Path, str]) -> None:
-    folder, url = searched
+    _, url = searched
     study = _study(url)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 16
@@ -100,14 +104,14 @@ def test_optuna_command_line_tool_reads_the_study(searched: tuple[Path, str]) ->
 
 def test_cli_trials_formats(searched: tuple[Path, str]) -> None:
     _, url = searched
-    as_json = run_cli("trials", "--study-name", NAME, "--storage", url, "--format", "json")
+    as_json = invoke_cli("trials", "--study-name", NAME, "--storage", url, "--format", "json")
     rows = json.loads(as_json.stdout)
     assert len(rows) == 16 and all("subnet" in row for row in rows)
-    pareto = json.loads(run_cli("trials", "--study-name", NAME, "--storage", url, "--pareto", "--format", "json").stdout)
+    pareto = json.loads(invoke_cli("trials", "--study-name", NAME, "--storage", url, "--pareto", "--format", "json").stdout)
     assert pareto and all(row["feasible"] for row in pareto)
-    csv_text = run_cli("trials", "--study-name", NAME, "--storage", url, "--format", "csv").stdout
+    csv_text = invoke_cli("trials", "--study-name", NAME, "--storage", url, "--format", "csv").stdout
     assert csv_text.splitlines()[0].startswith("number,state,feasible,top1")
-    table = run_cli("studies", "--storage", url).stdout
+    table = invoke_cli("studies", "--storage", url).stdout
     assert NAME in table and "16" in table
 
 
@@ -141,32 +145,39 @@ def test_dashboard_serves_study_and_shows_feasibility(searched: tuple[Path, str]
         server.shutdown()
 
 
-def test_search_refuses_existing_name_and_leaves_db_untouched(searched: tuple[Path, str]) -> None:
+def test_search_refuses_existing_name_and_leaves_db_untouched(searched: tuple[Path, str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     folder, url = searched
     before = _dump(folder / "study.db")
-    result = run_cli(*SEARCH, "--storage", url, "--save", str(folder / "run"), cwd=folder)
+    monkeypatch.chdir(folder)
+    # In this process: an uncaught exception would be raised here, not printed as a traceback.
+    result = invoke_cli(*SEARCH, "--storage", url, "--save", str(folder / "run"))
     assert result.returncode == 2
     assert "already exists" in result.stderr and "optnas resume" in result.stderr
     assert "Traceback" not in result.stderr
     assert _dump(folder / "study.db") == before
 
 
-def test_resume_refuses_contradictions_and_leaves_db_untouched(searched: tuple[Path, str]) -> None:
+def test_resume_refuses_contradictions_and_leaves_db_untouched(searched: tuple[Path, str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     folder, url = searched
     before = _dump(folder / "study.db")
-    result = run_cli("resume", "--study-name", NAME, "--storage", url, "--dataset", "cifar100",
-                     "--sec-obj", "none", "--quiet", cwd=folder)
+    monkeypatch.chdir(folder)
+    result = invoke_cli("resume", "--study-name", NAME, "--storage", url, "--dataset", "cifar100",
+                        "--sec-obj", "none", "--quiet")
     assert result.returncode == 2
     assert "--dataset: stored 'cifar10', given 'cifar100'" in result.stderr
     assert "--sec-obj" in result.stderr
     assert _dump(folder / "study.db") == before
-    missing = run_cli("resume", "--study-name", "nope", "--storage", url, cwd=folder)
+    missing = invoke_cli("resume", "--study-name", "nope", "--storage", url)
     assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
 
 
-def test_resume_continues_without_reevaluating(tmp_path: Path) -> None:
+def test_resume_continues_without_reevaluating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    first = run_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "random", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    # The first part in this process, the resume in a fresh one: nothing but the storage carries over.
+    first = invoke_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "random")
     assert first.returncode == 0, first.stderr
     numbers_before = {t.number for t in _study(url).trials}
     resumed = run_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet",
@@ -234,9 +245,11 @@ def test_failed_evaluation_is_a_fail_trial_with_its_reason(tmp_path: Path, monke
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == config.budget
 
 
-def test_resume_keeps_the_nsga2_generations(tmp_path: Path) -> None:
+def test_resume_keeps_the_nsga2_generations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    first = run_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "nsga2", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    # The first part in this process, the resume in a fresh one: nothing but the storage carries over.
+    first = invoke_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "nsga2")
     assert first.returncode == 0, first.stderr
     generation = "NSGAIISampler:generation"
     before = max(t.system_attrs[generation] for t in _study(url).trials)
