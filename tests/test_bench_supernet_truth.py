@@ -100,13 +100,17 @@ def _check_summary(report: dict, out: str) -> None:
     assert "goal MET" in out or "goal NOT MET" in out
 
 
-def test_quick_run_on_a_study(bench, untrained_supernet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture) -> None:
+def test_quick_run_on_a_study(bench, untrained_supernet: Path, tiny_cifar10: Path, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     url = f"sqlite:///{tmp_path / 'truth.db'}"
     monkeypatch.chdir(tmp_path)
+    # The tiny CIFAR-10 tree (64 training, 20 validation, 20 test images): only the report's
+    # structure is checked, and recalibrating BN on the 1318 training images of digits took
+    # most of the time.
     result = invoke_cli("search", "--storage", url, "--study-name", "truth", "--supernet-path",
-                        str(untrained_supernet), "--n-doe", "4", "--iterations", "0", "--n-epochs", "0",
-                        "--vld-size", "120", "--lr", "16", "--ur", "16", "--threads", "1", "--save", str(tmp_path / "run"), "--quiet")
+                        str(untrained_supernet), "--dataset", "cifar10", "--data", str(tiny_cifar10),
+                        "--n-doe", "4", "--iterations", "0", "--n-epochs", "0",
+                        "--vld-size", "20", "--lr", "16", "--ur", "16", "--threads", "1", "--save", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 0, result.stderr
     capsys.readouterr()
     report = bench.main(["--storage", url, "--study-name", "truth", "--quick", "--threads", "1",
@@ -126,13 +130,14 @@ def test_quick_run_on_a_study(bench, untrained_supernet: Path, tmp_path: Path, m
         assert row["inherited"] == trial.user_attrs["top1"] == trial.values[0]
         assert row["macs"] == trial.user_attrs["macs"]
         assert row["subnet"] == trial.user_attrs["subnet"]
-    assert report["settings"]["vld_size"] == 120 and report["settings"]["epochs"] == 1
+    assert report["settings"]["vld_size"] == 20 and report["settings"]["epochs"] == 1
     _check_summary(report, out)
 
 
-def test_quick_run_on_a_supernet(bench, untrained_supernet: Path, tmp_path: Path,
+def test_quick_run_on_a_supernet(bench, untrained_supernet: Path, tiny_cifar10: Path, tmp_path: Path,
                                  capsys: pytest.CaptureFixture) -> None:
-    report = bench.main(["--supernet", str(untrained_supernet), "--vld-size", "120", "--option", "lr=16", "--option", "ur=16",
+    report = bench.main(["--supernet", str(untrained_supernet), "--dataset", "cifar10", "--data", str(tiny_cifar10),
+                         "--vld-size", "20", "--option", "lr=16", "--option", "ur=16",
                          "--n-subnets", "2", "--quick", "--threads", "1",
                          "--work", str(tmp_path)])
     out = capsys.readouterr().out
@@ -141,7 +146,7 @@ def test_quick_run_on_a_supernet(bench, untrained_supernet: Path, tmp_path: Path
     macs = [row["macs"] for row in rows]
     assert macs == sorted(macs)
     # The cheapest and costliest of the architectures drawn.
-    config = SearchConfig.from_dict({"vld_size": 120, "lr": 16, "ur": 16})
+    config = SearchConfig.from_dict({"dataset": "cifar10", "data": str(tiny_cifar10), "vld_size": 20, "lr": 16, "ur": 16})
     drawn = sorted(candidate["macs"] for candidate in bench.sampled_candidates(config, 2))
     assert len(drawn) > 2 and macs == [drawn[0], drawn[-1]]
     _check_summary(report, out)
