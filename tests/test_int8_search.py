@@ -9,10 +9,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import optnas.evaluation.candidate as candidate
-import optnas.networks.quantization as quantization
 from optnas.config import SearchConfig
+from optnas.evaluation import candidate
 from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.networks import quantization
 from optnas.networks.inference import evaluate
 from tests.conftest import invoke_cli
 
@@ -38,15 +38,16 @@ def test_int8_search_ranks_by_the_int8_accuracy(
     monkeypatch.setattr(candidate, "calibration_indices", counted)
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'q.db'}"
+    # Two candidates (a quantization takes seconds): enough to show one calibration draw serves both.
     result = invoke_cli(
         "search", "--storage", url, "--study-name", "q", "--supernet-path", str(supernet_file),
-        "--n-doe", "3", "--iterations", "0", "--n-epochs", "0", "--vld-size", "120", "--sec-obj", "params",
+        "--n-doe", "2", "--iterations", "0", "--n-epochs", "0", "--vld-size", "120", "--sec-obj", "params",
         "--sampler", "nsga2", "--int8", "--calib-images", "64", "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="q", storage=url, sampler=optuna.samplers.RandomSampler())
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 3
+    assert len(complete) == 2
     for trial in complete:
         top1, top1_float = trial.user_attrs["top1"], trial.user_attrs["top1_float"]
         assert 0.0 <= top1 <= 100.0 and 0.0 <= top1_float <= 100.0
