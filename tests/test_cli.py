@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from optnas.networks.costs import profile
 from optnas.networks.memory import memory
 from tests.conftest import invoke_cli, run_cli
@@ -15,13 +17,13 @@ SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 3, 4, 2, 3], "
 def test_profile_prints_json_matching_the_library(tmp_path: Path) -> None:
     path = tmp_path / "net.subnet"
     path.write_text(json.dumps(SUBNET))
-    result = run_cli("profile", str(path), "--n-classes", "10", "--json")
+    result = invoke_cli("profile", str(path), "--n-classes", "10", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert set(figures) == {"params", "macs", "activations", "peak_activations", "flash_kb", "sram_kb",
                             "flash_kb_float32", "sram_kb_float32"}
     assert figures == {**profile(SUBNET, 10), **memory(SUBNET, 10)}
-    table = run_cli("profile", str(path), "--n-classes", "10").stdout
+    table = invoke_cli("profile", str(path), "--n-classes", "10").stdout
     assert "macs" in table and f"{figures['macs']:.4f}" in table
 
 
@@ -44,7 +46,7 @@ def test_every_search_option_is_explained() -> None:
         assert invoke_cli(command, "--help").returncode == 0
 
 
-def test_config_file_values_and_flag_overrides(tmp_path: Path) -> None:
+def test_config_file_values_and_flag_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import optuna
 
     (tmp_path / "search.toml").write_text(
@@ -52,8 +54,9 @@ def test_config_file_values_and_flag_overrides(tmp_path: Path) -> None:
         "n_doe = 4\niterations = 1\nn_iter = 2\nseed = 7\n"
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
-    result = run_cli("search", "--config", str(tmp_path / "search.toml"), "--seed", "9", "--storage", url,
-                     "--study-name", "cfg", "--quiet", "--save", str(tmp_path / "run"), cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli("search", "--config", str(tmp_path / "search.toml"), "--seed", "9", "--storage", url,
+                        "--study-name", "cfg", "--quiet", "--save", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="cfg", storage=url, sampler=optuna.samplers.RandomSampler())
     assert study.user_attrs["config"]["n_doe"] == 4 and study.user_attrs["config"]["seed"] == 9
