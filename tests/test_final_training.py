@@ -19,6 +19,10 @@ from tests.conftest import invoke_cli
 
 # 1437 training images minus 1250 held out: a short epoch on a small training split.
 VLD_SIZE = 1250
+# The resume tests train on the tiny CIFAR-10 tree instead: 64 training images (two steps of 32
+# per epoch), 20 validation and 20 test images. Bit-for-bit equality does not depend on the size,
+# and scoring 1250 + 359 digits images after each of three runs took most of their time.
+TINY = {"dataset": "cifar10", "vld_size": 20}
 
 
 def _chosen_folder(path: Path, subnet: dict | None = None) -> Path:
@@ -33,9 +37,10 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resumed_training_ends_where_an_uninterrupted_run_ends(
-    tmp_path: Path, supernet_file: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, supernet_file: Path, tiny_cifar10: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = dict(epochs=2, vld_size=VLD_SIZE, supernet_path=supernet_file, progress=False, batch_size=32)
+    options = dict(epochs=2, **TINY, data_dir=str(tiny_cifar10), supernet_path=supernet_file, progress=False,
+                   batch_size=32)
     straight = train_final(_chosen_folder(tmp_path / "straight"), **options)
 
     interrupted = _chosen_folder(tmp_path / "interrupted")
@@ -67,11 +72,12 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(
 
 
 def test_early_exit_training_resumes_and_scores_with_the_thresholds(
-    tmp_path: Path, supernet_file: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, supernet_file: Path, tiny_cifar10: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subnet = EEMobileNetV3Space().canonical(
         {**MobileNetV3Space().smallest(), "exits": [1, 0, 1, 0], "epsilon": [0.5, 0.1, 0.3, 0.1]})
-    options = dict(epochs=2, vld_size=VLD_SIZE, supernet_path=supernet_file, progress=False, batch_size=32)
+    options = dict(epochs=2, **TINY, data_dir=str(tiny_cifar10), supernet_path=supernet_file, progress=False,
+                   batch_size=32)
     straight = train_final(_chosen_folder(tmp_path / "straight", subnet), **options)
 
     interrupted = _chosen_folder(tmp_path / "interrupted", subnet)
