@@ -39,7 +39,8 @@ def _step(**overrides: Any) -> MSuNASStep:
     options = dict(objectives=["top1", "params"], constraint_bounds={}, predictor="rbf", trust_radius=2,
                    population_size=40, generations=10)
     options.update(overrides)
-    return MSuNASStep(SPACE, _costs, **options)
+    costs = options.pop("costs", _costs)
+    return MSuNASStep(SPACE, costs, **options)
 
 
 def _distances(vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
@@ -112,19 +113,33 @@ def _reaches(edges: list[tuple[int, int]], start: int, goal: int) -> bool:
     return goal in seen
 
 
-def test_redundant_cells_are_those_with_an_operation_no_input_to_output_path_uses() -> None:
+def test_reduced_cells_drop_the_operations_no_input_to_output_path_uses() -> None:
     """Checked by graph reachability over all 15,625 cells, not by the space's path list."""
     ends = [(0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3)]  # NAS-Bench-201's edge order
     cells = np.array(np.meshgrid(*[range(5)] * 6, indexing="ij")).reshape(6, -1).T
-    expected = []
-    for cell in cells:
+    expected = cells.copy()
+    for row, cell in enumerate(cells):
         kept = [ends[e] for e in range(6) if cell[e] != 0]
-        expected.append(any(
-            cell[e] != 0 and not (_reaches(kept, 0, ends[e][0]) and _reaches(kept, ends[e][1], 3))
-            for e in range(6)
-        ))
-    np.testing.assert_array_equal(SPACE.redundant(cells), expected)
+        for e in range(6):
+            if not (_reaches(kept, 0, ends[e][0]) and _reaches(kept, ends[e][1], 3)):
+                expected[row, e] = 0
+    np.testing.assert_array_equal(SPACE.reduced(cells), expected)
     assert SPACE.redundant(cells).sum() == 6180
+    # The reduced cell computes the same: the sampler's features cannot tell them apart.
+    np.testing.assert_array_equal(SPACE.features(cells), SPACE.features(expected))
+
+
+def test_a_redundant_cell_is_proposed_only_where_its_reduced_form_costs_more() -> None:
+    """With model size, never (removing operations never adds parameters); with a cost where
+    'none' is dear (as a measured latency can be, by noise), the redundant cells stay."""
+    cells = np.array(np.meshgrid(*[range(5)] * 6, indexing="ij")).reshape(6, -1).T
+    no_history = cells[:0]
+    np.testing.assert_array_equal(_step()._allowed(cells, no_history), ~SPACE.redundant(cells))
+
+    def none_is_dear(subnet: dict[str, Any]) -> dict[str, float]:
+        return {"params": _costs(subnet)["params"] + subnet["ops"].count("none")}
+
+    assert _step(costs=none_is_dear)._allowed(cells, no_history).all()
 
 
 def test_neither_the_design_nor_a_step_proposes_a_redundant_cell() -> None:

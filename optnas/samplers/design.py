@@ -12,7 +12,8 @@ def initial_design(space: SearchSpace, n: int, seed: int) -> np.ndarray:
 
     Every gene's levels appear in (nearly) equal numbers across the design, each gene permuted
     independently, which spreads a small design over the whole space better than uniform draws.
-    Architectures the space calls redundant (a cheaper one computes the same) are left out.
+    Architectures holding unused operations (see ``SearchSpace.reduced``) are left out: the
+    design's few evaluations go to distinct functions.
 
     Args:
         space: the search space.

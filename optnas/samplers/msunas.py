@@ -229,8 +229,8 @@ class MSuNASStep:
         return models
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """Mask of the candidates never evaluated, not redundant, and within the trust radius of one that was."""
-        allowed = ~self.space.redundant(vectors)
+        """Mask of the candidates never evaluated, not dominated by their reduced form, and within the trust radius of one that was."""
+        allowed = ~self._dominated_by_reduced(vectors)
         if len(vectors) == 0 or len(done) == 0:
             return allowed
         distance = np.array([(done != vector).sum(axis=1).min() for vector in vectors])
@@ -238,6 +238,25 @@ class MSuNASStep:
         if self.trust_radius is not None:
             allowed &= distance <= self.trust_radius
         return allowed
+
+    def _dominated_by_reduced(self, vectors: np.ndarray) -> np.ndarray:
+        """Mask of the candidates whose reduced form (the same function, unused operations
+        removed) costs no more on every exact quantity: it is as accurate and never worse, so
+        evaluating the candidate could only waste an evaluation. Where a cost is a measurement
+        (a table's latency) the reduced form may cost more, and the candidate is kept."""
+        vectors = np.asarray(vectors, dtype=np.int64)
+        dominated = np.zeros(len(vectors), dtype=bool)
+        if len(vectors) == 0:
+            return dominated
+        reduced = self.space.reduced(vectors)
+        differs = (reduced != vectors).any(axis=1)
+        if not differs.any():
+            return dominated
+        predicted = self.predicted_quantities()
+        exact = [name for name in self.quantities if name not in predicted]
+        original, cheaper = self._exact(vectors[differs], exact), self._exact(reduced[differs], exact)
+        dominated[differs] = np.all([cheaper[name] <= original[name] for name in exact], axis=0) if exact else True
+        return dominated
 
     def _minimised(self, values: dict[str, np.ndarray]) -> np.ndarray:
         columns = [100.0 - values[name] if name == "top1" else values[name] for name in self.objectives]

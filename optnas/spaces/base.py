@@ -157,16 +157,25 @@ class SearchSpace(abc.ABC):
         """
         return np.asarray(vectors, dtype=np.float64)
 
-    def redundant(self, vectors: np.ndarray) -> np.ndarray:
-        """Return which gene vectors compute what a cheaper architecture of the space computes.
+    def reduced(self, vectors: np.ndarray) -> np.ndarray:
+        """Return, for each gene vector, the architecture computing the same function with nothing unused.
 
-        Such an architecture costs more for the same function, so a search never spends an
-        evaluation on it. None by default.
+        Where it differs, the original holds operations whose output reaches nothing. The
+        vectors themselves by default.
 
         Args:
             vectors: array of shape (n, n_genes) of gene indices.
         """
-        return np.zeros(len(vectors), dtype=bool)
+        return np.asarray(vectors, dtype=np.int64)
+
+    def redundant(self, vectors: np.ndarray) -> np.ndarray:
+        """Return which gene vectors hold unused operations (their :meth:`reduced` form differs).
+
+        Args:
+            vectors: array of shape (n, n_genes) of gene indices.
+        """
+        vectors = np.asarray(vectors, dtype=np.int64)
+        return (self.reduced(vectors) != vectors).any(axis=1)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
         """Draw ``n`` architectures uniformly over the genes.

@@ -129,17 +129,17 @@ class NASBench201Space(SearchSpace):
             path_columns.append(np.stack([inside.sum(axis=1), shortest, longest], axis=1))
         return np.hstack([one_hot, counts, live, convs, *path_columns]).astype(np.float64)
 
-    def redundant(self, vectors: np.ndarray) -> np.ndarray:
-        """Cells with an operation on an edge that no live input-to-output path uses.
+    def reduced(self, vectors: np.ndarray) -> np.ndarray:
+        """The cells with ``none`` on every edge that no live input-to-output path uses.
 
-        That edge's output reaches nothing: the cell with ``none`` there computes the same
-        function with fewer parameters (40 % of the 15,625 cells are such copies).
+        Such an edge's output reaches nothing: the reduced cell computes the same function
+        (40 % of the 15,625 cells hold such an edge).
 
         Args:
             vectors: array of shape (n, 6) of operation indices.
         """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, N_EDGES)
-        return ((vectors != 0) & ~_on_live_path(_live_paths(vectors))).any(axis=1)
+        return np.where(_on_live_path(_live_paths(vectors)), vectors, 0)
 
     def smallest(self) -> dict[str, Any]:
         return {"ops": [OPERATIONS[0]] * N_EDGES}
