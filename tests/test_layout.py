@@ -139,3 +139,20 @@ def test_quick_commands_do_not_import_torch(command: list[str], tmp_path: Path) 
                             cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"`optnas {' '.join(command)}` imported {result.stdout.strip()}"
+
+
+_PLAIN_SAMPLER = """
+import sys
+import numpy as np
+from optnas.predictors import get_predictor
+from optnas.samplers import SurrogateSampler
+get_predictor("as", random_state=0).fit(np.arange(40.0).reshape(20, 2), np.arange(20.0))
+print("torch" in sys.modules)
+"""
+
+
+def test_the_sampler_and_adaptive_switching_do_without_torch() -> None:
+    """A plain Optuna study with SurrogateSampler pays no torch import (only the mlp predictor needs it)."""
+    result = subprocess.run([sys.executable, "-c", _PLAIN_SAMPLER], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

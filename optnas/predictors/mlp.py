@@ -1,15 +1,22 @@
-"""A small multilayer perceptron trained with torch on the CPU."""
+"""A small multilayer perceptron trained with torch on the CPU.
+
+torch is imported where it is used: the other predictors, and the samplers that fit them,
+do without its seconds-long import.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from sklearn.utils import check_random_state
 
 from optnas.predictors.base import Predictor, _seed, _standardise, _UnitCube
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MLPPredictor(Predictor):
@@ -54,6 +61,8 @@ class MLPPredictor(Predictor):
         self.random_state = random_state
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        import torch
+
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
@@ -75,6 +84,8 @@ class MLPPredictor(Predictor):
         self.model_.eval()
 
     def _network(self, n_inputs: int) -> torch.nn.Sequential:
+        import torch
+
         layers: list[torch.nn.Module] = []
         for index, width in enumerate(self.hidden_layer_sizes):
             layers += [torch.nn.Linear(n_inputs, width), torch.nn.ReLU()]
@@ -87,6 +98,8 @@ class MLPPredictor(Predictor):
     def _train(
         self, Z: torch.Tensor, t: torch.Tensor, Z_val: torch.Tensor, t_val: torch.Tensor
     ) -> None:
+        import torch
+
         optimizer = torch.optim.Adam(
             self.model_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
@@ -110,6 +123,8 @@ class MLPPredictor(Predictor):
             self.model_.load_state_dict(best_state)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.no_grad(), _one_thread():
             out = self.model_(torch.as_tensor(self.scaler_(X), dtype=torch.float32))
         return out.numpy()[:, 0].astype(np.float64) * self.y_scale_ + self.y_mean_
@@ -119,6 +134,8 @@ class MLPPredictor(Predictor):
 def _one_thread() -> Iterator[None]:
     """Run torch on one thread: networks this small gain nothing from intra-op threads, and
     threads that spin for a core shared with other jobs slow training down up to tenfold."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -83,7 +83,7 @@ class SurrogateSampler(BaseSampler):
             known without evaluating (costs computed from the parameters); they are never
             predicted. The objective still returns every value.
         predictor: the model of the first objective (see :func:`optnas.predictors.get_predictor`;
-            ``"as"`` picks one by cross-validation and needs torch).
+            ``"as"`` picks one by cross-validation; ``"mlp"`` needs torch).
         sec_predictor: the model of every other predicted objective and constraint.
         trust_radius: candidates differ in at most this many parameters from an evaluated
             trial (None: anywhere).
