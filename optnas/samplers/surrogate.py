@@ -140,7 +140,7 @@ class SurrogateSampler(BaseSampler):
             self.seed: int | None = 0 if seed is None else seed
         else:
             if costs is not None or vector_costs is not None or objectives is not None or constraint_bounds is not None:
-                raise ValueError("costs, objectives and constraint_bounds are for the NAS form (space=...); "
+                raise ValueError("costs, vector_costs, objectives and constraint_bounds are for the NAS form (space=...); "
                                  "a plain study takes its objectives from the study and exact=")
             self.space = OptunaSpace(search_space, levels) if search_space is not None else None
             self.step = None
