@@ -141,10 +141,12 @@ def ranking_table(predictors: list[str], seeds: int, n_train: int = 100) -> None
     rows: list[tuple[str, Any]] = [("one seed's accuracies", None)]
     rows += [(f"{name}, old features", (name, OLD_FEATURE_COLUMNS)) for name in predictors]
     rows += [(name, (name, None)) for name in predictors]
+    # What a search sees of every cell, per seed: drawn once, shared by every row.
+    drawn_by_seed = [np.array([lookup(space.from_vector(cell), "cifar10", seed)["top1"] for cell in cells])
+                     for seed in range(seeds)]
     for label, model in rows:
         figures = []
-        for seed in range(seeds):
-            drawn = np.array([lookup(space.from_vector(cell), "cifar10", seed)["top1"] for cell in cells])
+        for seed, drawn in enumerate(drawn_by_seed):
             if model is None:
                 predicted = drawn
             else:

@@ -50,7 +50,6 @@ from optnas.networks.costs import (
     layers,
     part_tables,
     profile,
-    profile_vectors,
     slot_genes,
     stage_outputs,
 )
@@ -178,7 +177,7 @@ def memory(subnet: dict[str, Any], n_classes: int) -> dict[str, float]:
 
 def memory_vectors(
     space: MobileNetV3Space, n_classes: int
-) -> Callable[[np.ndarray, np.ndarray | None], dict[str, np.ndarray]]:
+) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
     """Return :func:`memory` for whole arrays of gene vectors of a space, with the same figures.
 
     The flash of every part (stem, each slot's layer choices, head) is tabulated once here.
@@ -188,20 +187,17 @@ def memory_vectors(
         n_classes: outputs of the classifier.
 
     Returns:
-        A function of an int array (n, n_genes) of gene vectors giving ``flash_kb``,
-        ``sram_kb`` and their float32 equivalents, each an array (n,); its second argument,
-        optional, is the ``peak_activations`` of :func:`~optnas.networks.costs.profile_vectors`
-        for the same vectors, where the caller has it already.
+        A function of an int array (n, n_genes) of gene vectors and their
+        ``peak_activations`` (from :func:`~optnas.networks.costs.profile_vectors`, which the
+        caller computes anyway) giving ``flash_kb``, ``sram_kb`` and their float32
+        equivalents, each an array (n,).
     """
     tables = part_tables(space, lambda width, _: _flash_bytes(_stem_tensors(width)),
                          lambda width, layer: _flash_bytes(_layer_tensors(width, layer)),
                          lambda width, _: _flash_bytes(_final_tensors(width, n_classes)))
-    peaks = profile_vectors(space, n_classes)
 
-    def figures(vectors: np.ndarray, peak_activations: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def figures(vectors: np.ndarray, peak_activations: np.ndarray) -> dict[str, np.ndarray]:
         flash, flash_float = gather_parts(tables, slot_genes(space, vectors)).sum(axis=1)
-        if peak_activations is None:
-            peak_activations = peaks(vectors)["peak_activations"]
         return _memory_figures(flash, flash_float, np.round(peak_activations * 1e6))
 
     return figures
