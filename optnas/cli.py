@@ -377,7 +377,7 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     from optnas.artifacts import read_subnet_file
     from optnas.latency.table import LatencyTable
     from optnas.networks.costs import profile
-    from optnas.networks.early_exits import exit_profile
+    from optnas.networks.exit_costs import exit_profile
     from optnas.networks.memory import memory
     from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
 

@@ -18,9 +18,9 @@ from optnas.networks.early_exits import (
     EarlyExitNetwork,
     exit_decisions,
     exit_outputs,
-    exit_profile,
     exit_stats,
 )
+from optnas.networks.exit_costs import exit_profile
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import EEMobileNetV3Space
 from optnas.spaces.eemobilenetv3 import EPSILONS, n_exits

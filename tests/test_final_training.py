@@ -11,7 +11,7 @@ import torch
 import optnas.training.final as final_training
 from optnas.artifacts import FINAL_FILE, STATE_FILE, read_subnet
 from optnas.networks.costs import profile
-from optnas.networks.early_exits import exit_profile
+from optnas.networks.exit_costs import exit_profile
 from optnas.networks.standalone import build_network
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
 from optnas.training.final import train_final

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
 from optnas.networks.costs import profile
-from optnas.networks.early_exits import exit_profile
+from optnas.networks.exit_costs import exit_profile
 from optnas.spaces.eemobilenetv3 import n_exits
 from tests.conftest import invoke_cli
 

@@ -23,7 +23,7 @@ from optnas.evaluation.flatness import robustness
 from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile, profile_vectors, space_widths
-from optnas.networks.early_exits import exit_profile
+from optnas.networks.exit_costs import exit_profile
 from optnas.networks.memory import memory, memory_vectors
 from optnas.networks.quantization import calibration_indices, int8_top1
 from optnas.networks.supernet import build_supernet, load_supernet

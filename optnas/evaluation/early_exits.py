@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from optnas.evaluation.inheritance import inherited_network
-from optnas.networks.early_exits import EarlyExitNetwork, exit_outputs, exit_profile, exit_stats
+from optnas.networks.early_exits import EarlyExitNetwork, exit_outputs, exit_stats
+from optnas.networks.exit_costs import exit_profile
 from optnas.networks.inference import recalibrate_bn
 from optnas.spaces.eemobilenetv3 import EPSILONS
 from optnas.training.early_exits import train_exits

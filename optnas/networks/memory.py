@@ -53,7 +53,7 @@ from optnas.networks.costs import (
     slot_genes,
     stage_outputs,
 )
-from optnas.networks.early_exits import head_layout
+from optnas.networks.exit_costs import head_layout
 from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 

@@ -32,7 +32,8 @@ from optnas.artifacts import (
 )
 from optnas.data.datasets import load_dataset
 from optnas.networks.costs import profile
-from optnas.networks.early_exits import exit_outputs, exit_profile, exit_stats
+from optnas.networks.early_exits import exit_outputs, exit_stats
+from optnas.networks.exit_costs import exit_profile
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.standalone import build_network, load_weights
 from optnas.networks.supernet import load_supernet
