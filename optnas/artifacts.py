@@ -25,7 +25,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, exit_stages, is_early_exit
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
@@ -59,14 +59,42 @@ def trial_dir(save_dir: str | Path, study_name: str, number: int) -> Path:
     return Path(save_dir) / study_name / f"trial-{number:05d}"
 
 
+def _write_atomically(path: Path, mode: str, write: Callable[[IO], None]) -> None:
+    """Write a file beside ``path``, flush it to disk, then rename it over ``path``.
+
+    A kill or an error while writing leaves the previous ``path`` whole; an error removes
+    the unfinished file (a kill leaves it, and the next write replaces it).
+
+    Args:
+        path: the file.
+        mode: ``open``'s mode, ``w`` or ``wb``.
+        write: writes the content into the open file.
+    """
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: str | Path, content: Any) -> None:
-    """Write one JSON file (``net.subnet``, ``net.stats``, ``source.json``...), indented.
+    """Write one JSON file (``net.subnet``, ``net.stats``, ``source.json``...), indented, atomically.
 
     Args:
         path: the file.
         content: JSON-serialisable content.
     """
-    Path(path).write_text(json.dumps(content, indent=2) + "\n")
+
+    def dump(file: IO) -> None:
+        json.dump(content, file, indent=2)
+        file.write("\n")
+
+    _write_atomically(Path(path), "w", dump)
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -199,12 +227,7 @@ def save_checkpoint(content: dict[str, Any], path: str | Path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as file:
-        torch.save(content, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    _write_atomically(path, "wb", lambda file: torch.save(content, file))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -14,12 +14,23 @@ from typing import Any, Callable
 import click
 
 from optnas import __version__
-from optnas.config import PREFERENCES, SearchConfig, options, read_config_file
-from optnas.config import flag as config_flag
+from optnas.cli_options import (
+    check_device,
+    config_options,
+    device_option,
+    given_config,
+    jobs_option,
+    quiet_option,
+    resolution_options,
+    seed_option,
+    storage_option,
+    study_name_option,
+    threads_option,
+    together,
+)
+from optnas.config import PREFERENCES, SearchConfig, read_config_file
 from optnas.latency import RUNTIMES
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
-
-DEFAULT_STORAGE = "sqlite:///optnas.db"
 
 # Flags of the reference scripts (CNAS msunas.py / post_search.py, see the README's "Coming from
 # the reference scripts") that optnas spells differently or does not have. Every other
@@ -118,41 +129,6 @@ def _friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def _config_options(command: Callable) -> Callable:
-    """Add one option per :class:`SearchConfig` field, each defaulting to "not given"."""
-    for field in reversed(options()):
-        flag = "--" + config_flag(field.name)
-        help_text = field.metadata["help"]
-        if field.default is not None:
-            help_text += f" [default: {field.default}]"
-        if field.metadata.get("is_flag"):
-            option = click.option(f"{flag}/--no-{flag[2:]}", field.name, default=None, help=help_text)
-        elif "choices" in field.metadata:
-            option = click.option(flag, field.name, type=click.Choice(field.metadata["choices"]),
-                                  default=None, help=help_text)
-        else:
-            option = click.option(flag, field.name, type=field.metadata.get("type", str),
-                                  default=None, help=help_text)
-        command = option(command)
-    return command
-
-
-def _given(values: dict[str, Any]) -> dict[str, Any]:
-    names = {field.name for field in options()}
-    return {name: value for name, value in values.items() if name in names and value is not None}
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-
-
 @click.group(cls=_ReferenceGroup, context_settings={"help_option_names": ["-h", "--help"],
                                                  "max_content_width": 100})
 @click.version_option(__version__, prog_name="optnas")
@@ -168,18 +144,15 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
-              help="Optuna storage: any SQLAlchemy URL (sqlite:///file.db, postgresql://...).")
-@click.option("--study-name", default=None,
-              help="Name of the new study [default: <space>-<dataset>-<objectives>].")
+@storage_option("Optuna storage: any SQLAlchemy URL (sqlite:///file.db, postgresql://...).")
+@study_name_option("Name of the new study [default: <space>-<dataset>-<objectives>].", required=False)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML or TOML file holding options (same names); flags override it.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
-              help="Trials evaluated at once in this process (threads).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@jobs_option()
+@quiet_option()
 @click.option("--create-only", is_flag=True,
               help="Check the options and the data, store the study, evaluate nothing (then run `optnas worker`s).")
-@_config_options
+@config_options
 @_friendly_errors
 def search(storage: str, study_name: str | None, config_file: str | None, jobs: int, quiet: bool,
            create_only: bool, **values: Any) -> None:
@@ -187,20 +160,21 @@ def search(storage: str, study_name: str | None, config_file: str | None, jobs: 
     from optnas.studies.search import start_search
 
     given = read_config_file(config_file) if config_file else {}
-    given.update(_given(values))
+    given.update(given_config(values))
     config = SearchConfig.from_dict(given).validate()
-    _check_device(config.device)
+    if values["device"] is None:
+        # --device was checked as it was parsed; the --config file's device or the default was not.
+        check_device(config.device)
     start_search(config, storage, study_name, echo=click.echo, progress=not quiet, n_jobs=jobs,
                  create_only=create_only)
 
 
 @main.command()
-@click.option("--study-name", required=True, help="The study to continue.")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
-              help="Trials evaluated at once in this process (threads).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@_config_options
+@study_name_option("The study to continue.")
+@storage_option()
+@jobs_option()
+@quiet_option()
+@config_options
 @_friendly_errors
 def resume(study_name: str, storage: str, jobs: int, quiet: bool, **values: Any) -> None:
     """Continue a study from its stored configuration.
@@ -210,24 +184,18 @@ def resume(study_name: str, storage: str, jobs: int, quiet: bool, **values: Any)
     """
     from optnas.studies.search import continue_search
 
-    given = _given(values)
-    if "device" in given:
-        _check_device(given["device"])
-    continue_search(storage, study_name, given, echo=click.echo, progress=not quiet, n_jobs=jobs)
+    continue_search(storage, study_name, given_config(values), echo=click.echo, progress=not quiet, n_jobs=jobs)
 
 
 @main.command()
-@click.option("--study-name", required=True, help="The study to join.")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
-              help="Optuna storage URL shared by all workers (PostgreSQL or MySQL for many machines).")
-@click.option("--device", default=None, help="Torch device of this worker, e.g. cuda:1 [default: the stored one].")
+@study_name_option("The study to join.")
+@storage_option("Optuna storage URL shared by all workers (PostgreSQL or MySQL for many machines).")
+@device_option(default=None, help="Torch device of this worker, e.g. cuda:1 [default: the stored one].")
 @click.option("--n-workers", type=click.IntRange(0), default=None,
               help="Data-loading worker processes of this worker [default: the stored value].")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="Torch CPU threads of this worker [default: the stored value, else one per physical core].")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1),
-              help="Trials evaluated at once in this process (threads).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@threads_option("Torch CPU threads of this worker [default: the stored value, else one per physical core].")
+@jobs_option()
+@quiet_option()
 @_friendly_errors
 def worker(study_name: str, storage: str, device: str | None, n_workers: int | None, threads: int | None,
            jobs: int, quiet: bool) -> None:
@@ -238,15 +206,12 @@ def worker(study_name: str, storage: str, device: str | None, n_workers: int | N
     """
     from optnas.studies.search import continue_search
 
-    given = _given({"device": device, "n_workers": n_workers, "threads": threads})
-    if "device" in given:
-        _check_device(given["device"])
+    given = given_config({"device": device, "n_workers": n_workers, "threads": threads})
     continue_search(storage, study_name, given, echo=click.echo, progress=not quiet, n_jobs=jobs)
 
 
 @main.command("storage-proxy")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True,
-              help="The database behind the proxy (SQLAlchemy URL).")
+@storage_option("The database behind the proxy (SQLAlchemy URL).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=13000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
 @_friendly_errors
@@ -266,7 +231,7 @@ def storage_proxy(storage: str, host: str, port: int) -> None:
 
 
 @main.command()
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@storage_option()
 @_friendly_errors
 def studies(storage: str) -> None:
     """List the studies in a storage with their trial counts."""
@@ -276,8 +241,8 @@ def studies(storage: str) -> None:
 
 
 @main.command()
-@click.option("--study-name", required=True, help="The study.")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@study_name_option()
+@storage_option()
 @click.option("--pareto", is_flag=True, help="Only the feasible Pareto set.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="Output format.")
@@ -303,8 +268,8 @@ def trials(study_name: str, storage: str, pareto: bool, fmt: str, n_exits: int |
 
 
 @main.command("select")
-@click.option("--study-name", required=True, help="The study.")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@study_name_option()
+@storage_option()
 @click.option("-n", "n", default=3, show_default=True, type=int,
               help="Architectures to choose; the most accurate one is always the first.")
 @click.option("--prefer", type=click.Choice(PREFERENCES),
@@ -341,7 +306,7 @@ def select_command(study_name: str, storage: str, n: int, prefer: str, exits: in
 
 
 @main.command()
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@storage_option()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; the dashboard has no authentication, keep it local.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port.")
@@ -418,28 +383,18 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
             click.echo(f"  to leave at exit {index + 1}   {ms:10.4f} ms")
 
 
-_RESOLUTION_OPTIONS = (
+_layer_space_options = together(
     click.option("--width-mult", "widths", multiple=True, type=click.Choice([str(w) for w in WIDTH_MULTS]),
                  help="Width multiplier(s) of the supernet; repeat for both [default: 1.0]."),
-    click.option("--lr", "low_res", default=32, show_default=True, type=click.IntRange(8, 1024),
-                 help="Lowest resolution of the searches the table serves."),
-    click.option("--ur", "high_res", default=32, show_default=True, type=click.IntRange(8, 1024),
-                 help="Highest resolution."),
-    click.option("--rstep", default=4, show_default=True, type=click.IntRange(1), help="Resolution step."),
+    resolution_options("Lowest resolution of the searches the table serves."),
     click.option("--n-classes", default=10, show_default=True, type=click.IntRange(2),
                  help="Classes of the classifier (10: the digits default; a search refuses a table built "
                       "for another count)."),
     click.option("--exits", is_flag=True, help="Also the early-exit heads of eemobilenetv3 searches."),
     click.option("--calibration", "n_calibration", default=8, show_default=True, type=click.IntRange(1),
                  help="Whole networks timed end to end to fit the table's overhead."),
-    click.option("--seed", default=0, show_default=True, type=int, help="Seed of the calibration networks."),
+    seed_option("Seed of the calibration networks."),
 )
-
-
-def _layer_space_options(command: Callable) -> Callable:
-    for option in reversed(_RESOLUTION_OPTIONS):
-        command = option(command)
-    return command
 
 
 def _progress_bars(quiet: bool) -> Callable[[str, int, int], None] | None:
@@ -488,10 +443,10 @@ def latency() -> None:
 @_layer_space_options
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
               help="Where layers are timed: onnxruntime's CPU provider or PyTorch eager mode.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="CPU threads of the runtime.")
+@threads_option("CPU threads of the runtime.", default=1)
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The table (lut.json); an unfinished one with the same runtime and threads is resumed.")
-@click.option("--quiet", is_flag=True, help="No progress.")
+@quiet_option("No progress.")
 @_friendly_errors
 def latency_table_command(widths: tuple[str, ...], low_res: int, high_res: int, rstep: int, n_classes: int,
                           exits: bool, n_calibration: int, seed: int, runtime: str, threads: int, out: str,
@@ -514,7 +469,7 @@ def latency_table_command(widths: tuple[str, ...], low_res: int, high_res: int, 
 @latency.command("layers")
 @click.argument("folder", type=click.Path(file_okay=False))
 @_layer_space_options
-@click.option("--quiet", is_flag=True, help="No progress.")
+@quiet_option("No progress.")
 @_friendly_errors
 def latency_layers_command(folder: str, widths: tuple[str, ...], low_res: int, high_res: int, rstep: int,
                            n_classes: int, exits: bool, n_calibration: int, seed: int, quiet: bool) -> None:
@@ -536,7 +491,7 @@ def latency_layers_command(folder: str, widths: tuple[str, ...], low_res: int, h
 @click.argument("subnet_file", type=click.Path(dir_okay=False))
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="onnxruntime", show_default=True,
               help="Where the network is timed.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="CPU threads of the runtime.")
+@threads_option("CPU threads of the runtime.", default=1)
 @click.option("--n-classes", default=10, show_default=True, type=click.IntRange(2), help="Classes of the classifier.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @_friendly_errors
@@ -573,15 +528,12 @@ def supernet() -> None:
 @click.option("--width-mult", default=str(WIDTH_MULTS[0]), show_default=True,
               type=click.Choice([str(width) for width in WIDTH_MULTS]),
               help="Width multiplier.")
-@click.option("--lr", "low_res", default=32, show_default=True, type=int, help="Lowest resolution.")
-@click.option("--ur", "high_res", default=32, show_default=True, type=int, help="Highest resolution.")
-@click.option("--rstep", default=4, show_default=True, type=click.IntRange(1), help="Resolution step.")
+@resolution_options()
 @click.option("--n-classes", default=None, type=click.IntRange(2), help="Classes [default: the dataset's].")
 @click.option("--vld-size", default=None, type=click.IntRange(1), help="Held-out training images.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device.")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="Torch CPU threads [default: one per physical core it may run on].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed.")
+@device_option(help="Torch device.")
+@threads_option()
+@seed_option("Seed.")
 @_friendly_errors
 def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: int | None, out: str,
                    width_mult: str, low_res: int, high_res: int, rstep: int, n_classes: int | None,
@@ -600,7 +552,6 @@ def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: i
     from optnas.training.loop import set_threads
     from optnas.training.supernet import train_supernet
 
-    _check_device(device)
     set_threads(threads)
     space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
     splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)
@@ -630,11 +581,10 @@ def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: i
 @click.option("--learning-rate", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Initial SGD learning rate (cosine schedule, one step per epoch).")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2), help="Images per step.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda:0.")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="Torch CPU threads [default: one per physical core it may run on].")
-@click.option("--seed", default=None, type=int, help="Seed of split, shuffling and dropout [default: the search's, else 0].")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@device_option()
+@threads_option()
+@seed_option("Seed of split, shuffling and dropout [default: the search's, else 0].", default=None)
+@quiet_option("No progress bar.")
 @_friendly_errors
 def train_command(folder: str, epochs: int, dataset: str | None, data: str | None, vld_size: int | None,
                   n_classes: int | None, supernet_path: str | None, resume: bool, learning_rate: float,
@@ -651,7 +601,6 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
     from optnas.training.final import train_final
     from optnas.training.loop import set_threads
 
-    _check_device(device)
     set_threads(threads)
     given = {"dataset": dataset, "data": data, "vld_size": vld_size, "n_classes": n_classes, "seed": seed}
     chosen = {**source_defaults(folder), **{key: value for key, value in given.items() if value is not None}}
@@ -681,12 +630,10 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
               help="Test images the exported file is checked on.")
 @click.option("--atol", default=1e-4, show_default=True, type=click.FloatRange(min=0),
               help="Largest absolute difference of any output allowed between the file and PyTorch.")
-@click.option("--device", default="cpu", show_default=True,
-              help="Device of the PyTorch reference run (the exported file is checked on the CPU).")
+@device_option(help="Device of the PyTorch reference run (the exported file is checked on the CPU).")
 @click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
               help="lut.json whose predicted latency is recorded beside the measured one [default: the search's].")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1].")
+@threads_option("onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1].")
 @click.option("--int8", is_flag=True,
               help="Also write FOLDER/net.int8.onnx (static int8 quantization, QDQ, per-channel weights) and "
                    "score both files on the test split into FOLDER/export-onnx-int8.json (ONNX only).")
@@ -694,7 +641,7 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
               help="Training images that calibrate --int8's activation ranges.")
 @click.option("--max-drop", default=2.0, show_default=True, type=float,
               help="Warn when --int8 loses more test top1 than this (points).")
-@click.option("--seed", default=None, type=int, help="Draws the calibration images [default: the search's, else 0].")
+@seed_option("Draws the calibration images [default: the search's, else 0].", default=None)
 @_friendly_errors
 def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: str | None, data: str | None,
                    n_check: int, atol: float, device: str, latency_table: str | None, threads: int | None,
@@ -713,7 +660,6 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     from optnas.artifacts import read_source, source_defaults
     from optnas.export import export_network
 
-    _check_device(device)
     source = source_defaults(folder)
     searched = read_source(folder).get("config", {})
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
@@ -740,8 +686,8 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
 
 
 @main.command("report")
-@click.option("--study-name", required=True, help="The study.")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@study_name_option()
+@storage_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for the PNG plots and index.html.")
 @click.option("-n", "n", default=3, show_default=True, type=int,
@@ -764,8 +710,8 @@ def report_command(study_name: str, storage: str, out: str, n: int, prefer: str,
 
 
 @main.command()
-@click.option("--study-name", default=None, help="The study of --trial.")
-@click.option("--storage", default=DEFAULT_STORAGE, show_default=True, help="Optuna storage URL.")
+@study_name_option("The study of --trial.", required=False)
+@storage_option()
 @click.option("--trial", "trial_number", type=click.IntRange(0), default=None,
               help="A completed trial of the study: its network is rebuilt (or read from its ckpt.pth) and "
                    "the result is kept in the study (user attribute ood:trial:NNNNN and a study artifact).")
@@ -784,10 +730,10 @@ def report_command(study_name: str, storage: str, out: str, n: int, prefer: str,
                    "contrast, elastic_transform, pixelate, jpeg_compression.")
 @click.option("--severities", default="1,2,3,4,5", show_default=True, help="Comma-separated severities (1-5).")
 @click.option("--n-images", type=click.IntRange(1), default=None, help="Only the first test images [default: all].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the on-the-fly corruptions.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda:0.")
+@seed_option("Seed of the on-the-fly corruptions.")
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@quiet_option()
 @_friendly_errors
 def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_file: str | None,
         weights: str | None, dataset: str | None, data: str | None, corruptions: str, severities: str,
@@ -798,7 +744,6 @@ def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_f
     from optnas.evaluation.ood import evaluate_subnet_ood, format_ood
     from optnas.studies.ood import evaluate_trial_ood
 
-    _check_device(device)
     names = CORRUPTIONS if corruptions == "all" else tuple(p.strip() for p in corruptions.split(",") if p.strip())
     try:
         levels = tuple(int(part) for part in severities.split(",") if part.strip())

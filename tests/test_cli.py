@@ -76,3 +76,39 @@ def test_bad_values_are_usage_errors_without_traceback(tmp_path: Path) -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "s.db").exists() or "optnas" not in (tmp_path / "s.db").read_bytes().decode("latin1")
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "--storage", "{db}"], ["resume", "--study-name", "s", "--storage", "{db}"],
+    ["worker", "--study-name", "s", "--storage", "{db}"], ["supernet", "train", "--out", "{tmp}/s.pth"],
+    ["train", "{tmp}/net"], ["export", "{tmp}/net"], ["ood", "--trial", "0", "--study-name", "s", "--storage", "{db}"],
+])
+def test_every_device_option_refuses_an_unknown_device_before_anything_runs(command: list[str],
+                                                                            tmp_path: Path) -> None:
+    # Neither the storage nor the folder exists: the device is refused first, as the option is parsed.
+    args = [arg.format(db=f"sqlite:///{tmp_path / 's.db'}", tmp=tmp_path) for arg in command]
+    result = invoke_cli(*args, "--device", "tpu:7")
+    assert result.returncode == 2
+    assert result.stderr.endswith("Error: --device 'tpu:7' is not a torch device (e.g. cpu, cuda, cuda:1)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_device_from_the_config_file_is_checked_too(tmp_path: Path) -> None:
+    (tmp_path / "search.yaml").write_text("device: tpu:7\n")
+    result = invoke_cli("search", "--config", str(tmp_path / "search.yaml"), "--quiet",
+                        "--storage", f"sqlite:///{tmp_path / 's.db'}", "--save", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.endswith("Error: --device 'tpu:7' is not a torch device (e.g. cpu, cuda, cuda:1)\n")
+
+
+@pytest.mark.parametrize("command", [["supernet", "train", "--out", "s.pth"], ["latency", "table", "--out", "lut.json"],
+                                     ["latency", "layers", "folder"]])
+@pytest.mark.parametrize("flag", ["--lr", "--ur"])
+def test_every_resolution_option_refuses_what_the_spaces_do_not_allow(command: list[str], flag: str,
+                                                                      tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke_cli(*command, flag, "4")
+    assert result.returncode == 2
+    assert list(tmp_path.iterdir()) == []
+    assert f"Error: Invalid value for '{flag}': 4 is not in the range 8<=x<=1024." in result.stderr

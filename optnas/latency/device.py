@@ -189,6 +189,8 @@ def save_json(path: str | Path, content: Any) -> None:
         with os.fdopen(handle, "w") as file:
             json.dump(content, file, indent=1)
             file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
