@@ -51,6 +51,7 @@ from optnas.objectives.nas import NASObjective, suggest
 from optnas.optuna_private import rdb_tables, study_id
 from optnas.predictors import PREDICTOR_NAMES, get_predictor
 from optnas.samplers.msunas import MSuNASStep
+from optnas.samplers.strategies import NASStrategy
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX, SurrogateSampler
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.storage import open_storage
@@ -387,8 +388,8 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
                 first_number = len(study.get_trials(deepcopy=False))
                 _store_batches(study, space, config.n_doe, first_number, 2 * (n_trials + 1))
                 sampler = SurrogateSampler(
-                    space, functools.partial(exact_costs, config), objectives=["top1", "macs"],
-                    constraint_bounds={}, n_doe=config.n_doe, n_iter=N_ITER,
+                    strategy=NASStrategy(space, functools.partial(exact_costs, config), objectives=["top1", "macs"]),
+                    n_doe=config.n_doe, n_iter=N_ITER,
                 )
                 objective = NASObjective(config, CandidateEvaluator(config, folder), folder)
                 nsga2 = optuna.samplers.NSGAIISampler(population_size=NSGA2_POPULATION, seed=0)

@@ -155,7 +155,7 @@ def _study_with_design(sampler: Any, attrs: Callable[[dict], dict]) -> optuna.St
     """An in-memory study holding the sampler's initial design, evaluated by ``attrs``."""
     study = optuna.create_study(directions=["maximize", "minimize"])
     for number in range(sampler.n_doe):
-        subnet = sampler.space.from_vector(sampler.candidate(study, number))
+        subnet = sampler.strategy.space.from_vector(sampler.candidate(study, number))
         figures = attrs(subnet)
         study.add_trial(optuna.trial.create_trial(
             values=[figures["top1"], figures["params"]], user_attrs={"subnet": subnet, **figures},
@@ -164,16 +164,17 @@ def _study_with_design(sampler: Any, attrs: Callable[[dict], dict]) -> optuna.St
 
 
 def test_a_second_objective_missing_from_the_costs_gets_its_own_predictor() -> None:
-    from optnas.samplers.surrogate import SurrogateSampler
+    from optnas.samplers import NASStrategy, SurrogateSampler
     from optnas.spaces.nasbench201 import lookup
     from optnas.studies.quality import batch_quality
 
     space = NASBench201Space()
     sampler = SurrogateSampler(
-        space, lambda subnet: {}, objectives=["top1", "params"], constraint_bounds={"top1min": 50.0},
+        strategy=NASStrategy(space, lambda subnet: {}, objectives=["top1", "params"],
+                             constraint_bounds={"top1min": 50.0}),
         n_doe=30, n_iter=6, predictor="rbf", sec_predictor="gp", seed=3,
     )
-    assert sampler.step.predicted_quantities() == ["top1", "params"]
+    assert sampler.strategy.step(sampler.options).predicted_quantities() == ["top1", "params"]
     study = _study_with_design(sampler, lambda subnet: lookup(subnet, "cifar10", 0))
     batch = sampler.batch(study, 1)
     assert len(batch["subnets"]) == 6 and set(batch["predicted"]) == {"top1", "params"}
@@ -190,16 +191,16 @@ def test_a_second_objective_missing_from_the_costs_gets_its_own_predictor() -> N
 
 
 def test_trust_radius_keeps_candidates_near_evaluated_architectures() -> None:
-    from optnas.samplers.surrogate import SurrogateSampler
+    from optnas.samplers import NASStrategy, SurrogateSampler
     from optnas.spaces.nasbench201 import lookup
 
     space = NASBench201Space()
     sampler = SurrogateSampler(
-        space, lambda subnet: {"params": lookup(subnet, "cifar10", 0)["params"]},
-        objectives=["top1", "params"], constraint_bounds={}, n_doe=12, n_iter=8, predictor="gp",
-        trust_radius=1, seed=0,
+        strategy=NASStrategy(space, lambda subnet: {"params": lookup(subnet, "cifar10", 0)["params"]},
+                             objectives=["top1", "params"]),
+        n_doe=12, n_iter=8, predictor="gp", trust_radius=1, seed=0,
     )
-    assert sampler.step.predicted_quantities() == ["top1"]
+    assert sampler.strategy.step(sampler.options).predicted_quantities() == ["top1"]
     study = _study_with_design(sampler, lambda subnet: lookup(subnet, "cifar10", 0))
     done = np.array([space.to_vector(t.user_attrs["subnet"]) for t in study.trials])
     batch = sampler.batch(study, 1)

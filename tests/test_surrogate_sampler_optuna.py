@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import subprocess
 import sys
@@ -19,8 +20,11 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from optnas.pareto import front_2d, hypervolume_2d
-from optnas.samplers import SurrogateSampler
+from optnas.samplers import BaseSpaceStrategy, SurrogateSampler
+from optnas.samplers.msunas import Evaluated, MSuNASStep
 from optnas.samplers.optuna_space import OptunaSpace
+from optnas.samplers.strategies import Problem, StepOptions
+from optnas.spaces import NASBench201Space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -203,6 +207,66 @@ def test_threads_share_the_sampler_and_keep_the_mapping() -> None:
     study.optimize(_objective, n_trials=20, n_jobs=2)
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.params for t in trials] == [t.params for t in alone.trials]
+
+
+class _TinyStrategy(BaseSpaceStrategy):
+    """A strategy of one's own: a fixed 12-point space, one objective, its own batch key and seed."""
+
+    points_key = "points"
+    default_seed = 7
+
+    def __init__(self) -> None:
+        self.space = OptunaSpace({"a": IntDistribution(0, 5), "b": CategoricalDistribution(["p", "q"])})
+        self.calls: list[tuple[list[int], StepOptions]] = []
+
+    def space_of(self, study: optuna.Study) -> OptunaSpace:
+        return self.space
+
+    def problem(self, study: optuna.Study, space: Any, earlier: list[optuna.trial.FrozenTrial],
+                options: StepOptions) -> Problem:
+        self.calls.append(([t.number for t in earlier], options))
+        done = [t for t in earlier if t.state == TrialState.COMPLETE]
+        vectors = np.array([space.to_vector(t.params) for t in done])
+        step = MSuNASStep(space, lambda params: {}, objectives=["loss"], constraint_bounds={},
+                          plausible=lambda name, predicted: predicted, **dataclasses.asdict(options))
+        return Problem(step, Evaluated(vectors=vectors, observed={"loss": np.array([t.value for t in done])},
+                                       feasible=np.ones(len(done), dtype=bool), seen=vectors),
+                       extra={"strategy": "tiny"})
+
+
+def test_an_injected_strategy_defines_the_space_the_history_and_the_stored_batch() -> None:
+    strategy = _TinyStrategy()
+    sampler = SurrogateSampler(strategy=strategy, n_doe=4, n_iter=2, predictor="rbf", population_size=12,
+                               generations=3)
+    assert sampler.seed == 7
+
+    def loss(trial: optuna.Trial) -> float:
+        a, b = trial.suggest_int("a", 0, 5), trial.suggest_categorical("b", ["p", "q"])
+        return (a - 3) ** 2 + (b == "q")
+
+    study = _run(sampler, loss, n_trials=8, directions=("minimize",))
+    trials = sorted(study.trials, key=lambda t: t.number)
+    # The design opens with the strategy's smallest and largest point, before any trial completed.
+    assert trials[0].params == {"a": 0, "b": "p"} and trials[1].params == {"a": 5, "b": "q"}
+    assert strategy.calls == [
+        ([0, 1, 2, 3], sampler.options), ([0, 1, 2, 3, 4, 5], sampler.options)]
+    assert sampler.options.predictor == "rbf" and sampler.options.population_size == 12
+    for k in (1, 2):
+        batch = study.user_attrs[f"surrogate:batch:{k:04d}"]
+        assert batch["strategy"] == "tiny" and "params" not in batch
+        assert batch["points"] == [t.params for t in trials[4 + 2 * (k - 1):6 + 2 * (k - 1)]]
+    # The strategy's default seed: none drawn and stored in the study.
+    assert "surrogate:seed" not in study.user_attrs
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 8
+
+
+def test_the_plain_options_do_not_go_beside_a_strategy() -> None:
+    with pytest.raises(ValueError, match="default strategy"):
+        SurrogateSampler(strategy=_TinyStrategy(), levels=8)
+    with pytest.raises(ValueError, match="default strategy"):
+        SurrogateSampler(SPACE, strategy=_TinyStrategy())
+    with pytest.raises(TypeError, match="NASStrategy"):
+        SurrogateSampler(NASBench201Space())
 
 
 _WORKER = """

@@ -148,7 +148,8 @@ def test_sampler_with_vector_costs_pickles():
     sampler = make_sampler(config)
     space = config.make_space()
     vectors = np.stack([space.to_vector(subnet) for subnet in space.sample(np.random.default_rng(0), 5)])
-    before = sampler.step.vector_costs(vectors)
-    after = pickle.loads(pickle.dumps(sampler)).step.vector_costs(vectors)
+    before = sampler.strategy.step(sampler.options).vector_costs(vectors)
+    copy = pickle.loads(pickle.dumps(sampler))
+    after = copy.strategy.step(copy.options).vector_costs(vectors)
     for name, values in before.items():
         np.testing.assert_array_equal(after[name], values)

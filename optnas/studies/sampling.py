@@ -7,6 +7,7 @@ import functools
 import optuna
 
 from optnas.config import SearchConfig
+from optnas.samplers.strategies import NASStrategy
 from optnas.samplers.surrogate import SurrogateSampler
 
 
@@ -24,12 +25,14 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
 
         space = config.make_space()
         return SurrogateSampler(
-            space=space,
-            costs=functools.partial(exact_costs, config),
-            # None where the space has no vectorised costs: the offspring are then costed one by one.
-            vector_costs=exact_costs_vectors(config, space),
-            objectives=config.objectives,
-            constraint_bounds=config.constraint_bounds,
+            strategy=NASStrategy(
+                space,
+                functools.partial(exact_costs, config),
+                # None where the space has no vectorised costs: the offspring are then costed one by one.
+                vector_costs=exact_costs_vectors(config, space),
+                objectives=config.objectives,
+                constraint_bounds=config.constraint_bounds,
+            ),
             n_doe=config.n_doe,
             n_iter=config.n_iter,
             predictor=config.predictor,
