@@ -29,6 +29,7 @@ from optnas.spaces import MobileNetV3Space
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.training.loop import fine_tune
+from optnas.training.recipes import FineTuneRecipe
 from optnas.training.supernet import train_supernet
 
 RESOLUTION = 32
@@ -129,8 +130,8 @@ def main() -> None:
         network = copy.deepcopy(model)
         tuned.append(_timed(
             lambda: fine_tune(
-                network, data.train, epochs=1, resolution=RESOLUTION, device=device,
-                seed=repeat, batch_size=BATCH_SIZE,
+                network, data.train, FineTuneRecipe(epochs=1, device=device, seed=repeat, batch_size=BATCH_SIZE),
+                resolution=RESOLUTION,
             ),
             device,
         ))

@@ -51,6 +51,7 @@ from optnas.networks.standalone import build_network
 from optnas.networks.supernet import build_supernet, zero_init_residuals
 from optnas.studies.study import CONFIG_ATTR
 from optnas.training.loop import fine_tune, set_threads
+from optnas.training.recipes import FineTuneRecipe
 
 GOAL_GAP = 5.0
 GOAL_TAU = 0.6
@@ -193,8 +194,8 @@ def train_standalone(
         loss = functools.partial(F.cross_entropy, label_smoothing=LABEL_SMOOTHING)
     network = build_network(subnet, n_classes, supernet)
     resolution = int(subnet["r"])
-    fine_tune(network, train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
-              batch_size=batch_size, loss=loss)
+    fine_tune(network, train, FineTuneRecipe(epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed),
+              resolution=resolution, loss=loss)
     recalibrate_bn(network, train, resolution=resolution, device=device, seed=seed)
     scores, correct, images = {}, 0, 0
     for name, split in (("valid", data.valid), ("test", data.test)):

@@ -26,6 +26,7 @@ from optnas.data.datasets import load_dataset
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.search import start_search
 from optnas.evaluation.inheritance import evaluate_candidate
+from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 from optnas.networks.supernet import build_supernet
 from optnas.training.supernet import train_supernet
 
@@ -47,8 +48,8 @@ def _check_early_exits(supernet: torch.nn.Module, data, device: str, failures: l
 
     space = EEMobileNetV3Space(resolutions=[32])
     subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 1], "epsilon": [0.5, 0.5, 0.1, 0.5]})
-    stats, model = evaluate_ee_candidate(supernet, subnet, data, n_epochs=1, warmup_epochs=1, ee_epochs=1,
-                                         method="confidence", mmax=5.0, device=device)
+    stats, model = evaluate_ee_candidate(supernet, subnet, data, FineTuneRecipe(epochs=1, device=device),
+                                         ExitRecipe(method="confidence", mmax=5.0))
     predictions, confidence, labels = exit_outputs(model, data.valid, resolution=32, device=device)
     middle = confidence.sort(dim=1).values[:, len(labels) // 2 - 1: len(labels) // 2 + 1]
     epsilon = middle.mean(dim=1).tolist()
@@ -72,7 +73,7 @@ def _check_flatness(supernet: torch.nn.Module, data, device: str, failures: list
     subnet = MobileNetV3Space.from_range(32, 32, 4).largest()
     figures = {}
     for where in ("cpu", device):
-        top1, model = evaluate_candidate(supernet, subnet, data, n_epochs=1, device=where, seed=0, optim="sam")
+        top1, model = evaluate_candidate(supernet, subnet, data, FineTuneRecipe(epochs=1, device=where, optim="sam"))
         figures[where] = [robustness(model, data.valid, resolution=32, sigmas=[sigma], n_samples=3, seed=0,
                                      device=where) for sigma in (0.0, 0.05, 0.05)]
         print(f"flatness on {where}: SAM-fine-tuned top1 {top1:.2f}, robustness at sigma 0/0.05/0.05 {figures[where]}")
@@ -110,7 +111,7 @@ def main() -> int:
             for epochs in (0, 1):
                 top1 = {}
                 for device in ("cpu", args.device):
-                    top1[device], _ = evaluate_candidate(cpu_net, subnet, data, n_epochs=epochs, device=device, seed=0)
+                    top1[device], _ = evaluate_candidate(cpu_net, subnet, data, FineTuneRecipe(epochs=epochs, device=device))
                 diff = abs(top1["cpu"] - top1[args.device])
                 print(f"{index:>9} {epochs:>6} {top1['cpu']:9.2f} {top1[args.device]:10.2f} {diff:6.2f}")
                 # Inherited weights, BN recalibration and evaluation are the same arithmetic on both

@@ -58,6 +58,7 @@ from optnas.studies.storage import open_storage
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.training.loop import fine_tune
+from optnas.training.recipes import FineTuneRecipe
 from optnas.training.supernet import train_supernet
 
 POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -236,7 +237,7 @@ def bench_training(
             # Copies are made outside the timed calls; turns alternate so load hits all alike.
             network = copy.deepcopy(model)
             times["tune"].append(_seconds(lambda: fine_tune(
-                network, train, epochs=1, resolution=RESOLUTION, device=device, seed=repeat,
+                network, train, FineTuneRecipe(epochs=1, device=device, seed=repeat), resolution=RESOLUTION,
             ), device))
             network = copy.deepcopy(model)
             times["plain"].append(_seconds(lambda: _plain_epoch(network, train, device, repeat), device))

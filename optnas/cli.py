@@ -741,7 +741,7 @@ def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_f
     """Out-of-distribution error of a network: top-1 error (%) per corruption and severity, and the
     mean corruption error (mCE, the unnormalised mean over the 15 CIFAR-10-C corruptions x 5 severities)."""
     from optnas.data.corruptions import CORRUPTIONS
-    from optnas.evaluation.ood import evaluate_subnet_ood, format_ood
+    from optnas.evaluation.ood import OODRequest, evaluate_subnet_ood, format_ood
     from optnas.studies.ood import evaluate_trial_ood
 
     names = CORRUPTIONS if corruptions == "all" else tuple(p.strip() for p in corruptions.split(",") if p.strip())
@@ -749,8 +749,8 @@ def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_f
         levels = tuple(int(part) for part in severities.split(",") if part.strip())
     except ValueError:
         raise ValueError(f"--severities must be comma-separated integers 1-5, got {severities!r}") from None
-    options = dict(data=data, corruptions=names, severities=levels, n_images=n_images, seed=seed,
-                   device=device, progress=not quiet)
+    request = OODRequest(dataset=dataset, data=data, corruptions=names, severities=levels, n_images=n_images,
+                         seed=seed, device=device, progress=not quiet)
     if (trial_number is None) == (subnet_file is None):
         raise ValueError("give either --trial (with --study-name) or --subnet (with --weights)")
     if trial_number is not None:
@@ -759,11 +759,11 @@ def ood(study_name: str | None, storage: str, trial_number: int | None, subnet_f
         from optnas.studies.trials import load_study_readonly
 
         study = load_study_readonly(storage, study_name)
-        result = evaluate_trial_ood(study, trial_number, dataset=dataset, **options)
+        result = evaluate_trial_ood(study, trial_number, request)
     else:
         if weights is None:
             raise ValueError("--subnet needs --weights (a ckpt.pth with 'state_dict')")
-        result = evaluate_subnet_ood(subnet_file, weights, dataset=dataset or "digits", **options)
+        result = evaluate_subnet_ood(subnet_file, weights, request)
     click.echo(json.dumps(result, indent=2) if as_json else format_ood(result))
 
 

@@ -19,6 +19,7 @@ from optnas.predictors import PREDICTOR_NAMES
 from optnas.spaces import SPACE_NAMES, SPACES, SearchSpace
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training import EE_METHODS, OPTIMIZERS
+from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 
 FIRST_OBJECTIVES = ("top1", "top1_robust")
 SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency", "avg_latency", "flash_kb",
@@ -371,6 +372,18 @@ class SearchConfig:
             return self.n_classes
         fixed = self.space_class.n_classes(self.dataset)
         return fixed if fixed is not None else n_classes_of(self.dataset)
+
+    def fine_tune_recipe(self) -> FineTuneRecipe:
+        """How each candidate is fine-tuned after weight inheritance (the recipe's other defaults)."""
+        return FineTuneRecipe(epochs=self.n_epochs, optim=self.optim, rho=self.rho, device=self.device,
+                              seed=self.seed)
+
+    def exit_recipe(self) -> ExitRecipe:
+        """How an eemobilenetv3 candidate's exits are trained and its thresholds chosen."""
+        return ExitRecipe(method=self.ee_method, warmup_epochs=self.warmup_ee_epochs, ee_epochs=self.ee_epochs,
+                          w_alpha=self.w_alpha, w_beta=self.w_beta, w_gamma=self.w_gamma,
+                          support_set=self.support_set, mmax=self.mmax, tune=self.tune_epsilon,
+                          top1min=self.top1min)
 
     def tiny_ml(self, params: float, macs: float, activations: float) -> float:
         """Return the CNAS figure of merit with these options' weights, bounds and penalty.

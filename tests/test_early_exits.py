@@ -24,6 +24,7 @@ from optnas.networks.exit_costs import exit_profile
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import EEMobileNetV3Space
 from optnas.spaces.eemobilenetv3 import EPSILONS, n_exits
+from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 from tests.conftest import digits_subsets, invoke_cli
 
 
@@ -123,7 +124,8 @@ def trained(supernet: nn.Module, digits):
 
     space = EEMobileNetV3Space(resolutions=[32])
     subnet = space.canonical({**space.smallest(), "exits": [1, 1, 0, 1], "epsilon": [0.5, 0.5, 0.1, 0.5]})
-    stats, model = evaluate_ee_candidate(supernet, subnet, digits, n_epochs=0, warmup_epochs=1, ee_epochs=1)
+    stats, model = evaluate_ee_candidate(supernet, subnet, digits, FineTuneRecipe(epochs=0),
+                                         ExitRecipe(warmup_epochs=1, ee_epochs=1))
     return subnet, stats, model
 
 
@@ -291,8 +293,8 @@ def test_confidence_training_freezes_the_backbone(supernet: nn.Module, digits) -
     model = EarlyExitNetwork(extract_subnet(supernet, subnet), subnet, 10)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     small = digits.train.subset(list(range(256)))
-    train_exits(model, small, method="confidence", resolution=32, warmup_epochs=1, ee_epochs=1,
-                exit_macs=exit_profile(subnet, 10)["exit_macs"], support_set=True)
+    train_exits(model, small, FineTuneRecipe(epochs=0), ExitRecipe(method="confidence", support_set=True),
+                resolution=32, exit_macs=exit_profile(subnet, 10)["exit_macs"])
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
     assert not torch.equal(before["heads.0.linear.weight"], after["heads.0.linear.weight"])
@@ -308,8 +310,8 @@ def test_confidence_candidate_tunes_its_thresholds_under_mmax(supernet: nn.Modul
     exit_macs = exit_profile(subnet, 10)["exit_macs"]
     mmax = (exit_macs[0] + exit_macs[1]) / 2
     stats, model = evaluate_ee_candidate(
-        supernet, subnet, small, n_epochs=0, method="confidence", warmup_epochs=1, ee_epochs=1,
-        support_set=True, tune=True, mmax=mmax,
+        supernet, subnet, small, FineTuneRecipe(epochs=0),
+        ExitRecipe(method="confidence", warmup_epochs=1, ee_epochs=1, support_set=True, tune=True, mmax=mmax),
     )
     assert all(value in EPSILONS for value in stats["epsilon"])
     assert model.epsilon == stats["epsilon"] and not model.training

@@ -15,6 +15,7 @@ from optnas.networks.inference import evaluate
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import MobileNetV3Space
 from optnas.training.loop import fine_tune
+from optnas.training.recipes import FineTuneRecipe
 from optnas.training.sam import SAM, make_optimizer
 from tests.conftest import digits_subsets
 
@@ -31,7 +32,7 @@ def trained(supernet: nn.Module, tiny_data: DataSplits) -> nn.Module:
     torch.manual_seed(0)
     subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).smallest()
     model = extract_subnet(supernet, subnet)
-    fine_tune(model, tiny_data.train, epochs=2, resolution=RESOLUTION, lr=0.05)
+    fine_tune(model, tiny_data.train, FineTuneRecipe(epochs=2, lr=0.05), resolution=RESOLUTION)
     return model
 
 
@@ -141,7 +142,7 @@ def test_sam_fine_tuning_trains_and_is_seeded(supernet: nn.Module, tiny_data: Da
     subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).smallest()
     models = [extract_subnet(supernet, subnet) for _ in range(3)]
     for model, optim in zip(models, ("sam", "sam", "asam")):
-        fine_tune(model, tiny_data.train, epochs=1, resolution=RESOLUTION, optim=optim, seed=1)
+        fine_tune(model, tiny_data.train, FineTuneRecipe(epochs=1, optim=optim, seed=1), resolution=RESOLUTION)
     for key, tensor in models[0].state_dict().items():
         assert torch.equal(tensor, models[1].state_dict()[key]), key
     untouched = extract_subnet(supernet, subnet)

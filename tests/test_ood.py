@@ -13,7 +13,7 @@ from torch import nn
 
 from optnas.data.corruptions import CORRUPTIONS, corrupt
 from optnas.data.datasets import DataError, DataSplits
-from optnas.evaluation.ood import cifar_c_errors, corruption_errors, load_cifar_c
+from optnas.evaluation.ood import OODRequest, cifar_c_errors, corruption_errors, load_cifar_c
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import MobileNetV3Space
 from tests.conftest import invoke_cli
@@ -83,8 +83,8 @@ def test_tiny_cifar10c_folder_loads(supernet: nn.Module, tmp_path: Path) -> None
     fog = np.load(tmp_path / "CIFAR-10-C" / "fog.npy")
     assert np.array_equal(arrays["fog"][2], fog[8:12])  # severity 3 = rows 2n..3n
     model = extract_subnet(supernet, MobileNetV3Space().smallest()).eval()
-    result = cifar_c_errors(model, "cifar10c", tmp_path, resolution=32, corruptions=("fog", "snow"),
-                            severities=(1, 5))
+    request = OODRequest(dataset="cifar10c", data=str(tmp_path), corruptions=("fog", "snow"), severities=(1, 5))
+    result = cifar_c_errors(model, request, resolution=32)
     assert set(result["errors"]) == {"fog", "snow"} and result["n_images"] == 4
     for errors in result["errors"].values():
         assert set(errors) == {"1", "5", "mean"}
@@ -104,14 +104,13 @@ def test_incomplete_cifar10c_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_on_the_fly_errors_count_the_corrupted_images(supernet: nn.Module, digits: DataSplits) -> None:
     test = digits.test.subset(range(30))
     model = extract_subnet(supernet, MobileNetV3Space().smallest()).eval()
-    result = corruption_errors(model, test, resolution=32, corruptions=("contrast", "gaussian_noise"),
-                               severities=(1, 5), seed=0)
+    request = OODRequest(corruptions=("contrast", "gaussian_noise"), severities=(1, 5), seed=0)
+    result = corruption_errors(model, test, request, resolution=32)
     for errors in result["errors"].values():
         for severity in ("1", "5"):
             assert round(errors[severity] * 30 / 100) == pytest.approx(errors[severity] * 30 / 100)
     assert 0.0 <= result["clean_error"] <= 100.0
-    assert result == corruption_errors(model, test, resolution=32, corruptions=("contrast", "gaussian_noise"),
-                                       severities=(1, 5), seed=0)
+    assert result == corruption_errors(model, test, request, resolution=32)
 
 
 def test_ood_cli_on_a_trial_is_kept_in_the_study(supernet_file: Path, tmp_path: Path) -> None:

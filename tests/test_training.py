@@ -17,6 +17,7 @@ from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import MobileNetV3Space
 from optnas.training.loop import fine_tune, seeded, set_seed
+from optnas.training.recipes import FineTuneRecipe
 
 RESOLUTION = 24
 
@@ -39,10 +40,10 @@ def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
 
 def test_fine_tune_for_zero_epochs_changes_nothing(model: nn.Module, tiny_digits: DataSplits) -> None:
     before = copy.deepcopy(model)
-    fine_tune(model, tiny_digits.train, epochs=0, resolution=RESOLUTION)
+    fine_tune(model, tiny_digits.train, FineTuneRecipe(epochs=0), resolution=RESOLUTION)
     _assert_same_state(model, before)
     with pytest.raises(ValueError, match="epochs"):
-        fine_tune(model, tiny_digits.train, epochs=-1, resolution=RESOLUTION)
+        fine_tune(model, tiny_digits.train, FineTuneRecipe(epochs=-1), resolution=RESOLUTION)
 
 
 def test_fine_tune_steps_the_cosine_schedule_per_epoch(
@@ -56,7 +57,7 @@ def test_fine_tune_steps_the_cosine_schedule_per_epoch(
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
-    fine_tune(model, tiny_digits.train, epochs=3, resolution=RESOLUTION, lr=0.1, batch_size=20)
+    fine_tune(model, tiny_digits.train, FineTuneRecipe(epochs=3, lr=0.1, batch_size=20), resolution=RESOLUTION)
     # 40 images in batches of 20: two steps per epoch, at that epoch's rate.
     expected = [0.05 * (1 + math.cos(math.pi * epoch / 3)) for epoch in range(3) for _ in range(2)]
     assert rates == pytest.approx(expected)
@@ -68,8 +69,9 @@ def test_fine_tune_is_reproducible_and_restores_the_mode(
     twin = copy.deepcopy(model)
     model.eval()
     twin.eval()
-    fine_tune(model, tiny_digits.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
-    fine_tune(twin, tiny_digits.train, epochs=1, resolution=RESOLUTION, seed=5, batch_size=16)
+    recipe = FineTuneRecipe(epochs=1, seed=5, batch_size=16)
+    fine_tune(model, tiny_digits.train, recipe, resolution=RESOLUTION)
+    fine_tune(twin, tiny_digits.train, recipe, resolution=RESOLUTION)
     _assert_same_state(model, twin)
     assert not model.training
     assert not torch.equal(model.first_conv.conv.weight, supernet.first_conv.conv.weight)
@@ -143,9 +145,9 @@ def test_evaluate_matches_a_manual_count(model: nn.Module, tiny_digits: DataSpli
 def test_evaluate_candidate_is_reproducible(supernet: nn.Module, tiny_digits: DataSplits) -> None:
     subnet = MobileNetV3Space(resolutions=(RESOLUTION,)).sample(np.random.default_rng(4), 1)[0]
     before = copy.deepcopy(supernet.state_dict())
-    kwargs = dict(n_epochs=1, seed=7, batch_size=16, bn_images=30)
-    top1, model = evaluate_candidate(supernet, subnet, tiny_digits, **kwargs)
-    again, twin = evaluate_candidate(supernet, subnet, tiny_digits, **kwargs)
+    recipe = FineTuneRecipe(epochs=1, seed=7, batch_size=16, bn_images=30)
+    top1, model = evaluate_candidate(supernet, subnet, tiny_digits, recipe)
+    again, twin = evaluate_candidate(supernet, subnet, tiny_digits, recipe)
     assert 0.0 <= top1 <= 100.0 and top1 == again
     _assert_same_state(model, twin)
     for key, value in supernet.state_dict().items():

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 class CandidateEvaluator:
     """Evaluates architectures of one search configuration.
 
+    The configuration is read once, into what each part of an evaluation uses: the space, the
+    data and supernet options, the fine-tuning and exit recipes, and what scoring adds to top1
+    (int8, measured latency, robustness).
+
     Args:
         config: the search configuration.
         supernet_dir: where a supernet trained on the spot is kept (resumable).
@@ -52,8 +56,28 @@ class CandidateEvaluator:
         echo: Callable[[str], None] = logger.info,
         progress: bool = True,
     ) -> None:
-        self.config = config
         self.space = config.make_space()
+        self.n_classes = config.class_count()
+        self.recipe = config.fine_tune_recipe()
+        self.exit_recipe = config.exit_recipe()
+        self._dataset, self._data_dir, self._vld_size = config.dataset, config.data, config.vld_size
+        self._n_workers, self._threads, self._seed = config.n_workers, config.threads, config.seed
+        self._supernet_path = config.supernet_path
+        self._width_mult = config.width_mult
+        self._supernet_epochs = config.supernet_epochs
+        self._supernet_warmup_epochs = resolved_warmup_epochs(config.supernet_epochs, config.supernet_warmup_epochs)
+        # Named after what determines it, so that a search with other options trains its own.
+        self._supernet_name = (
+            f"supernet-{config.dataset}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
+            f"e{config.supernet_epochs}-warmup{self._supernet_warmup_epochs}-seed{config.seed}.pth"
+        )
+        self._exact_costs = functools.partial(exact_costs, config)
+        self._tiny_ml = config.tiny_ml
+        self._calib_images = config.calib_images if config.int8 else None
+        self._measure_options = ({"runtime": config.latency_runtime, "threads": config.latency_threads}
+                                 if config.latency == "measure" else None)
+        self._robustness_options = ({"sigmas": config.sigmas, "n_samples": config.flat_samples, "seed": config.seed,
+                                     "device": config.device} if "top1_robust" in config.objectives else None)
         self._supernet_dir = Path(supernet_dir)
         self._echo = echo
         self._progress = progress
@@ -63,24 +87,14 @@ class CandidateEvaluator:
         self._int8_calibration = None
 
     @property
-    def n_classes(self) -> int:
-        """The number of classes of the classifier."""
-        return self.config.class_count()
-
-    @property
     def data(self) -> Any:
         """The dataset splits (loaded on first use)."""
         if self._data is None:
-            self._data = load_dataset(
-                self.config.dataset,
-                self.config.data,
-                vld_size=self.config.vld_size,
-                seed=self.config.seed,
-                n_workers=self.config.n_workers,
-            )
+            self._data = load_dataset(self._dataset, self._data_dir, vld_size=self._vld_size, seed=self._seed,
+                                      n_workers=self._n_workers)
             if self._data.n_classes > self.n_classes:
                 raise ValueError(
-                    f"{self.config.dataset} at {self.config.data} has {self._data.n_classes} "
+                    f"{self._dataset} at {self._data_dir} has {self._data.n_classes} "
                     f"classes; pass --n-classes {self._data.n_classes}"
                 )
         return self._data
@@ -99,53 +113,46 @@ class CandidateEvaluator:
             with_supernet: also load or train the supernet.
         """
         if self.space.trains_networks:
-            set_threads(self.config.threads)
+            set_threads(self._threads)
             self.data  # noqa: B018
             if with_supernet:
                 self.supernet  # noqa: B018
 
     def supernet_file(self) -> Path:
         """Where the supernet trained on the spot is kept; derived from what determines it."""
-        config = self.config
-        name = (
-            f"supernet-{config.dataset}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
-            f"e{config.supernet_epochs}-warmup{self.supernet_warmup_epochs()}-seed{config.seed}.pth"
-        )
-        return self._supernet_dir / name
+        return self._supernet_dir / self._supernet_name
 
     def supernet_warmup_epochs(self) -> int:
         """Epochs the supernet trained on the spot trains its largest network alone."""
-        return resolved_warmup_epochs(self.config.supernet_epochs, self.config.supernet_warmup_epochs)
+        return self._supernet_warmup_epochs
 
     def _prepare_supernet(self) -> torch.nn.Module:
-        config = self.config
-        if config.supernet_path is not None:
-            supernet, messages = load_supernet(
-                config.supernet_path, self.n_classes, config.width_mult, device="cpu"
-            )
+        device = self.recipe.device
+        if self._supernet_path is not None:
+            supernet, messages = load_supernet(self._supernet_path, self.n_classes, self._width_mult, device="cpu")
             for message in messages:
                 self._echo(message)
-            return supernet.to(config.device)
+            return supernet.to(device)
         path = self.supernet_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        supernet = build_supernet(self.n_classes, config.width_mult)
-        self._echo(f"Supernet: {path} ({config.supernet_epochs} epochs on {config.dataset}, "
-                   f"the largest network alone for {self.supernet_warmup_epochs()})")
+        supernet = build_supernet(self.n_classes, self._width_mult)
+        self._echo(f"Supernet: {path} ({self._supernet_epochs} epochs on {self._dataset}, "
+                   f"the largest network alone for {self._supernet_warmup_epochs})")
         # Workers sharing the folder train it once: the others wait, then resume the finished file.
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             train_supernet(
                 supernet,
                 self.data,
-                epochs=config.supernet_epochs,
-                warmup_epochs=self.supernet_warmup_epochs(),
+                epochs=self._supernet_epochs,
+                warmup_epochs=self._supernet_warmup_epochs,
                 out_path=path,
-                device=config.device,
-                seed=config.seed,
+                device=device,
+                seed=self._seed,
                 resolutions=tuple(self.space.resolutions),
                 progress=self._progress,
             )
-        return supernet.to(config.device)
+        return supernet.to(device)
 
     def costs(self, subnet: dict[str, Any]) -> dict[str, float]:
         """Return the exact costs of an architecture (no network is built).
@@ -153,7 +160,7 @@ class CandidateEvaluator:
         Args:
             subnet: a canonical subnet of the search space.
         """
-        return exact_costs(self.config, subnet)
+        return self._exact_costs(subnet)
 
     def evaluate(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module | None]:
         """Return the stats of an architecture and its fine-tuned network (None for tables).
@@ -166,20 +173,17 @@ class CandidateEvaluator:
         Args:
             subnet: a canonical subnet of the search space.
         """
-        config = self.config
         if not self.space.trains_networks:
-            return self.space.lookup(subnet, config.dataset, config.seed), None
+            return self.space.lookup(subnet, self._dataset, self._seed), None
         if self.space.has_exits:
             return self._evaluate_early_exits(subnet)
         top1, model = self.train(subnet)
-        scores = ({"top1": self.int8_top1(model, subnet), "top1_float": float(top1)} if config.int8
+        scores = ({"top1": self.int8_top1(model, subnet), "top1_float": float(top1)} if self._calib_images is not None
                   else {"top1": float(top1)})
         stats = {**scores, **self.costs(subnet), **self.measured_latency(subnet)}
-        if "top1_robust" in config.objectives:
-            stats["robustness"] = robustness(
-                model, self.data.valid, resolution=int(subnet["r"]), sigmas=config.sigmas,
-                n_samples=config.flat_samples, seed=config.seed, device=config.device, top1=top1,
-            )
+        if self._robustness_options is not None:
+            stats["robustness"] = robustness(model, self.data.valid, resolution=int(subnet["r"]), top1=top1,
+                                             **self._robustness_options)
         return stats, model
 
     @property
@@ -189,9 +193,8 @@ class CandidateEvaluator:
         if self._int8_calibration is None:
             train = self.data.train
             self._int8_calibration = train.subset(
-                calibration_indices(len(train), self.config.calib_images, self.config.seed))
+                calibration_indices(len(train), self._calib_images, self._seed))
         return self._int8_calibration
-
     def int8_top1(self, model: torch.nn.Module, subnet: dict[str, Any]) -> float:
         """Return the validation top1 (%) of a network after the int8 quantization of ``optnas export --int8``.
 
@@ -214,53 +217,34 @@ class CandidateEvaluator:
         Args:
             subnet: a canonical subnet of a space that trains networks.
         """
-        config = self.config
-        if config.latency != "measure":
+        if self._measure_options is None:
             return {}
         if self._measurer is None:
             from optnas.latency.measure import Measurer
 
             # One supernet per width is built for every network this process times.
-            self._measurer = Measurer(self.n_classes, runtime=config.latency_runtime, threads=config.latency_threads)
+            self._measurer = Measurer(self.n_classes, **self._measure_options)
         timing = self._measurer.measure(subnet)
         return {"latency": timing["latency_ms"], "latency_p90": timing["p90_ms"]}
 
     def train(self, subnet: dict[str, Any]) -> tuple[float, torch.nn.Module]:
         """Return the validation top1 (%) and the network of a mobilenetv3 architecture.
 
-        Inherited weights, fine-tuning, BN recalibration: the same network every time.
+        Inherited weights, fine-tuning by :attr:`recipe`, BN recalibration: the same network every time.
 
         Args:
             subnet: a canonical mobilenetv3 subnet.
         """
-        config = self.config
-        return evaluate_candidate(
-            self.supernet,
-            subnet,
-            self.data,
-            n_epochs=config.n_epochs,
-            device=config.device,
-            seed=config.seed,
-            optim=config.optim,
-            rho=config.rho,
-        )
+        return evaluate_candidate(self.supernet, subnet, self.data, self.recipe)
 
     def _evaluate_early_exits(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module]:
         """Train and score an eemobilenetv3 candidate: backbone costs plus its exit stats."""
-        config = self.config
-        stats, model = evaluate_ee_candidate(
-            self.supernet, subnet, self.data, n_epochs=config.n_epochs, method=config.ee_method,
-            warmup_epochs=config.warmup_ee_epochs, ee_epochs=config.ee_epochs,
-            w_alpha=config.w_alpha, w_beta=config.w_beta, w_gamma=config.w_gamma,
-            support_set=config.support_set, tune=config.tune_epsilon, mmax=config.mmax,
-            top1min=config.top1min, device=config.device, seed=config.seed, optim=config.optim,
-            rho=config.rho,
-        )
+        stats, model = evaluate_ee_candidate(self.supernet, subnet, self.data, self.recipe, self.exit_recipe)
         stats = {**self.costs(subnet), **self.measured_latency(subnet), **stats}
         if "exit_latency" in stats:
             stats["avg_latency"] = float(sum(r * ms for r, ms in zip(stats["exit_ratios"], stats["exit_latency"])))
         # --mmax bounds avg_macs here, so tiny_ml weighs and penalises the expected MACs.
-        stats["tiny_ml"] = config.tiny_ml(stats["params"], stats["avg_macs"], stats["activations"])
+        stats["tiny_ml"] = self._tiny_ml(stats["params"], stats["avg_macs"], stats["activations"])
         return stats, model
 
 

@@ -17,6 +17,7 @@ from optnas.networks.exit_costs import exit_profile
 from optnas.networks.inference import recalibrate_bn
 from optnas.spaces.eemobilenetv3 import EPSILONS
 from optnas.training.early_exits import train_exits
+from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,54 +74,24 @@ def evaluate_ee_candidate(
     supernet: nn.Module,
     subnet: dict[str, Any],
     data: DataSplits,
-    *,
-    n_epochs: int,
-    method: str = "joint",
-    warmup_epochs: int = 1,
-    ee_epochs: int = 1,
-    w_alpha: float = 1.0,
-    w_beta: float = 1.0,
-    w_gamma: float = 1.0,
-    support_set: bool = False,
-    tune: bool = False,
-    mmax: float | None = None,
-    top1min: float | None = None,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    bn_images: int = 2000,
-    optim: str = "sgd",
-    rho: float | None = None,
+    recipe: FineTuneRecipe,
+    exits: ExitRecipe,
 ) -> tuple[dict[str, Any], EarlyExitNetwork]:
     """Score an eemobilenetv3 candidate on the validation split.
 
-    The backbone inherits the supernet's weights and is fine-tuned for ``n_epochs`` with its
-    BN recalibrated (as a mobilenetv3 candidate), the heads are trained by
-    :func:`train_exits`, BN is recalibrated over the whole network if the backbone was
-    trained with the heads (or the heads were not trained at all), and the thresholds are
-    the subnet's, or with ``tune`` those :func:`tune_epsilon` picks on
-    the validation split.
+    The backbone inherits the supernet's weights and is fine-tuned by ``recipe`` with its BN
+    recalibrated (as a mobilenetv3 candidate), the heads are trained by :func:`train_exits`
+    (with the recipe's optimiser, device and seed), BN is recalibrated over the whole network
+    if the backbone was trained with the heads (or the heads were not trained at all), and the
+    thresholds are the subnet's, or with ``exits.tune`` those :func:`tune_epsilon` picks on
+    the validation split under ``exits.mmax`` and ``exits.top1min``.
 
     Args:
         supernet: the OFA supernet (left unchanged).
         subnet: a canonical eemobilenetv3 subnet.
         data: the dataset.
-        n_epochs: backbone fine-tuning epochs.
-        method: ``joint`` or ``confidence``.
-        warmup_epochs: heads-only epochs.
-        ee_epochs: epochs of the method's training.
-        w_alpha: NACHOS accuracy weight.
-        w_beta: energy weight.
-        w_gamma: support-set weight.
-        support_set: use a NACHOS support set.
-        tune: choose the thresholds on the validation split.
-        mmax: the bound on avg_macs (M), or None.
-        top1min: the bound on top1 (%), or None.
-        device: where to run.
-        seed: seeds everything.
-        bn_images: training images for the BN recalibration.
-        optim: optimiser of the backbone's fine-tuning and of the exits' training, ``sgd``,
-            ``sam`` or ``asam``.
-        rho: SAM/ASAM radius (None: the optimiser's default).
+        recipe: the backbone's fine-tuning (its seed seeds everything).
+        exits: how the heads are trained and the thresholds chosen.
 
     Returns:
         The stats (see :func:`exit_stats`; also ``macs``: the backbone's,
@@ -128,27 +99,21 @@ def evaluate_ee_candidate(
     """
     resolution = int(subnet["r"])
     n_classes = data.n_classes
-    backbone = inherited_network(
-        supernet, subnet, data.train, n_epochs=n_epochs, device=device, seed=seed, bn_images=bn_images,
-        optim=optim, rho=rho,
-    )
+    device, seed = recipe.device, recipe.seed
+    backbone = inherited_network(supernet, subnet, data.train, recipe)
     model = EarlyExitNetwork(backbone, subnet, n_classes, seed=seed).to(device)
     costs = exit_profile(subnet, n_classes)
-    train_exits(
-        model, data.train, method=method, resolution=resolution, warmup_epochs=warmup_epochs,
-        ee_epochs=ee_epochs, exit_macs=costs["exit_macs"], mmax=mmax, w_alpha=w_alpha,
-        w_beta=w_beta, w_gamma=w_gamma, support_set=support_set, device=device, seed=seed,
-        optim=optim, rho=rho,
-    )
-    if (method == "joint" and ee_epochs > 0) or warmup_epochs + ee_epochs == 0:
+    train_exits(model, data.train, recipe, exits, resolution=resolution, exit_macs=costs["exit_macs"])
+    if (exits.method == "joint" and exits.ee_epochs > 0) or exits.warmup_epochs + exits.ee_epochs == 0:
         # The backbone changed, or the heads never ran: their statistics must be computed.
         # Otherwise the backbone's are the ones just recalibrated and the heads keep the running
         # statistics of their training, which saves a pass over the training images.
-        recalibrate_bn(model, data.train, resolution=resolution, n_images=bn_images, device=device, seed=seed)
+        recalibrate_bn(model, data.train, resolution=resolution, n_images=recipe.bn_images, device=device, seed=seed)
     predictions, confidence, labels = exit_outputs(model, data.valid, resolution=resolution, device=device)
     epsilon = model.epsilon
-    if tune:
-        epsilon = tune_epsilon(predictions, confidence, labels, costs["exit_macs"], mmax=mmax, top1min=top1min)
+    if exits.tune:
+        epsilon = tune_epsilon(predictions, confidence, labels, costs["exit_macs"], mmax=exits.mmax,
+                               top1min=exits.top1min)
         model.epsilon = epsilon
     stats = exit_stats(predictions, confidence, labels, epsilon, costs["exit_macs"])
     stats.update({"macs": costs["macs"], "params": costs["params"], "epsilon": list(epsilon)})

@@ -8,6 +8,7 @@ are kept in the study by :mod:`optnas.studies.ood`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,37 @@ from optnas.networks.supernet import build_supernet, extract_subnet
 CIFAR_C = {"cifar10c": ("cifar10", "CIFAR-10-C", 10), "cifar100c": ("cifar100", "CIFAR-100-C", 100)}
 # Images corrupted and scored at once; bounds the memory at large resolutions.
 _CHUNK = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class OODRequest:
+    """What an OOD evaluation is asked for: which corrupted images, how many, where it runs.
+
+    Args:
+        dataset: ``cifar10c`` / ``cifar100c`` to read the published files from ``data``, else
+            the dataset whose test split is corrupted on the fly; None: a trial's study dataset,
+            digits for a ``net.subnet`` file.
+        data: the dataset folder (the folder of the CIFAR-C files).
+        corruptions: corruption names.
+        severities: severities, 1 to 5.
+        n_images: only the first test images (of each severity, for CIFAR-C).
+        seed: seeds the on-the-fly corruptions.
+        device: where to run.
+        progress: show progress bars.
+    """
+
+    dataset: str | None = None
+    data: str | None = None
+    corruptions: tuple[str, ...] = CORRUPTIONS
+    severities: tuple[int, ...] = SEVERITIES
+    n_images: int | None = None
+    seed: int = 0
+    device: str | torch.device = "cpu"
+    progress: bool = False
+
+    def check(self) -> None:
+        """Refuse unknown corruptions and severities outside 1..5 (see :func:`check_choice`)."""
+        check_choice(self.corruptions, self.severities)
 
 
 def load_cifar_c(
@@ -72,17 +104,7 @@ def load_cifar_c(
     return arrays, labels[:n].astype(np.int64)
 
 
-def corruption_errors(
-    model: nn.Module,
-    test: ImageSet,
-    *,
-    resolution: int,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = SEVERITIES,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
+def corruption_errors(model: nn.Module, test: ImageSet, request: OODRequest, *, resolution: int) -> dict[str, Any]:
     """Corrupt a test split on the fly and return the top-1 error (%) per corruption and severity.
 
     Images are prepared at ``resolution`` as for evaluation, corrupted in [0, 1], then
@@ -90,21 +112,21 @@ def corruption_errors(
 
     Args:
         model: the network.
-        test: the clean test images.
+        test: the clean test images (the first ``request.n_images`` of them are used).
+        request: the corruptions, severities, number of images, seed (each (corruption,
+            severity) its own stream), device and progress bars; its dataset is ``test``'s.
         resolution: input resolution (the corruptions apply at this size).
-        corruptions: corruption names.
-        severities: severities, 1 to 5.
-        seed: seeds the corruptions' randomness (each (corruption, severity) its own stream).
-        device: where to run.
-        progress: show a progress bar.
     """
-    check_choice(corruptions, severities)
+    request.check()
+    corruptions, severities, seed, device = request.corruptions, request.severities, request.seed, request.device
+    if request.n_images is not None:
+        test = test.subset(range(min(request.n_images, len(test))))
     mean = torch.tensor(test.mean).view(1, 3, 1, 1)
     std = torch.tensor(test.std).view(1, 3, 1, 1)
     clean_correct, counts = 0.0, {}
     n_chunks = -(-len(test) // _CHUNK)
     with tqdm(total=n_chunks * len(corruptions) * len(severities), desc="corruptions",
-              disable=not progress) as bar:
+              disable=not request.progress) as bar:
         for start in range(0, len(test), _CHUNK):
             part = test.subset(range(start, min(start + _CHUNK, len(test))))
             normalised, labels = part.tensors(resolution)
@@ -123,37 +145,23 @@ def corruption_errors(
     return _summary(counts, len(test), corruptions, severities, clean_error=clean_error)
 
 
-def cifar_c_errors(
-    model: nn.Module,
-    name: str,
-    root: str | Path,
-    *,
-    resolution: int,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = SEVERITIES,
-    n_images: int | None = None,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
+def cifar_c_errors(model: nn.Module, request: OODRequest, *, resolution: int) -> dict[str, Any]:
     """Return the top-1 error (%) per corruption and severity on the published CIFAR-C files.
 
     Args:
         model: the network (trained on CIFAR-10 for cifar10c, CIFAR-100 for cifar100c).
-        name: ``cifar10c`` or ``cifar100c``.
-        root: the folder of the ``.npy`` files (see :func:`load_cifar_c`).
+        request: its ``dataset`` (``cifar10c`` or ``cifar100c``), ``data`` (the folder of the
+            ``.npy`` files, see :func:`load_cifar_c`), corruptions, severities, ``n_images`` (the
+            first images of each severity only), device and progress bar.
         resolution: input resolution (images are resized from 32).
-        corruptions: corruption names.
-        severities: severities, 1 to 5.
-        n_images: the first images of each severity only.
-        device: where to run.
-        progress: show a progress bar.
     """
-    check_choice(corruptions, severities)
-    arrays, labels = load_cifar_c(name, root, corruptions)
-    n = len(labels) if n_images is None else min(n_images, len(labels))
+    request.check()
+    name, corruptions, severities, device = request.dataset, request.corruptions, request.severities, request.device
+    arrays, labels = load_cifar_c(name, request.data, corruptions)
+    n = len(labels) if request.n_images is None else min(request.n_images, len(labels))
     mean, std = mean_std(CIFAR_C[name][0])
     counts = {}
-    with tqdm(total=len(corruptions) * len(severities), desc=name, disable=not progress) as bar:
+    with tqdm(total=len(corruptions) * len(severities), desc=name, disable=not request.progress) as bar:
         for corruption in corruptions:
             for severity in severities:
                 images = torch.from_numpy(np.array(arrays[corruption][severity - 1, :n]))
@@ -200,35 +208,17 @@ def check_choice(corruptions: tuple[str, ...], severities: tuple[int, ...]) -> N
         raise ValueError(f"severities must lie in 1..5, got {list(severities)}")
 
 
-def evaluate_subnet_ood(
-    subnet_file: str | Path,
-    weights: str | Path,
-    *,
-    dataset: str = "digits",
-    data: str | None = None,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = SEVERITIES,
-    n_images: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
+def evaluate_subnet_ood(subnet_file: str | Path, weights: str | Path, request: OODRequest) -> dict[str, Any]:
     """Return the OOD errors of a ``net.subnet`` with its weights (``ckpt.pth``: a dict with ``state_dict``).
 
     Args:
         subnet_file: the architecture (JSON).
         weights: its trained weights.
-        dataset: the dataset whose test split is corrupted on the fly, or ``cifar10c`` /
-            ``cifar100c`` to read the published files from ``data``.
-        data: the dataset folder.
-        corruptions: corruption names.
-        severities: severities, 1 to 5.
-        n_images: only the first test images.
-        seed: seeds the on-the-fly corruptions.
-        device: where to run.
-        progress: show progress bars.
+        request: what to evaluate it on (the dataset digits unless it names one), where.
     """
-    check_choice(corruptions, severities)
+    request.check()
+    request = dataclasses.replace(request, dataset=request.dataset or "digits")
+    dataset = request.dataset
     subnet = read_subnet_file(subnet_file)
     if "exits" in subnet:
         raise ValueError(f"{subnet_file}: OOD evaluation takes single-exit (mobilenetv3) networks")
@@ -241,57 +231,33 @@ def evaluate_subnet_ood(
         model.load_state_dict(state)
     except RuntimeError as error:
         raise ValueError(f"{weights}: not the weights of {subnet_file} ({str(error).splitlines()[0]})") from None
-    model.to(device)
-    test = None if dataset in CIFAR_C else load_dataset(dataset, data).test
-    result = ood_errors(model, resolution=subnet["r"], dataset=dataset, data=data, test=test,
-                        corruptions=corruptions, severities=severities, n_images=n_images, seed=seed,
-                        device=device, progress=progress)
+    model.to(request.device)
+    test = None if dataset in CIFAR_C else load_dataset(dataset, request.data).test
+    result = ood_errors(model, request, resolution=subnet["r"], test=test)
     result.update({"subnet": subnet, "resolution": subnet["r"]})
     return result
 
 
-def ood_errors(
-    model: nn.Module,
-    *,
-    resolution: int,
-    dataset: str,
-    data: str | None,
-    test: ImageSet | None,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = SEVERITIES,
-    n_images: int | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Return a network's OOD errors on the published CIFAR-C files when ``dataset`` names them,
-    else on ``test`` corrupted on the fly; ``source`` in the result says which.
+def ood_errors(model: nn.Module, request: OODRequest, *, resolution: int, test: ImageSet | None) -> dict[str, Any]:
+    """Return a network's OOD errors on the published CIFAR-C files when ``request.dataset`` names
+    them, else on ``test`` corrupted on the fly; ``source`` in the result says which.
 
     Args:
         model: the network.
+        request: what to evaluate it on; its ``dataset`` is ``cifar10c`` / ``cifar100c``, or the
+            name of the dataset ``test`` comes from.
         resolution: its input resolution.
-        dataset: ``cifar10c`` / ``cifar100c``, or the name of the dataset ``test`` comes from.
-        data: the folder of the CIFAR-C files.
         test: the clean test split (unused for CIFAR-C).
-        corruptions: corruption names.
-        severities: severities, 1 to 5.
-        n_images: only the first test images.
-        seed: seeds the on-the-fly corruptions.
-        device: where to run.
-        progress: show progress bars.
     """
+    dataset = request.dataset
     if dataset in CIFAR_C:
-        if data is None:
+        if request.data is None:
             raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
-        result = cifar_c_errors(model, dataset, data, resolution=resolution, corruptions=corruptions,
-                                severities=severities, n_images=n_images, device=device, progress=progress)
-        result["source"] = f"{dataset} files in {data}"
+        result = cifar_c_errors(model, request, resolution=resolution)
+        result["source"] = f"{dataset} files in {request.data}"
         return result
-    if n_images is not None:
-        test = test.subset(range(min(n_images, len(test))))
-    result = corruption_errors(model, test, resolution=resolution, corruptions=corruptions,
-                               severities=severities, seed=seed, device=device, progress=progress)
-    result["source"] = f"{dataset} test split, corrupted on the fly (seed {seed})"
+    result = corruption_errors(model, test, request, resolution=resolution)
+    result["source"] = f"{dataset} test split, corrupted on the fly (seed {request.seed})"
     return result
 
 

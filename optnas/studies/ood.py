@@ -6,6 +6,7 @@ artifact ``ood-trial-NNNNN.json`` (a finished trial accepts neither).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -17,9 +18,8 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optnas import trial_attrs
 from optnas.artifacts import SEARCH_CHECKPOINT, load_checkpoint, trial_dir
 from optnas.config import SearchConfig
-from optnas.data.corruptions import CORRUPTIONS, SEVERITIES
 from optnas.evaluation.candidate import CandidateEvaluator
-from optnas.evaluation.ood import CIFAR_C, check_choice, ood_errors
+from optnas.evaluation.ood import CIFAR_C, OODRequest, ood_errors
 from optnas.networks.inference import evaluate
 from optnas.networks.supernet import extract_subnet
 from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
@@ -48,19 +48,7 @@ def store_ood(study: optuna.Study, number: int, result: dict[str, Any]) -> str:
     return key
 
 
-def evaluate_trial_ood(
-    study: optuna.Study,
-    number: int,
-    *,
-    dataset: str | None = None,
-    data: str | None = None,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    severities: tuple[int, ...] = SEVERITIES,
-    n_images: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
+def evaluate_trial_ood(study: optuna.Study, number: int, request: OODRequest) -> dict[str, Any]:
     """Rebuild a trial's network and return (and store in the study) its OOD errors.
 
     The network is the trial's ``ckpt.pth`` when the search kept it (``--save-ckpt``), else
@@ -70,17 +58,12 @@ def evaluate_trial_ood(
     Args:
         study: an optnas study.
         number: the trial number (a completed mobilenetv3 trial).
-        dataset: ``cifar10c`` / ``cifar100c`` to read the published files from ``data``;
-            None (or the study's dataset) corrupts the study dataset's test split on the fly.
-        data: the folder of the CIFAR-C files.
-        corruptions: corruption names.
-        severities: severities, 1 to 5.
-        n_images: only the first test images.
-        seed: seeds the on-the-fly corruptions.
-        device: where to run.
-        progress: show progress bars.
+        request: what to evaluate it on, where; its ``dataset`` is ``cifar10c`` / ``cifar100c``
+            to read the published files from ``data``, or None (or the study's dataset) to
+            corrupt the study dataset's test split on the fly.
     """
-    check_choice(corruptions, severities)
+    request.check()
+    device = request.device
     if CONFIG_ATTR not in study.user_attrs:
         raise ValueError(f"study '{study.study_name}' was not created by optnas (no stored configuration)")
     config = SearchConfig.from_dict({**study.user_attrs[CONFIG_ATTR], "device": device})
@@ -103,14 +86,14 @@ def evaluate_trial_ood(
         top1 = evaluate(model, evaluator.data.valid, resolution=subnet["r"], device=device)
     else:
         top1, model = evaluator.train(subnet)
+    dataset = request.dataset
     if dataset not in (None, config.dataset, *CIFAR_C):
         raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
                          f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
     if dataset in CIFAR_C and CIFAR_C[dataset][0] != config.dataset:
         raise ValueError(f"--dataset {dataset} needs a study searched on {CIFAR_C[dataset][0]}, not {config.dataset}")
-    result = ood_errors(model, resolution=subnet["r"], dataset=dataset or config.dataset, data=data,
-                        test=evaluator.data.test, corruptions=corruptions, severities=severities,
-                        n_images=n_images, seed=seed, device=device, progress=progress)
+    request = dataclasses.replace(request, dataset=dataset or config.dataset)
+    result = ood_errors(model, request, resolution=subnet["r"], test=evaluator.data.test)
     result.update({"trial": number, "top1": top1, "resolution": subnet["r"]})
     store_ood(study, number, result)
     return result

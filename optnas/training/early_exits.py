@@ -19,6 +19,7 @@ the learning rate follows a cosine over all epochs, changed once per epoch.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -29,6 +30,7 @@ from optnas.data.datasets import stratified_holdout
 from optnas.networks.early_exits import EarlyExitNetwork, exit_outputs
 from optnas.training import EE_METHODS
 from optnas.training.loop import fine_tune
+from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 
 if TYPE_CHECKING:
     from optnas.data.datasets import ImageSet
@@ -101,64 +103,46 @@ def _confidence_bce(logits: list[torch.Tensor], confidences: list[torch.Tensor],
 def train_exits(
     model: EarlyExitNetwork,
     train: ImageSet,
+    recipe: FineTuneRecipe,
+    exits: ExitRecipe,
     *,
-    method: str,
     resolution: int,
-    warmup_epochs: int,
-    ee_epochs: int,
     exit_macs: Sequence[float],
-    mmax: float | None = None,
-    w_alpha: float = 1.0,
-    w_beta: float = 1.0,
-    w_gamma: float = 1.0,
-    support_set: bool = False,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    lr: float = 0.01,
-    batch_size: int = 64,
     progress: bool = False,
-    optim: str = "sgd",
-    rho: float | None = None,
 ) -> None:
     """Train an early-exit network in place (see the module docstring), with :func:`fine_tune`.
 
     Args:
         model: the network; its backbone is left trainable afterwards.
         train: the training images.
-        method: ``joint`` or ``confidence``.
+        recipe: learning rate, batch size, optimiser, device and seed (of the support set,
+            shuffling, augmentation and dropout); its epochs are those of ``exits``.
+        exits: the method, its epochs (the heads alone on the frozen backbone for
+            ``warmup_epochs``, then ``ee_epochs`` of the method's own training), the NACHOS
+            weights and ``mmax`` of the energy term; with ``support_set``, 10 % of ``train`` is
+            held out (class-balanced) and, after the warm-up, each confidence is pulled toward
+            its exit's per-class accuracy on it, measured each epoch.
         resolution: input resolution.
-        warmup_epochs: epochs of the heads alone on the frozen backbone.
-        ee_epochs: epochs of the method's own training.
         exit_macs: cumulative MACs (M) per exit, for the energy term.
-        mmax: the bound on avg_macs (M), or None.
-        w_alpha: weight of the NACHOS accuracy term.
-        w_beta: weight of the energy term.
-        w_gamma: weight of the support-set term (used with ``support_set`` only).
-        support_set: hold out 10 % of ``train`` (class-balanced) and, after the warm-up, pull
-            each confidence toward its exit's per-class accuracy on it, measured each epoch.
-        device: where to train.
-        seed: seeds the support set, shuffling, augmentation and dropout.
-        lr: the initial learning rate.
-        batch_size: images per step.
         progress: show a progress bar.
-        optim: ``sgd``, ``sam`` or ``asam``.
-        rho: SAM/ASAM radius (None: the optimiser's default).
     """
+    method = exits.method
     if method not in EE_METHODS:
         raise ValueError(f"--ee-method must be one of {list(EE_METHODS)}, got {method!r}")
-    if warmup_epochs < 0 or ee_epochs < 0:
+    if exits.warmup_epochs < 0 or exits.ee_epochs < 0:
         raise ValueError("--warmup-ee-epochs and --ee-epochs must be zero or more")
-    epochs = warmup_epochs + ee_epochs
+    epochs = exits.warmup_epochs + exits.ee_epochs
     if epochs == 0:
         return
+    device = recipe.device
     support_images = None
-    if support_set and method == "confidence":
-        train, support_images = _split_support(train, seed)
+    if exits.support_set and method == "confidence":
+        train, support_images = _split_support(train, recipe.seed)
     # What the epoch under way trains: the heads alone first, then the method's own loss.
     phase: dict[str, Any] = {"warmup": True, "support": None}
 
     def start_epoch(epoch: int) -> None:
-        phase["warmup"] = epoch < warmup_epochs
+        phase["warmup"] = epoch < exits.warmup_epochs
         model.freeze_backbone(phase["warmup"] or method == "confidence")
         if not phase["warmup"] and support_images is not None:
             phase["support"] = _support_accuracy(model, support_images, resolution, device)
@@ -169,13 +153,12 @@ def train_exits(
             return joint_loss(logits[:-1], confidences, labels)
         if method == "joint":
             return joint_loss(logits, confidences, labels)
-        terms = confidence_loss(logits, confidences, labels, exit_macs=exit_macs, mmax=mmax, support=phase["support"])
-        return w_alpha * terms["alpha"] + w_beta * terms["beta"] + w_gamma * terms["gamma"]
+        terms = confidence_loss(logits, confidences, labels, exit_macs=exit_macs, mmax=exits.mmax,
+                                support=phase["support"])
+        return exits.w_alpha * terms["alpha"] + exits.w_beta * terms["beta"] + exits.w_gamma * terms["gamma"]
 
-    fine_tune(
-        model, train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
-        batch_size=batch_size, progress=progress, optim=optim, rho=rho, loss=loss, on_epoch_start=start_epoch,
-    )
+    fine_tune(model, train, dataclasses.replace(recipe, epochs=epochs), resolution=resolution, progress=progress,
+              loss=loss, on_epoch_start=start_epoch)
     model.freeze_backbone(False)
 
 

@@ -40,6 +40,7 @@ from optnas.networks.supernet import load_supernet
 from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
 from optnas.training.early_exits import joint_loss
 from optnas.training.loop import fine_tune
+from optnas.training.recipes import FineTuneRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +147,8 @@ def train_final(
                            "subnet": subnet}, state_path)
 
     resolution = int(subnet["r"])
-    fine_tune(network, data.train, epochs=epochs, resolution=resolution, device=device, seed=seed, lr=lr,
-              batch_size=batch_size, progress=progress, on_epoch_end=save_state,
+    recipe = FineTuneRecipe(epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed)
+    fine_tune(network, data.train, recipe, resolution=resolution, progress=progress, on_epoch_end=save_state,
               resume=None if state is None else state["training"],
               loss=_joint_loss if is_early_exit(subnet) else None)
     recalibrate_bn(network, data.train, resolution=resolution, device=device, seed=seed)

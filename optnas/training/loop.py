@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from optnas.networks.inference import memory_format
+from optnas.training.recipes import FineTuneRecipe
 from optnas.training.sam import make_optimizer
 
 if TYPE_CHECKING:
@@ -73,20 +74,12 @@ def seeded(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
 def fine_tune(
     model: nn.Module,
     train: ImageSet,
+    recipe: FineTuneRecipe,
     *,
-    epochs: int,
     resolution: int,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    lr: float = 0.01,
-    batch_size: int = 64,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-5,
     progress: bool = False,
     resume: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
-    optim: str = "sgd",
-    rho: float | None = None,
     loss: Callable[[Any, torch.Tensor], torch.Tensor] | None = None,
     on_epoch_start: Callable[[int], None] | None = None,
 ) -> None:
@@ -99,25 +92,20 @@ def fine_tune(
     Args:
         model: the network, trained in place.
         train: the training images.
-        epochs: epochs to train; 0 leaves the model untouched.
+        recipe: epochs (0 leaves the model untouched), learning rate, batch size, optimiser,
+            device and seed (of shuffling, augmentation and dropout); ``bn_images`` is left to
+            the caller's BN recalibration.
         resolution: input resolution.
-        device: where to train.
-        seed: seeds shuffling, augmentation and dropout.
-        lr: the initial learning rate.
-        batch_size: images per step.
-        momentum: SGD momentum.
-        weight_decay: L2 penalty.
         progress: show a progress bar with the running loss and training accuracy.
         resume: a training state given to ``on_epoch_end``; training continues after its epoch.
         on_epoch_end: called after every epoch with the number of epochs done and the training
             state (optimizer, schedule, random generators), e.g. to write a checkpoint.
-        optim: ``sgd``, or ``sam`` / ``asam`` for sharpness-aware steps (two passes each).
-        rho: SAM/ASAM neighbourhood radius [default: 0.05 for SAM, 0.5 for ASAM].
         loss: maps the model's output and the labels to the loss [default: cross-entropy of
             the logits]; an early-exit network's output is scored on its final exit's logits.
         on_epoch_start: called with the 0-based epoch before its first step, e.g. to freeze
             part of the model or change what ``loss`` computes for that epoch.
     """
+    epochs, device, seed, batch_size = recipe.epochs, recipe.device, recipe.seed, recipe.batch_size
     if epochs < 0:
         raise ValueError(f"epochs must be zero or more, got {epochs}")
     if epochs == 0:
@@ -125,9 +113,8 @@ def fine_tune(
     was_training = model.training
     layout = memory_format(device)
     model.to(device, memory_format=layout).train()
-    optimizer = make_optimizer(
-        optim, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, rho=rho
-    )
+    optimizer = make_optimizer(recipe.optim, model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay, rho=recipe.rho)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     generator = torch.Generator().manual_seed(seed)
     start = 0
