@@ -16,7 +16,7 @@ from optnas.data.catalog import DATASETS, n_classes_of
 from optnas.latency import RUNTIMES
 from optnas.networks.costs import tiny_ml
 from optnas.predictors import PREDICTOR_NAMES
-from optnas.spaces import SPACE_NAMES, SPACES, SearchSpace
+from optnas.spaces import SPACE_NAMES, SPACES, SearchSpace, SpaceOptions
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training import EE_METHODS, OPTIMIZERS
 from optnas.training.recipes import ExitRecipe, FineTuneRecipe
@@ -309,8 +309,25 @@ class SearchConfig:
                 raise ValueError(f"--{flag(name)} must be a non-negative number, got {getattr(self, name)}")
         self._validate_dataset()
         self.space_class.check_options(self)
+        self._validate_capabilities()
         self.make_space()
         return self
+
+    def _validate_capabilities(self) -> None:
+        """Refuse options the space's declared capabilities rule out."""
+        space = self.space_class
+        if not space.trains_networks:
+            if self.latency_table is not None or self.latency != "table":
+                raise ValueError(f"{space.name}'s latency is its table's column; --latency-table and "
+                                 "--latency measure apply to mobilenetv3 networks")
+            if self.optim != "sgd":
+                raise ValueError(f"--optim applies to fine-tuning; {space.name} is a table lookup")
+        if space.has_exits and self.support_set and self.ee_method != "confidence":
+            raise ValueError("--support-set is part of --ee-method confidence")
+        if self.int8 and not space.supports_int8:
+            raise ValueError(f"--int8 quantizes trained networks; {space.name} is a table lookup"
+                             if not space.trains_networks else
+                             "--int8 scores single-exit networks for now; use --search-space mobilenetv3")
 
     def _validate_robust(self) -> None:
         if self.first_obj == self.sec_obj:
@@ -364,7 +381,11 @@ class SearchConfig:
 
     def make_space(self) -> SearchSpace:
         """Build the search space these options describe (raises ``ValueError`` if impossible)."""
-        return self.space_class.from_options(self)
+        return self.space_class.from_options(self.space_options())
+
+    def space_options(self) -> SpaceOptions:
+        """The options the search space is built from."""
+        return SpaceOptions(**{field.name: getattr(self, field.name) for field in dataclasses.fields(SpaceOptions)})
 
     def class_count(self) -> int:
         """Return the classifier's class count: ``--n-classes``, else the space's or the dataset's."""

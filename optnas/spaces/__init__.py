@@ -2,7 +2,7 @@
 differs per space (class attributes and hooks of :class:`SearchSpace`), found by name in
 :data:`SPACES`."""
 
-from optnas.spaces.base import SearchSpace
+from optnas.spaces.base import SearchSpace, SpaceOptions
 from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 from optnas.spaces.nasbench201 import NASBench201Space
@@ -12,4 +12,5 @@ SPACES: dict[str, type[SearchSpace]] = {
 }
 SPACE_NAMES = tuple(SPACES)
 
-__all__ = ["SPACES", "SPACE_NAMES", "EEMobileNetV3Space", "MobileNetV3Space", "NASBench201Space", "SearchSpace"]
+__all__ = ["SPACES", "SPACE_NAMES", "EEMobileNetV3Space", "MobileNetV3Space", "NASBench201Space", "SearchSpace",
+           "SpaceOptions"]

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceOptions:
+    """The search options a space is built from, named as the search's options are.
+
+    Args:
+        min_resolution: the lowest input resolution.
+        max_resolution: the highest input resolution.
+        resolution_step: the step between resolutions.
+        width_mult: the supernet's width multiplier.
+    """
+
+    min_resolution: int = 32
+    max_resolution: int = 32
+    resolution_step: int = 4
+    width_mult: float = 1.0
 
 
 class SearchSpace(abc.ABC):
@@ -25,17 +43,19 @@ class SearchSpace(abc.ABC):
     trains_networks: bool = True
     # Whether architectures carry early exits (``exits``/``epsilon``, an expected cost).
     has_exits: bool = False
+    # Whether its networks can be scored as deployed in int8 (``--int8``).
+    supports_int8: bool = True
     # The figure a MACs bound (``--mmax``) constrains.
     macs_figure: str = "macs"
     # Datasets the space is defined for; None: every image dataset optnas reads.
     datasets: tuple[str, ...] | None = None
 
     @classmethod
-    def from_options(cls, options: Any) -> "SearchSpace":
+    def from_options(cls, options: SpaceOptions) -> SearchSpace:
         """Build the space a search's options describe (``ValueError`` if impossible).
 
         Args:
-            options: the search options (a :class:`~optnas.config.SearchConfig`).
+            options: the options of the space.
         """
         return cls()
 

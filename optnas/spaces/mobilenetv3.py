@@ -8,7 +8,7 @@ import numpy as np
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from optnas.spaces.base import SearchSpace
+from optnas.spaces.base import SearchSpace, SpaceOptions
 
 N_STAGES = 5
 MAX_DEPTH = 4
@@ -70,7 +70,7 @@ class MobileNetV3Space(SearchSpace):
         return cls(resolutions=range(lowest, highest + 1, step), **kwargs)
 
     @classmethod
-    def from_options(cls, options: Any) -> "MobileNetV3Space":
+    def from_options(cls, options: SpaceOptions) -> MobileNetV3Space:
         lowest, highest = options.min_resolution, options.max_resolution
         if lowest < MIN_RESOLUTION or highest > MAX_RESOLUTION:
             raise ValueError(

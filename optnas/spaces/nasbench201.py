@@ -36,6 +36,7 @@ class NASBench201Space(SearchSpace):
 
     name = "nasbench201"
     trains_networks = False
+    supports_int8 = False
     datasets = tuple(TABLES)
 
     @classmethod
@@ -44,17 +45,10 @@ class NASBench201Space(SearchSpace):
             raise ValueError("--search-space nasbench201 supports --sec-obj params, latency or none")
         if options.uses_memory:
             raise ValueError("--search-space nasbench201 has no flash or SRAM model")
-        if options.latency_table is not None or options.latency != "table":
-            raise ValueError("nasbench201's latency is its table's column; --latency-table and "
-                             "--latency measure apply to mobilenetv3 networks")
         if options.mmax is not None or options.amax is not None:
             raise ValueError("--search-space nasbench201 has no MACs or activations tables")
         if "top1_robust" in options.objectives:
             raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
-        if options.optim != "sgd":
-            raise ValueError("--optim applies to fine-tuning; nasbench201 is a table lookup")
-        if options.int8:
-            raise ValueError("--int8 quantizes trained networks; nasbench201 is a table lookup")
 
     @classmethod
     def n_classes(cls, dataset: str) -> int | None:
