@@ -40,7 +40,13 @@ class NASObjective:
     """
 
     def __init__(self, config: SearchConfig, evaluator: CandidateEvaluator, save_dir: str | Path) -> None:
-        self.config = config
+        # What a trial reads of the configuration, read once.
+        self._objectives = config.objectives
+        self._budget = config.budget
+        self._constraint_bounds = config.constraint_bounds
+        self._save_ckpt = config.save_ckpt
+        self._robust_options = ({"alpha": config.alpha, "n_doe": config.n_doe, "n_iter": config.n_iter}
+                                if "top1_robust" in self._objectives else None)
         self.evaluator = evaluator
         self.space = evaluator.space
         self.save_dir = Path(save_dir)
@@ -69,16 +75,16 @@ class NASObjective:
                 trial.set_user_attr(trial_attrs.DUPLICATE_OF, earlier.number)
             else:
                 stats, model = self.evaluator.evaluate(subnet)
-            if "top1_robust" in self.config.objectives:
+            if self._robust_options is not None:
                 # Also for duplicates: α_norm is the current iteration's, not the earlier trial's.
-                stats.update(robust_stats(trial.study, self.config, stats, self._pilot))
+                stats.update(robust_stats(trial.study, stats, self._pilot, **self._robust_options))
             self._record(trial, subnet, stats, model)
         except Exception as error:
             # The trial ends FAIL; its user attributes say why, for `optnas trials` and the dashboard.
             trial.set_user_attr(trial_attrs.FAIL_REASON, f"{type(error).__name__}: {error}")
             trial.set_user_attr(trial_attrs.FAIL_TRACEBACK, traceback.format_exc()[-4000:])
             raise
-        return objective_values(stats, self.config.objectives)
+        return objective_values(stats, self._objectives)
 
     def _pilot(self) -> list[dict[str, Any]]:
         """Stats of the smallest and the largest architecture: the scale of iteration 0's α_norm."""
@@ -95,7 +101,7 @@ class NASObjective:
         Returns:
             The completed trials of the study, as read for the decision.
         """
-        budget = self.config.budget
+        budget = self._budget
         while True:
             trials = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
             completed = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -110,7 +116,7 @@ class NASObjective:
     def _record(self, trial: optuna.Trial, subnet: dict, stats: dict[str, Any], model: Any) -> None:
         for key, value in stats.items():
             trial.set_user_attr(key, value)
-        constraints = constraint_values(stats, self.config.constraint_bounds)
+        constraints = constraint_values(stats, self._constraint_bounds)
         for name, value in constraints.items():
             trial.set_constraint(name, value)
         if constraints:
@@ -123,7 +129,7 @@ class NASObjective:
     def _save_files(self, trial: optuna.Trial, subnet: dict, stats: dict[str, Any], model: Any) -> None:
         folder = trial_dir(self.save_dir, trial.study.study_name, trial.number)
         paths = write_architecture(folder, subnet, stats)
-        if model is not None and self.config.save_ckpt:
+        if model is not None and self._save_ckpt:
             paths.append(folder / SEARCH_CHECKPOINT)
             save_checkpoint({"state_dict": model.state_dict(), "subnet": subnet}, paths[-1])
         for path in paths:

@@ -27,7 +27,6 @@ import optuna
 from optuna.trial import TrialState
 
 from optnas import trial_attrs
-from optnas.config import SearchConfig
 from optnas.evaluation.flatness import alpha_norm, top1_robust
 
 ALPHA_NORM_ATTR_PREFIX = "alpha_norm:"
@@ -37,18 +36,19 @@ _LOCK = threading.Lock()
 Pilot = Callable[[], list[dict[str, Any]]]
 
 
-def iteration_alpha_norm(study: optuna.Study, config: SearchConfig, pilot: Pilot) -> tuple[int, float]:
+def iteration_alpha_norm(study: optuna.Study, pilot: Pilot, *, n_doe: int, n_iter: int) -> tuple[int, float]:
     """Return (iteration, α_norm) for a trial starting now, storing α_norm on first use.
 
     Args:
         study: the study.
-        config: the search configuration.
         pilot: evaluates the pilot architectures of iteration 0 and returns their stats
             (each with ``subnet``, ``top1``, ``robustness``); called once per study.
+        n_doe: trials of the initial design (``--n-doe``).
+        n_iter: trials of each later iteration (``--n-iter``).
     """
     with _LOCK:
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        iteration = 0 if len(complete) < config.n_doe else 1 + (len(complete) - config.n_doe) // config.n_iter
+        iteration = 0 if len(complete) < n_doe else 1 + (len(complete) - n_doe) // n_iter
         key = f"{ALPHA_NORM_ATTR_PREFIX}{iteration:04d}"
         stored = study.user_attrs.get(key)
         if stored is not None:
@@ -58,7 +58,7 @@ def iteration_alpha_norm(study: optuna.Study, config: SearchConfig, pilot: Pilot
             value = alpha_norm([s["top1"] for s in stats], [s["robustness"] for s in stats])
             record = {"pilot": [{k: s[k] for k in (trial_attrs.SUBNET, "top1", "robustness")} for s in stats]}
         else:
-            n_used = config.n_doe + (iteration - 1) * config.n_iter
+            n_used = n_doe + (iteration - 1) * n_iter
             used = sorted(complete, key=lambda t: (t.datetime_complete, t.number))[:n_used]
             used = [t for t in used if "robustness" in t.user_attrs]
             value = alpha_norm([t.user_attrs["top1"] for t in used], [t.user_attrs["robustness"] for t in used])
@@ -67,15 +67,19 @@ def iteration_alpha_norm(study: optuna.Study, config: SearchConfig, pilot: Pilot
         return iteration, value
 
 
-def robust_stats(study: optuna.Study, config: SearchConfig, stats: dict[str, Any], pilot: Pilot) -> dict[str, Any]:
+def robust_stats(
+    study: optuna.Study, stats: dict[str, Any], pilot: Pilot, *, alpha: float, n_doe: int, n_iter: int,
+) -> dict[str, Any]:
     """Return ``top1_robust`` with the α_norm and iteration it was computed with.
 
     Args:
         study: the study the trial belongs to.
-        config: the search configuration.
         stats: the trial's stats, with ``top1`` (%) and ``robustness``.
         pilot: see :func:`iteration_alpha_norm`.
+        alpha: the weight of the top1 error (``--alpha``).
+        n_doe: trials of the initial design (``--n-doe``).
+        n_iter: trials of each later iteration (``--n-iter``).
     """
-    iteration, norm = iteration_alpha_norm(study, config, pilot)
-    value = top1_robust(stats["top1"], stats["robustness"], alpha=config.alpha, alpha_norm=norm)
+    iteration, norm = iteration_alpha_norm(study, pilot, n_doe=n_doe, n_iter=n_iter)
+    value = top1_robust(stats["top1"], stats["robustness"], alpha=alpha, alpha_norm=norm)
     return {"top1_robust": value, "alpha_norm": norm, "alpha_norm_iteration": iteration}
