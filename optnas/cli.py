@@ -291,14 +291,13 @@ def select_command(study_name: str, storage: str, n: int, prefer: str, exits: in
     A search bounded by --lmax has each chosen network timed on this machine (its
     --latency-runtime and --latency-threads): measured_latency, and how many meet the bound.
     """
+    from optnas.figures import SUMMARY
     from optnas.studies.selection import export_selection, select_trials
     from optnas.studies.trials import format_rows, load_study_readonly
 
     study = load_study_readonly(storage, study_name)
     rows, latency_check = export_selection(study, select_trials(study, n, prefer, exits), prefer, save, csv_path)
-    click.echo(format_rows(rows, "table", columns=("folder", "trial", "reason", "top1", "params", "macs",
-                                                   "activations", "tiny_ml", "avg_macs", "latency", "avg_latency",
-                                                   "measured_latency", "flash_kb", "sram_kb", "top1_robust")))
+    click.echo(format_rows(rows, "table", columns=("folder", "trial", "reason", *SUMMARY)))
     if latency_check is not None:
         click.echo(f"{latency_check['met']} of {latency_check['n']} chosen networks meet --lmax "
                    f"{latency_check['bound']:g} ms when timed here ({latency_check['runtime']}, "

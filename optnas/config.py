@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from optnas.data.catalog import DATASETS, n_classes_of
+from optnas.figures import (
+    BOUNDS,
+    FIGURES,
+    FIRST_OBJECTIVES,
+    MAXIMA,
+    SECOND_OBJECTIVES,
+    Figure,
+    bounded_figure,
+    from_latency_table,
+    objectives_of,
+    second_objective_help,
+)
 from optnas.latency import RUNTIMES
 from optnas.networks.costs import tiny_ml
 from optnas.predictors import PREDICTOR_NAMES
@@ -21,11 +33,6 @@ from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 from optnas.training import EE_METHODS, OPTIMIZERS
 from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 
-FIRST_OBJECTIVES = ("top1", "top1_robust")
-SECOND_OBJECTIVES = ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency", "avg_latency", "flash_kb",
-                     "sram_kb", "top1_robust")
-# Figures only the MobileNetV3 spaces model (memory of the int8 network).
-MEMORY_FIGURES = ("flash_kb", "sram_kb")
 # How a candidate's latency is obtained: predicted from a layer table, or timed end to end.
 LATENCY_MODES = ("table", "measure")
 # How `optnas select` and `report` choose after the most accurate network: lowest in a
@@ -80,12 +87,7 @@ class SearchConfig:
         choices=FIRST_OBJECTIVES,
     )
     sec_obj: str = _option(
-        "macs", "Second objective (minimised): params (M), macs (M), activations (M), "
-        "tiny_ml (penalised figure of merit), avg_macs (M, expected MACs per image of an "
-        "eemobilenetv3 network), latency (ms at batch 1, see --latency), avg_latency (ms, "
-        "expected latency per image of an eemobilenetv3 network), flash_kb / sram_kb (KB of "
-        "flash and SRAM of the int8 network, mobilenetv3 spaces), top1_robust (see --first-obj), or "
-        "none for a single-objective search.",
+        "macs", f"Second objective (minimised): {second_objective_help()}, or none for a single-objective search.",
         choices=SECOND_OBJECTIVES + ("none",),
     )
     iterations: int = _option(
@@ -287,7 +289,7 @@ class SearchConfig:
         for name in ("n_doe", "n_iter"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("pmax", "mmax", "amax", "lmax", "flash_max", "sram_max"):
+        for name in MAXIMA:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"--{flag(name)} must be a positive number, got {value}")
@@ -308,7 +310,7 @@ class SearchConfig:
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise ValueError(f"--{flag(name)} must be a non-negative number, got {getattr(self, name)}")
         self._validate_dataset()
-        self.space_class.check_options(self)
+        self._validate_figures()
         self._validate_capabilities()
         self.make_space()
         return self
@@ -340,15 +342,46 @@ class SearchConfig:
         if self.rho is not None and not (self.rho > 0 and math.isfinite(self.rho)):
             raise ValueError(f"--rho must be a positive number, got {self.rho}")
 
-    @property
-    def uses_memory(self) -> bool:
-        """Whether flash or SRAM is an objective or a constraint of the search."""
-        return self.flash_max is not None or self.sram_max is not None or self.sec_obj in MEMORY_FIGURES
+    def _validate_figures(self) -> None:
+        """Refuse an objective or a bound on a figure the space does not have (:data:`FIGURES` says which)."""
+        if self.sec_obj != "none":
+            self._check_objective("sec_obj")
+        for option in self._bound_options():
+            self._bounded(option)
+        self._check_objective("first_obj")
+
+    def _check_objective(self, option: str) -> None:
+        """Refuse ``--first-obj`` or ``--sec-obj`` (``option``) naming a figure the space does not have."""
+        name, space = getattr(self, option), self.space_class
+        if space.name in FIGURES[name].spaces:
+            return
+        if not space.trains_networks:
+            # A table holds few figures: say which.
+            choices = objectives_of(space.name, first=option == "first_obj") + (("none",) if option == "sec_obj" else ())
+            raise ValueError(f"--search-space {space.name} supports --{flag(option)} {_either(choices)}")
+        raise ValueError(f"--{flag(option)} {name} needs --search-space {_either(FIGURES[name].spaces)}")
+
+    def _bound_options(self) -> list[str]:
+        """The bound options that are set, in the options' order."""
+        return [field.name for field in dataclasses.fields(self)
+                if field.name in BOUNDS and getattr(self, field.name) is not None]
+
+    def _bounded(self, option: str) -> Figure:
+        """The figure a set bound option bounds in this space (``ValueError`` where the space has none)."""
+        figure = bounded_figure(option, self.search_space)
+        if figure is None:
+            supported = [f"--{flag(field.name)}" for field in dataclasses.fields(self)
+                         if field.name in BOUNDS and bounded_figure(field.name, self.search_space) is not None]
+            raise ValueError(f"--search-space {self.search_space} has no figure for --{flag(option)} to bound "
+                             f"(its bounds: {', '.join(supported)})")
+        return figure
 
     @property
     def uses_latency(self) -> bool:
-        """Whether latency is an objective or a constraint of the search."""
-        return self.lmax is not None or self.sec_obj in ("latency", "avg_latency")
+        """Whether a latency table (or timing) gives an objective of the search or a figure it bounds."""
+        bounded = [bounded_figure(option, self.search_space) for option in self._bound_options()]
+        names = self.objectives + [figure.name for figure in bounded if figure is not None]
+        return any(from_latency_table(name) for name in names)
 
     def _validate_latency(self) -> None:
         if self.latency_threads < 1:
@@ -360,8 +393,9 @@ class SearchConfig:
                 "latency needs --latency-table lut.json (build one with `optnas latency table`) "
                 "or --latency measure"
             )
-        if self.sec_obj == "avg_latency" and self.latency != "table":
-            raise ValueError("--sec-obj avg_latency is predicted per exit from --latency-table; "
+        per_exit = FIGURES[self.sec_obj].per_exit if self.sec_obj != "none" else None
+        if per_exit is not None and from_latency_table(per_exit) and self.latency != "table":
+            raise ValueError(f"--sec-obj {self.sec_obj} is predicted per exit from --latency-table; "
                              "--latency measure times whole networks")
 
     def _validate_dataset(self) -> None:
@@ -429,11 +463,8 @@ class SearchConfig:
 
     @property
     def constraint_bounds(self) -> dict[str, float]:
-        """The constraints that are set, by the name they are recorded under in the study."""
-        bounds = {"params": self.pmax, self.space_class.macs_figure: self.mmax, "activations": self.amax,
-                  "latency": self.lmax, "flash_kb": self.flash_max, "sram_kb": self.sram_max,
-                  "top1min": self.top1min}
-        return {name: bound for name, bound in bounds.items() if bound is not None}
+        """The constraints that are set, by the name they are recorded under in the study, in the options' order."""
+        return {self._bounded(option).constraint: getattr(self, option) for option in self._bound_options()}
 
     def default_study_name(self) -> str:
         """A study name derived from the space, the dataset and the objectives."""
@@ -500,6 +531,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of options, got {type(values).__name__}")
     return values
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """``a, b or c``."""
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def flag(name: str) -> str:

@@ -109,7 +109,7 @@ def test_flash_and_sram_constraints_in_a_search(supernet_file: Path, tmp_path: P
         (["--first-obj", "top1_robust", "--sec-obj", "params", "--int8"],
          "--int8 scores top1 after quantization; top1_robust measures float networks"),
         (["--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params", "--flash-max", "900"],
-         "has no flash or SRAM model"),
+         "has no figure for --flash-max to bound"),
     ],
 )
 def test_memory_options_are_checked(args: list[str], message: str, tmp_path: Path) -> None:

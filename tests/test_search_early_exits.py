@@ -74,7 +74,7 @@ def test_early_exit_options_are_checked() -> None:
     base = {"search_space": "eemobilenetv3", "sampler": "nsga2"}
     with pytest.raises(ValueError, match="needs --search-space eemobilenetv3"):
         SearchConfig(sec_obj="avg_macs").validate()
-    with pytest.raises(ValueError, match="single-exit networks"):
+    with pytest.raises(ValueError, match="--sec-obj top1_robust needs --search-space mobilenetv3"):
         SearchConfig(search_space="eemobilenetv3", sec_obj="top1_robust").validate()
     with pytest.raises(ValueError, match="part of --ee-method confidence"):
         SearchConfig(**base, support_set=True).validate()

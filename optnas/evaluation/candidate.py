@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from optnas.config import SearchConfig
+from optnas.config import SearchConfig, flag
 from optnas.data.datasets import load_dataset
 from optnas.evaluation.early_exits import evaluate_ee_candidate
 from optnas.evaluation.flatness import robustness
 from optnas.evaluation.inheritance import evaluate_candidate
+from optnas.figures import FIGURES, by_constraint
 from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile, profile_vectors, space_widths
 from optnas.networks.exit_costs import exit_profile
@@ -381,23 +382,26 @@ def check_latency_table(config: SearchConfig) -> None:
 def check_constraints_satisfiable(config: SearchConfig) -> None:
     """Refuse cost bounds that no architecture meets, before any compute is spent.
 
-    The smallest architecture of a space is the cheapest in every cost, so it decides.
+    The smallest architecture of a space is the cheapest in every cost, so it decides every
+    bound on an exact figure (latency bounds: :func:`check_latency_table`).
 
     Args:
         config: the search configuration.
     """
     smallest = config.make_space().smallest()
     costs = exact_costs(config, smallest)
-    flags = {"params": "--pmax", "macs": "--mmax", "activations": "--amax", "avg_macs": "--mmax",
-             "flash_kb": "--flash-max", "sram_kb": "--sram-max"}
-    if "exit_macs" in costs:
-        # No image can leave before the first exit of the smallest network.
-        costs["avg_macs"] = costs["exit_macs"][0]
     for name, bound in config.constraint_bounds.items():
-        if name in flags and costs[name] > bound:
-            unit = "KB" if name.endswith("_kb") else "M"
+        figure = by_constraint(name)
+        if figure.source == "exact":
+            lowest = costs[name]
+        elif figure.per_exit is not None and FIGURES[figure.per_exit].source == "exact":
+            # No image can leave before the first exit of the smallest network.
+            lowest = costs[figure.per_exit][0]
+        else:
+            continue
+        if figure.constraint_value(lowest, bound) > 0:
             raise ValueError(
-                f"no architecture satisfies {flags[name]} {bound:g}: the smallest one has "
-                f"{costs[name]:.4g} {unit} {name} (at resolution {smallest.get('r', '-')}, "
+                f"no architecture satisfies --{flag(figure.bound)} {bound:g}: the smallest one has "
+                f"{lowest:.4g} {figure.unit} {name} (at resolution {smallest.get('r', '-')}, "
                 f"{config.class_count()} classes)"
             )

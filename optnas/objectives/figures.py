@@ -1,23 +1,10 @@
-"""What a trial reports to Optuna from a candidate's stats: objective directions and values, constraint values."""
+"""What a trial reports to Optuna from a candidate's stats: objective values and constraint values."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Optuna directions of every objective; top1 is an accuracy in % and is maximised.
-DIRECTIONS = {
-    "top1": "maximize",
-    "params": "minimize",
-    "macs": "minimize",
-    "activations": "minimize",
-    "tiny_ml": "minimize",
-    "top1_robust": "minimize",
-    "avg_macs": "minimize",
-    "latency": "minimize",
-    "avg_latency": "minimize",
-    "flash_kb": "minimize",
-    "sram_kb": "minimize",
-}
+from optnas.figures import by_constraint
 
 
 def constraint_values(stats: dict[str, Any], bounds: dict[str, float]) -> dict[str, float]:
@@ -29,10 +16,8 @@ def constraint_values(stats: dict[str, Any], bounds: dict[str, float]) -> dict[s
     """
     values = {}
     for name, bound in bounds.items():
-        if name == "top1min":
-            values[name] = float(bound - stats["top1"])
-        else:
-            values[name] = float(stats[name] - bound)
+        figure = by_constraint(name)
+        values[name] = figure.constraint_value(stats[figure.name], bound)
     return values
 
 

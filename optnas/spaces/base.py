@@ -38,15 +38,14 @@ class SearchSpace(abc.ABC):
     """
 
     name: str = ""
-    # What differs per space, read by the layers above instead of comparing space names.
+    # What differs per space, read by the layers above instead of comparing space names (the
+    # figures each space has are in optnas.figures).
     # Whether candidates are networks trained from a supernet (False: a table is looked up).
     trains_networks: bool = True
     # Whether architectures carry early exits (``exits``/``epsilon``, an expected cost).
     has_exits: bool = False
     # Whether its networks can be scored as deployed in int8 (``--int8``).
     supports_int8: bool = True
-    # The figure a MACs bound (``--mmax``) constrains.
-    macs_figure: str = "macs"
     # Datasets the space is defined for; None: every image dataset optnas reads.
     datasets: tuple[str, ...] | None = None
 
@@ -58,14 +57,6 @@ class SearchSpace(abc.ABC):
             options: the options of the space.
         """
         return cls()
-
-    @classmethod
-    def check_options(cls, options: Any) -> None:
-        """Refuse options this space cannot search (``ValueError`` naming the option).
-
-        Args:
-            options: the search options (a :class:`~optnas.config.SearchConfig`).
-        """
 
     @classmethod
     def n_classes(cls, dataset: str) -> int | None:

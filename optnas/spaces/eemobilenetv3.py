@@ -39,13 +39,6 @@ class EEMobileNetV3Space(MobileNetV3Space):
     has_exits = True
     # Quantization of the exit heads and their confidences is not modelled yet.
     supports_int8 = False
-    # An early-exit network's MACs per image are its expected ones.
-    macs_figure = "avg_macs"
-
-    @classmethod
-    def check_options(cls, options: Any) -> None:
-        if "top1_robust" in options.objectives:
-            raise ValueError("top1_robust is measured on single-exit networks; use --search-space mobilenetv3")
 
     def distributions(self) -> dict[str, BaseDistribution]:
         genes = super().distributions()

@@ -79,11 +79,6 @@ class MobileNetV3Space(SearchSpace):
             )
         return cls.from_range(lowest, highest, options.resolution_step, width_mult=options.width_mult)
 
-    @classmethod
-    def check_options(cls, options: Any) -> None:
-        if options.sec_obj in ("avg_macs", "avg_latency"):
-            raise ValueError(f"--sec-obj {options.sec_obj} needs --search-space eemobilenetv3")
-
     def distributions(self) -> dict[str, BaseDistribution]:
         genes: dict[str, BaseDistribution] = {}
         for stage in range(N_STAGES):

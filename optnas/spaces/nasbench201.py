@@ -40,17 +40,6 @@ class NASBench201Space(SearchSpace):
     datasets = tuple(TABLES)
 
     @classmethod
-    def check_options(cls, options: Any) -> None:
-        if options.sec_obj not in ("params", "latency", "none"):
-            raise ValueError("--search-space nasbench201 supports --sec-obj params, latency or none")
-        if options.uses_memory:
-            raise ValueError("--search-space nasbench201 has no flash or SRAM model")
-        if options.mmax is not None or options.amax is not None:
-            raise ValueError("--search-space nasbench201 has no MACs or activations tables")
-        if "top1_robust" in options.objectives:
-            raise ValueError("top1_robust needs trained networks; nasbench201 is a table lookup")
-
-    @classmethod
     def n_classes(cls, dataset: str) -> int | None:
         return TABLES[dataset][1]
 

@@ -24,6 +24,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
+from optnas.figures import FIGURES  # noqa: E402
 from optnas.optuna_private import study_storage  # noqa: E402
 from optnas.studies.runner import ITERATION_ATTR_PREFIX  # noqa: E402
 from optnas.studies.selection import select_trials, stats_of  # noqa: E402
@@ -32,8 +33,6 @@ from optnas.studies.trials import pareto_trials  # noqa: E402
 from optnas.trial_attrs import DUPLICATE_OF, SUBNET  # noqa: E402
 
 PAGE = "index.html"
-_UNITS = {"top1": "%", "params": "M", "macs": "M", "activations": "M", "avg_macs": "M", "latency": "ms",
-          "avg_latency": "ms", "flash_kb": "KB", "sram_kb": "KB"}
 
 
 def iteration_figures(study: optuna.Study) -> list[dict[str, Any]]:
@@ -94,7 +93,8 @@ def write_report(
 
 
 def _label(name: str) -> str:
-    unit = _UNITS.get(name)
+    figure = FIGURES.get(name)
+    unit = figure.unit if figure is not None else None
     return f"{name} ({unit})" if unit else name
 
 

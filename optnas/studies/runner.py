@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from optnas.config import SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.figures import FIGURES
 from optnas.networks.costs import tiny_ml
 from optnas.objectives.nas import NASObjective
 from optnas.pareto import hypervolume_2d
@@ -104,30 +105,30 @@ class IterationRecorder:
         self._reference: tuple[float, float] | None = None
 
     def reference_point(self) -> tuple[float, float]:
-        """Return the hypervolume reference point (top1 error %, second objective)."""
+        """Return the hypervolume reference point (top1 error %, second objective), by the
+        second objective's reference rule (:attr:`optnas.figures.Figure.reference`)."""
         if self._reference is None:
             config = self.config
-            if config.sec_obj == "top1_robust":
-                # Like the error it weighs, top1_robust lies in 0..100 in practice.
-                self._reference = (100.0, 100.0)
+            figure = FIGURES[config.sec_obj]
+            if not isinstance(figure.reference, str):
+                self._reference = (100.0, figure.reference)
                 return self._reference
-            largest = self.evaluator.costs(self.evaluator.space.largest())
-            if config.sec_obj == "tiny_ml":
-                # Feasible trials carry no penalty, so the unpenalised figure bounds them.
+            subnet = self.evaluator.space.largest()
+            largest = self.evaluator.costs(subnet)
+            if figure.reference == "unpenalised":
                 # With early exits the most an image costs is leaving at the last exit.
                 second = tiny_ml(
                     largest["params"], largest.get("exit_macs", [largest["macs"]])[-1], largest["activations"],
                     pmax=None, mmax=None, amax=None,
                     wp=config.wp, wm=config.wm, wa=config.wa, penalty=config.penalty,
                 )
-            elif config.sec_obj in ("avg_macs", "avg_latency"):
-                # No image costs more than leaving at the final exit of the largest network.
-                second = largest[config.sec_obj.replace("avg_", "exit_")][-1]
-            elif config.sec_obj == "latency" and "latency" not in largest:
-                # Measured latency: the largest network is timed once.
-                second = self.evaluator.measured_latency(self.evaluator.space.largest())["latency"]
+            elif figure.reference == "last_exit":
+                second = largest[figure.per_exit][-1]
             else:
-                second = largest[config.sec_obj]
+                if figure.name not in largest:
+                    # Measured latency: the largest network is timed once.
+                    largest.update(self.evaluator.measured_latency(subnet))
+                second = largest[figure.name]
             self._reference = (100.0, 1.1 * second)
         return self._reference
 

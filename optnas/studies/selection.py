@@ -24,14 +24,12 @@ from optnas.artifacts import (
 )
 from optnas.config import PREFERENCES, SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.figures import MEASURED_LATENCY
 from optnas.optuna_private import study_storage
 from optnas.spaces.eemobilenetv3 import n_exits
 from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
 from optnas.studies.trials import pareto_trials
 from optnas.trial_attrs import STAT_KEYS, SUBNET
-
-# The latency of a chosen network timed by `optnas select` (ms), beside the search's figure.
-MEASURED_LATENCY = "measured_latency"
 
 
 def stats_of(trial: FrozenTrial) -> dict[str, Any]:

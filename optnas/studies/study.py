@@ -9,7 +9,7 @@ import optuna
 
 from optnas import __version__
 from optnas.config import RUNTIME_OPTIONS, SearchConfig, flag
-from optnas.objectives.figures import DIRECTIONS
+from optnas.figures import FIGURES
 from optnas.studies.sampling import make_sampler
 from optnas.studies.errors import StudyError
 from optnas.studies.storage import open_storage
@@ -49,7 +49,7 @@ def create_search_study(config: SearchConfig, storage_url: str, study_name: str 
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        directions=[DIRECTIONS[objective] for objective in config.objectives],
+        directions=[FIGURES[objective].direction for objective in config.objectives],
         sampler=make_sampler(config),
     )
     study.set_metric_names(config.objectives)
