@@ -4,7 +4,8 @@ A *trial folder* (``<save>/<study>/trial-NNNNN/``) and a folder of ``optnas sele
 (``net-<prefer>_<rank>/``) hold:
 
 ``net.subnet``
-    The architecture, JSON, in its space's canonical form (see :mod:`optnas.spaces`).
+    The architecture, JSON, in its space's canonical form (see :mod:`optnas.spaces`), with
+    ``"space"``: the space's name (files written before it was recorded still load).
 ``net.stats``
     Its figures, JSON (the trial's user attributes of :data:`optnas.trial_attrs.STAT_KEYS`;
     ``optnas train`` adds ``top1_test``, ``search_top1`` and ``train``).
@@ -27,8 +28,7 @@ import warnings
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, exit_stages, is_early_exit
-from optnas.spaces.mobilenetv3 import MobileNetV3Space
+from optnas.spaces import SPACE_KEY, Subnet, as_subnet
 
 SUBNET_FILE = "net.subnet"
 STATS_FILE = "net.stats"
@@ -115,7 +115,7 @@ def read_json(path: str | Path, what: str) -> Any:
         raise ValueError(f"{path}: not {what} ({error})") from None
 
 
-def read_subnet_file(path: str | Path) -> dict[str, Any]:
+def read_subnet_file(path: str | Path) -> Subnet:
     """Read a mobilenetv3 or eemobilenetv3 ``net.subnet`` file, canonical, at its own resolution.
 
     The file must name its resolution ``r``: weights do not say what size they were trained
@@ -125,14 +125,13 @@ def read_subnet_file(path: str | Path) -> dict[str, Any]:
         path: the file.
     """
     raw = read_json(path, "a JSON net.subnet file")
-    if not isinstance(raw, dict) or "ks" not in raw or "r" not in raw:
-        raise ValueError(f"{path}: not a mobilenetv3 net.subnet with its resolution 'r'")
-    space_class = EEMobileNetV3Space if is_early_exit(raw) else MobileNetV3Space
     try:
-        space = space_class(width_mult=raw.get("w", 1.0), resolutions=(int(raw["r"]),))
-        return space.canonical(raw)
-    except (TypeError, ValueError) as error:
+        subnet = as_subnet(raw)
+    except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
+    if not subnet.space.trains_networks:
+        raise ValueError(f"{path}: a {subnet.space.name} net.subnet; this takes a mobilenetv3 or eemobilenetv3 one")
+    return subnet
 
 
 def read_stats(folder: str | Path) -> dict[str, Any]:
@@ -145,7 +144,7 @@ def read_stats(folder: str | Path) -> dict[str, Any]:
     return read_json(path, "a JSON net.stats file") if path.is_file() else {}
 
 
-def read_subnet(folder: str | Path) -> dict[str, Any]:
+def read_subnet(folder: str | Path) -> Subnet:
     """Read ``folder/net.subnet`` as the search scored it, checked and canonical.
 
     An early-exit subnet's thresholds are those the search scored it with, ``epsilon`` of
@@ -160,24 +159,23 @@ def read_subnet(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: no such file; DIR must be a folder written by `optnas select`")
     subnet = read_subnet_file(path)
     searched = read_stats(folder).get("epsilon")
-    if not is_early_exit(subnet) or searched is None:
+    if not subnet.has_exits or searched is None:
         return subnet
-    stages = exit_stages(subnet)
+    stages = subnet.exit_stages
     stats_path = Path(folder) / STATS_FILE
     if not isinstance(searched, list) or len(searched) != len(stages):
         raise ValueError(f"{stats_path}: 'epsilon' must hold one threshold per exit ({len(stages)}), got {searched!r}")
     epsilon = list(subnet["epsilon"])
     for stage, value in zip(stages, searched):
         epsilon[stage] = value
-    space = EEMobileNetV3Space(width_mult=subnet["w"], resolutions=(subnet["r"],))
     try:
-        return space.canonical({**subnet, "epsilon": epsilon})
+        return subnet.space.canonical({**subnet, "epsilon": epsilon})
     except ValueError as error:
         raise ValueError(f"{stats_path}: {error}") from None
 
 
-def write_architecture(folder: str | Path, subnet: dict[str, Any], stats: dict[str, Any]) -> list[Path]:
-    """Write ``net.subnet`` and ``net.stats`` into a folder (created if needed); return their paths.
+def write_architecture(folder: str | Path, subnet: Subnet, stats: dict[str, Any]) -> list[Path]:
+    """Write ``net.subnet`` (naming its space) and ``net.stats`` into a folder (created if needed); return their paths.
 
     Args:
         folder: a trial folder or a folder of ``optnas select``.
@@ -187,7 +185,7 @@ def write_architecture(folder: str | Path, subnet: dict[str, Any], stats: dict[s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / SUBNET_FILE, folder / STATS_FILE]
-    for path, content in zip(paths, (subnet, stats)):
+    for path, content in zip(paths, ({SPACE_KEY: subnet.space.name, **subnet}, stats)):
         write_json(path, content)
     return paths
 

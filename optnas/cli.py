@@ -343,7 +343,6 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     from optnas.networks.costs import profile
     from optnas.networks.exit_costs import exit_profile
     from optnas.networks.memory import memory
-    from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
 
     subnet = read_subnet_file(subnet_file)
     table = LatencyTable.load(latency_table) if latency_table is not None else None
@@ -351,8 +350,8 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
         n_classes = table.n_classes if table is not None else 1000
     elif table is not None and table.n_classes != n_classes:
         raise ValueError(f"{latency_table} was built for {table.n_classes} classes, not --n-classes {n_classes}")
-    figures = profile(backbone_subnet(subnet), n_classes)
-    exits = exit_profile(subnet, n_classes) if is_early_exit(subnet) else None
+    figures = profile(subnet.backbone(), n_classes)
+    exits = exit_profile(subnet, n_classes) if subnet.has_exits else None
     if exits is not None:
         figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
         figures["params_with_heads"] = exits["params"]

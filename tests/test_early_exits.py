@@ -23,7 +23,7 @@ from optnas.networks.early_exits import (
 from optnas.networks.exit_costs import exit_profile
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import EEMobileNetV3Space
-from optnas.spaces.eemobilenetv3 import EPSILONS, n_exits
+from optnas.spaces.eemobilenetv3 import EPSILONS
 from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 from tests.conftest import digits_subsets, invoke_cli
 
@@ -57,7 +57,7 @@ def test_space_genes_and_canonical_form() -> None:
     assert names[-8:] == [f"exit{i}" for i in range(1, 5)] + [f"eps{i}" for i in range(1, 5)]
     rng = np.random.default_rng(0)
     for subnet in space.sample(rng, 40):
-        assert n_exits(subnet) >= 1
+        assert subnet.n_exits >= 1
         assert all(eps == EPSILONS[0] for flag, eps in zip(subnet["exits"], subnet["epsilon"]) if not flag)
         assert space.from_vector(space.to_vector(subnet)) == subnet
     # All exits off decodes to an exit after stage 4; the vectorised form agrees.
@@ -83,7 +83,7 @@ def test_exit_costs_match_torchprofile_and_parameters(supernet: nn.Module, resol
     for subnet in [space.largest(), *space.sample(rng, 1)]:
         network = EarlyExitNetwork(extract_subnet(supernet, subnet), subnet, 10).eval()
         figures = exit_profile(subnet, 10)
-        assert len(figures["exit_macs"]) == n_exits(subnet) + 1
+        assert len(figures["exit_macs"]) == subnet.n_exits + 1
         image = torch.randn(1, 3, resolution, resolution)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

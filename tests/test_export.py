@@ -27,7 +27,7 @@ def _save_chosen(folder: Path, subnet: dict, network: torch.nn.Module) -> Path:
         norm.running_mean.normal_(0, 0.1, generator=generator)
         norm.running_var.uniform_(0.5, 1.5, generator=generator)
     (folder / "net.subnet").write_text(json.dumps(subnet))
-    torch.save({"state_dict": network.state_dict(), "subnet": subnet}, folder / "ckpt.pth")
+    torch.save({"state_dict": network.state_dict(), "subnet": dict(subnet)}, folder / "ckpt.pth")
     return folder
 
 

@@ -34,7 +34,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory, supernet: torch.nn.Modu
     recalibrate_bn(network, digits.train, resolution=28, n_images=400)
     folder = tmp_path_factory.mktemp("calibrated")
     (folder / "net.subnet").write_text(json.dumps(subnet))
-    torch.save({"state_dict": network.state_dict(), "subnet": subnet}, folder / "ckpt.pth")
+    torch.save({"state_dict": network.state_dict(), "subnet": dict(subnet)}, folder / "ckpt.pth")
     return folder
 
 

@@ -36,7 +36,7 @@ from optnas.latency.device import (
 from optnas.latency.layers import LayerSpace, calibration_networks, layer_modules, write_folder
 from optnas.latency.measure import Measurer, measure_onnx_file
 from optnas.latency.table import LatencyTable, backbone_layers, layer_key, space_layers
-from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, backbone_subnet
+from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space
 
 
 class FakeClock:
@@ -284,7 +284,7 @@ def test_the_device_script_has_help_and_imports_neither_torch_nor_optnas_beyond_
 def test_whole_networks_are_timed_end_to_end(runtime: str) -> None:
     space = EEMobileNetV3Space(resolutions=[32])
     measurer = Measurer(N_CLASSES, runtime, protocol=FAST)
-    for subnet in (space.smallest(), backbone_subnet(space.smallest())):
+    for subnet in (space.smallest(), space.smallest().backbone()):
         result = measurer.measure(subnet)
         assert 0 < result["latency_ms"] <= result["p90_ms"] < math.inf
         assert 5 <= result["repeats"] <= 20

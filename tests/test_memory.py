@@ -16,7 +16,6 @@ from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.memory import KB, head_peak, memory, weight_tensors
 from optnas.networks.supernet import extract_subnet
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
-from optnas.spaces.eemobilenetv3 import backbone_subnet
 from tests.conftest import invoke_cli
 
 
@@ -42,7 +41,7 @@ def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Mo
     subnets = [s for s in subnets if any(s["exits"])]
     assert subnets
     for subnet in subnets:
-        network = EarlyExitNetwork(extract_subnet(supernet, backbone_subnet(subnet)), subnet, 10).eval()
+        network = EarlyExitNetwork(extract_subnet(supernet, subnet.backbone()), subnet, 10).eval()
         _assert_tensors_are_the_networks(network, subnet)
         # A head's working set, read off the running network: its input, the pooled copy, the conv output.
         sizes: list[dict[str, int]] = []
@@ -59,7 +58,7 @@ def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Mo
             hook.remove()
         assert len(sizes) == len(network.heads)
         assert head_peak(subnet) == max(s["in"] + s["pool"] + s["conv"] for s in sizes)
-        peak = max(profile(backbone_subnet(subnet), 10)["peak_activations"] * 1e6, head_peak(subnet))
+        peak = max(profile(subnet.backbone(), 10)["peak_activations"] * 1e6, head_peak(subnet))
         assert memory(subnet, 10)["sram_kb"] == pytest.approx(peak / KB)
 
 

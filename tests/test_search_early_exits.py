@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from optnas.config import SearchConfig
 from optnas.networks.costs import profile
 from optnas.networks.exit_costs import exit_profile
-from optnas.spaces.eemobilenetv3 import n_exits
+from optnas.spaces import as_subnet
 from tests.conftest import invoke_cli
 
 MMAX = 6.0
@@ -47,7 +47,7 @@ def test_early_exit_search_stores_exit_stats_and_meets_mmax(
         assert attrs["exit_macs"] == pytest.approx(figures["exit_macs"])
         assert attrs["macs"] == pytest.approx(profile(subnet, 10)["macs"])
         assert attrs["params"] == pytest.approx(figures["params"])
-        assert len(attrs["exit_ratios"]) == n_exits(subnet) + 1 == len(attrs["exit_top1"])
+        assert len(attrs["exit_ratios"]) == as_subnet(subnet).n_exits + 1 == len(attrs["exit_top1"])
         assert sum(attrs["exit_ratios"]) == pytest.approx(1.0)
         assert attrs["avg_macs"] == pytest.approx(sum(r * m for r, m in zip(attrs["exit_ratios"], attrs["exit_macs"])))
         assert trial.values[1] == attrs["avg_macs"]
@@ -93,7 +93,7 @@ def test_trials_n_exits_refuses_other_spaces(tmp_path: Path) -> None:
     study = optuna.create_study(study_name="m", storage=url)
     study.enqueue_trial({})
     trial = study.ask()
-    trial.set_user_attr("subnet", {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5})
+    trial.set_user_attr("subnet", {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32})
     study.tell(trial, 1.0)
     result = invoke_cli("trials", "--study-name", "m", "--storage", url, "--n-exits", "1")
     assert result.returncode == 2 and "applies to eemobilenetv3 studies" in result.stderr

@@ -11,6 +11,7 @@ import optuna
 import pytest
 from optuna.distributions import IntDistribution
 
+from optnas.spaces.nasbench201 import OPERATIONS
 from optnas.studies.selection import select_trials, trade_offs
 from tests.conftest import invoke_cli, run_cli
 
@@ -36,7 +37,8 @@ def known_study(tmp_path: Path) -> tuple[str, optuna.Study]:
         study.add_trial(optuna.trial.create_trial(
             params={"x": index}, distributions={"x": IntDistribution(0, 10)}, values=[top1, macs],
             constraints={"params": -1.0 if feasible else 1.0},
-            user_attrs={"top1": top1, "macs": macs, "params": params, "subnet": {"ops": [str(index)]}},
+            user_attrs={"top1": top1, "macs": macs, "params": params,
+                        "subnet": {"ops": [OPERATIONS[index % len(OPERATIONS)]] + ["none"] * 5}},
         ))
     return url, study
 
@@ -64,7 +66,9 @@ def test_select_command_writes_folders_and_csv(known_study: tuple[str, optuna.St
     result = run_cli("select", "--study-name", "known", "--storage", url, "-n", "2", "--prefer", "macs",
                      "--save", str(tmp_path / "chosen"))
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "chosen" / "net-macs_0" / "net.subnet").read_text()) == {"ops": ["0"]}
+    # The file names its space; the rest is the trial's subnet.
+    assert json.loads((tmp_path / "chosen" / "net-macs_0" / "net.subnet").read_text()) == {
+        "space": "nasbench201", "ops": ["none"] * 6}
     assert json.loads((tmp_path / "chosen" / "net-macs_1" / "net.stats").read_text())["macs"] == 19.0
     # A study not created by optnas has no configuration or supernet to pass on to `optnas train`.
     assert json.loads((tmp_path / "chosen" / "net-macs_1" / "source.json").read_text()) == {"study": "known", "trial": 4}
@@ -79,7 +83,7 @@ EARLY_EXIT_POINTS = [
     (92.0, 40.0, 5.0, [1, 1, 0, 0]),
     (90.0, 30.0, 4.0, [1, 0, 0, 0]),
     (88.0, 20.0, 6.0, [0, 1, 0, 1]),
-    (85.0, 10.0, 3.0, [0, 0, 0, 0]),
+    (85.0, 10.0, 3.0, None),
     (80.0, 8.0, 7.0, [1, 0, 1, 0]),
     (70.0, 5.0, 2.0, None),
 ]
@@ -93,7 +97,7 @@ def early_exit_study(tmp_path: Path) -> optuna.Study:
     for index, (top1, avg_macs, robust, exits) in enumerate(EARLY_EXIT_POINTS):
         subnet = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32, "n": index}
         if exits is not None:
-            subnet["exits"] = exits
+            subnet.update(exits=exits, epsilon=[0.1] * 4)
         study.add_trial(optuna.trial.create_trial(
             params={"x": index}, distributions={"x": IntDistribution(0, 10)}, values=[top1, avg_macs],
             user_attrs={"top1": top1, "avg_macs": avg_macs, "top1_robust": robust, "macs": 50.0 - index,

@@ -85,7 +85,8 @@ def test_artifacts_and_files_per_trial(searched: tuple[Path, str]) -> None:
     assert set(metas) == {"net.subnet", "net.stats"}
     out = folder / "downloaded.json"
     optuna.artifacts.download_artifact(artifact_store=store, file_path=str(out), artifact_id=metas["net.subnet"].artifact_id)
-    assert json.loads(out.read_text()) == trial.user_attrs["subnet"]
+    # The file is the trial's subnet with the name of its space.
+    assert json.loads(out.read_text()) == {"space": "nasbench201", **trial.user_attrs["subnet"]}
     stats = json.loads((folder / "run" / NAME / f"trial-{trial.number:05d}" / "net.stats").read_text())
     assert stats["top1"] == trial.user_attrs["top1"]
 

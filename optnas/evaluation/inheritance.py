@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from optnas.networks.costs import mobilenetv3_subnet
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.supernet import extract_subnet
-from optnas.spaces.eemobilenetv3 import backbone_subnet
 from optnas.training.loop import fine_tune
 
 if TYPE_CHECKING:
@@ -45,16 +45,15 @@ def inherited_network(
 
     Args:
         supernet: the OFA supernet the weights come from (left unchanged).
-        subnet: a canonical mobilenetv3 subnet with its resolution ``r`` (an early-exit
-            subnet's backbone).
+        subnet: a mobilenetv3 subnet with its resolution ``r`` (of an eemobilenetv3 one,
+            the backbone is taken).
         train: the training images.
         recipe: how it is fine-tuned (0 epochs allowed) and its BN recalibrated (``bn_images``,
             drawn with its seed), on which device.
     """
-    if "r" not in subnet:
-        raise ValueError("the subnet has no input resolution 'r'; pass its canonical form")
-    resolution = int(subnet["r"])
-    model = extract_subnet(supernet, backbone_subnet(subnet)).to(recipe.device)
+    backbone = mobilenetv3_subnet(subnet).backbone()
+    resolution = backbone["r"]
+    model = extract_subnet(supernet, backbone).to(recipe.device)
     fine_tune(model, train, recipe, resolution=resolution)
     # Also discards the BN statistics that SAM's second forward pass skewed.
     recalibrate_bn(model, train, resolution=resolution, n_images=recipe.bn_images, device=recipe.device,

@@ -220,7 +220,7 @@ def evaluate_subnet_ood(subnet_file: str | Path, weights: str | Path, request: O
     request = dataclasses.replace(request, dataset=request.dataset or "digits")
     dataset = request.dataset
     subnet = read_subnet_file(subnet_file)
-    if "exits" in subnet:
+    if subnet.has_exits:
         raise ValueError(f"{subnet_file}: OOD evaluation takes single-exit (mobilenetv3) networks")
     state = load_checkpoint(weights).get("state_dict")
     if state is None:

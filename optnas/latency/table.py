@@ -38,11 +38,11 @@ from optnas.networks.costs import (
     Layer,
     gather_parts,
     layers,
+    mobilenetv3_subnet,
     part_tables,
     slot_genes,
     stage_outputs,
 )
-from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
 from optnas.spaces.mobilenetv3 import (
     DEPTHS,
     EXPAND_RATIOS,
@@ -87,9 +87,9 @@ def backbone_layers(subnet: dict[str, Any], n_classes: int) -> list[dict[str, An
         subnet: a mobilenetv3 subnet (an eemobilenetv3 one gives its backbone's).
         n_classes: classes of the classifier.
     """
-    backbone = backbone_subnet(subnet) if is_early_exit(subnet) else subnet
+    backbone = mobilenetv3_subnet(subnet).backbone()
     walk = layers(backbone)
-    width = float(backbone.get("w", 1.0))
+    width = float(backbone["w"])
     # The last stage's last layer does not stride (depths are at least 2): its side is the head's.
     final_size = walk[-1].size
     return [
@@ -106,11 +106,12 @@ def exit_layers(subnet: dict[str, Any], n_classes: int) -> list[dict[str, Any]]:
         subnet: an eemobilenetv3 subnet.
         n_classes: classes of the task.
     """
-    outputs = stage_outputs(backbone_subnet(subnet))
-    width = float(subnet.get("w", 1.0))
+    subnet = mobilenetv3_subnet(subnet)
+    outputs = stage_outputs(subnet)
+    width = float(subnet["w"])
     return [
         {"kind": "exit", "w": width, "stage": stage, "size": outputs[stage]["size"], "classes": int(n_classes)}
-        for stage in exit_stages(subnet)
+        for stage in subnet.exit_stages
     ]
 
 
@@ -208,8 +209,9 @@ class LatencyTable:
         Args:
             subnet: a canonical mobilenetv3 or eemobilenetv3 subnet.
         """
+        subnet = mobilenetv3_subnet(subnet)
         total = self._sum(backbone_layers(subnet, self.n_classes))
-        if is_early_exit(subnet):
+        if subnet.has_exits:
             total += self._sum(exit_layers(subnet, self.n_classes))
         return total + self.overhead_ms
 
@@ -263,10 +265,11 @@ class LatencyTable:
         Args:
             subnet: a canonical eemobilenetv3 subnet.
         """
+        subnet = mobilenetv3_subnet(subnet)
         specs = backbone_layers(subnet, self.n_classes)
         heads = [self._sum([spec]) for spec in exit_layers(subnet, self.n_classes)]
         result = []
-        for index, stage in enumerate(exit_stages(subnet)):
+        for index, stage in enumerate(subnet.exit_stages):
             through_stage = [spec for spec in specs[1:-1] if spec["stage"] <= stage]
             result.append(self._sum([specs[0], *through_stage]) + sum(heads[: index + 1]) + self.overhead_ms)
         result.append(self._sum(specs) + sum(heads) + self.overhead_ms)

@@ -62,6 +62,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from optnas.spaces import Subnet, as_subnet
 from optnas.spaces.mobilenetv3 import (
     DEPTHS,
     EXPAND_RATIOS,
@@ -110,6 +111,7 @@ def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
     Args:
         subnet: a mobilenetv3 subnet holding its resolution ``r`` (``w`` defaults to 1.0);
             the compact form, with one ``ks`` and ``e`` value per active layer, is accepted.
+            An eemobilenetv3 subnet's costs are its backbone's (with its final exit).
         n_classes: the number of outputs of the classifier.
 
     Returns:
@@ -120,7 +122,7 @@ def profile(subnet: dict[str, Any], n_classes: int = 1000) -> dict[str, float]:
             a positive integer.
     """
     _check_classes(n_classes)
-    subnet = _canonical(subnet)
+    subnet = mobilenetv3_subnet(subnet).backbone()
     cost, _, size = _stages(subnet)[-1]
     cost = cost.then(_head(subnet["w"], size, int(n_classes)))
     return dict(zip(COST_NAMES, (value / 1e6 for value in cost)))
@@ -141,7 +143,7 @@ def stage_outputs(subnet: dict[str, Any]) -> list[dict[str, float]]:
     """
     return [
         {"params": cost.params / 1e6, "macs": cost.macs / 1e6, "channels": channels, "size": size}
-        for cost, channels, size in _stages(_canonical(subnet))
+        for cost, channels, size in _stages(mobilenetv3_subnet(subnet).backbone())
     ]
 
 
@@ -164,7 +166,7 @@ def layers(subnet: dict[str, Any]) -> list[Layer]:
     Args:
         subnet: a mobilenetv3 subnet holding its resolution ``r``.
     """
-    subnet = _canonical(subnet)
+    subnet = mobilenetv3_subnet(subnet).backbone()
     size = _conv_size(subnet["r"], _STEM_STRIDE)
     result = []
     for stage, depth in enumerate(subnet["d"]):
@@ -176,8 +178,8 @@ def layers(subnet: dict[str, Any]) -> list[Layer]:
     return result
 
 
-def _stages(subnet: dict[str, Any]) -> list[tuple[_Cost, int, int]]:
-    """Cumulative cost, output channels and output size after each stage of a canonical subnet."""
+def _stages(subnet: Subnet) -> list[tuple[_Cost, int, int]]:
+    """Cumulative cost, output channels and output size after each stage of a canonical mobilenetv3 subnet."""
     width = subnet["w"]
     cost = _stem(width, subnet["r"])
     stages = []
@@ -311,7 +313,7 @@ def part_tables(
     for width in space_widths(space):
         for resolution in space.resolutions:
             # Every stage at its largest depth: one layer per slot, each with its input side.
-            walk = layers(_space(width, resolution).largest())
+            walk = layers(MobileNetV3Space(width_mult=width, resolutions=[resolution]).largest())
             for spec in walk:
                 # Resolutions that share a slot's side share its figures.
                 key = (width, spec.stage, spec.first, spec.size)
@@ -388,7 +390,7 @@ def profile_vectors(space: MobileNetV3Space, n_classes: int = 1000) -> Callable[
 
 def clear_cache() -> None:
     """Forget the memoised per-layer costs, e.g. to time a cold :func:`profile`."""
-    for cached in (_space, _channels, _stem, _layer, _head):
+    for cached in (_channels, _stem, _layer, _head):
         cached.cache_clear()
 
 
@@ -397,25 +399,27 @@ def _check_classes(n_classes: Any) -> None:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
 
 
-def _canonical(subnet: Any) -> dict[str, Any]:
-    if not isinstance(subnet, dict):
-        raise ValueError(f"a mobilenetv3 subnet is a JSON object, got {type(subnet).__name__}")
-    if "ops" in subnet:
+def mobilenetv3_subnet(subnet: Any) -> Subnet:
+    """Return a mobilenetv3 or eemobilenetv3 subnet as a canonical :class:`~optnas.spaces.Subnet`.
+
+    A JSON object is read by :func:`~optnas.spaces.as_subnet`: at its own width and resolution.
+
+    Args:
+        subnet: a :class:`~optnas.spaces.Subnet` or a JSON object holding its resolution ``r``.
+
+    Raises:
+        ValueError: the subnet is not a valid one of those spaces.
+    """
+    try:
+        subnet = as_subnet(subnet)
+    except ValueError as error:
+        raise ValueError(f"not a valid mobilenetv3 subnet: {error}") from None
+    if not isinstance(subnet.space, MobileNetV3Space):
         raise ValueError(
             "costs are modelled for mobilenetv3 subnets only; a nasbench201 cell's come from "
             "optnas.spaces.nasbench201.lookup"
         )
-    if "r" not in subnet:
-        raise ValueError("the subnet lacks its input resolution 'r'")
-    try:
-        return _space(subnet.get("w", 1.0), subnet["r"]).canonical(subnet)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"not a valid mobilenetv3 subnet: {error}") from None
-
-
-@lru_cache(maxsize=64)
-def _space(width: Any, resolution: Any) -> MobileNetV3Space:
-    return MobileNetV3Space(width_mult=width, resolutions=[resolution])
+    return subnet
 
 
 def _make_divisible(value: float) -> int:

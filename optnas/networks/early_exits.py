@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optnas.networks.costs import stage_outputs
-from optnas.networks.exit_costs import _canonical, head_layout
-from optnas.spaces.eemobilenetv3 import exit_stages
+from optnas.networks.exit_costs import _with_exits, head_layout
 
 
 class ExitHead(nn.Module):
@@ -66,18 +65,18 @@ class EarlyExitNetwork(nn.Module):
 
     def __init__(self, backbone: nn.Module, subnet: dict[str, Any], n_classes: int, seed: int = 0) -> None:
         super().__init__()
-        subnet = _canonical(subnet)
+        subnet = _with_exits(subnet)
         self.backbone = backbone
         stages = stage_outputs(subnet)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.heads = nn.ModuleList(
                 ExitHead(stages[stage]["channels"], stages[stage]["size"], n_classes)
-                for stage in exit_stages(subnet)
+                for stage in subnet.exit_stages
             )
         # blocks[0] is the block before the stages; stage s ends after 1 + d0 + ... + ds blocks.
-        self._ends = [1 + sum(subnet["d"][: stage + 1]) for stage in exit_stages(subnet)]
-        self.epsilon = [subnet["epsilon"][stage] for stage in exit_stages(subnet)]
+        self._ends = [1 + sum(subnet["d"][: stage + 1]) for stage in subnet.exit_stages]
+        self.epsilon = [subnet["epsilon"][stage] for stage in subnet.exit_stages]
         self._backbone_frozen = False
 
     @property

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from optnas.networks.costs import profile, stage_outputs
-from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space, exit_stages
+from optnas.spaces import Subnet, as_subnet
 
 # A head pools its input down to about this side before its convolution.
 _HEAD_SIZE = 4
@@ -73,18 +73,18 @@ def exit_profile(subnet: dict[str, Any], n_classes: int) -> dict[str, Any]:
         exit, final included), ``params`` (backbone plus every head) and ``macs`` (the
         backbone with its final exit alone).
     """
-    subnet = _canonical(subnet)
+    subnet = _with_exits(subnet)
     stages = stage_outputs(subnet)
     backbone = profile(subnet, n_classes)
     head_params, head_macs, exit_macs = [], [], []
-    for stage in exit_stages(subnet):
+    for stage in subnet.exit_stages:
         costs = head_costs(stages[stage]["channels"], stages[stage]["size"], n_classes)
         head_params.append(costs["params"] / 1e6)
         head_macs.append(costs["macs"] / 1e6)
         exit_macs.append(stages[stage]["macs"] + sum(head_macs))
     exit_macs.append(backbone["macs"] + sum(head_macs))
     return {
-        "exit_stages": [stage + 1 for stage in exit_stages(subnet)],
+        "exit_stages": [stage + 1 for stage in subnet.exit_stages],
         "head_params": head_params,
         "head_macs": head_macs,
         "exit_macs": exit_macs,
@@ -93,8 +93,9 @@ def exit_profile(subnet: dict[str, Any], n_classes: int) -> dict[str, Any]:
     }
 
 
-def _canonical(subnet: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(subnet, dict) or "r" not in subnet:
-        raise ValueError("an eemobilenetv3 subnet needs its resolution 'r'")
-    space = EEMobileNetV3Space(width_mult=subnet.get("w", 1.0), resolutions=[subnet["r"]])
-    return space.canonical(subnet)
+def _with_exits(subnet: dict[str, Any]) -> Subnet:
+    """The canonical form of a subnet with early exits (a JSON object: at its own width and resolution)."""
+    subnet = as_subnet(subnet)
+    if not subnet.has_exits:
+        raise ValueError(f"an eemobilenetv3 subnet is needed; this {subnet.space.name} one has no early exits")
+    return subnet

@@ -43,18 +43,18 @@ import numpy as np
 from optnas.networks.costs import (
     _SE,
     Layer,
-    _canonical,
     _channels,
     _make_divisible,
     gather_parts,
     layers,
+    mobilenetv3_subnet,
     part_tables,
     profile,
     slot_genes,
     stage_outputs,
 )
 from optnas.networks.exit_costs import head_layout
-from optnas.spaces.eemobilenetv3 import backbone_subnet, exit_stages, is_early_exit
+from optnas.spaces import Subnet
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 
 KB = 1024
@@ -82,13 +82,12 @@ def weight_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]
             exit heads of the latter follow the backbone's layers.
         n_classes: outputs of the classifier.
     """
-    heads = _head_tensors(subnet, n_classes) if is_early_exit(subnet) else []
-    subnet = _canonical(backbone_subnet(subnet))
+    subnet = mobilenetv3_subnet(subnet)
     width = subnet["w"]
     tensors = _stem_tensors(width)
     for layer in layers(subnet):
         tensors += _layer_tensors(width, layer)
-    return tensors + _final_tensors(width, n_classes) + heads
+    return tensors + _final_tensors(width, n_classes) + _head_tensors(subnet, n_classes)
 
 
 def _stem_tensors(width: float) -> list[WeightTensor]:
@@ -128,17 +127,19 @@ def _flash_bytes(tensors: list[WeightTensor]) -> tuple[int, int]:
     return flash, (sum(t.weights for t in tensors) + biases) * _FLOAT_BYTES
 
 
-def _heads(subnet: dict[str, Any]) -> list[tuple[int, int, int, int]]:
-    """``(channels, size, pool, width)`` of each exit head of an eemobilenetv3 subnet, in order."""
-    stages = stage_outputs(backbone_subnet(subnet))
+def _heads(subnet: Subnet) -> list[tuple[int, int, int, int]]:
+    """``(channels, size, pool, width)`` of each exit head of a canonical subnet, in order (none without exits)."""
+    if not subnet.has_exits:
+        return []
+    stages = stage_outputs(subnet)
     heads = []
-    for stage in exit_stages(subnet):
+    for stage in subnet.exit_stages:
         channels, size = stages[stage]["channels"], stages[stage]["size"]
         heads.append((channels, size, *head_layout(channels, size)))
     return heads
 
 
-def _head_tensors(subnet: dict[str, Any], n_classes: int) -> list[WeightTensor]:
+def _head_tensors(subnet: Subnet, n_classes: int) -> list[WeightTensor]:
     tensors = []
     for channels, _, _, width in _heads(subnet):
         # The confidence is one more output of the linear layer.
@@ -153,10 +154,8 @@ def head_peak(subnet: dict[str, Any]) -> int:
     Args:
         subnet: a mobilenetv3 or eemobilenetv3 subnet holding its resolution ``r``.
     """
-    if not is_early_exit(subnet):
-        return 0
     peaks = [0]
-    for channels, size, pool, width in _heads(subnet):
+    for channels, size, pool, width in _heads(mobilenetv3_subnet(subnet)):
         side = size // pool
         pooled = channels * side * side if pool > 1 else 0
         peaks.append(channels * size * size + pooled + width * side * side)
@@ -170,8 +169,9 @@ def memory(subnet: dict[str, Any], n_classes: int) -> dict[str, float]:
         subnet: a mobilenetv3 or eemobilenetv3 subnet holding its resolution ``r``.
         n_classes: outputs of the classifier.
     """
+    subnet = mobilenetv3_subnet(subnet)
     flash, flash_float = _flash_bytes(weight_tensors(subnet, n_classes))
-    peak = max(round(profile(backbone_subnet(subnet), n_classes)["peak_activations"] * 1e6), head_peak(subnet))
+    peak = max(round(profile(subnet, n_classes)["peak_activations"] * 1e6), head_peak(subnet))
     return _memory_figures(flash, flash_float, peak)
 
 

@@ -8,9 +8,10 @@ from typing import Any
 from torch import nn
 
 from optnas.artifacts import FINAL_FILE, SEARCH_CHECKPOINT, load_checkpoint, read_subnet
+from optnas.networks.costs import mobilenetv3_subnet
 from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.supernet import build_supernet, extract_subnet
-from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
+from optnas.spaces import Subnet
 
 _CLASSIFIER_WEIGHT = "classifier.linear.weight"
 
@@ -22,16 +23,17 @@ def build_network(subnet: dict[str, Any], n_classes: int, supernet: nn.Module | 
     the extracted backbone, with freshly initialised heads (seed 0).
 
     Args:
-        subnet: a canonical subnet, from :func:`read_subnet`.
+        subnet: a mobilenetv3 or eemobilenetv3 subnet, e.g. from :func:`read_subnet`.
         n_classes: outputs of the classifier.
         supernet: the supernet whose weights the backbone inherits; None builds it with
             freshly initialised weights (to load a checkpoint into).
     """
-    backbone = backbone_subnet(subnet)
+    subnet = mobilenetv3_subnet(subnet)
+    backbone = subnet.backbone()
     if supernet is None:
         supernet = build_supernet(n_classes, backbone["w"])
     network = extract_subnet(supernet, backbone)
-    return EarlyExitNetwork(network, subnet, n_classes) if is_early_exit(subnet) else network
+    return EarlyExitNetwork(network, subnet, n_classes) if subnet.has_exits else network
 
 
 def load_weights(network: nn.Module, path: Path) -> None:
@@ -49,7 +51,7 @@ def load_weights(network: nn.Module, path: Path) -> None:
         raise ValueError(f"{path}: not a checkpoint of this architecture ({first_line})") from None
 
 
-def load_chosen_network(folder: str | Path) -> tuple[nn.Module, dict[str, Any], Path]:
+def load_chosen_network(folder: str | Path) -> tuple[nn.Module, Subnet, Path]:
     """Return the trained network of a chosen architecture, its subnet and its weight file.
 
     Args:
@@ -62,7 +64,7 @@ def load_chosen_network(folder: str | Path) -> tuple[nn.Module, dict[str, Any], 
         raise ValueError(f"{folder} holds no weights ({FINAL_FILE} or {SEARCH_CHECKPOINT}): run `optnas train {folder}` first")
     state = load_checkpoint(weights).get("state_dict", {})
     # The classifier tells the number of classes; an early-exit network holds it in its backbone.
-    classifier = ("backbone." if is_early_exit(subnet) else "") + _CLASSIFIER_WEIGHT
+    classifier = ("backbone." if subnet.has_exits else "") + _CLASSIFIER_WEIGHT
     if classifier not in state:
         raise ValueError(f"{weights}: not a checkpoint of this architecture (no {classifier})")
     network = build_network(subnet, int(state[classifier].shape[0]))

@@ -131,7 +131,8 @@ class NASObjective:
         paths = write_architecture(folder, subnet, stats)
         if model is not None and self._save_ckpt:
             paths.append(folder / SEARCH_CHECKPOINT)
-            save_checkpoint({"state_dict": model.state_dict(), "subnet": subnet}, paths[-1])
+            # The subnet as plain JSON values: checkpoints load with weights_only=True.
+            save_checkpoint({"state_dict": model.state_dict(), "subnet": dict(subnet)}, paths[-1])
         for path in paths:
             mimetype = "application/octet-stream" if path.suffix == ".pth" else "application/json"
             upload_artifact(

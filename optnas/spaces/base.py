@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,63 @@ class SpaceOptions:
     max_resolution: int = 32
     resolution_step: int = 4
     width_mult: float = 1.0
+
+
+class Subnet(dict):
+    """A canonical subnet that knows its space: the JSON object itself, and :attr:`space`.
+
+    A dict, so that it dumps to the same JSON, indexes and compares as the plain object did
+    (the space is not one of its keys). Spaces build it (:meth:`SearchSpace.canonical` and
+    every method returning subnets), :func:`optnas.spaces.as_subnet` builds it from JSON
+    whose space is unknown; nothing changes one in place.
+
+    Args:
+        values: the canonical values.
+        space: the space they are canonical in.
+    """
+
+    def __init__(self, values: dict[str, Any], space: "SearchSpace") -> None:
+        super().__init__(values)
+        self.space = space
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles and copies as values and space; the parts cached below are derived again.
+        return (Subnet, (dict(self), self.space))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "Subnet":
+        # A space does not change once built: copies share it.
+        return Subnet(copy.deepcopy(dict(self), memo), self.space)
+
+    @property
+    def has_exits(self) -> bool:
+        """Whether the network has early exits (its space's :attr:`SearchSpace.has_exits`)."""
+        return self.space.has_exits
+
+    def backbone(self) -> "Subnet":
+        """Return the network without its early exits: the mobilenetv3 part, or itself without exits."""
+        if not self.has_exits:
+            return self
+        if "_backbone" not in self.__dict__:
+            # Every cost of an early-exit network reads its backbone: derived once per subnet.
+            self._backbone = self.space.backbone_of(self)
+        return self._backbone
+
+    @property
+    def exit_stages(self) -> tuple[int, ...]:
+        """The 0-based backbone stages followed by an intermediate exit, in order (none without exits)."""
+        if "_exit_stages" not in self.__dict__:
+            self._exit_stages = self.space.exit_stages_of(self)
+        return self._exit_stages
+
+    @property
+    def n_exits(self) -> int:
+        """The number of intermediate exits (the final one excluded; 0 without exits)."""
+        return len(self.exit_stages)
+
+    @property
+    def key(self) -> str:
+        """A string equal for equal networks (the canonical JSON, keys sorted)."""
+        return json.dumps(self, sort_keys=True)
 
 
 class SearchSpace(abc.ABC):
@@ -67,12 +124,21 @@ class SearchSpace(abc.ABC):
         """
         return None
 
+    @classmethod
+    def for_subnet(cls, subnet: dict[str, Any]) -> "SearchSpace":
+        """Build the space of this kind that a subnet given alone belongs to (``ValueError`` if none).
+
+        Args:
+            subnet: a subnet of this kind, canonical or not.
+        """
+        return cls()
+
     @abc.abstractmethod
     def distributions(self) -> dict[str, BaseDistribution]:
         """Return the Optuna distribution of every gene, in a fixed order."""
 
     @abc.abstractmethod
-    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+    def decode(self, params: dict[str, Any]) -> Subnet:
         """Turn trial parameters into the canonical subnet.
 
         Args:
@@ -87,21 +153,49 @@ class SearchSpace(abc.ABC):
             subnet: a subnet in this space.
         """
 
-    @abc.abstractmethod
-    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
+    def canonical(self, subnet: dict[str, Any]) -> Subnet:
         """Validate a subnet and return its canonical form (raises ``ValueError`` if invalid).
+
+        A :class:`Subnet` of this very space is canonical already and comes back as it is.
 
         Args:
             subnet: a subnet in this space, canonical or not.
         """
+        if isinstance(subnet, Subnet) and subnet.space is self:
+            return subnet
+        return Subnet(self._canonical_values(subnet), self)
+
+    def _canonical_values(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        """Validate a subnet and return its canonical values (raises ``ValueError`` if invalid).
+
+        Every space overrides this, or :meth:`canonical` itself where its subnets are plain
+        dicts (a space of Optuna distributions, whose subnets are trial parameters).
+        """
+        raise NotImplementedError
 
     @abc.abstractmethod
-    def smallest(self) -> dict[str, Any]:
+    def smallest(self) -> Subnet:
         """Return the smallest architecture of the space."""
 
     @abc.abstractmethod
-    def largest(self) -> dict[str, Any]:
+    def largest(self) -> Subnet:
         """Return the largest architecture of the space."""
+
+    def backbone_of(self, subnet: Subnet) -> Subnet:
+        """Return a canonical subnet without its early exits (see :meth:`Subnet.backbone`).
+
+        Args:
+            subnet: a canonical subnet of this space.
+        """
+        return subnet
+
+    def exit_stages_of(self, subnet: Subnet) -> tuple[int, ...]:
+        """Return the stages a canonical subnet has an intermediate exit after (see :attr:`Subnet.exit_stages`).
+
+        Args:
+            subnet: a canonical subnet of this space.
+        """
+        return ()
 
     def gene_names(self) -> list[str]:
         """Return the gene names in encoding order."""
@@ -136,7 +230,7 @@ class SearchSpace(abc.ABC):
             dtype=np.int64,
         )
 
-    def from_vector(self, vector: np.ndarray) -> dict[str, Any]:
+    def from_vector(self, vector: np.ndarray) -> Subnet:
         """Return the canonical subnet of an integer index encoding.
 
         Args:
@@ -188,7 +282,7 @@ class SearchSpace(abc.ABC):
         vectors = np.asarray(vectors, dtype=np.int64)
         return (self.reduced(vectors) != vectors).any(axis=1)
 
-    def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
+    def sample(self, rng: np.random.Generator, n: int) -> list[Subnet]:
         """Draw ``n`` architectures uniformly over the genes.
 
         Args:
@@ -207,25 +301,7 @@ class SearchSpace(abc.ABC):
         Args:
             subnet: a subnet in this space.
         """
-        return json.dumps(self.canonical(subnet), sort_keys=True)
-
-    def load(self, path: str | Path) -> dict[str, Any]:
-        """Read a ``net.subnet`` file and return its canonical subnet.
-
-        Args:
-            path: the file to read.
-        """
-        path = Path(path)
-        try:
-            subnet = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not a JSON net.subnet file ({error})") from None
-        try:
-            return self.canonical(subnet)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+        return self.canonical(subnet).key
 
 
 def _distribution_values(distribution: BaseDistribution) -> list[Any]:

@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+from optnas.spaces.base import Subnet
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 
 N_EXITS = 4
+# The keys an eemobilenetv3 subnet adds to its backbone's.
+_EXIT_KEYS = ("exits", "epsilon")
 # Thresholds on an exit's confidence (a probability); 1.0 would never fire on most samples.
 EPSILONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -48,7 +51,7 @@ class EEMobileNetV3Space(MobileNetV3Space):
             genes[f"eps{index}"] = CategoricalDistribution(EPSILONS)
         return genes
 
-    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+    def decode(self, params: dict[str, Any]) -> Subnet:
         exits = [int(params[f"exit{index}"]) for index in range(1, N_EXITS + 1)]
         if not any(exits):
             exits[-1] = 1
@@ -67,9 +70,9 @@ class EEMobileNetV3Space(MobileNetV3Space):
         params.update({f"eps{i + 1}": value for i, value in enumerate(subnet["epsilon"])})
         return params
 
-    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
-        backbone = super().canonical(subnet)
-        for key in ("exits", "epsilon"):
+    def _canonical_values(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        backbone = super()._canonical_values(subnet)
+        for key in _EXIT_KEYS:
             if key not in subnet:
                 raise ValueError(f"eemobilenetv3 subnet lacks the key '{key}'")
             if not isinstance(subnet[key], (list, tuple)) or len(subnet[key]) != N_EXITS:
@@ -100,54 +103,27 @@ class EEMobileNetV3Space(MobileNetV3Space):
         thresholds[exits == 0] = 0
         return vectors
 
-    def smallest(self) -> dict[str, Any]:
+    def smallest(self) -> Subnet:
         # One exit, after the first stage: the cheapest path out of the network.
         return self.canonical(
             {**self._backbone().smallest(), "exits": [1, 0, 0, 0], "epsilon": [EPSILONS[0]] * N_EXITS}
         )
 
-    def largest(self) -> dict[str, Any]:
+    def largest(self) -> Subnet:
         return self.canonical(
             {**self._backbone().largest(), "exits": [1] * N_EXITS, "epsilon": [EPSILONS[-1]] * N_EXITS}
         )
 
+    def backbone_of(self, subnet: Subnet) -> Subnet:
+        return Subnet({key: value for key, value in subnet.items() if key not in _EXIT_KEYS}, self._backbone())
+
+    def exit_stages_of(self, subnet: Subnet) -> tuple[int, ...]:
+        return tuple(stage for stage, flag in enumerate(subnet["exits"]) if flag)
+
     def _backbone(self) -> MobileNetV3Space:
         # The parent's decode, smallest and largest call self.canonical, which here needs the
-        # exits: the plain backbone space builds the backbone part instead.
-        return MobileNetV3Space(self.width_mult, self.resolutions, self.search_width)
-
-
-def is_early_exit(subnet: dict[str, Any]) -> bool:
-    """Whether a subnet is an eemobilenetv3 one (an early-exit network).
-
-    Args:
-        subnet: a subnet.
-    """
-    return isinstance(subnet, dict) and "exits" in subnet
-
-
-def n_exits(subnet: dict[str, Any]) -> int:
-    """Return the number of intermediate exits of a subnet (the final one excluded; 0 without exits).
-
-    Args:
-        subnet: a subnet.
-    """
-    return int(sum(subnet["exits"])) if is_early_exit(subnet) else 0
-
-
-def backbone_subnet(subnet: dict[str, Any]) -> dict[str, Any]:
-    """Return the mobilenetv3 part of a subnet (itself for a plain network).
-
-    Args:
-        subnet: a canonical subnet.
-    """
-    return {key: value for key, value in subnet.items() if key not in ("exits", "epsilon")}
-
-
-def exit_stages(subnet: dict[str, Any]) -> list[int]:
-    """Return the 0-based backbone stages followed by an exit, in order.
-
-    Args:
-        subnet: a canonical eemobilenetv3 subnet.
-    """
-    return [stage for stage, flag in enumerate(subnet["exits"]) if flag]
+        # exits: the plain backbone space builds the backbone part instead. Built once: every
+        # decode and every backbone of a subnet takes it.
+        if "_backbone_space" not in self.__dict__:
+            self._backbone_space = MobileNetV3Space(self.width_mult, self.resolutions, self.search_width)
+        return self._backbone_space

@@ -8,7 +8,7 @@ import numpy as np
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from optnas.spaces.base import SearchSpace, SpaceOptions
+from optnas.spaces.base import SearchSpace, SpaceOptions, Subnet
 
 N_STAGES = 5
 MAX_DEPTH = 4
@@ -79,6 +79,17 @@ class MobileNetV3Space(SearchSpace):
             )
         return cls.from_range(lowest, highest, options.resolution_step, width_mult=options.width_mult)
 
+    @classmethod
+    def for_subnet(cls, subnet: dict[str, Any]) -> MobileNetV3Space:
+        """Build the space of the subnet's own width (1.0 if it names none) and resolution alone.
+
+        Args:
+            subnet: a subnet of this kind, canonical or not; it must name its resolution ``r``.
+        """
+        if "r" not in subnet:
+            raise ValueError("the subnet lacks its input resolution 'r'")
+        return cls(width_mult=subnet.get("w", 1.0), resolutions=[subnet["r"]])
+
     def distributions(self) -> dict[str, BaseDistribution]:
         genes: dict[str, BaseDistribution] = {}
         for stage in range(N_STAGES):
@@ -93,7 +104,7 @@ class MobileNetV3Space(SearchSpace):
             genes["w"] = CategoricalDistribution(WIDTH_MULTS)
         return genes
 
-    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+    def decode(self, params: dict[str, Any]) -> Subnet:
         return self.canonical(
             {
                 "ks": [params[f"ks{slot}"] for slot in range(N_SLOTS)],
@@ -115,7 +126,7 @@ class MobileNetV3Space(SearchSpace):
             params["w"] = subnet["w"]
         return params
 
-    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
+    def _canonical_values(self, subnet: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(subnet, dict):
             raise ValueError(f"a mobilenetv3 subnet is a JSON object, got {type(subnet).__name__}")
         missing = [key for key in ("ks", "e", "d") if key not in subnet]
@@ -159,7 +170,7 @@ class MobileNetV3Space(SearchSpace):
             block[inactive] = 0
         return vectors
 
-    def smallest(self) -> dict[str, Any]:
+    def smallest(self) -> Subnet:
         return self.canonical(
             {
                 "ks": [KERNEL_SIZES[0]] * N_SLOTS,
@@ -170,7 +181,7 @@ class MobileNetV3Space(SearchSpace):
             }
         )
 
-    def largest(self) -> dict[str, Any]:
+    def largest(self) -> Subnet:
         return self.canonical(
             {
                 "ks": [KERNEL_SIZES[-1]] * N_SLOTS,

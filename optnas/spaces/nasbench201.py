@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from optnas.spaces.base import SearchSpace
+from optnas.spaces.base import SearchSpace, Subnet
 
 # Ordered from cheapest to most expensive, so index 0 is the smallest cell.
 OPERATIONS = ("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "nor_conv_3x3")
@@ -57,14 +57,14 @@ class NASBench201Space(SearchSpace):
     def distributions(self) -> dict[str, BaseDistribution]:
         return {f"op{edge}": CategoricalDistribution(OPERATIONS) for edge in range(N_EDGES)}
 
-    def decode(self, params: dict[str, Any]) -> dict[str, Any]:
+    def decode(self, params: dict[str, Any]) -> Subnet:
         return self.canonical({"ops": [params[f"op{edge}"] for edge in range(N_EDGES)]})
 
     def encode(self, subnet: dict[str, Any]) -> dict[str, Any]:
         ops = self.canonical(subnet)["ops"]
         return {f"op{edge}": op for edge, op in enumerate(ops)}
 
-    def canonical(self, subnet: dict[str, Any]) -> dict[str, Any]:
+    def _canonical_values(self, subnet: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(subnet, dict) or not isinstance(subnet.get("ops"), list):
             raise ValueError('a nasbench201 subnet is {"ops": [six operation names]}')
         ops = subnet["ops"]
@@ -124,11 +124,11 @@ class NASBench201Space(SearchSpace):
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, N_EDGES)
         return np.where(_on_live_path(_live_paths(vectors)), vectors, 0)
 
-    def smallest(self) -> dict[str, Any]:
-        return {"ops": [OPERATIONS[0]] * N_EDGES}
+    def smallest(self) -> Subnet:
+        return self.canonical({"ops": [OPERATIONS[0]] * N_EDGES})
 
-    def largest(self) -> dict[str, Any]:
-        return {"ops": [OPERATIONS[-1]] * N_EDGES}
+    def largest(self) -> Subnet:
+        return self.canonical({"ops": [OPERATIONS[-1]] * N_EDGES})
 
 
 def lookup(subnet: dict[str, Any], dataset: str, seed: int) -> dict[str, float]:

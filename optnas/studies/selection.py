@@ -26,9 +26,8 @@ from optnas.config import PREFERENCES, SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.figures import MEASURED_LATENCY
 from optnas.optuna_private import study_storage
-from optnas.spaces.eemobilenetv3 import n_exits
 from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
-from optnas.studies.trials import pareto_trials
+from optnas.studies.trials import pareto_trials, trial_subnet
 from optnas.trial_attrs import STAT_KEYS, SUBNET
 
 
@@ -86,7 +85,7 @@ def select_trials(
         raise ValueError(f"--n-exits must be zero or more, got {exits}")
     front = pareto_trials(study)
     if exits is not None:
-        front = [t for t in front if n_exits(t.user_attrs.get(SUBNET, {})) == exits]
+        front = [t for t in front if (subnet := trial_subnet(t)) is not None and subnet.n_exits == exits]
     if not front:
         which = "" if exits is None else f" with {exits} early exits"
         raise ValueError(f"study '{study.study_name}' has no feasible Pareto-optimal trial{which} to select from")
@@ -134,7 +133,7 @@ def export_selection(
     for rank, (trial, reason) in enumerate(chosen):
         folder = save / f"net-{prefer}_{rank}"
         stats = stats_of(trial)
-        write_architecture(folder, trial.user_attrs[SUBNET], stats)
+        write_architecture(folder, trial_subnet(trial), stats)
         write_json(folder / SOURCE_FILE, {**source, "trial": trial.number})
         if store is not None:
             for meta in get_all_artifact_meta(trial, storage=study_storage(study)):

@@ -11,7 +11,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optnas.spaces.eemobilenetv3 import N_EXITS, is_early_exit, n_exits
+from optnas.spaces import Subnet, as_subnet
+from optnas.spaces.eemobilenetv3 import N_EXITS
 from optnas.studies.storage import mask_password, open_storage
 from optnas.trial_attrs import DUPLICATE_OF, FAIL_REASON, STAT_KEYS, SUBNET
 
@@ -119,10 +120,25 @@ def with_n_exits(trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
     """
     if not 1 <= count <= N_EXITS:
         raise ValueError(f"--n-exits must be between 1 and {N_EXITS}, got {count}")
-    subnets = [trial.user_attrs.get(SUBNET) for trial in trials]
-    if any(subnet is not None and not is_early_exit(subnet) for subnet in subnets):
+    subnets = [trial_subnet(trial) for trial in trials]
+    if any(subnet is not None and not subnet.has_exits for subnet in subnets):
         raise ValueError("--n-exits applies to eemobilenetv3 studies; this study's architectures have no exits")
-    return [trial for trial, subnet in zip(trials, subnets) if subnet is not None and n_exits(subnet) == count]
+    return [trial for trial, subnet in zip(trials, subnets) if subnet is not None and subnet.n_exits == count]
+
+
+def trial_subnet(trial: FrozenTrial) -> Subnet | None:
+    """Return the architecture a trial stored, canonical, or None if it stored none.
+
+    Args:
+        trial: a trial of a study.
+    """
+    subnet = trial.user_attrs.get(SUBNET)
+    if subnet is None:
+        return None
+    try:
+        return as_subnet(subnet)
+    except ValueError as error:
+        raise ValueError(f"trial {trial.number}: {error}") from None
 
 
 def add_ood_columns(rows: list[dict[str, Any]], study: optuna.Study) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from optnas.networks.exit_costs import exit_profile
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.standalone import build_network, load_weights
 from optnas.networks.supernet import load_supernet
-from optnas.spaces.eemobilenetv3 import backbone_subnet, is_early_exit
+from optnas.spaces import Subnet
 from optnas.training.early_exits import joint_loss
 from optnas.training.loop import fine_tune
 from optnas.training.recipes import FineTuneRecipe
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 
 def initial_network(
-    folder: str | Path, subnet: dict[str, Any], n_classes: int, supernet_path: str | Path | None = None,
+    folder: str | Path, subnet: Subnet, n_classes: int, supernet_path: str | Path | None = None,
 ) -> tuple[nn.Module, str]:
     """Return the network to start training from and a description of its weights.
 
@@ -143,22 +143,23 @@ def train_final(
     network.to(device)
 
     def save_state(epoch: int, training: dict[str, Any]) -> None:
+        # The subnet as plain JSON values: checkpoints load with weights_only=True.
         save_checkpoint({"state_dict": network.state_dict(), "training": training, "settings": settings,
-                           "subnet": subnet}, state_path)
+                           "subnet": dict(subnet)}, state_path)
 
     resolution = int(subnet["r"])
     recipe = FineTuneRecipe(epochs=epochs, lr=lr, batch_size=batch_size, device=device, seed=seed)
     fine_tune(network, data.train, recipe, resolution=resolution, progress=progress, on_epoch_end=save_state,
               resume=None if state is None else state["training"],
-              loss=_joint_loss if is_early_exit(subnet) else None)
+              loss=_joint_loss if subnet.has_exits else None)
     recalibrate_bn(network, data.train, resolution=resolution, device=device, seed=seed)
-    save_checkpoint({"state_dict": network.state_dict(), "subnet": subnet}, folder / FINAL_FILE)
+    save_checkpoint({"state_dict": network.state_dict(), "subnet": dict(subnet)}, folder / FINAL_FILE)
 
     stats = read_stats(folder)
     if "top1" in stats and "search_top1" not in stats:
         stats["search_top1"] = stats["top1"]
-    stats.update(profile(backbone_subnet(subnet), n_classes))
-    if is_early_exit(subnet):
+    stats.update(profile(subnet.backbone(), n_classes))
+    if subnet.has_exits:
         stats.update(_early_exit_stats(network, subnet, data, n_classes, device))
     else:
         stats["top1"] = evaluate(network, data.valid, resolution=resolution, device=device)
@@ -174,7 +175,7 @@ def _joint_loss(outputs: tuple[list[torch.Tensor], list[torch.Tensor]], labels: 
 
 
 def _early_exit_stats(
-    network: nn.Module, subnet: dict[str, Any], data: Any, n_classes: int, device: str,
+    network: nn.Module, subnet: Subnet, data: Any, n_classes: int, device: str,
 ) -> dict[str, Any]:
     """Early-exit figures under the subnet's thresholds, as the search reports them.
 
