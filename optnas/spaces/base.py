@@ -89,7 +89,8 @@ class Subnet(dict):
 class SearchSpace(abc.ABC):
     """Genes of one architecture family, their Optuna distributions and the `net.subnet` form.
 
-    A *subnet* is the JSON object saved as ``net.subnet``; a *params* dict holds one value
+    A *subnet* is the JSON object saved as ``net.subnet`` (in its canonical form, a
+    :class:`Subnet`: every method here that returns one returns that); a *params* dict holds one value
     per gene, as Optuna trial parameters; a *vector* is the integer index of every gene's
     value, the encoding predictors learn from.
     """
