@@ -46,7 +46,8 @@ from torch import nn
 from optnas.networks import costs
 from optnas.config import SearchConfig
 from optnas.data.datasets import DataSplits, ImageSet, TensorImageSet, load_dataset
-from optnas.evaluation.candidate import CandidateEvaluator, exact_costs, exact_costs_vectors
+from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.evaluation.costs import exact_costs, exact_costs_vectors
 from optnas.objectives.nas import NASObjective, suggest
 from optnas.optuna_private import rdb_tables, study_id
 from optnas.predictors import PREDICTOR_NAMES, get_predictor

@@ -8,7 +8,7 @@ import pytest
 
 from optnas import figures
 from optnas.config import SearchConfig
-from optnas.evaluation.candidate import exact_costs
+from optnas.evaluation.costs import exact_costs
 from optnas.figures import FIGURES, bounded_figure
 from optnas.objectives.figures import constraint_values
 from optnas.spaces import SPACE_NAMES, SPACES

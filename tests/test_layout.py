@@ -156,3 +156,31 @@ def test_the_sampler_and_adaptive_switching_do_without_torch() -> None:
     result = subprocess.run([sys.executable, "-c", _PLAIN_SAMPLER], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+_COST_MODEL = """
+import sys
+from optnas.config import SearchConfig
+from optnas.evaluation.costs import exact_costs, exact_costs_vectors
+from optnas.samplers import SurrogateSampler
+from optnas.studies.sampling import make_sampler
+config = SearchConfig(search_space=sys.argv[1], dataset=sys.argv[2], sec_obj=sys.argv[3]).validate()
+assert isinstance(make_sampler(config), SurrogateSampler)
+space = config.make_space()
+exact_costs(config, space.largest())
+vector_costs = exact_costs_vectors(config, space)
+if vector_costs is not None:
+    vector_costs(space.to_vector(space.smallest()))
+print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "ofa"})))
+"""
+
+
+@pytest.mark.parametrize(("space", "dataset", "sec_obj"), [("mobilenetv3", "digits", "flash_kb"),
+                                                           ("eemobilenetv3", "digits", "avg_macs"),
+                                                           ("nasbench201", "cifar10", "params")])
+def test_the_cost_model_and_the_surrogate_sampler_do_without_torch(space: str, dataset: str, sec_obj: str) -> None:
+    """Building a search's sampler and costing candidates (exact and vectorised) import no torch."""
+    result = subprocess.run([sys.executable, "-c", _COST_MODEL, space, dataset, sec_obj], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"the cost model imported {result.stdout.strip()}"

@@ -82,7 +82,7 @@ def test_early_exit_options_are_checked() -> None:
         SearchConfig(**base, ee_epochs=-1).validate()
     config = SearchConfig(**base, sec_obj="avg_macs", mmax=5.0, top1min=50.0).validate()
     assert config.constraint_bounds == {"avg_macs": 5.0, "top1min": 50.0}
-    from optnas.evaluation.candidate import check_constraints_satisfiable
+    from optnas.evaluation.costs import check_constraints_satisfiable
 
     with pytest.raises(ValueError, match="no architecture satisfies --mmax 0.5"):
         check_constraints_satisfiable(SearchConfig(**base, mmax=0.5).validate())

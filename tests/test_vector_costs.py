@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from optnas.config import SearchConfig
-from optnas.evaluation.candidate import exact_costs, exact_costs_vectors
+from optnas.evaluation.costs import exact_costs, exact_costs_vectors
 from optnas.latency.table import (
     TABLE_FORMAT,
     LatencyTableError,

@@ -7,6 +7,7 @@ import functools
 import optuna
 
 from optnas.config import SearchConfig
+from optnas.evaluation.costs import exact_costs, exact_costs_vectors
 from optnas.samplers.strategies import NASStrategy
 from optnas.samplers.surrogate import SurrogateSampler
 
@@ -19,10 +20,6 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
     """
     seed = config.seed
     if config.sampler == "surrogate":
-        # Imported here: the candidate evaluator pulls in torch, which `optnas studies` and
-        # `optnas trials` (they open studies, hence build samplers) do without.
-        from optnas.evaluation.candidate import exact_costs, exact_costs_vectors
-
         space = config.make_space()
         return SurrogateSampler(
             strategy=NASStrategy(

@@ -8,7 +8,8 @@ from typing import Any, Callable
 import optuna
 
 from optnas.config import SearchConfig
-from optnas.evaluation.candidate import CandidateEvaluator, check_constraints_satisfiable, check_latency_table
+from optnas.evaluation.candidate import CandidateEvaluator
+from optnas.evaluation.costs import check_constraints_satisfiable, check_latency_table
 from optnas.studies.runner import prepare_save_dir, run_search
 from optnas.studies.storage import mask_password
 from optnas.studies.study import create_search_study, ensure_new_study_name, resume_search_study
