@@ -117,6 +117,63 @@ def test_the_checker_sees_function_level_and_relative_imports() -> None:
     }
 
 
+def _declared(path: Path, classes: set[str] | None = None) -> set[str]:
+    """The fields, properties, methods and class attributes the classes of a module declare
+    (those named in ``classes``, or all), read from its source."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ClassDef) and (classes is None or node.name in classes):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(item.name)
+                elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                    names.add(item.target.id)
+                elif isinstance(item, ast.Assign):
+                    names.update(target.id for target in item.targets if isinstance(target, ast.Name))
+    return {name for name in names if not name.startswith("__")}
+
+
+# What a search's configuration offers, and what of it a space owns: the options it is built
+# from, and the names the spaces declare themselves (a space's own ``n_classes``).
+CONFIG_NAMES = _declared(PACKAGE / "config.py", {"SearchConfig"})
+SPACE_OWN = _declared(PACKAGE / "spaces" / "base.py", {"SpaceOptions"}) | {
+    name for path in (PACKAGE / "spaces").glob("*.py") for name in _declared(path) - _declared(path, {"SpaceOptions"})
+}
+
+
+def _configuration_reads(source: str) -> list[str]:
+    """Where a module reads what the configuration offers beyond a space's own, or takes it whole."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in CONFIG_NAMES - SPACE_OWN:
+            found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.arg):
+            annotation = ast.unparse(node.annotation) if node.annotation is not None else ""
+            if node.arg == "config" or "SearchConfig" in annotation:
+                found.append((node.lineno, f"parameter {node.arg}"))
+    return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+def test_spaces_read_only_their_own_options() -> None:
+    # The configuration checks the options a space rules out from its declared capabilities; a
+    # space that read them itself would tie a lower layer to the configuration's fields, by
+    # duck typing the import check cannot see.
+    found = [f"{module} {read}" for module, path in MODULES.items() if module.startswith("optnas.spaces")
+             for read in _configuration_reads(path.read_text())]
+    assert not found, "spaces reading configuration they do not own:\n" + "\n".join(found)
+
+
+def test_the_configuration_read_checker_sees_reads_and_whole_configurations() -> None:
+    source = ("class S:\n    @classmethod\n    def from_options(cls, options):\n"
+              "        if options.sec_obj == 'macs' or options.optim:\n            pass\n"
+              "        return options.width_mult, cls.n_classes('digits')\n"
+              "def f(config, options: 'SearchConfig'):\n    pass\n")
+    assert _configuration_reads(source) == [
+        "line 4: options.optim", "line 4: options.sec_obj", "line 7: parameter config",
+        "line 7: parameter options",
+    ]
+
+
 _NO_TORCH = """
 import sys
 from click.testing import CliRunner
