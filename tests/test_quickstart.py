@@ -16,10 +16,10 @@ from optnas.networks.costs import profile
 from tests.conftest import invoke_cli
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-# Smaller than the quick start, the same path: 138 training images (3 steps of 64 per epoch),
+# Smaller than the quick start, the same path: 64 training images (one step of 64 per epoch),
 # one epoch of the largest network alone, one of the sandwich rule, 3 trials (2 of the design,
-# one iteration of the surrogate with one candidate; each scores 1300 validation images).
-REDUCED = ("--supernet-epochs", "2", "--vld-size", "1300", "--n-doe", "2", "--iterations", "1", "--n-iter", "1")
+# one iteration of the surrogate with one candidate; each scores 1374 validation images).
+REDUCED = ("--supernet-epochs", "2", "--vld-size", "1374", "--n-doe", "2", "--iterations", "1", "--n-iter", "1")
 
 
 def quick_start_arguments() -> list[str]:
