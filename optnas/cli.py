@@ -18,6 +18,7 @@ from optnas.cli_options import (
     check_device,
     config_options,
     device_option,
+    flag_of,
     given_config,
     jobs_option,
     quiet_option,
@@ -29,6 +30,7 @@ from optnas.cli_options import (
     together,
 )
 from optnas.config import PREFERENCES, SearchConfig, read_config_file
+from optnas.errors import OptionError
 from optnas.latency import RUNTIMES
 from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 
@@ -114,12 +116,17 @@ def _friendly_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from optnas.studies.errors import SearchFailedError, StorageError, StudyError
+        from optnas.studies.errors import SearchFailedError, StorageError, StudyError, StudyExistsError
 
         try:
             return command(*args, **kwargs)
         except (StorageError, SearchFailedError) as error:
             raise click.ClickException(str(error)) from None
+        except StudyExistsError as error:
+            raise click.UsageError(f"{error}; continue it with `optnas resume --study-name {error.study_name} "
+                                   "--storage ...`, or pick another --study-name") from None
+        except OptionError as error:
+            raise click.UsageError(error.render(flag_of)) from None
         except (StudyError, ValueError) as error:
             raise click.UsageError(str(error)) from None
         except KeyboardInterrupt:

@@ -173,6 +173,26 @@ def config_options(command: Callable) -> Callable:
     return command
 
 
+def flag_of(name: str) -> str:
+    """Return the flag the running command knows an option by (``--lr`` for ``min_resolution``).
+
+    The command's own option with that parameter name, else the search option's flag, else the
+    name spelled as flags are (``--no-upload`` for ``no_upload``).
+
+    Args:
+        name: an option as the library names it (:class:`~optnas.errors.OptionError`): a
+            :class:`~optnas.config.SearchConfig` field or a parameter of the refusing function.
+    """
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        for param in context.command.params:
+            if isinstance(param, click.Option) and param.name == name:
+                return param.opts[0]
+    if name in {field.name for field in options()}:
+        return "--" + config_flag(name)
+    return "--" + name.replace("_", "-")
+
+
 def given_config(values: dict[str, Any]) -> dict[str, Any]:
     """Return the :func:`config_options` among a command's parameters that were given.
 

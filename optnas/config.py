@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from optnas.data.catalog import DATASETS, n_classes_of
+from optnas.errors import OptionError
 from optnas.figures import (
     BOUNDS,
     FIGURES,
@@ -263,52 +264,55 @@ class SearchConfig:
         try:
             values = [float(part) for part in str(self.sigma).split(",") if part.strip()]
         except ValueError:
-            raise ValueError(f"--sigma must be comma-separated numbers, got {self.sigma!r}") from None
+            raise OptionError("{sigma} must be comma-separated numbers, got {value!r}", value=self.sigma) from None
         if not values or any(not (math.isfinite(v) and v >= 0) for v in values):
-            raise ValueError(f"--sigma must be one or more numbers >= 0, got {self.sigma!r}")
+            raise OptionError("{sigma} must be one or more numbers >= 0, got {value!r}", value=self.sigma)
         return values
 
     def validate(self) -> "SearchConfig":
-        """Check every option and the options' coherence; raise ``ValueError`` on the first problem."""
+        """Check every option and the options' coherence; raise :class:`OptionError` on the first problem."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             choices = field.metadata.get("choices")
             if choices is not None and value is not None and value not in choices:
-                raise ValueError(f"--{flag(field.name)} must be one of {list(choices)}, got {value!r}")
+                raise OptionError("{" + field.name + "} must be one of {choices}, got {value!r}",
+                                  choices=list(choices), value=value)
         if self.width_mult not in WIDTH_MULTS:
-            raise ValueError(f"--width-mult must be one of {list(WIDTH_MULTS)}, got {self.width_mult}")
+            raise OptionError("{width_mult} must be one of {choices}, got {value}", choices=list(WIDTH_MULTS),
+                              value=self.width_mult)
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {self.threads}")
+            raise OptionError("{threads} must be at least 1, got {value}", value=self.threads)
         if self.supernet_warmup_epochs is not None and not 0 <= self.supernet_warmup_epochs <= self.supernet_epochs:
-            raise ValueError(f"--supernet-warmup-epochs must be between 0 and --supernet-epochs "
-                             f"({self.supernet_epochs}), got {self.supernet_warmup_epochs}")
+            raise OptionError("{supernet_warmup_epochs} must be between 0 and {supernet_epochs} ({epochs}), "
+                              "got {value}", epochs=self.supernet_epochs, value=self.supernet_warmup_epochs)
         for name in ("iterations", "n_epochs", "n_workers", "supernet_epochs", "trust_radius",
                      "warmup_ee_epochs", "ee_epochs"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{flag(name)} must be zero or more, got {getattr(self, name)}")
+                raise OptionError("{" + name + "} must be zero or more, got {value}", value=getattr(self, name))
         for name in ("n_doe", "n_iter"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
+                raise OptionError("{" + name + "} must be at least 1, got {value}", value=getattr(self, name))
         for name in MAXIMA:
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"--{flag(name)} must be a positive number, got {value}")
+                raise OptionError("{" + name + "} must be a positive number, got {value}", value=value)
         if self.top1min is not None and not 0 <= self.top1min <= 100:
-            raise ValueError(f"--top1min is a top1 accuracy in %, between 0 and 100, got {self.top1min}")
+            raise OptionError("{top1min} is a top1 accuracy in %, between 0 and 100, got {value}", value=self.top1min)
         if self.calib_images < 1:
-            raise ValueError(f"--calib-images must be at least 1, got {self.calib_images}")
+            raise OptionError("{calib_images} must be at least 1, got {value}", value=self.calib_images)
         if self.int8 and "top1_robust" in self.objectives:
             # The robustness term perturbs float weights; mixing it with int8 accuracy ranks nothing real.
-            raise ValueError("--int8 scores top1 after quantization; top1_robust measures float networks")
+            raise OptionError("{int8} scores top1 after quantization; top1_robust measures float networks")
         if self.vld_size is not None and self.vld_size < 1:
-            raise ValueError(f"--vld-size must be at least 1, got {self.vld_size}")
+            raise OptionError("{vld_size} must be at least 1, got {value}", value=self.vld_size)
         if self.n_classes is not None and self.n_classes < 2:
-            raise ValueError(f"--n-classes must be at least 2, got {self.n_classes}")
+            raise OptionError("{n_classes} must be at least 2, got {value}", value=self.n_classes)
         self._validate_robust()
         self._validate_latency()
         for name in ("w_alpha", "w_beta", "w_gamma"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"--{flag(name)} must be a non-negative number, got {getattr(self, name)}")
+                raise OptionError("{" + name + "} must be a non-negative number, got {value}",
+                                  value=getattr(self, name))
         self._validate_dataset()
         self._validate_figures()
         self._validate_capabilities()
@@ -320,27 +324,28 @@ class SearchConfig:
         space = self.space_class
         if not space.trains_networks:
             if self.latency_table is not None or self.latency != "table":
-                raise ValueError(f"{space.name}'s latency is its table's column; --latency-table and "
-                                 "--latency measure apply to mobilenetv3 networks")
+                raise OptionError("{space}'s latency is its table's column; {latency_table} and "
+                                  "{latency} measure apply to mobilenetv3 networks", space=space.name)
             if self.optim != "sgd":
-                raise ValueError(f"--optim applies to fine-tuning; {space.name} is a table lookup")
+                raise OptionError("{optim} applies to fine-tuning; {space} is a table lookup", space=space.name)
         if space.has_exits and self.support_set and self.ee_method != "confidence":
-            raise ValueError("--support-set is part of --ee-method confidence")
+            raise OptionError("{support_set} is part of {ee_method} confidence")
         if self.int8 and not space.supports_int8:
-            raise ValueError(f"--int8 quantizes trained networks; {space.name} is a table lookup"
-                             if not space.trains_networks else
-                             "--int8 scores single-exit networks for now; use --search-space mobilenetv3")
+            raise OptionError("{int8} quantizes trained networks; {space} is a table lookup"
+                              if not space.trains_networks else
+                              "{int8} scores single-exit networks for now; use {search_space} mobilenetv3",
+                              space=space.name)
 
     def _validate_robust(self) -> None:
         if self.first_obj == self.sec_obj:
-            raise ValueError(f"--first-obj and --sec-obj are both {self.first_obj}")
+            raise OptionError("{first_obj} and {sec_obj} are both {value}", value=self.first_obj)
         if not 0 <= self.alpha <= 1:
-            raise ValueError(f"--alpha must be between 0 and 1, got {self.alpha}")
+            raise OptionError("{alpha} must be between 0 and 1, got {value}", value=self.alpha)
         self.sigmas  # noqa: B018 - raises on a bad --sigma
         if self.flat_samples < 1:
-            raise ValueError(f"--flat-samples must be at least 1, got {self.flat_samples}")
+            raise OptionError("{flat_samples} must be at least 1, got {value}", value=self.flat_samples)
         if self.rho is not None and not (self.rho > 0 and math.isfinite(self.rho)):
-            raise ValueError(f"--rho must be a positive number, got {self.rho}")
+            raise OptionError("{rho} must be a positive number, got {value}", value=self.rho)
 
     def _validate_figures(self) -> None:
         """Refuse an objective or a bound on a figure the space does not have (:data:`FIGURES` says which)."""
@@ -358,8 +363,10 @@ class SearchConfig:
         if not space.trains_networks:
             # A table holds few figures: say which.
             choices = objectives_of(space.name, first=option == "first_obj") + (("none",) if option == "sec_obj" else ())
-            raise ValueError(f"--search-space {space.name} supports --{flag(option)} {_either(choices)}")
-        raise ValueError(f"--{flag(option)} {name} needs --search-space {_either(FIGURES[name].spaces)}")
+            raise OptionError("{search_space} {space} supports {" + option + "} {choices}", space=space.name,
+                              choices=_either(choices))
+        raise OptionError("{" + option + "} {figure} needs {search_space} {spaces}", figure=name,
+                          spaces=_either(FIGURES[name].spaces))
 
     def _bound_options(self) -> list[str]:
         """The bound options that are set, in the options' order."""
@@ -367,13 +374,13 @@ class SearchConfig:
                 if field.name in BOUNDS and getattr(self, field.name) is not None]
 
     def _bounded(self, option: str) -> Figure:
-        """The figure a set bound option bounds in this space (``ValueError`` where the space has none)."""
+        """The figure a set bound option bounds in this space (:class:`OptionError` where the space has none)."""
         figure = bounded_figure(option, self.search_space)
         if figure is None:
-            supported = [f"--{flag(field.name)}" for field in dataclasses.fields(self)
+            supported = ["{" + field.name + "}" for field in dataclasses.fields(self)
                          if field.name in BOUNDS and bounded_figure(field.name, self.search_space) is not None]
-            raise ValueError(f"--search-space {self.search_space} has no figure for --{flag(option)} to bound "
-                             f"(its bounds: {', '.join(supported)})")
+            raise OptionError("{search_space} {space} has no figure for {" + option + "} to bound "
+                              "(its bounds: " + ", ".join(supported) + ")", space=self.search_space)
         return figure
 
     @property
@@ -385,28 +392,28 @@ class SearchConfig:
 
     def _validate_latency(self) -> None:
         if self.latency_threads < 1:
-            raise ValueError(f"--latency-threads must be at least 1, got {self.latency_threads}")
+            raise OptionError("{latency_threads} must be at least 1, got {value}", value=self.latency_threads)
         if not self.space_class.trains_networks:
             return
         if self.latency == "table" and self.uses_latency and self.latency_table is None:
-            raise ValueError(
-                "latency needs --latency-table lut.json (build one with `optnas latency table`) "
-                "or --latency measure"
+            raise OptionError(
+                "latency needs {latency_table} lut.json (build one with `optnas latency table`) "
+                "or {latency} measure"
             )
         per_exit = FIGURES[self.sec_obj].per_exit if self.sec_obj != "none" else None
         if per_exit is not None and from_latency_table(per_exit) and self.latency != "table":
-            raise ValueError(f"--sec-obj {self.sec_obj} is predicted per exit from --latency-table; "
-                             "--latency measure times whole networks")
+            raise OptionError("{sec_obj} {figure} is predicted per exit from {latency_table}; "
+                              "{latency} measure times whole networks", figure=self.sec_obj)
 
     def _validate_dataset(self) -> None:
         tables = self.space_class.datasets
         if tables is not None and self.dataset not in tables:
-            raise ValueError(
-                f"--search-space {self.search_space} has tables for {list(tables)}, not --dataset {self.dataset}"
-            )
+            raise OptionError("{search_space} {space} has tables for {tables}, not {dataset} {value}",
+                              space=self.search_space, tables=list(tables), value=self.dataset)
         if tables is None and self.dataset not in DATASETS:
             owner = next(name for name, space in SPACES.items() if self.dataset in (space.datasets or ()))
-            raise ValueError(f"--dataset {self.dataset} is a {owner} table; use --search-space {owner}")
+            raise OptionError("{dataset} {value} is a {owner} table; use {search_space} {owner}", value=self.dataset,
+                              owner=owner)
 
     @property
     def space_class(self) -> type[SearchSpace]:
@@ -414,7 +421,7 @@ class SearchConfig:
         return SPACES[self.search_space]
 
     def make_space(self) -> SearchSpace:
-        """Build the search space these options describe (raises ``ValueError`` if impossible)."""
+        """Build the search space these options describe (raises :class:`OptionError` if impossible)."""
         return self.space_class.from_options(self.space_options())
 
     def space_options(self) -> SpaceOptions:

@@ -32,6 +32,7 @@ from torch import nn
 
 from optnas.artifacts import write_json
 from optnas.data.datasets import load_dataset
+from optnas.errors import OptionError
 from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.onnx_export import DEFAULT_OPSET, to_onnx
@@ -124,15 +125,15 @@ def export_network(
             from PyTorch's by more than ``atol``.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {list(FORMATS)}, got {fmt!r}")
+        raise OptionError("{fmt} must be one of {formats}, got {value!r}", formats=list(FORMATS), value=fmt)
     if int8 and fmt != "onnx":
-        raise ValueError(f"--int8 quantizes ONNX files only, not --format {fmt}")
+        raise OptionError("{int8} quantizes ONNX files only, not {fmt} {value}", value=fmt)
     if int8 and calib_images < 1:
-        raise ValueError(f"--calib-images must be at least 1, got {calib_images}")
+        raise OptionError("{calib_images} must be at least 1, got {value}", value=calib_images)
     # A bad table is refused before minutes of exporting.
     table = LatencyTable.load(latency_table) if latency_table is not None else None
     if n_check < 1:
-        raise ValueError(f"--n-check must be at least 1, got {n_check}")
+        raise OptionError("{n_check} must be at least 1, got {value}", value=n_check)
     folder = Path(folder)
     network, subnet, weights = load_chosen_network(folder)
     module, names = deployable(network)
@@ -260,7 +261,8 @@ def _export_onnx(
     try:
         to_onnx(module, example, out, opset=opset, output_names=names)
     except (ValueError, RuntimeError) as error:
-        raise ValueError(f"ONNX export with --opset {opset} failed: {str(error).splitlines()[0]}") from None
+        raise OptionError("ONNX export with {opset} {value} failed: {reason}", value=opset,
+                          reason=str(error).splitlines()[0]) from None
     onnx.checker.check_model(str(out))
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return session.run(names, {"image": images.numpy()})

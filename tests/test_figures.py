@@ -78,10 +78,10 @@ def test_a_space_takes_the_second_objectives_it_has(space: str, sec_obj: str) ->
     if space in FIGURES[sec_obj].spaces:
         assert config.validate().objectives == ["top1", sec_obj]
     elif SPACES[space].trains_networks:
-        with pytest.raises(ValueError, match=f"^--sec-obj {sec_obj} needs --search-space "):
+        with pytest.raises(ValueError, match=f"^sec_obj {sec_obj} needs search_space "):
             config.validate()
     else:
-        with pytest.raises(ValueError, match=f"^--search-space {space} supports --sec-obj params, latency or none$"):
+        with pytest.raises(ValueError, match=f"^search_space {space} supports sec_obj params, latency or none$"):
             config.validate()
 
 
@@ -91,7 +91,7 @@ def test_a_space_takes_the_bounds_on_figures_it_has(space: str, option: str) -> 
     config = SearchConfig(**_options(space, **{option: 50.0}))
     figure = bounded_figure(option, space)
     if figure is None:
-        with pytest.raises(ValueError, match=f"^--search-space {space} has no figure for --.* to bound"):
+        with pytest.raises(ValueError, match=f"^search_space {space} has no figure for {option} to bound"):
             config.validate()
     else:
         assert config.validate().constraint_bounds == {figure.constraint: 50.0}

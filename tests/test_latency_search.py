@@ -105,7 +105,7 @@ def test_tables_that_cannot_serve_a_space_are_refused(tmp_path: Path) -> None:
     table = LatencyTable.load(_write_table(tmp_path / "lut.json"))
     with pytest.raises(LatencyTableError, match="no entry stem-w1.0-r64"):
         table.check_covers([1.0], [32, 64], 10)
-    with pytest.raises(LatencyTableError, match="built for 10 classes.*--n-classes 100"):
+    with pytest.raises(LatencyTableError, match="built for 10 classes.*n_classes 100"):
         table.check_covers([1.0], [32], 100)
     with pytest.raises(LatencyTableError, match="no entry exit-"):
         table.check_covers([1.0], [32], 10, exits=True)

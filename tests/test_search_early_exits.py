@@ -72,13 +72,13 @@ def test_early_exit_search_stores_exit_stats_and_meets_mmax(
 
 def test_early_exit_options_are_checked() -> None:
     base = {"search_space": "eemobilenetv3", "sampler": "nsga2"}
-    with pytest.raises(ValueError, match="needs --search-space eemobilenetv3"):
+    with pytest.raises(ValueError, match="needs search_space eemobilenetv3"):
         SearchConfig(sec_obj="avg_macs").validate()
-    with pytest.raises(ValueError, match="--sec-obj top1_robust needs --search-space mobilenetv3"):
+    with pytest.raises(ValueError, match="sec_obj top1_robust needs search_space mobilenetv3"):
         SearchConfig(search_space="eemobilenetv3", sec_obj="top1_robust").validate()
-    with pytest.raises(ValueError, match="part of --ee-method confidence"):
+    with pytest.raises(ValueError, match="part of ee_method confidence"):
         SearchConfig(**base, support_set=True).validate()
-    with pytest.raises(ValueError, match="--ee-epochs must be zero or more"):
+    with pytest.raises(ValueError, match="ee_epochs must be zero or more"):
         SearchConfig(**base, ee_epochs=-1).validate()
     config = SearchConfig(**base, sec_obj="avg_macs", mmax=5.0, top1min=50.0).validate()
     assert config.constraint_bounds == {"avg_macs": 5.0, "top1min": 50.0}

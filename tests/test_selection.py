@@ -123,7 +123,7 @@ def test_selection_of_early_exit_and_robust_figures(
 def test_n_exits_without_match_is_a_clear_error(early_exit_study: optuna.Study, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="with 3 early exits"):
         select_trials(early_exit_study, 2, "avg_macs", 3)
-    with pytest.raises(ValueError, match="--n-exits"):
+    with pytest.raises(ValueError, match="exits must be zero or more"):
         select_trials(early_exit_study, 2, "avg_macs", -1)
 
 

@@ -21,6 +21,7 @@ from optnas.artifacts import load_checkpoint, read_subnet_file
 from optnas.data.catalog import DataError, mean_std, n_classes_of
 from optnas.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from optnas.data.datasets import ImageSet, TensorImageSet, load_dataset
+from optnas.errors import OptionError
 from optnas.networks.inference import evaluate
 from optnas.networks.supernet import build_supernet, extract_subnet
 
@@ -252,7 +253,7 @@ def ood_errors(model: nn.Module, request: OODRequest, *, resolution: int, test: 
     dataset = request.dataset
     if dataset in CIFAR_C:
         if request.data is None:
-            raise ValueError(f"--dataset {dataset} reads the published .npy files: pass --data")
+            raise OptionError("{dataset} {value} reads the published .npy files: pass {data}", value=dataset)
         result = cifar_c_errors(model, request, resolution=resolution)
         result["source"] = f"{dataset} files in {request.data}"
         return result

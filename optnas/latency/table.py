@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 # The table format and the overhead fit live in the device script, which runs without optnas.
+from optnas.errors import OptionError
 from optnas.latency.device import TABLE_FORMAT, fit_overhead  # noqa: F401
 from optnas.networks.costs import (
     Layer,
@@ -52,8 +53,9 @@ from optnas.spaces.mobilenetv3 import (
 )
 
 
-class LatencyTableError(ValueError):
-    """A latency table that cannot be read, or that lacks what a subnet needs."""
+class LatencyTableError(OptionError):
+    """A latency table that cannot be read, or that lacks what a subnet needs; its hints name the
+    options of the table's builder (:class:`~optnas.latency.layers.LayerSpace`'s ``n_classes``, ``exits``)."""
 
 
 def layer_key(spec: dict[str, Any]) -> str:
@@ -159,16 +161,19 @@ class LatencyTable:
     def __init__(self, data: dict[str, Any], source: str = "the latency table") -> None:
         self.source = source
         if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
-            raise LatencyTableError(f"{source}: not an optnas latency table (format {TABLE_FORMAT})")
+            raise LatencyTableError("{source}: not an optnas latency table (format {format})", source=source,
+                                    format=TABLE_FORMAT)
         try:
             self.layers = {str(key): float(entry["ms"]) for key, entry in data["layers"].items()}
             self.overhead_ms = float(data.get("overhead_ms", 0.0))
             self.n_classes = int(data["n_classes"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise LatencyTableError(f"{source}: malformed latency table ({error!r})") from None
+            raise LatencyTableError("{source}: malformed latency table ({error!r})", source=source,
+                                    error=error) from None
         bad = [key for key, ms in self.layers.items() if not (math.isfinite(ms) and ms >= 0)]
         if bad or not math.isfinite(self.overhead_ms):
-            raise LatencyTableError(f"{source}: latencies must be finite and >= 0 (see {bad[:3] or 'overhead_ms'})")
+            raise LatencyTableError("{source}: latencies must be finite and >= 0 (see {bad})", source=source,
+                                    bad=bad[:3] or "overhead_ms")
         self.data = data
 
     @classmethod
@@ -182,9 +187,10 @@ class LatencyTable:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise LatencyTableError(f"{path}: no such latency table (build one with `optnas latency table`)") from None
+            raise LatencyTableError("{path}: no such latency table (build one with `optnas latency table`)",
+                                    path=path) from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise LatencyTableError(f"{path}: not a JSON latency table ({error})") from None
+            raise LatencyTableError("{path}: not a JSON latency table ({error})", path=path, error=error) from None
         return cls(data, str(path))
 
     @property
@@ -197,7 +203,7 @@ class LatencyTable:
         for spec in specs:
             key = layer_key(spec)
             if key not in self.layers:
-                raise LatencyTableError(f"{self.source} has no entry {key}; {_rebuild_hint(spec, self.n_classes)}")
+                raise _missing(self.source, key, spec, self.n_classes)
             total += self.layers[key]
         return total
 
@@ -317,17 +323,21 @@ class LatencyTable:
         """
         if n_classes != self.n_classes:
             raise LatencyTableError(
-                f"{self.source} was built for {self.n_classes} classes, the search has {n_classes}: "
-                f"rebuild it with --n-classes {n_classes}"
+                "{source} was built for {built} classes, the search has {count}: rebuild it with {n_classes} {count}",
+                source=self.source, built=self.n_classes, count=n_classes,
             )
         for key, spec in space_layers(width_mults, resolutions, n_classes, exits).items():
             if key not in self.layers:
-                raise LatencyTableError(f"{self.source} has no entry {key}; {_rebuild_hint(spec, n_classes)}")
+                raise _missing(self.source, key, spec, n_classes)
 
 
-def _rebuild_hint(spec: dict[str, Any], n_classes: int) -> str:
+def _missing(source: str, key: str, spec: dict[str, Any], n_classes: int) -> LatencyTableError:
+    """The error for a table without the entry ``key`` (of layer ``spec``): how to rebuild it."""
     if spec.get("classes", n_classes) != n_classes:
-        return f"rebuild it with --n-classes {spec['classes']}"
-    exits = " and its exit heads (--exits)" if spec["kind"] == "exit" else ""
-    return f"rebuild it for width {spec['w']}, the search's resolutions{exits}"
+        hint = "rebuild it with {n_classes} {count}"
+    else:
+        hint = "rebuild it for width {width}, the search's resolutions" + (
+            " and its exit heads ({exits})" if spec["kind"] == "exit" else "")
+    return LatencyTableError("{source} has no entry {key}; " + hint, source=source, key=key,
+                             count=spec.get("classes"), width=spec.get("w"))
 

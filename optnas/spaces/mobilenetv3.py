@@ -8,6 +8,7 @@ import numpy as np
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
+from optnas.errors import OptionError
 from optnas.spaces.base import SearchSpace, SpaceOptions, Subnet
 
 N_STAGES = 5
@@ -73,10 +74,8 @@ class MobileNetV3Space(SearchSpace):
     def from_options(cls, options: SpaceOptions) -> MobileNetV3Space:
         lowest, highest = options.min_resolution, options.max_resolution
         if lowest < MIN_RESOLUTION or highest > MAX_RESOLUTION:
-            raise ValueError(
-                f"the resolution range --lr {lowest} --ur {highest} is outside "
-                f"{MIN_RESOLUTION}..{MAX_RESOLUTION}"
-            )
+            raise OptionError("the resolution range {min_resolution} {lowest} {max_resolution} {highest} is outside "
+                              "{low}..{high}", lowest=lowest, highest=highest, low=MIN_RESOLUTION, high=MAX_RESOLUTION)
         return cls.from_range(lowest, highest, options.resolution_step, width_mult=options.width_mult)
 
     @classmethod

@@ -18,6 +18,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optnas import trial_attrs
 from optnas.artifacts import SEARCH_CHECKPOINT, load_checkpoint, trial_dir
 from optnas.config import SearchConfig
+from optnas.errors import OptionError
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.evaluation.ood import CIFAR_C, OODRequest, ood_errors
 from optnas.networks.inference import evaluate
@@ -88,10 +89,12 @@ def evaluate_trial_ood(study: optuna.Study, number: int, request: OODRequest) ->
         top1, model = evaluator.train(subnet)
     dataset = request.dataset
     if dataset not in (None, config.dataset, *CIFAR_C):
-        raise ValueError(f"--dataset {dataset}: a trial is evaluated on its study's dataset ({config.dataset}, "
-                         f"corrupted on the fly) or on {' / '.join(CIFAR_C)} files")
+        raise OptionError("{dataset} {value}: a trial is evaluated on its study's dataset ({searched}, "
+                          "corrupted on the fly) or on {files} files", value=dataset, searched=config.dataset,
+                          files=" / ".join(CIFAR_C))
     if dataset in CIFAR_C and CIFAR_C[dataset][0] != config.dataset:
-        raise ValueError(f"--dataset {dataset} needs a study searched on {CIFAR_C[dataset][0]}, not {config.dataset}")
+        raise OptionError("{dataset} {value} needs a study searched on {needed}, not {searched}", value=dataset,
+                          needed=CIFAR_C[dataset][0], searched=config.dataset)
     request = dataclasses.replace(request, dataset=dataset or config.dataset)
     result = ood_errors(model, request, resolution=subnet["r"], test=evaluator.data.test)
     result.update({"trial": number, "top1": top1, "resolution": subnet["r"]})

@@ -24,6 +24,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
+from optnas.errors import OptionError
 from optnas.figures import FIGURES  # noqa: E402
 from optnas.optuna_private import study_storage  # noqa: E402
 from optnas.studies.runner import ITERATION_ATTR_PREFIX  # noqa: E402
@@ -217,7 +218,8 @@ def _cell(value: Any) -> str:
 def _upload(study: optuna.Study, files: list[Path]) -> list[str]:
     artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
     if artifact_dir is None:
-        raise ValueError(f"study '{study.study_name}' has no '{ARTIFACT_DIR_ATTR}' attribute; use --no-upload")
+        raise OptionError("study '{study}' has no '{attribute}' attribute; use {no_upload}", study=study.study_name,
+                          attribute=ARTIFACT_DIR_ATTR)
     Path(artifact_dir).mkdir(parents=True, exist_ok=True)
     store = FileSystemArtifactStore(artifact_dir)
     # Reports are rerun: a plot identical to one already attached is not attached twice.

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from optnas.config import SearchConfig
+from optnas.errors import OptionError
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.figures import FIGURES
 from optnas.networks.costs import tiny_ml
@@ -197,6 +198,6 @@ def prepare_save_dir(save: str | Path) -> Path:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".optnas-write-test-"):
             pass
     except OSError as error:
-        raise ValueError(f"--save {path}: cannot write there ({error.strerror})") from None
+        raise OptionError("{save} {path}: cannot write there ({reason})", path=path, reason=error.strerror) from None
     return path
 

@@ -23,6 +23,7 @@ from optnas.artifacts import (
     write_json,
 )
 from optnas.config import PREFERENCES, SearchConfig
+from optnas.errors import OptionError
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.figures import MEASURED_LATENCY
 from optnas.optuna_private import study_storage
@@ -78,11 +79,12 @@ def select_trials(
         exits: keep only architectures with this many early exits (None: all).
     """
     if prefer not in PREFERENCES:
-        raise ValueError(f"--prefer must be one of {list(PREFERENCES)}, got {prefer!r}")
+        raise OptionError("{prefer} must be one of {preferences}, got {value!r}", preferences=list(PREFERENCES),
+                          value=prefer)
     if n < 1:
-        raise ValueError(f"-n must be at least 1, got {n}")
+        raise OptionError("{n} must be at least 1, got {value}", value=n)
     if exits is not None and exits < 0:
-        raise ValueError(f"--n-exits must be zero or more, got {exits}")
+        raise OptionError("{exits} must be zero or more, got {value}", value=exits)
     front = pareto_trials(study)
     if exits is not None:
         front = [t for t in front if (subnet := trial_subnet(t)) is not None and subnet.n_exits == exits]

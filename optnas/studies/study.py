@@ -8,10 +8,10 @@ from typing import Any
 import optuna
 
 from optnas import __version__
-from optnas.config import RUNTIME_OPTIONS, SearchConfig, flag
+from optnas.config import RUNTIME_OPTIONS, SearchConfig
 from optnas.figures import FIGURES
+from optnas.studies.errors import StudyError, StudyExistsError, StudyOptionError
 from optnas.studies.sampling import make_sampler
-from optnas.studies.errors import StudyError
 from optnas.studies.storage import open_storage
 
 CONFIG_ATTR = "config"
@@ -29,10 +29,7 @@ def ensure_new_study_name(storage_url: str, name: str) -> optuna.storages.BaseSt
     """
     storage = open_storage(storage_url)
     if name in optuna.get_all_study_names(storage):
-        raise StudyError(
-            f"study '{name}' already exists in this storage; continue it with "
-            f"`optnas resume --study-name {name} --storage ...`, or pick another --study-name"
-        )
+        raise StudyExistsError(name)
     return storage
 
 
@@ -85,11 +82,13 @@ def resume_search_study(
         if name not in RUNTIME_OPTIONS and getattr(config, name) != value
     }
     if contradictions:
-        listed = "; ".join(
-            f"--{flag(name)}: stored {stored!r}, given {given!r}"
-            for name, (stored, given) in contradictions.items()
-        )
-        raise StudyError(f"the options contradict study '{study_name}': {listed}")
+        # One "{option}: stored {stored_i!r}, given {given_i!r}" per option, formatted by StudyOptionError.
+        listed, values = [], {}
+        for index, (name, (stored, given)) in enumerate(contradictions.items()):
+            listed.append(f"{{{name}}}: stored {{stored_{index}!r}}, given {{given_{index}!r}}")
+            values.update({f"stored_{index}": stored, f"given_{index}": given})
+        raise StudyOptionError("the options contradict study '{study}': " + "; ".join(listed), study=study_name,
+                               **values)
     runtime = {name: value for name, value in overrides.items() if name in RUNTIME_OPTIONS}
     config = SearchConfig.from_dict({**config.to_dict(), **runtime}).validate()
     # Optuna 5 gives load_study a TPE sampler by default: pass the stored one explicitly. GA

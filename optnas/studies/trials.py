@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optnas.errors import OptionError
 from optnas.spaces import Subnet, as_subnet
 from optnas.spaces.eemobilenetv3 import N_EXITS
 from optnas.studies.storage import mask_password, open_storage
@@ -119,10 +120,10 @@ def with_n_exits(trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
         count: the number of intermediate exits (``sum(subnet["exits"])``).
     """
     if not 1 <= count <= N_EXITS:
-        raise ValueError(f"--n-exits must be between 1 and {N_EXITS}, got {count}")
+        raise OptionError("{n_exits} must be between 1 and {most}, got {value}", most=N_EXITS, value=count)
     subnets = [trial_subnet(trial) for trial in trials]
     if any(subnet is not None and not subnet.has_exits for subnet in subnets):
-        raise ValueError("--n-exits applies to eemobilenetv3 studies; this study's architectures have no exits")
+        raise OptionError("{n_exits} applies to eemobilenetv3 studies; this study's architectures have no exits")
     return [trial for trial, subnet in zip(trials, subnets) if subnet is not None and subnet.n_exits == count]
 
 

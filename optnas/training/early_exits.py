@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from optnas.data.datasets import stratified_holdout
+from optnas.errors import OptionError
 from optnas.networks.early_exits import EarlyExitNetwork, exit_outputs
 from optnas.training import EE_METHODS
 from optnas.training.loop import fine_tune
@@ -128,9 +129,9 @@ def train_exits(
     """
     method = exits.method
     if method not in EE_METHODS:
-        raise ValueError(f"--ee-method must be one of {list(EE_METHODS)}, got {method!r}")
+        raise OptionError("{ee_method} must be one of {methods}, got {value!r}", methods=list(EE_METHODS), value=method)
     if exits.warmup_epochs < 0 or exits.ee_epochs < 0:
-        raise ValueError("--warmup-ee-epochs and --ee-epochs must be zero or more")
+        raise OptionError("{warmup_ee_epochs} and {ee_epochs} must be zero or more")
     epochs = exits.warmup_epochs + exits.ee_epochs
     if epochs == 0:
         return

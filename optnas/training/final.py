@@ -31,6 +31,7 @@ from optnas.artifacts import (
     write_json,
 )
 from optnas.data.datasets import load_dataset
+from optnas.errors import OptionError
 from optnas.networks.costs import profile
 from optnas.networks.early_exits import exit_outputs, exit_stats
 from optnas.networks.exit_costs import exit_profile
@@ -64,9 +65,9 @@ def initial_network(
         return network, str(checkpoint)
     supernet_path = supernet_path or read_source(folder).get("supernet")
     if supernet_path is None:
-        raise ValueError(
-            f"{folder} has no {SEARCH_CHECKPOINT} and no supernet is known: pass --supernet-path "
-            "(e.g. the supernet-*.pth file in the search's --save folder)"
+        raise OptionError(
+            "{folder} has no {checkpoint} and no supernet is known: pass {supernet_path} "
+            "(e.g. the supernet-*.pth file in the search's {save} folder)", folder=folder, checkpoint=SEARCH_CHECKPOINT
         )
     supernet, messages = load_supernet(supernet_path, n_classes, subnet["w"])
     for message in messages:
@@ -122,7 +123,7 @@ def train_final(
         The final stats.
     """
     if epochs < 0:
-        raise ValueError(f"--epochs must be zero or more, got {epochs}")
+        raise OptionError("{epochs} must be zero or more, got {value}", value=epochs)
     folder = Path(folder)
     subnet = read_subnet(folder)
     data = load_dataset(dataset, data_dir, vld_size=vld_size, seed=seed)
@@ -196,12 +197,13 @@ def _early_exit_stats(
 
 def _read_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
-        raise ValueError(f"--resume: {path} does not exist; run without --resume to start")
+        raise OptionError("{resume}: {path} does not exist; run without {resume} to start", path=path)
     state = load_checkpoint(path)
     stored = state["settings"]
     different = [f"{key} {stored[key]!r} (given {settings[key]!r})" for key in settings if stored.get(key) != settings[key]]
     if different:
-        raise ValueError(f"--resume: {path} was written with other settings: {'; '.join(different)}")
+        raise OptionError("{resume}: {path} was written with other settings: {different}", path=path,
+                          different="; ".join(different))
     return state
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from optnas.errors import OptionError
 from optnas.training import OPTIMIZERS
 
 # Radii of the published recipes: SAM's ρ is absolute, ASAM's relative to |w| and larger.
@@ -36,7 +37,7 @@ class SAM(torch.optim.Optimizer):
         adaptive: bool = False,
     ) -> None:
         if not rho > 0:
-            raise ValueError(f"--rho must be positive, got {rho}")
+            raise OptionError("{rho} must be positive, got {value}", value=rho)
         super().__init__(params, {"rho": rho, "adaptive": adaptive})
         self.base_optimizer = base_optimizer(self.param_groups)
         # Share the groups so that learning-rate schedulers on this optimiser reach the base one.
@@ -111,7 +112,7 @@ def make_optimizer(
         rho: SAM/ASAM radius [default: 0.05 for SAM, 0.5 for ASAM]; ignored by SGD.
     """
     if name not in OPTIMIZERS:
-        raise ValueError(f"--optim must be one of {list(OPTIMIZERS)}, got {name!r}")
+        raise OptionError("{optim} must be one of {optimizers}, got {value!r}", optimizers=list(OPTIMIZERS), value=name)
 
     def sgd(groups: Iterable) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
