@@ -84,7 +84,7 @@ def test_early_exit_options_are_checked() -> None:
     assert config.constraint_bounds == {"avg_macs": 5.0, "top1min": 50.0}
     from optnas.evaluation.costs import check_constraints_satisfiable
 
-    with pytest.raises(ValueError, match="no architecture satisfies --mmax 0.5"):
+    with pytest.raises(ValueError, match="no architecture satisfies mmax 0.5"):
         check_constraints_satisfiable(SearchConfig(**base, mmax=0.5).validate())
 
 

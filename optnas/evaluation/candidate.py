@@ -18,6 +18,7 @@ import torch
 
 from optnas.config import SearchConfig
 from optnas.data.datasets import load_dataset
+from optnas.errors import OptionError
 from optnas.evaluation.costs import exact_costs
 from optnas.evaluation.early_exits import evaluate_ee_candidate
 from optnas.evaluation.flatness import robustness
@@ -88,9 +89,9 @@ class CandidateEvaluator:
             self._data = load_dataset(self._dataset, self._data_dir, vld_size=self._vld_size, seed=self._seed,
                                       n_workers=self._n_workers)
             if self._data.n_classes > self.n_classes:
-                raise ValueError(
-                    f"{self._dataset} at {self._data_dir} has {self._data.n_classes} "
-                    f"classes; pass --n-classes {self._data.n_classes}"
+                raise OptionError(
+                    "{dataset_name} at {folder} has {count} classes; pass {n_classes} {count}",
+                    dataset_name=self._dataset, folder=self._data_dir, count=self._data.n_classes,
                 )
         return self._data
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from optnas.config import SearchConfig, flag
+from optnas.config import SearchConfig
+from optnas.errors import OptionError
 from optnas.figures import FIGURES, by_constraint
 from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile, profile_vectors, space_widths
@@ -145,9 +146,10 @@ def check_latency_table(config: SearchConfig) -> None:
     if config.lmax is not None:
         fastest, subnet = table.fastest(widths, space.resolutions)
         if fastest > config.lmax:
-            raise ValueError(
-                f"no architecture satisfies --lmax {config.lmax:g}: the fastest one takes {fastest:.4g} ms "
-                f"by {config.latency_table} (at resolution {subnet['r']})"
+            raise OptionError(
+                "no architecture satisfies {lmax} {bound:g}: the fastest one takes {fastest:.4g} ms "
+                "by {table} (at resolution {resolution})", bound=config.lmax, fastest=fastest,
+                table=config.latency_table, resolution=subnet["r"],
             )
 
 
@@ -172,8 +174,9 @@ def check_constraints_satisfiable(config: SearchConfig) -> None:
         else:
             continue
         if figure.constraint_value(lowest, bound) > 0:
-            raise ValueError(
-                f"no architecture satisfies --{flag(figure.bound)} {bound:g}: the smallest one has "
-                f"{lowest:.4g} {figure.unit} {name} (at resolution {smallest.get('r', '-')}, "
-                f"{config.class_count()} classes)"
+            raise OptionError(
+                "no architecture satisfies {" + figure.bound + "} {bound:g}: the smallest one has "
+                "{lowest:.4g} {unit} {figure} (at resolution {resolution}, {classes} classes)", bound=bound,
+                lowest=lowest, unit=figure.unit, figure=name, resolution=smallest.get("r", "-"),
+                classes=config.class_count(),
             )
