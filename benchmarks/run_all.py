@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optnas.networks import costs
-from optnas.config import SearchConfig
+from optnas.config import CostOptions, SearchConfig
 from optnas.data.datasets import DataSplits, ImageSet, TensorImageSet, load_dataset
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.evaluation.costs import exact_costs, exact_costs_vectors
@@ -263,13 +263,13 @@ def bench_training(
     ]
 
 
-def _fake_trials(space: MobileNetV3Space, config: SearchConfig, first: int, n: int) -> list[optuna.trial.FrozenTrial]:
+def _fake_trials(space: MobileNetV3Space, costs: CostOptions, first: int, n: int) -> list[optuna.trial.FrozenTrial]:
     """Completed trials as a search stores them: genes, objectives, constraints, user attrs."""
     distributions = space.distributions()
     rng = np.random.default_rng(first)
     trials = []
     for number, subnet in enumerate(space.sample(rng, n), start=first):
-        figures = exact_costs(config, subnet)
+        figures = exact_costs(costs, subnet)
         top1 = float(rng.uniform(50.0, 99.0))
         trial = optuna.trial.create_trial(
             params=space.encode(subnet), distributions=distributions,
@@ -376,6 +376,7 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
             dataset="digits", sec_obj="macs", n_doe=10, n_iter=N_ITER, iterations=10**6,
             save=folder,
         ).validate()
+        costs = config.cost_options()
         study = optuna.create_study(
             study_name=name, storage=open_storage(url), directions=["maximize", "minimize"]
         )
@@ -384,13 +385,13 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
             for size in sizes:
                 started = time.perf_counter()
                 # add_trials numbers them after the failed ones the previous size asked.
-                _bulk_add(study, _fake_trials(space, config, len(study.get_trials(deepcopy=False)), size - held))
+                _bulk_add(study, _fake_trials(space, costs, len(study.get_trials(deepcopy=False)), size - held))
                 held = size
                 build = time.perf_counter() - started
                 first_number = len(study.get_trials(deepcopy=False))
                 _store_batches(study, space, config.n_doe, first_number, 2 * (n_trials + 1))
                 sampler = SurrogateSampler(
-                    strategy=NASStrategy(space, functools.partial(exact_costs, config), objectives=["top1", "macs"]),
+                    strategy=NASStrategy(space, functools.partial(exact_costs, costs), objectives=["top1", "macs"]),
                     n_doe=config.n_doe, n_iter=N_ITER,
                 )
                 objective = NASObjective(config, CandidateEvaluator(config, folder), folder)
@@ -436,8 +437,8 @@ def bench_surrogate(
             sampler computes them, and one vector at a time for comparison).
         evaluation_s: seconds of one candidate evaluation on digits (item 1).
     """
-    config = SearchConfig(dataset="digits", sec_obj="macs").validate()
-    space = config.make_space()
+    costs = SearchConfig(dataset="digits", sec_obj="macs").validate().cost_options()
+    space = costs.space
     rng = np.random.default_rng(0)
     choices = [len(values) for values in space.choices()]
     n = max(sizes)
@@ -461,8 +462,8 @@ def bench_surrogate(
             "4", f"fit {name} on " + " / ".join(f"{s:,}" for s in sizes) + f"; predict {len(offspring):,}",
             " / ".join(f"{fits[name, s]:.2f}" for s in sizes) + f" s; {predicts[name]:.2f} s", "", None, "", None,
         ))
-    step = MSuNASStep(space, functools.partial(exact_costs, config), objectives=["top1", "macs"], constraint_bounds={})
-    vector_costs = exact_costs_vectors(config, space)
+    step = MSuNASStep(space, functools.partial(exact_costs, costs), objectives=["top1", "macs"], constraint_bounds={})
+    vector_costs = exact_costs_vectors(costs, space)
     started = time.perf_counter()
     for vector in offspring:
         step.costs_of(vector)

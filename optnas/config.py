@@ -7,8 +7,10 @@ their user attributes, and ``--config`` files (YAML or TOML) hold the same keys.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,29 @@ ALL_DATASETS = tuple(dict.fromkeys(DATASETS + tuple(d for space in SPACES.values
 # Options that may differ between the run that created a study and a run that resumes it:
 # where and how fast it runs, not what it searches.
 RUNTIME_OPTIONS = frozenset({"iterations", "device", "n_workers", "threads", "save", "save_ckpt"})
+
+
+@dataclasses.dataclass(frozen=True)
+class CostOptions:
+    """What the exact costs of a search's candidates depend on (:mod:`optnas.evaluation.costs`).
+
+    Args:
+        space: the search space.
+        n_classes: the classifier's class count.
+        dataset: the dataset (the table of a space that looks figures up).
+        seed: the search's seed (of a table's lookups).
+        latency_table: the latency table file latency is predicted with, or None (timed, not
+            asked for, or a space that looks it up).
+        tiny_ml: the figure of merit with the search's weights, bounds and penalty, of
+            (params, macs, activations).
+    """
+
+    space: SearchSpace
+    n_classes: int
+    dataset: str
+    seed: int
+    latency_table: str | None
+    tiny_ml: Callable[[float, float, float], float]
 
 
 def _option(default: Any, help: str, **metadata: Any) -> Any:
@@ -447,16 +472,16 @@ class SearchConfig:
                           support_set=self.support_set, mmax=self.mmax, tune=self.tune_epsilon,
                           top1min=self.top1min)
 
-    def tiny_ml(self, params: float, macs: float, activations: float) -> float:
-        """Return the CNAS figure of merit with these options' weights, bounds and penalty.
-
-        Args:
-            params: parameters (M).
-            macs: MACs (M), avg_macs for an early-exit network.
-            activations: activations (M).
-        """
-        return tiny_ml(params, macs, activations, pmax=self.pmax, mmax=self.mmax, amax=self.amax,
-                       wp=self.wp, wm=self.wm, wa=self.wa, penalty=self.penalty)
+    def cost_options(self) -> CostOptions:
+        """What the exact costs of the candidates depend on; ``tiny_ml`` weighs and penalises with
+        these options' weights, bounds and penalty (``--mmax`` bounds avg_macs with early exits)."""
+        space = self.make_space()
+        table = self.latency_table if self.latency == "table" and space.trains_networks else None
+        return CostOptions(
+            space=space, n_classes=self.class_count(), dataset=self.dataset, seed=self.seed, latency_table=table,
+            tiny_ml=functools.partial(tiny_ml, pmax=self.pmax, mmax=self.mmax, amax=self.amax, wp=self.wp,
+                                      wm=self.wm, wa=self.wa, penalty=self.penalty),
+        )
 
     @property
     def budget(self) -> int:

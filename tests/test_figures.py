@@ -56,10 +56,10 @@ def test_every_record_is_coherent(figure: figures.Figure) -> None:
 def test_the_exact_figures_are_those_the_cost_model_gives() -> None:
     config = SearchConfig().validate()
     exact = {name for name, figure in FIGURES.items() if figure.source == "exact" and "mobilenetv3" in figure.spaces}
-    assert set(exact_costs(config, config.make_space().smallest())) == exact
+    assert set(exact_costs(config.cost_options(), config.make_space().smallest())) == exact
     config = SearchConfig(search_space="eemobilenetv3").validate()
     known = {name for name, figure in FIGURES.items() if "eemobilenetv3" in figure.spaces}
-    assert set(exact_costs(config, config.make_space().smallest())) <= known
+    assert set(exact_costs(config.cost_options(), config.make_space().smallest())) <= known
 
 
 def _options(space: str, **values: object) -> dict[str, object]:

@@ -223,9 +223,10 @@ from optnas.samplers import SurrogateSampler
 from optnas.studies.sampling import make_sampler
 config = SearchConfig(search_space=sys.argv[1], dataset=sys.argv[2], sec_obj=sys.argv[3]).validate()
 assert isinstance(make_sampler(config), SurrogateSampler)
-space = config.make_space()
-exact_costs(config, space.largest())
-vector_costs = exact_costs_vectors(config, space)
+costs = config.cost_options()
+space = costs.space
+exact_costs(costs, space.largest())
+vector_costs = exact_costs_vectors(costs, space)
 if vector_costs is not None:
     vector_costs(space.to_vector(space.smallest()))
 print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "ofa"})))

@@ -85,7 +85,8 @@ def test_early_exit_options_are_checked() -> None:
     from optnas.evaluation.costs import check_constraints_satisfiable
 
     with pytest.raises(ValueError, match="no architecture satisfies mmax 0.5"):
-        check_constraints_satisfiable(SearchConfig(**base, mmax=0.5).validate())
+        config = SearchConfig(**base, mmax=0.5).validate()
+        check_constraints_satisfiable(config.cost_options(), config.constraint_bounds)
 
 
 def test_trials_n_exits_refuses_other_spaces(tmp_path: Path) -> None:

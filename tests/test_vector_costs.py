@@ -45,10 +45,11 @@ def _write_table(path: Path, space: MobileNetV3Space, n_classes: int, drop: str 
 
 
 def _assert_same_costs(config: SearchConfig, space: MobileNetV3Space, vectors: np.ndarray) -> dict[str, np.ndarray]:
-    vector_costs = exact_costs_vectors(config, space)
+    costs = config.cost_options()
+    vector_costs = exact_costs_vectors(costs, space)
     assert vector_costs is not None
     got = vector_costs(vectors)
-    rows = [exact_costs(config, space.from_vector(vector)) for vector in vectors]
+    rows = [exact_costs(costs, space.from_vector(vector)) for vector in vectors]
     assert list(got) == list(rows[0])
     for name, values in got.items():
         assert values.shape == (len(vectors),)
@@ -90,7 +91,7 @@ def test_one_vector_and_the_smallest_and_largest_subnets(tmp_path: Path) -> None
     space = config.make_space()
     edges = np.array([space.to_vector(space.smallest()), space.to_vector(space.largest())])
     _assert_same_costs(config, space, edges)
-    single = exact_costs_vectors(config, space)(edges[1])
+    single = exact_costs_vectors(config.cost_options(), space)(edges[1])
     assert single["macs"].shape == (1,)
 
 
@@ -98,11 +99,11 @@ def test_a_missing_table_entry_fails_as_the_scalar_prediction_does(tmp_path: Pat
     space = MobileNetV3Space(resolutions=[32])
     missing = layer_key({"kind": "mbconv", "w": 1.0, "stage": 4, "first": False, "k": 7, "e": 6, "size": 1})
     lut = _write_table(tmp_path / "lut.json", space, 10, drop=missing)
-    config = SearchConfig(dataset="digits", latency_table=str(lut)).validate()
-    vector_costs = exact_costs_vectors(config, space)
+    costs = SearchConfig(dataset="digits", latency_table=str(lut)).validate().cost_options()
+    vector_costs = exact_costs_vectors(costs, space)
     largest = space.to_vector(space.largest())
     with pytest.raises(LatencyTableError) as scalar:
-        exact_costs(config, space.largest())
+        exact_costs(costs, space.largest())
     with pytest.raises(LatencyTableError) as vectorised:
         vector_costs(np.array([space.to_vector(space.smallest()), largest]))
     assert str(vectorised.value) == str(scalar.value)
@@ -112,25 +113,27 @@ def test_a_missing_table_entry_fails_as_the_scalar_prediction_does(tmp_path: Pat
 
 
 def test_spaces_without_a_vectorised_form_give_none() -> None:
-    assert exact_costs_vectors(SearchConfig(search_space="eemobilenetv3", dataset="digits").validate()) is None
+    early_exits = SearchConfig(search_space="eemobilenetv3", dataset="digits").validate()
+    assert exact_costs_vectors(early_exits.cost_options()) is None
     nasbench201 = SearchConfig(search_space="nasbench201", dataset="cifar10", sec_obj="params").validate()
-    assert exact_costs_vectors(nasbench201) is None
+    assert exact_costs_vectors(nasbench201.cost_options()) is None
 
 
 def test_the_surrogate_step_proposes_the_same_candidates_either_way() -> None:
     config = SearchConfig(dataset="digits", min_resolution=16, max_resolution=32, resolution_step=8,
                           sec_obj="macs", pmax=1.5).validate()
-    space = config.make_space()
+    costs = config.cost_options()
+    space = costs.space
     history = initial_design(space, 16, seed=0)
-    rows = [exact_costs(config, space.from_vector(vector)) for vector in history]
+    rows = [exact_costs(costs, space.from_vector(vector)) for vector in history]
     observed = {"top1": 60.0 + np.log([row["macs"] for row in rows]),
                 **{name: np.array([row[name] for row in rows]) for name in ("macs", "params")}}
     evaluated = Evaluated(vectors=history, observed=observed, feasible=observed["params"] <= 1.5, seen=history)
     options = {"objectives": ["top1", "macs"], "constraint_bounds": {"params": 1.5}, "predictor": "rbf",
                    "population_size": 24, "generations": 3}
-    plain = MSuNASStep(space, lambda subnet: exact_costs(config, subnet), **options)
-    vectorised = MSuNASStep(space, lambda subnet: exact_costs(config, subnet),
-                            vector_costs=exact_costs_vectors(config, space), **options)
+    plain = MSuNASStep(space, lambda subnet: exact_costs(costs, subnet), **options)
+    vectorised = MSuNASStep(space, lambda subnet: exact_costs(costs, subnet),
+                            vector_costs=exact_costs_vectors(costs, space), **options)
     offspring = _vectors(space, 50, seed=3)
     for name, values in plain._exact(offspring, ["macs", "params", "tiny_ml"]).items():
         np.testing.assert_array_equal(vectorised._exact(offspring, [name])[name], values)

@@ -8,7 +8,6 @@ and the supernet) so that it is prepared once per process.
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -52,8 +51,9 @@ class CandidateEvaluator:
         echo: Callable[[str], None] = logger.info,
         progress: bool = True,
     ) -> None:
-        self.space = config.make_space()
-        self.n_classes = config.class_count()
+        costs = config.cost_options()
+        self.space = costs.space
+        self.n_classes = costs.n_classes
         self.recipe = config.fine_tune_recipe()
         self.exit_recipe = config.exit_recipe()
         self._dataset, self._data_dir, self._vld_size = config.dataset, config.data, config.vld_size
@@ -67,8 +67,7 @@ class CandidateEvaluator:
             f"supernet-{config.dataset}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
             f"e{config.supernet_epochs}-warmup{self._supernet_warmup_epochs}-seed{config.seed}.pth"
         )
-        self._exact_costs = functools.partial(exact_costs, config)
-        self._tiny_ml = config.tiny_ml
+        self._costs = costs
         self._calib_images = config.calib_images if config.int8 else None
         self._measure_options = ({"runtime": config.latency_runtime, "threads": config.latency_threads}
                                  if config.latency == "measure" else None)
@@ -156,7 +155,7 @@ class CandidateEvaluator:
         Args:
             subnet: a canonical subnet of the search space.
         """
-        return self._exact_costs(subnet)
+        return exact_costs(self._costs, subnet)
 
     def evaluate(self, subnet: dict[str, Any]) -> tuple[dict[str, Any], torch.nn.Module | None]:
         """Return the stats of an architecture and its fine-tuned network (None for tables).
@@ -240,5 +239,5 @@ class CandidateEvaluator:
         if "exit_latency" in stats:
             stats["avg_latency"] = float(sum(r * ms for r, ms in zip(stats["exit_ratios"], stats["exit_latency"])))
         # --mmax bounds avg_macs here, so tiny_ml weighs and penalises the expected MACs.
-        stats["tiny_ml"] = self._tiny_ml(stats["params"], stats["avg_macs"], stats["activations"])
+        stats["tiny_ml"] = self._costs.tiny_ml(stats["params"], stats["avg_macs"], stats["activations"])
         return stats, model

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from optnas.config import SearchConfig
+from optnas.config import CostOptions
 from optnas.errors import OptionError
 from optnas.figures import FIGURES, by_constraint
 from optnas.latency.table import LatencyTable
@@ -22,36 +22,36 @@ from optnas.spaces.base import SearchSpace
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 
 
-def exact_costs(config: SearchConfig, subnet: dict[str, Any]) -> dict[str, float]:
+def exact_costs(options: CostOptions, subnet: dict[str, Any]) -> dict[str, float]:
     """Return the costs computable from the encoding alone, ``tiny_ml`` included where it is.
 
     Args:
-        config: the search configuration.
-        subnet: a canonical subnet of the configuration's space.
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
+        subnet: a canonical subnet of the options' space.
     """
-    space_class = config.space_class
-    if not space_class.trains_networks:
-        figures = space_class.lookup(subnet, config.dataset, config.seed)
+    space = options.space
+    if not space.trains_networks:
+        figures = space.lookup(subnet, options.dataset, options.seed)
         return {"params": figures["params"], "latency": figures["latency"]}
-    costs = profile(subnet, config.class_count())
-    costs.update(memory(subnet, config.class_count()))
-    table = latency_table(config)
+    costs = profile(subnet, options.n_classes)
+    costs.update(memory(subnet, options.n_classes))
+    table = latency_table(options)
     if table is not None:
         costs["latency"] = table.predict(subnet)
-        if space_class.has_exits:
+        if space.has_exits:
             costs["exit_latency"] = table.exit_latencies(subnet)
-    if space_class.has_exits:
+    if space.has_exits:
         # The network holds its exit heads too; MACs stay the backbone's (with its final exit).
-        exits = exit_profile(subnet, config.class_count())
+        exits = exit_profile(subnet, options.n_classes)
         costs.update(params=exits["params"], exit_macs=exits["exit_macs"])
         # tiny_ml weighs avg_macs here, known only after training: the evaluated stats hold it
         # (and the surrogate sampler predicts it).
         return costs
-    costs["tiny_ml"] = config.tiny_ml(costs["params"], costs["macs"], costs["activations"])
+    costs["tiny_ml"] = options.tiny_ml(costs["params"], costs["macs"], costs["activations"])
     return costs
 
 
-def exact_costs_vectors(config: SearchConfig, space: SearchSpace | None = None) -> VectorCosts | None:
+def exact_costs_vectors(options: CostOptions, space: SearchSpace | None = None) -> VectorCosts | None:
     """Return :func:`exact_costs` for whole arrays of gene vectors, or None where no vectorised form exists.
 
     For plain mobilenetv3 spaces the figures are those of :func:`exact_costs` on
@@ -60,13 +60,13 @@ def exact_costs_vectors(config: SearchConfig, space: SearchSpace | None = None) 
     their costs are computed one vector at a time.
 
     Args:
-        config: the search configuration.
-        space: the space the vectors encode subnets of [default: ``config.make_space()``].
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
+        space: the space the vectors encode subnets of [default: ``options.space``].
     """
-    space = config.make_space() if space is None else space
-    if not isinstance(space, MobileNetV3Space) or space.has_exits or config.space_class.has_exits:
+    space = options.space if space is None else space
+    if not isinstance(space, MobileNetV3Space) or space.has_exits or options.space.has_exits:
         return None
-    return VectorCosts(config, space)
+    return VectorCosts(options, space)
 
 
 class VectorCosts:
@@ -77,46 +77,46 @@ class VectorCosts:
     gathers and chains them. A class, not a closure, so that the sampler holding it pickles.
 
     Args:
-        config: the search configuration.
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
         space: the space the vectors encode subnets of.
     """
 
-    def __init__(self, config: SearchConfig, space: MobileNetV3Space) -> None:
-        self.config = config
+    def __init__(self, options: CostOptions, space: MobileNetV3Space) -> None:
+        self.options = options
         self.space = space
         self._built: dict[str, Any] = {}
 
     def __call__(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
-        config, space, built = self.config, self.space, self._built
-        n_classes = config.class_count()
+        options, space, built = self.options, self.space, self._built
+        n_classes = options.n_classes
         if "profile" not in built:
             built.update(profile=profile_vectors(space, n_classes), memory=memory_vectors(space, n_classes))
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
         figures = built["profile"](vectors)
         figures.update(built["memory"](vectors, figures["peak_activations"]))
-        table = latency_table(config)
+        table = latency_table(options)
         if table is not None:
             # The table is read again when its file changes, as exact_costs reads it.
             if built.get("table") is not table:
                 built.update(table=table, latency=table.predict_vectors(space))
             figures["latency"] = built["latency"](vectors)
-        figures["tiny_ml"] = config.tiny_ml(figures["params"], figures["macs"], figures["activations"])
+        figures["tiny_ml"] = options.tiny_ml(figures["params"], figures["macs"], figures["activations"])
         return figures
 
     def __getstate__(self) -> dict[str, Any]:
         # The tables hold closures; they are rebuilt after unpickling.
-        return {"config": self.config, "space": self.space, "_built": {}}
+        return {"options": self.options, "space": self.space, "_built": {}}
 
 
-def latency_table(config: SearchConfig) -> LatencyTable | None:
+def latency_table(options: CostOptions) -> LatencyTable | None:
     """Return the latency table a search predicts latency with, or None (measured, or none asked for).
 
     Args:
-        config: the search configuration.
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
     """
-    if config.latency != "table" or config.latency_table is None or not config.space_class.trains_networks:
+    if options.latency_table is None:
         return None
-    path = Path(config.latency_table)
+    path = Path(options.latency_table)
     try:
         stamp = path.stat().st_mtime_ns
     except OSError:
@@ -131,40 +131,43 @@ def _read_table(path: str, stamp: int) -> LatencyTable:
     return LatencyTable.load(path)
 
 
-def check_latency_table(config: SearchConfig) -> None:
+def check_latency_table(options: CostOptions, lmax: float | None) -> None:
     """Refuse a latency table that lacks a layer of the space, or whose fastest network breaks ``--lmax``.
 
     Args:
-        config: the search configuration.
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
+        lmax: the bound on latency (ms), or None.
     """
-    table = latency_table(config)
+    table = latency_table(options)
     if table is None:
         return
-    space = config.make_space()
+    space = options.space
     widths = space_widths(space)
-    table.check_covers(widths, space.resolutions, config.class_count(), exits=space.has_exits)
-    if config.lmax is not None:
+    table.check_covers(widths, space.resolutions, options.n_classes, exits=space.has_exits)
+    if lmax is not None:
         fastest, subnet = table.fastest(widths, space.resolutions)
-        if fastest > config.lmax:
+        if fastest > lmax:
             raise OptionError(
                 "no architecture satisfies {lmax} {bound:g}: the fastest one takes {fastest:.4g} ms "
-                "by {table} (at resolution {resolution})", bound=config.lmax, fastest=fastest,
-                table=config.latency_table, resolution=subnet["r"],
+                "by {table} (at resolution {resolution})", bound=lmax, fastest=fastest,
+                table=options.latency_table, resolution=subnet["r"],
             )
 
 
-def check_constraints_satisfiable(config: SearchConfig) -> None:
+def check_constraints_satisfiable(options: CostOptions, bounds: dict[str, float]) -> None:
     """Refuse cost bounds that no architecture meets, before any compute is spent.
 
     The smallest architecture of a space is the cheapest in every cost, so it decides every
     bound on an exact figure (latency bounds: :func:`check_latency_table`).
 
     Args:
-        config: the search configuration.
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
+        bounds: the constraints that are set, by the name they are recorded under
+            (:attr:`~optnas.config.SearchConfig.constraint_bounds`).
     """
-    smallest = config.make_space().smallest()
-    costs = exact_costs(config, smallest)
-    for name, bound in config.constraint_bounds.items():
+    smallest = options.space.smallest()
+    costs = exact_costs(options, smallest)
+    for name, bound in bounds.items():
         figure = by_constraint(name)
         if figure.source == "exact":
             lowest = costs[name]
@@ -178,5 +181,5 @@ def check_constraints_satisfiable(config: SearchConfig) -> None:
                 "no architecture satisfies {" + figure.bound + "} {bound:g}: the smallest one has "
                 "{lowest:.4g} {unit} {figure} (at resolution {resolution}, {classes} classes)", bound=bound,
                 lowest=lowest, unit=figure.unit, figure=name, resolution=smallest.get("r", "-"),
-                classes=config.class_count(),
+                classes=options.n_classes,
             )

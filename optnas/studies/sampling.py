@@ -20,13 +20,13 @@ def make_sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
     """
     seed = config.seed
     if config.sampler == "surrogate":
-        space = config.make_space()
+        costs = config.cost_options()
         return SurrogateSampler(
             strategy=NASStrategy(
-                space,
-                functools.partial(exact_costs, config),
+                costs.space,
+                functools.partial(exact_costs, costs),
                 # None where the space has no vectorised costs: the offspring are then costed one by one.
-                vector_costs=exact_costs_vectors(config, space),
+                vector_costs=exact_costs_vectors(costs),
                 objectives=config.objectives,
                 constraint_bounds=config.constraint_bounds,
             ),

@@ -39,8 +39,9 @@ def start_search(
         n_jobs: trials evaluated at once in this process.
         create_only: store the study after checking the options and the data, run nothing.
     """
-    check_constraints_satisfiable(config)
-    check_latency_table(config)
+    costs = config.cost_options()
+    check_constraints_satisfiable(costs, config.constraint_bounds)
+    check_latency_table(costs, config.lmax)
     # Bad data folders and supernet checkpoints fail here, before anything is written: a
     # refused search leaves no database file and no run folder behind.
     evaluator = CandidateEvaluator(config, config.save, echo=echo, progress=progress)
@@ -83,7 +84,7 @@ def continue_search(
         prepare_save_dir(overrides["save"])
     study, config = resume_search_study(storage_url, study_name, overrides)
     # A worker on another machine, or a table moved since: refused before any trial fails on it.
-    check_latency_table(config)
+    check_latency_table(config.cost_options(), config.lmax)
     evaluator = CandidateEvaluator(config, prepare_save_dir(config.save), echo=echo, progress=progress)
     echo(f"Resuming '{study_name}': budget {config.budget} trials")
     _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
