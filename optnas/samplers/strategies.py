@@ -40,6 +40,24 @@ OBJECTIVE = "objective:"
 CONSTRAINT = "constraint:"
 
 
+class LockedState:
+    """Holds a ``_lock`` that threads share and that pickling leaves out (a new one after unpickling).
+
+    Samplers are picklable, as Optuna's are: the recipe for resuming a study with its sampler.
+    """
+
+    _lock: threading.Lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
 @dataclass(frozen=True)
 class StepOptions:
     """The sampler's options of every :class:`MSuNASStep` it runs (see there).
@@ -196,7 +214,7 @@ class NASStrategy(BaseSpaceStrategy):
         ), extra={"first_objective": self.objectives[0]})
 
 
-class OptunaSpaceStrategy(BaseSpaceStrategy):
+class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
     """Plain Optuna distributions, on a user's own objective.
 
     Objectives come from the trials' values and the study's directions, constraints from
@@ -229,15 +247,6 @@ class OptunaSpaceStrategy(BaseSpaceStrategy):
         self.levels = levels
         self._spaces: dict[tuple, OptunaSpace] = {}
         self._intersection = IntersectionSearchSpace()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def space_of(self, study: Study) -> OptunaSpace | None:

@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial
 
 from optnas.samplers.design import initial_design
 from optnas.samplers.optuna_space import DEFAULT_LEVELS
-from optnas.samplers.strategies import FINISHED, BaseSpaceStrategy, OptunaSpaceStrategy, StepOptions
+from optnas.samplers.strategies import FINISHED, BaseSpaceStrategy, LockedState, OptunaSpaceStrategy, StepOptions
 from optnas.spaces import SearchSpace
 
 BATCH_ATTR_PREFIX = "surrogate:batch:"
@@ -45,7 +45,7 @@ BATCH_ATTR_PREFIX = "surrogate:batch:"
 SEED_ATTR = "surrogate:seed"
 
 
-class SurrogateSampler(BaseSampler):
+class SurrogateSampler(LockedState, BaseSampler):
     """Proposes the initial design, then the batches of an
     :class:`~optnas.samplers.msunas.MSuNASStep`, trial by trial.
 
@@ -127,16 +127,6 @@ class SurrogateSampler(BaseSampler):
         self._designs: dict[int, np.ndarray] = {}
         self._batches: dict[int, dict[str, Any]] = {}
         self._study_seed: int | None = self.seed
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Picklable, like Optuna's samplers (the recipe for resuming a study with its sampler).
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     # ---- Optuna's sampler interface -------------------------------------------------------
