@@ -74,12 +74,28 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'study.db'}"
 
 
+def start_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen:
+    """Start ``optnas`` in a subprocess, as a user would, without waiting for it (see :func:`finish`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "optnas.cli", *args],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Wait for a process from :func:`start_cli`; the same result as :func:`run_cli`."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``optnas`` in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "optnas.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-    )
+    return finish(start_cli(*args, cwd=cwd), timeout)
 
 
 @pytest.fixture(scope="session")

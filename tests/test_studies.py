@@ -12,6 +12,7 @@ import sys
 import threading
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
@@ -19,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.optuna_private import study_storage
-from tests.conftest import invoke_cli, run_cli
+from tests.conftest import finish, invoke_cli, start_cli
 
 NAME = "nb"
 SEARCH = ["search", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params",
@@ -174,16 +175,47 @@ def test_resume_refuses_contradictions_and_leaves_db_untouched(searched: tuple[P
     assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
 
 
-def test_resume_continues_without_reevaluating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    monkeypatch.chdir(tmp_path)
-    # The first part in this process, the resume in a fresh one: nothing but the storage carries over.
-    first = invoke_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "random")
-    assert first.returncode == 0, first.stderr
-    numbers_before = {t.number for t in _study(url).trials}
-    resumed = run_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet",
-                      "--search-space", "nasbench201", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+class Resumed(NamedTuple):
+    """A study searched in this process, then resumed by `optnas resume` in a fresh one."""
+
+    url: str
+    before: list[optuna.trial.FrozenTrial]
+    result: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Resumed]:
+    """A 16-trial study of the random and of the NSGA-II sampler, each resumed with --iterations 4.
+
+    The first part runs in this process, the resume in a fresh one: nothing but the storage
+    carries over. Both resumes run at once (they share nothing), each on a core of its own.
+    """
+    resume_args = {"random": ("--search-space", "nasbench201"), "nsga2": ()}
+    started: dict[str, tuple[str, list[optuna.trial.FrozenTrial], subprocess.Popen]] = {}
+    try:
+        for sampler, extra in resume_args.items():
+            folder = tmp_path_factory.mktemp(f"resume-{sampler}")
+            url = f"sqlite:///{folder / 'study.db'}"
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(folder)
+                first = invoke_cli(*SEARCH, "--storage", url, "--save", str(folder / "run"), "--sampler", sampler)
+            assert first.returncode == 0, first.stderr
+            before = _study(url).trials
+            process = start_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet",
+                                *extra, cwd=folder)
+            started[sampler] = (url, before, process)
+        return {sampler: Resumed(url, before, finish(process)) for sampler, (url, before, process) in started.items()}
+    finally:
+        for _, _, process in started.values():
+            if process.poll() is None:  # only after a failure above
+                process.kill()
+                process.communicate()
+
+
+def test_resume_continues_without_reevaluating(resumed: dict[str, Resumed]) -> None:
+    url, before, result = resumed["random"]
+    numbers_before = {t.number for t in before}
+    assert result.returncode == 0, result.stderr
     study = _study(url)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 8 + 4 * 4
@@ -246,16 +278,11 @@ def test_failed_evaluation_is_a_fail_trial_with_its_reason(tmp_path: Path, monke
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == config.budget
 
 
-def test_resume_keeps_the_nsga2_generations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    monkeypatch.chdir(tmp_path)
-    # The first part in this process, the resume in a fresh one: nothing but the storage carries over.
-    first = invoke_cli(*SEARCH, "--storage", url, "--save", str(tmp_path / "run"), "--sampler", "nsga2")
-    assert first.returncode == 0, first.stderr
+def test_resume_keeps_the_nsga2_generations(resumed: dict[str, Resumed]) -> None:
+    url, trials_before, result = resumed["nsga2"]
     generation = "NSGAIISampler:generation"
-    before = max(t.system_attrs[generation] for t in _study(url).trials)
+    before = max(t.system_attrs[generation] for t in trials_before)
     assert before >= 2
-    resumed = run_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    assert result.returncode == 0, result.stderr
     after = [t.system_attrs[generation] for t in _study(url).trials[16:] if generation in t.system_attrs]
     assert after and min(after) >= before
