@@ -32,8 +32,9 @@ setup(
         "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],
         "redis": ["redis>=5.0"],
         "grpc": ["grpcio>=1.60", "protobuf>=4.25"],
+        # ruff within one minor release: a newer one may add rules that ruff.toml selects.
         "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0",
-                 "grpcio>=1.60", "protobuf>=4.25"],
+                 "grpcio>=1.60", "protobuf>=4.25", "ruff>=0.17,<0.18"],
     },
     entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
 )

@@ -43,9 +43,9 @@ def main() -> None:
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), t.suggest_float("y", 0, 1)), n_trials=20)
         optnas = [sys.executable, "-m", "optnas.cli"]
         commands = {
-            "optnas --help": optnas + ["--help"],
-            "optnas studies": optnas + ["studies", "--storage", url],
-            "optnas trials": optnas + ["trials", "--study-name", "bench", "--storage", url],
+            "optnas --help": [*optnas, "--help"],
+            "optnas studies": [*optnas, "studies", "--storage", url],
+            "optnas trials": [*optnas, "trials", "--study-name", "bench", "--storage", url],
             "floor: optuna load_study + get_trials": [sys.executable, "-c", FLOOR.format(url=url)],
         }
         for command in commands.values():

@@ -16,8 +16,8 @@ import copy
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from optnas.data.datasets import ImageSet, load_dataset
-from optnas.spaces import MobileNetV3Space
 from optnas.networks.inference import evaluate, recalibrate_bn
 from optnas.networks.supernet import build_supernet, extract_subnet
+from optnas.spaces import MobileNetV3Space
 from optnas.training.loop import fine_tune
 from optnas.training.recipes import FineTuneRecipe
 from optnas.training.supernet import train_supernet
@@ -94,7 +94,7 @@ def main() -> None:
     subnets = space.sample(np.random.default_rng(0), 10)
 
     extract = statistics.median(
-        _timed(lambda: extract_subnet(supernet, subnet), device) for subnet in subnets
+        _timed(lambda subnet=subnet: extract_subnet(supernet, subnet), device) for subnet in subnets
     )
     print(f"subnet extraction      {1000 * extract:8.1f} ms (median of {len(subnets)} subnets)")
 
@@ -129,14 +129,15 @@ def main() -> None:
     for repeat in range(args.repeats):
         network = copy.deepcopy(model)
         tuned.append(_timed(
-            lambda: fine_tune(
+            lambda network=network, repeat=repeat: fine_tune(
                 network, data.train, FineTuneRecipe(epochs=1, device=device, seed=repeat, batch_size=BATCH_SIZE),
                 resolution=RESOLUTION,
             ),
             device,
         ))
         network = copy.deepcopy(model)
-        plain.append(_timed(lambda: _plain_epoch(network, data.train, device, repeat), device))
+        plain.append(_timed(lambda network=network, repeat=repeat: _plain_epoch(network, data.train, device, repeat),
+                            device))
     tuned_rate = len(data.train) / statistics.median(tuned)
     plain_rate = len(data.train) / statistics.median(plain)
     print(

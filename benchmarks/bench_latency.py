@@ -11,7 +11,8 @@ Part 2 runs a digits search with ``--sec-obj latency --lmax`` on that table, tim
 network of its feasible Pareto set (what ``optnas select`` chooses from) and every other
 feasible trial end to end, and reports the share that exceeds the bound.
 
-    python benchmarks/bench_latency.py [--lr 32 --ur 224 --rstep 32] [--n 100] [--threads 1] [--work DIR] [--only table|search]
+    python benchmarks/bench_latency.py [--lr 32 --ur 224 --rstep 32] [--n 100] [--threads 1] [--work DIR]
+        [--only table|search]
 """
 
 from __future__ import annotations

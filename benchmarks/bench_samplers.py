@@ -154,9 +154,11 @@ def ranking_table(predictors: list[str], seeds: int, n_train: int = 100) -> None
                 used = features[:, :columns]
                 train = np.random.default_rng([seed, 100]).choice(len(cells), n_train, replace=False)
                 predicted = get_predictor(name, random_state=seed).fit(used[train], drawn[train]).predict(used)
-            figures.append((kendall_tau(truth, predicted), _pair_tau(predicted, truth, levels), _pair_tau(predicted, truth, tops)))
+            figures.append((kendall_tau(truth, predicted), _pair_tau(predicted, truth, levels),
+                            _pair_tau(predicted, truth, tops)))
         mean, std = np.mean(figures, axis=0), np.std(figures, axis=0)
-        print(f"{label:24s} " + " ".join(f"{m:.3f} ± {s:.3f}".rjust(w) for m, s, w in zip(mean, std, (14, 15, 20))), flush=True)
+        cells = (f"{m:.3f} ± {s:.3f}".rjust(w) for m, s, w in zip(mean, std, (14, 15, 20)))
+        print(f"{label:24s} " + " ".join(cells), flush=True)
 
 
 def main() -> None:

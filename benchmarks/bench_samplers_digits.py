@@ -62,7 +62,8 @@ def main() -> None:
                 study = start_search(config, f"sqlite:///{folder / f'{sampler}-{seed}.db'}", progress=False)
                 seconds.append(time.perf_counter() - started)
                 for b in args.budgets:
-                    fractions[b].append(hypervolume_2d(first_points(study, b), reference) / (reference[0] * reference[1]))
+                    area = hypervolume_2d(first_points(study, b), reference)
+                    fractions[b].append(area / (reference[0] * reference[1]))
             print(table_row(sampler, fractions, seconds, decimals=4), flush=True)
     print("HV: median over seeds (min), fraction of the reference box; seconds: median per search")
 

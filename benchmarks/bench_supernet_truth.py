@@ -19,7 +19,8 @@ independent accuracies). Everything goes to ``--work/truth.json`` (a tau that do
 one side being constant, is null there).
 
     python benchmarks/bench_supernet_truth.py --storage sqlite:///nas.db --study-name NAME [--work DIR]
-        [--n-subnets 10] [--epochs 8] [--learning-rate 0.1] [--recipe supernet|plain] [--bootstrap 2000] [--threads 1] [--device cpu]
+        [--n-subnets 10] [--epochs 8] [--learning-rate 0.1] [--recipe supernet|plain] [--bootstrap 2000]
+        [--threads 1] [--device cpu]
     python benchmarks/bench_supernet_truth.py --supernet supernet.pth [--dataset digits] [--vld-size 360]
         [--search-epochs 0] [--option lr=32 --option ur=32 ...] [--n-subnets 10] [--work DIR]
     python benchmarks/bench_supernet_truth.py ... --quick    # 3 subnets, 1 epoch on 64 images: a smoke run
@@ -80,7 +81,9 @@ def spread_by_cost(candidates: list[dict[str, Any]], n: int) -> list[dict[str, A
     return [ranked[int(i * (len(ranked) - 1) / (n - 1) + 0.5)] for i in range(n)]
 
 
-def study_candidates(storage: str, study_name: str, overrides: dict[str, Any]) -> tuple[SearchConfig, list[dict[str, Any]]]:
+def study_candidates(
+    storage: str, study_name: str, overrides: dict[str, Any]
+) -> tuple[SearchConfig, list[dict[str, Any]]]:
     """Return a study's configuration and one candidate per distinct architecture of its completed trials.
 
     A candidate holds ``trial``, ``order``, ``subnet`` (canonical), ``macs`` and ``inherited``
@@ -292,9 +295,11 @@ def goal_line(summary: dict[str, Any]) -> str:
     noise = (f"spread {summary['standalone_spread']:.2f} points "
              f"{'within' if summary['within_noise'] else 'beyond'} noise "
              f"(2*sqrt(2)*SE = {summary['noise_threshold']:.2f} on {summary['images']} images)")
-    gap = (f"|mean gap| {abs(summary['mean_gap']):.2f} {'<=' if goal['gap_met'] else '>'} {goal['gap_at_most']:g} points")
+    gap = (f"|mean gap| {abs(summary['mean_gap']):.2f} {'<=' if goal['gap_met'] else '>'} "
+           f"{goal['gap_at_most']:g} points")
     verdict = "MET" if goal["met"] else "NOT MET"
-    reason = " (tau not required: the spread is within noise)" if summary["within_noise"] and not goal["tau_met"] else ""
+    spared = summary["within_noise"] and not goal["tau_met"]
+    reason = " (tau not required: the spread is within noise)" if spared else ""
     ceiling = f"; stand-alone ranking on validation vs test images: tau {summary['standalone_split_tau']:.3f}"
     return f"goal {verdict}: {gap}; {tau}; {noise}{reason}{ceiling}"
 

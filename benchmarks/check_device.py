@@ -21,13 +21,13 @@ import torch
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
+from optnas.data.datasets import DataSplits, load_dataset
+from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.networks.costs import profile
-from optnas.data.datasets import load_dataset
+from optnas.networks.supernet import build_supernet
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.search import start_search
-from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.training.recipes import ExitRecipe, FineTuneRecipe
-from optnas.networks.supernet import build_supernet
 from optnas.training.supernet import train_supernet
 
 
@@ -35,15 +35,15 @@ def _train(device: str, epochs: int, folder: Path) -> tuple[torch.nn.Module, dic
     data = load_dataset("digits", seed=0)
     supernet = build_supernet(10, 1.0)
     started = time.perf_counter()
-    summary = train_supernet(supernet, data, epochs=epochs, out_path=folder / f"supernet-{device}-{len(list(folder.iterdir()))}.pth",
-                             device=device, seed=0, progress=False)
+    out_path = folder / f"supernet-{device}-{len(list(folder.iterdir()))}.pth"
+    summary = train_supernet(supernet, data, epochs=epochs, out_path=out_path, device=device, seed=0, progress=False)
     return supernet, summary, time.perf_counter() - started
 
 
-def _check_early_exits(supernet: torch.nn.Module, data, device: str, failures: list[str]) -> None:
+def _check_early_exits(supernet: torch.nn.Module, data: DataSplits, device: str, failures: list[str]) -> None:
     """Batch-1 early-exit forward on the device agrees with the batched evaluation there."""
-    from optnas.networks.early_exits import exit_decisions, exit_outputs
     from optnas.evaluation.early_exits import evaluate_ee_candidate
+    from optnas.networks.early_exits import exit_decisions, exit_outputs
     from optnas.spaces import EEMobileNetV3Space
 
     space = EEMobileNetV3Space(resolutions=[32])
@@ -59,14 +59,15 @@ def _check_early_exits(supernet: torch.nn.Module, data, device: str, failures: l
     disagree = 0
     for index in range(len(labels)):
         logits, exit_index = model.forward_early(images[index: index + 1], epsilon)
-        disagree += exit_index != chosen[index].item() or logits.argmax().item() != predictions[exit_index, index].item()
+        disagree += (exit_index != chosen[index].item()
+                     or logits.argmax().item() != predictions[exit_index, index].item())
     print(f"early exits on {device}: top1 {stats['top1']:.2f}, exit_ratios {stats['exit_ratios']}, "
           f"batch-1 vs batched disagreements {disagree}/{len(labels)}")
     if disagree:
         failures.append(f"early exits: {disagree} batch-1 decisions differ from the batched ones")
 
 
-def _check_flatness(supernet: torch.nn.Module, data, device: str, failures: list[str]) -> None:
+def _check_flatness(supernet: torch.nn.Module, data: DataSplits, device: str, failures: list[str]) -> None:
     """Robustness on the device: 0 at sigma 0, reproducible, close to the CPU figure."""
     from optnas.evaluation.flatness import robustness
 
@@ -105,13 +106,14 @@ def main() -> int:
         data = load_dataset("digits", seed=0)
         space = MobileNetV3Space.from_range(32, 32, 4)
         rng = np.random.default_rng(0)
-        subnets = [space.smallest(), space.largest()] + space.sample(rng, args.candidates - 2)
+        subnets = [space.smallest(), space.largest(), *space.sample(rng, args.candidates - 2)]
         print(f"{'candidate':>9} {'epochs':>6} {'cpu top1':>9} {args.device + ' top1':>10} {'diff':>6}")
         for index, subnet in enumerate(subnets):
             for epochs in (0, 1):
                 top1 = {}
                 for device in ("cpu", args.device):
-                    top1[device], _ = evaluate_candidate(cpu_net, subnet, data, FineTuneRecipe(epochs=epochs, device=device))
+                    recipe = FineTuneRecipe(epochs=epochs, device=device)
+                    top1[device], _ = evaluate_candidate(cpu_net, subnet, data, recipe)
                 diff = abs(top1["cpu"] - top1[args.device])
                 print(f"{index:>9} {epochs:>6} {top1['cpu']:9.2f} {top1[args.device]:10.2f} {diff:6.2f}")
                 # Inherited weights, BN recalibration and evaluation are the same arithmetic on both

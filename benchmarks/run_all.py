@@ -33,9 +33,9 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import optuna
@@ -43,11 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optnas.networks import costs
 from optnas.config import CostOptions, SearchConfig
 from optnas.data.datasets import DataSplits, ImageSet, TensorImageSet, load_dataset
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.evaluation.costs import exact_costs, exact_costs_vectors
+from optnas.networks import costs
+from optnas.networks.inference import evaluate, recalibrate_bn
+from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.objectives.nas import NASObjective, suggest
 from optnas.optuna_private import rdb_tables, study_id
 from optnas.predictors import PREDICTOR_NAMES, get_predictor
@@ -56,8 +58,6 @@ from optnas.samplers.strategies import NASStrategy
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX, SurrogateSampler
 from optnas.spaces import MobileNetV3Space
 from optnas.studies.storage import open_storage
-from optnas.networks.inference import evaluate, recalibrate_bn
-from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.training.loop import fine_tune
 from optnas.training.recipes import FineTuneRecipe
 from optnas.training.supernet import train_supernet
@@ -237,11 +237,13 @@ def bench_training(
         for repeat in range(repeats):
             # Copies are made outside the timed calls; turns alternate so load hits all alike.
             network = copy.deepcopy(model)
-            times["tune"].append(_seconds(lambda: fine_tune(
+            times["tune"].append(_seconds(lambda network=network, repeat=repeat: fine_tune(
                 network, train, FineTuneRecipe(epochs=1, device=device, seed=repeat), resolution=RESOLUTION,
             ), device))
             network = copy.deepcopy(model)
-            times["plain"].append(_seconds(lambda: _plain_epoch(network, train, device, repeat), device))
+            times["plain"].append(_seconds(
+                lambda network=network, repeat=repeat: _plain_epoch(network, train, device, repeat), device
+            ))
             # train_supernet's own per-epoch figure leaves out its validation and checkpoint.
             times["supernet"].append(train_supernet(
                 copy.deepcopy(supernet), split, epochs=1, out_path=Path(folder) / f"{repeat}.pth",
@@ -249,7 +251,7 @@ def bench_training(
             )["seconds_per_epoch"])
             network = copy.deepcopy(supernet).to(device)
             times["sandwich"].append(_seconds(
-                lambda: _plain_sandwich_epoch(network, train, device, repeat), device
+                lambda network=network, repeat=repeat: _plain_sandwich_epoch(network, train, device, repeat), device
             ))
     tuned, plain, seconds, floors = (statistics.median(times[k]) for k in times)
     rates = (len(train) / tuned, len(train) / plain)
@@ -412,7 +414,8 @@ def bench_sampler_overhead(url: str, label: str, sizes: tuple[int, ...], n_trial
             # Per-trial time at the largest size over the smallest, against the size ratio.
             warm_rows = rows[1::2]
             for which, theirs in (("ours", False), ("NSGAII", True)):
-                first, last = (float(r.reference.split()[0] if theirs else r.ours.split()[0]) for r in (warm_rows[0], warm_rows[-1]))
+                first, last = (float(r.reference.split()[0] if theirs else r.ours.split()[0])
+                               for r in (warm_rows[0], warm_rows[-1]))
                 growth = (last / first) / (sizes[-1] / sizes[0])
                 rows.append(Row(
                     "3", f"{label}: {which} per-trial time growth {sizes[0]:,} → {sizes[-1]:,}, "
@@ -454,10 +457,11 @@ def bench_surrogate(
         for size in sizes:
             predictor = get_predictor(name, random_state=0)
             fits[name, size] = _seconds(
-                lambda: predictor.fit(space.features(history[:size]), top1[:size]), torch.device("cpu")
+                lambda predictor=predictor, size=size: predictor.fit(space.features(history[:size]), top1[:size]),
+                torch.device("cpu"),
             )
         # Fitted on the largest size: the offspring are scored by it.
-        predicts[name] = _seconds(lambda: predictor.predict(features), torch.device("cpu"))
+        predicts[name] = _seconds(lambda predictor=predictor: predictor.predict(features), torch.device("cpu"))
         rows.append(Row(
             "4", f"fit {name} on " + " / ".join(f"{s:,}" for s in sizes) + f"; predict {len(offspring):,}",
             " / ".join(f"{fits[name, s]:.2f}" for s in sizes) + f" s; {predicts[name]:.2f} s", "", None, "", None,

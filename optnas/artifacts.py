@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from optnas.spaces import SPACE_KEY, Subnet, as_subnet
 
@@ -246,7 +247,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as error:
         raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except Exception as error:  # torch.load raises many types for corrupt files
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for corrupt files
         if "not an allowed global" in str(error):
             reason = "holds Python objects besides tensors; only weights-only checkpoints load"
         else:

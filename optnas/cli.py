@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -578,7 +579,8 @@ def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: i
 @click.option("--data", default=None, help="Folder holding the dataset files [default: the search's].")
 @click.option("--vld-size", default=None, type=click.IntRange(1),
               help="Validation images held out of the training split [default: the search's].")
-@click.option("--n-classes", default=None, type=click.IntRange(2), help="Classes [default: the search's or the dataset's].")
+@click.option("--n-classes", default=None, type=click.IntRange(2),
+              help="Classes [default: the search's or the dataset's].")
 @click.option("--supernet-path", default=None, type=click.Path(dir_okay=False),
               help="Supernet to inherit weights from when FOLDER has no ckpt.pth "
                    "[default: the one the search used, from FOLDER/source.json].")
@@ -684,7 +686,8 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
         q = report["int8"]
         click.echo(f"{q['file']}: int8 top1 {q['top1_float']:.2f} % -> {q['top1_int8']:.2f} % (drop {q['drop']:.2f} "
                    f"points, argmax agreement {q['argmax_agreement']:.3f}), {q['size_bytes_float'] / 2**20:.2f} -> "
-                   f"{q['size_bytes_int8'] / 2**20:.2f} MiB, {q['latency_ms_float']:.4f} -> {q['latency_ms_int8']:.4f} ms")
+                   f"{q['size_bytes_int8'] / 2**20:.2f} MiB, {q['latency_ms_float']:.4f} -> "
+                   f"{q['latency_ms_int8']:.4f} ms")
         if q["drop"] > max_drop:
             click.echo(f"warning: int8 loses {q['drop']:.2f} points of test top1 (more than --max-drop {max_drop:g})",
                        err=True)
@@ -728,7 +731,8 @@ def report_command(study_name: str, storage: str, out: str, n: int, prefer: str,
               help="cifar10c / cifar100c: read the published CIFAR-10-C / CIFAR-100-C .npy files from --data. "
                    "Otherwise the dataset whose test split is corrupted on the fly [default: the study's; "
                    "digits with --subnet].")
-@click.option("--data", default=None, help="Folder of the dataset files (the CIFAR-C .npy files for cifar10c/cifar100c).")
+@click.option("--data", default=None,
+              help="Folder of the dataset files (the CIFAR-C .npy files for cifar10c/cifar100c).")
 @click.option("--corruptions", default="all", show_default=True,
               help="Comma-separated corruptions, or all: gaussian_noise, shot_noise, impulse_noise, "
                    "defocus_blur, glass_blur, motion_blur, zoom_blur, snow, frost, fog, brightness, "

@@ -40,7 +40,7 @@ from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 LATENCY_MODES = ("table", "measure")
 # How `optnas select` and `report` choose after the most accurate network: lowest in a
 # (minimised) figure, or the best trade-offs.
-PREFERENCES = SECOND_OBJECTIVES + ("trade-off",)
+PREFERENCES = (*SECOND_OBJECTIVES, "trade-off")
 SAMPLERS = ("surrogate", "nsga2", "tpe", "gp", "random")
 # Every dataset name: the image datasets, then the tables of spaces that are looked up.
 ALL_DATASETS = tuple(dict.fromkeys(DATASETS + tuple(d for space in SPACES.values() for d in space.datasets or ())))
@@ -114,7 +114,7 @@ class SearchConfig:
     )
     sec_obj: str = _option(
         "macs", f"Second objective (minimised): {second_objective_help()}, or none for a single-objective search.",
-        choices=SECOND_OBJECTIVES + ("none",),
+        choices=(*SECOND_OBJECTIVES, "none"),
     )
     iterations: int = _option(
         30, "Search iterations after the initial design; each evaluates --n-iter "
@@ -294,7 +294,7 @@ class SearchConfig:
             raise OptionError("{sigma} must be one or more numbers >= 0, got {value!r}", value=self.sigma)
         return values
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         """Check every option and the options' coherence; raise :class:`OptionError` on the first problem."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -387,7 +387,8 @@ class SearchConfig:
             return
         if not space.trains_networks:
             # A table holds few figures: say which.
-            choices = objectives_of(space.name, first=option == "first_obj") + (("none",) if option == "sec_obj" else ())
+            no_objective = ("none",) if option == "sec_obj" else ()
+            choices = objectives_of(space.name, first=option == "first_obj") + no_objective
             raise OptionError("{search_space} {space} supports {" + option + "} {choices}", space=space.name,
                               choices=_either(choices))
         raise OptionError("{" + option + "} {figure} needs {search_space} {spaces}", figure=name,
@@ -500,7 +501,7 @@ class SearchConfig:
 
     def default_study_name(self) -> str:
         """A study name derived from the space, the dataset and the objectives."""
-        return "-".join([self.search_space, self.dataset] + self.objectives)
+        return "-".join([self.search_space, self.dataset, *self.objectives])
 
     def to_dict(self) -> dict[str, Any]:
         """Return every option as a JSON-serialisable dict, keyed by option name (``lr``, not
@@ -508,7 +509,7 @@ class SearchConfig:
         return {option_key(field): getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
+    def from_dict(cls, values: dict[str, Any]) -> SearchConfig:
         """Build a configuration from a dict, refusing unknown keys.
 
         Args:

@@ -110,7 +110,8 @@ def test_quick_run_on_a_study(bench, untrained_supernet: Path, tiny_cifar10: Pat
     result = invoke_cli("search", "--storage", url, "--study-name", "truth", "--supernet-path",
                         str(untrained_supernet), "--dataset", "cifar10", "--data", str(tiny_cifar10),
                         "--n-doe", "4", "--iterations", "0", "--n-epochs", "0",
-                        "--vld-size", "20", "--lr", "16", "--ur", "16", "--threads", "1", "--save", str(tmp_path / "run"), "--quiet")
+                        "--vld-size", "20", "--lr", "16", "--ur", "16", "--threads", "1",
+                        "--save", str(tmp_path / "run"), "--quiet")
     assert result.returncode == 0, result.stderr
     capsys.readouterr()
     report = bench.main(["--storage", url, "--study-name", "truth", "--quick", "--threads", "1",
@@ -146,7 +147,8 @@ def test_quick_run_on_a_supernet(bench, untrained_supernet: Path, tiny_cifar10: 
     macs = [row["macs"] for row in rows]
     assert macs == sorted(macs)
     # The cheapest and costliest of the architectures drawn.
-    config = SearchConfig.from_dict({"dataset": "cifar10", "data": str(tiny_cifar10), "vld_size": 20, "lr": 16, "ur": 16})
+    config = SearchConfig.from_dict({"dataset": "cifar10", "data": str(tiny_cifar10), "vld_size": 20, "lr": 16,
+                                     "ur": 16})
     drawn = sorted(candidate["macs"] for candidate in bench.sampled_candidates(config, 2))
     assert len(drawn) > 2 and macs == [drawn[0], drawn[-1]]
     _check_summary(report, out)

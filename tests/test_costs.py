@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ _IN_PLACE_MODULES = (nn.BatchNorm2d, nn.ReLU, Hswish, Hsigmoid)
 _VIEW_METHODS = ("view", "flatten", "reshape")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _supernet(width: float, n_classes: int) -> OFAMobileNetV3:
     return OFAMobileNetV3(
         n_classes=n_classes,
@@ -122,7 +122,7 @@ def _millions_to_int(value: float) -> int:
 def test_profile_matches_network(width: float, resolution: int, n_classes: int) -> None:
     space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
     rng = np.random.default_rng(int(width * 10) * 1000 + resolution)
-    subnets = space.sample(rng, SUBNETS_PER_CASE - 2) + [space.smallest(), space.largest()]
+    subnets = [*space.sample(rng, SUBNETS_PER_CASE - 2), space.smallest(), space.largest()]
     for subnet in subnets:
         network = _build(subnet, n_classes)
         image = torch.randn(1, 3, resolution, resolution)

@@ -53,7 +53,7 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_names_and_class_counts() -> None:
     assert DATASETS == ("digits", "cifar10", "cifar100", "svhn", "cinic10", "imagenet")
     assert [n_classes_of(name) for name in DATASETS] == [10, 10, 100, 10, 10, 1000]
-    with pytest.raises(DataError, match="unknown dataset 'mnist'.*cifar10"):
+    with pytest.raises(DataError, match=r"unknown dataset 'mnist'.*cifar10"):
         n_classes_of("mnist")
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("mnist")
@@ -66,7 +66,7 @@ def test_digits_needs_nothing_else(digits: DataSplits) -> None:
         assert isinstance(split, TensorImageSet)
         assert split.labels.dtype == torch.int64
         assert set(split.labels.tolist()) == set(range(10))
-    images, labels = digits.train.tensors(8)
+    images, _ = digits.train.tensors(8)
     assert images.shape == (1078, 3, 8, 8) and images.dtype == torch.float32
     assert torch.equal(images[:, 0], images[:, 2])  # gray repeated on three channels
     # Normalized with statistics of the training files.
@@ -295,7 +295,7 @@ def test_malformed_files(cifar10_dir: Path, tmp_path: Path) -> None:
         load_dataset("cifar10", tmp_path)
     with open(folder / "data_batch_3", "wb") as f:
         pickle.dump({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 12]}, f)
-    with pytest.raises(DataError, match="labels outside 0..9"):
+    with pytest.raises(DataError, match=r"labels outside 0\.\.9"):
         load_dataset("cifar10", tmp_path)
     with open(folder / "data_batch_3", "wb") as f:
         pickle.dump({b"labels": [0]}, f)
@@ -335,7 +335,7 @@ def test_malformed_svhn(tmp_path: Path) -> None:
 
     make_svhn(tmp_path, n_train=10, n_test=10)
     (tmp_path / "train_32x32.mat").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="train_32x32.mat is not a readable .mat file"):
+    with pytest.raises(DataError, match=r"train_32x32\.mat is not a readable \.mat file"):
         load_dataset("svhn", tmp_path)
     gray = {"X": np.zeros((28, 28, 1, 5), np.uint8), "y": np.ones((5, 1))}
     savemat(tmp_path / "train_32x32.mat", gray)
@@ -366,7 +366,7 @@ def test_unreadable_image_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "test" / "dog" / "1.png"
     bad.write_bytes(b"not a png")
     splits = load_dataset("cinic10", tmp_path, vld_size=2)
-    with pytest.raises(DataError, match="1.png cannot be read as an image"):
+    with pytest.raises(DataError, match=r"1\.png cannot be read as an image"):
         list(splits.test.batches(4, 8))
     Image.new("RGB", (8, 8)).save(bad)
     assert len(splits.test.tensors(8)[1]) == 6

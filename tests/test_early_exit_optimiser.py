@@ -25,7 +25,7 @@ def test_early_exit_candidates_use_the_chosen_optimiser(optim: str, tmp_path: Pa
     used = []
     make_optimizer = loop.make_optimizer
 
-    def recording(name: str, params, **options):  # noqa: ANN001, ANN003, ANN202
+    def recording(name: str, params, **options):
         used.append((name, options["rho"]))
         return make_optimizer(name, params, **options)
 

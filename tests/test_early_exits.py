@@ -279,7 +279,8 @@ def test_every_confidence_loss_term_has_a_gradient(trained, digits) -> None:
         for name in ("alpha", "beta", "gamma"):
             model.zero_grad()
             logits, confidences = model(images)
-            terms = confidence_loss(logits, confidences, labels, exit_macs=figures["exit_macs"], mmax=mmax, support=support)
+            terms = confidence_loss(logits, confidences, labels, exit_macs=figures["exit_macs"], mmax=mmax,
+                                    support=support)
             terms[name].backward()
             gradient = model.heads[0].linear.weight.grad
             assert gradient is not None and gradient[-1].abs().sum() > 0, (name, mmax)

@@ -147,7 +147,7 @@ def test_early_exit_thresholds_are_the_ones_the_search_scored(tmp_path: Path) ->
     with pytest.raises(ValueError, match="one threshold per exit"):
         read_subnet(folder)
     (folder / "net.stats").write_text(json.dumps({"epsilon": [0.9, 0.25]}))
-    with pytest.raises(ValueError, match="net.stats: 'epsilon' holds 0.25"):
+    with pytest.raises(ValueError, match=r"net\.stats: 'epsilon' holds 0\.25"):
         read_subnet(folder)
 
 

@@ -136,7 +136,8 @@ def test_int8_torchscript_is_refused(calibrated: Path, tmp_path: Path) -> None:
 
 def test_flash_kb_is_the_int8_files_weights(calibrated: Path, int8_export: subprocess.CompletedProcess) -> None:
     assert int8_export.returncode == 0, int8_export.stderr
-    _assert_flash_is_the_files_weights(calibrated / "net.int8.onnx", json.loads((calibrated / "net.subnet").read_text()))
+    subnet = json.loads((calibrated / "net.subnet").read_text())
+    _assert_flash_is_the_files_weights(calibrated / "net.int8.onnx", subnet)
 
 
 def _assert_flash_is_the_files_weights(int8_file: Path, subnet: dict) -> None:

@@ -103,9 +103,9 @@ def test_fastest_is_the_lowest_prediction() -> None:
 
 def test_tables_that_cannot_serve_a_space_are_refused(tmp_path: Path) -> None:
     table = LatencyTable.load(_write_table(tmp_path / "lut.json"))
-    with pytest.raises(LatencyTableError, match="no entry stem-w1.0-r64"):
+    with pytest.raises(LatencyTableError, match=r"no entry stem-w1\.0-r64"):
         table.check_covers([1.0], [32, 64], 10)
-    with pytest.raises(LatencyTableError, match="built for 10 classes.*n_classes 100"):
+    with pytest.raises(LatencyTableError, match=r"built for 10 classes.*n_classes 100"):
         table.check_covers([1.0], [32], 100)
     with pytest.raises(LatencyTableError, match="no entry exit-"):
         table.check_covers([1.0], [32], 10, exits=True)
@@ -117,8 +117,9 @@ def test_tables_that_cannot_serve_a_space_are_refused(tmp_path: Path) -> None:
 
 
 def test_nasbench201_latency_objective_and_constraint(tmp_path: Path) -> None:
-    study, complete = _search(tmp_path, "nb", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "latency",
-                       "--lmax", "20", "--n-doe", "10", "--iterations", "1", "--n-iter", "5", "--predictor", "rbf")
+    study, complete = _search(tmp_path, "nb", "--search-space", "nasbench201", "--dataset", "cifar10",
+                              "--sec-obj", "latency", "--lmax", "20", "--n-doe", "10", "--iterations", "1",
+                              "--n-iter", "5", "--predictor", "rbf")
     assert len(complete) == 15
     for trial in complete:
         figures = lookup(trial.user_attrs["subnet"], "cifar10", 0)

@@ -83,8 +83,8 @@ def test_an_unstable_item_runs_on_alone_until_max_repeats() -> None:
     clock = FakeClock()
     protocol = TimingProtocol(warmup=1, min_repeats=10, max_repeats=40, round_size=5, tolerance=0.02)
     # Each call of "drift" is slower than the last: its median never settles.
-    result = time_calls({"steady": clock.item("steady", _constant(0.001)), "drift": clock.item("drift", _rising(0.001))},
-                        protocol, clock=clock)
+    calls = {"steady": clock.item("steady", _constant(0.001)), "drift": clock.item("drift", _rising(0.001))}
+    result = time_calls(calls, protocol, clock=clock)
     assert result["steady"]["repeats"] == 10
     assert result["drift"]["repeats"] == 40
     assert result["drift"]["p90_ms"] > result["drift"]["ms"]
@@ -206,8 +206,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def _device(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-I", "-c", _WITHOUT_OPTNAS, *map(str, args)], check=False, capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-I", "-c", _WITHOUT_OPTNAS, *map(str, args)], check=False,
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_the_device_script_writes_a_table_standalone_and_resumes(tiny_folder, tmp_path: Path) -> None:

@@ -45,12 +45,13 @@ def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Mo
         _assert_tensors_are_the_networks(network, subnet)
         # A head's working set, read off the running network: its input, the pooled copy, the conv output.
         sizes: list[dict[str, int]] = []
-        hooks = [head.register_forward_pre_hook(lambda m, i: sizes.append({"in": i[0].numel()}))
+        hooks = [head.register_forward_pre_hook(lambda m, i, sizes=sizes: sizes.append({"in": i[0].numel()}))
                  for head in network.heads]
         hooks += [head.pool.register_forward_hook(
-            lambda m, i, o: sizes[-1].__setitem__("pool", o.numel() if isinstance(m, torch.nn.MaxPool2d) else 0))
+            lambda m, i, o, sizes=sizes: sizes[-1].__setitem__(
+                "pool", o.numel() if isinstance(m, torch.nn.MaxPool2d) else 0))
             for head in network.heads]
-        hooks += [head.conv.register_forward_hook(lambda m, i, o: sizes[-1].__setitem__("conv", o.numel()))
+        hooks += [head.conv.register_forward_hook(lambda m, i, o, sizes=sizes: sizes[-1].__setitem__("conv", o.numel()))
                   for head in network.heads]
         with torch.no_grad():
             network(torch.zeros(1, 3, subnet["r"], subnet["r"]))

@@ -97,7 +97,7 @@ def test_incomplete_cifar10c_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="lacks"):
         load_cifar_c("cifar10c", tmp_path)
     np.save(tmp_path / "snow.npy", np.zeros((7, 32, 32, 3), dtype=np.uint8))
-    with pytest.raises(DataError, match="snow.npy"):
+    with pytest.raises(DataError, match=r"snow\.npy"):
         load_cifar_c("cifar10c", tmp_path, ("fog", "snow"))
 
 

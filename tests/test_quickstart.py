@@ -30,7 +30,8 @@ def quick_start_arguments() -> list[str]:
     return shlex.split(command.group(1))
 
 
-def test_quick_start_trains_a_supernet_on_the_spot_and_searches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quick_start_trains_a_supernet_on_the_spot_and_searches(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     arguments = quick_start_arguments()
     assert "--supernet-path" not in arguments  # the quick start trains its own supernet
     monkeypatch.chdir(tmp_path)

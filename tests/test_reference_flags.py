@@ -47,9 +47,9 @@ def _commands(group: click.Group = main, path: tuple[str, ...] = ()) -> list[tup
     found = []
     for name, command in group.commands.items():
         if isinstance(command, click.Group):
-            found += _commands(command, path + (name,))
+            found += _commands(command, (*path, name))
         else:
-            found.append((path + (name,), command))
+            found.append(((*path, name), command))
     return found
 
 

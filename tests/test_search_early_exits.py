@@ -64,7 +64,8 @@ def test_early_exit_search_stores_exit_stats_and_meets_mmax(
 
     rows = json.loads(invoke_cli("trials", "--study-name", "ee", "--storage", url, "--format", "json").stdout)
     for count in (1, 2, 3, 4):
-        listed = invoke_cli("trials", "--study-name", "ee", "--storage", url, "--format", "json", "--n-exits", str(count))
+        listed = invoke_cli("trials", "--study-name", "ee", "--storage", url, "--format", "json",
+                            "--n-exits", str(count))
         assert listed.returncode == 0
         numbers = [row["number"] for row in json.loads(listed.stdout)]
         assert numbers == [row["number"] for row in rows if sum(row["subnet"]["exits"]) == count]
@@ -84,7 +85,7 @@ def test_early_exit_options_are_checked() -> None:
     assert config.constraint_bounds == {"avg_macs": 5.0, "top1min": 50.0}
     from optnas.evaluation.costs import check_constraints_satisfiable
 
-    with pytest.raises(ValueError, match="no architecture satisfies mmax 0.5"):
+    with pytest.raises(ValueError, match=r"no architecture satisfies mmax 0\.5"):
         config = SearchConfig(**base, mmax=0.5).validate()
         check_constraints_satisfiable(config.cost_options(), config.constraint_bounds)
 

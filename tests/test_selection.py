@@ -71,7 +71,8 @@ def test_select_command_writes_folders_and_csv(known_study: tuple[str, optuna.St
         "space": "nasbench201", "ops": ["none"] * 6}
     assert json.loads((tmp_path / "chosen" / "net-macs_1" / "net.stats").read_text())["macs"] == 19.0
     # A study not created by optnas has no configuration or supernet to pass on to `optnas train`.
-    assert json.loads((tmp_path / "chosen" / "net-macs_1" / "source.json").read_text()) == {"study": "known", "trial": 4}
+    source = json.loads((tmp_path / "chosen" / "net-macs_1" / "source.json").read_text())
+    assert source == {"study": "known", "trial": 4}
     rows = list(csv.DictReader(open(tmp_path / "chosen" / "selection.csv")))
     assert [row["trial"] for row in rows] == ["0", "4"]
     bad = run_cli("select", "--study-name", "nope", "--storage", url, "--save", str(tmp_path / "x"))

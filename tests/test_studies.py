@@ -82,10 +82,12 @@ def test_artifacts_and_files_per_trial(searched: tuple[Path, str]) -> None:
     study = _study(url)
     store = optuna.artifacts.FileSystemArtifactStore(str(folder / "run" / "artifacts"))
     trial = study.get_trials(states=(TrialState.COMPLETE,))[0]
-    metas = {meta.filename: meta for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=study_storage(study))}
+    metas = {meta.filename: meta
+             for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=study_storage(study))}
     assert set(metas) == {"net.subnet", "net.stats"}
     out = folder / "downloaded.json"
-    optuna.artifacts.download_artifact(artifact_store=store, file_path=str(out), artifact_id=metas["net.subnet"].artifact_id)
+    optuna.artifacts.download_artifact(artifact_store=store, file_path=str(out),
+                                       artifact_id=metas["net.subnet"].artifact_id)
     # The file is the trial's subnet with the name of its space.
     assert json.loads(out.read_text()) == {"space": "nasbench201", **trial.user_attrs["subnet"]}
     stats = json.loads((folder / "run" / NAME / f"trial-{trial.number:05d}" / "net.stats").read_text())
@@ -109,7 +111,8 @@ def test_cli_trials_formats(searched: tuple[Path, str]) -> None:
     as_json = invoke_cli("trials", "--study-name", NAME, "--storage", url, "--format", "json")
     rows = json.loads(as_json.stdout)
     assert len(rows) == 16 and all("subnet" in row for row in rows)
-    pareto = json.loads(invoke_cli("trials", "--study-name", NAME, "--storage", url, "--pareto", "--format", "json").stdout)
+    listed = invoke_cli("trials", "--study-name", NAME, "--storage", url, "--pareto", "--format", "json")
+    pareto = json.loads(listed.stdout)
     assert pareto and all(row["feasible"] for row in pareto)
     csv_text = invoke_cli("trials", "--study-name", NAME, "--storage", url, "--format", "csv").stdout
     assert csv_text.splitlines()[0].startswith("number,state,feasible,top1")
@@ -221,7 +224,8 @@ def test_resume_continues_without_reevaluating(resumed: dict[str, Resumed]) -> N
     assert len(complete) == 8 + 4 * 4
     assert numbers_before < {t.number for t in study.trials}
     assert study.user_attrs["config"]["iterations"] == 4
-    evaluated = [json.dumps(t.user_attrs["subnet"], sort_keys=True) for t in complete if "duplicate_of" not in t.user_attrs]
+    evaluated = [json.dumps(t.user_attrs["subnet"], sort_keys=True)
+                 for t in complete if "duplicate_of" not in t.user_attrs]
     assert len(evaluated) == len(set(evaluated)), "an architecture was evaluated twice"
     assert "iteration:0004" in study.user_attrs
     assert isinstance(study.sampler, optuna.samplers.RandomSampler)

@@ -101,7 +101,7 @@ def test_net_subnet_files_name_their_space_and_older_files_load(tmp_path: Path) 
     cell = NASBench201Space().smallest()
     write_architecture(tmp_path / "cell", cell, {})
     assert json.loads((tmp_path / "cell" / "net.subnet").read_text()) == {"space": "nasbench201", "ops": cell["ops"]}
-    with pytest.raises(ValueError, match="a nasbench201 net.subnet"):
+    with pytest.raises(ValueError, match=r"a nasbench201 net\.subnet"):
         read_subnet_file(tmp_path / "cell" / "net.subnet")
 
 

@@ -286,7 +286,7 @@ def test_training_checkpoint_records_its_recipe_and_refuses_another(tiny_digits:
     recipe = torch.load(path, weights_only=True)["recipe"]
     assert recipe == summary["recipe"]
     assert recipe["epochs"] == 1 and recipe["warmup_epochs"] == 0 and recipe["n_random"] == 1
-    with pytest.raises(SupernetError, match="another recipe.*epochs 1 instead of 2"):
+    with pytest.raises(SupernetError, match=r"another recipe.*epochs 1 instead of 2"):
         _train(tiny_digits, 2, path)
 
 

@@ -156,7 +156,7 @@ def _motion_blur(x: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
 def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     """Zoom the centre of each image by ``factor`` and crop back to the original size."""
     size = x.shape[1]
-    crop = int(math.ceil(size / factor))
+    crop = math.ceil(size / factor)
     top = (size - crop) // 2
     zoomed = ndimage.zoom(x[:, top : top + crop, top : top + crop], (1, factor, factor, 1), order=1)
     trim = (zoomed.shape[1] - size) // 2

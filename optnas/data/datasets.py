@@ -593,7 +593,7 @@ def _load_digits() -> tuple[TensorImageSet, TensorImageSet]:
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler that only rebuilds numpy arrays, so a data file cannot run code."""
 
-    _ALLOWED = {
+    _ALLOWED = frozenset({
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),
@@ -601,7 +601,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy.core.numeric", "_frombuffer"),
         ("numpy._core.numeric", "_frombuffer"),
         ("_codecs", "encode"),
-    }
+    })
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:

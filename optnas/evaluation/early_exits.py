@@ -6,7 +6,8 @@ See :mod:`optnas.networks.early_exits` for the network, its costs and the exit c
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch

@@ -275,4 +275,4 @@ def format_ood(result: dict[str, Any]) -> str:
     footer = f"mCE {result['mce']:.2f} % on {result['n_images']} images"
     if "clean_error" in result:
         footer += f"; clean error {result['clean_error']:.2f} %"
-    return "\n".join(lines + [footer])
+    return "\n".join([*lines, footer])

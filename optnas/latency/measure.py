@@ -85,7 +85,8 @@ class Measurer:
         if self.runtime == "onnxruntime":
             buffer = io.BytesIO()
             export_onnx(network, shape, buffer)
-            return _result(time_calls({"network": onnx_call(buffer.getvalue(), self.threads)}, self.protocol)["network"])
+            call = onnx_call(buffer.getvalue(), self.threads)
+            return _result(time_calls({"network": call}, self.protocol)["network"])
         with torch_timing(self.threads):
             return _result(time_calls({"network": torch_call(network, shape)}, self.protocol)["network"])
 

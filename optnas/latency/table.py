@@ -177,7 +177,7 @@ class LatencyTable:
         self.data = data
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path) -> LatencyTable:
         """Read a table file.
 
         Args:

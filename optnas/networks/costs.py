@@ -55,7 +55,7 @@ tables, through :func:`optnas.spaces.nasbench201.lookup`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 from itertools import groupby
 from numbers import Integral
 from typing import Any, NamedTuple
@@ -95,7 +95,7 @@ class _Cost(NamedTuple):
     activations: int
     peak: int
 
-    def then(self, other: "_Cost") -> "_Cost":
+    def then(self, other: _Cost) -> _Cost:
         """Chain ``other`` after this part of the network."""
         return _Cost(
             self.params + other.params,
@@ -430,7 +430,7 @@ def _make_divisible(value: float) -> int:
     return rounded + divisor if rounded < 0.9 * value else rounded
 
 
-@lru_cache(maxsize=None)
+@cache
 def _channels(width: float) -> tuple[int, ...]:
     """Return the channels of the stem, first block, five stages, final expand and mix."""
     bases = (*_BASE_CHANNELS, _BASE_FINAL_EXPAND, _BASE_LAST_CHANNEL)
@@ -442,7 +442,7 @@ def _conv_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stem(width: float, resolution: int) -> _Cost:
     """The first convolution (3x3, stride 2, BN, h-swish) and the first block."""
     stem, first = _channels(width)[:2]
@@ -470,7 +470,7 @@ def _stem(width: float, resolution: int) -> _Cost:
     return conv.then(first_block)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layer(width: float, stage: int, first: bool, kernel: int, expand: int, size: int) -> _Cost:
     """One elastic layer of a stage, whose input is ``size x size``."""
     channels = _channels(width)
@@ -552,7 +552,7 @@ def _mbconv(
     return _Cost(params, macs, activations, max(peaks))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _head(width: float, size: int, n_classes: int) -> _Cost:
     """Final expand (1x1, BN, h-swish), pooling, feature mix (1x1, h-swish), classifier."""
     last_stage, final_expand, last_channel = _channels(width)[-3:]

@@ -13,7 +13,8 @@ takes all others.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,15 +96,15 @@ class EarlyExitNetwork(nn.Module):
             parameter.requires_grad_(not frozen)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "EarlyExitNetwork":
+    def train(self, mode: bool = True) -> EarlyExitNetwork:
         super().train(mode)
         if self._backbone_frozen:
             self.backbone.eval()
         return self
 
     def _segments(self) -> list[tuple[int, int]]:
-        starts = [0] + self._ends
-        return list(zip(starts, self._ends + [len(self.backbone.blocks)]))
+        starts = [0, *self._ends]
+        return list(zip(starts, [*self._ends, len(self.backbone.blocks)]))
 
     def _final(self, x: torch.Tensor) -> torch.Tensor:
         net = self.backbone

@@ -61,7 +61,8 @@ def load_chosen_network(folder: str | Path) -> tuple[nn.Module, Subnet, Path]:
     subnet = read_subnet(folder)
     weights = next((folder / name for name in (FINAL_FILE, SEARCH_CHECKPOINT) if (folder / name).is_file()), None)
     if weights is None:
-        raise ValueError(f"{folder} holds no weights ({FINAL_FILE} or {SEARCH_CHECKPOINT}): run `optnas train {folder}` first")
+        raise ValueError(f"{folder} holds no weights ({FINAL_FILE} or {SEARCH_CHECKPOINT}): "
+                         f"run `optnas train {folder}` first")
     state = load_checkpoint(weights).get("state_dict", {})
     # The classifier tells the number of classes; an early-exit network holds it in its backbone.
     classifier = ("backbone." if subnet.has_exits else "") + _CLASSIFIER_WEIGHT

@@ -73,7 +73,7 @@ class MLPPredictor(Predictor):
         Z = torch.as_tensor(self.scaler_(X), dtype=torch.float32)
         t = torch.as_tensor((y - self.y_mean_) / self.y_scale_, dtype=torch.float32)[:, None]
         # At least one sample is left to train on, whatever the fraction and sample count.
-        n_validation = min(int(round(self.validation_fraction * len(X))), len(X) - 1)
+        n_validation = min(round(self.validation_fraction * len(X)), len(X) - 1)
         order = torch.as_tensor(rng.permutation(len(X)))
         train, validation = order[n_validation:], order[:n_validation]
         # fork_rng keeps the seeding local: the caller's torch generator is left untouched.

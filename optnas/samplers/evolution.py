@@ -93,7 +93,9 @@ class SurrogateNSGA2:
         self.select_elite = EliteSelection()
         self.generate_children = ChildGeneration([len(v) for v in space.choices()], crossover_prob)
 
-    def run(self, evaluate: Evaluate, initial: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(
+        self, evaluate: Evaluate, initial: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Evolve from ``initial`` and return every distinct individual seen with its scores.
 
         Returns ``(vectors, objectives, violation)``: the candidates a batch is chosen from.

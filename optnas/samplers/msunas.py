@@ -229,7 +229,8 @@ class MSuNASStep:
         return models
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """Mask of the candidates never evaluated, not dominated by their reduced form, and within the trust radius of one that was."""
+        """Mask of the candidates never evaluated, not dominated by their reduced form, and within the
+        trust radius of one that was."""
         allowed = ~self._dominated_by_reduced(vectors)
         if len(vectors) == 0 or len(done) == 0:
             return allowed

@@ -305,7 +305,7 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
             space, costs, objectives=objectives, constraint_bounds=bounds,
             plausible=lambda name, predicted: predicted,
             # Optuna's penalty: the sum of the positive constraint values.
-            constraint_scales={name: 1.0 for name in bounds},
+            constraint_scales=dict.fromkeys(bounds, 1.0),
             **dataclasses.asdict(options),
         )
         return Problem(step, Evaluated(

@@ -42,7 +42,7 @@ class Subnet(dict):
         space: the space they are canonical in.
     """
 
-    def __init__(self, values: dict[str, Any], space: "SearchSpace") -> None:
+    def __init__(self, values: dict[str, Any], space: SearchSpace) -> None:
         super().__init__(values)
         self.space = space
 
@@ -50,7 +50,7 @@ class Subnet(dict):
         # Pickles and copies as values and space; the parts cached below are derived again.
         return (Subnet, (dict(self), self.space))
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "Subnet":
+    def __deepcopy__(self, memo: dict[int, Any]) -> Subnet:
         # A space does not change once built: copies share it.
         return Subnet(copy.deepcopy(dict(self), memo), self.space)
 
@@ -59,7 +59,7 @@ class Subnet(dict):
         """Whether the network has early exits (its space's :attr:`SearchSpace.has_exits`)."""
         return self.space.has_exits
 
-    def backbone(self) -> "Subnet":
+    def backbone(self) -> Subnet:
         """Return the network without its early exits: the mobilenetv3 part, or itself without exits."""
         if not self.has_exits:
             return self
@@ -126,7 +126,7 @@ class SearchSpace(abc.ABC):
         return None
 
     @classmethod
-    def for_subnet(cls, subnet: dict[str, Any]) -> "SearchSpace":
+    def for_subnet(cls, subnet: dict[str, Any]) -> SearchSpace:
         """Build the space of this kind that a subnet given alone belongs to (``ValueError`` if none).
 
         Args:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
 from optnas.errors import OptionError
@@ -55,7 +55,7 @@ class MobileNetV3Space(SearchSpace):
         self.search_width = search_width
 
     @classmethod
-    def from_range(cls, lowest: int, highest: int, step: int, **kwargs: Any) -> "MobileNetV3Space":
+    def from_range(cls, lowest: int, highest: int, step: int, **kwargs: Any) -> MobileNetV3Space:
         """Build the space with resolutions ``range(lowest, highest + 1, step)``.
 
         Args:

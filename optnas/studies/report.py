@@ -18,20 +18,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact  # noqa: E402
-from optuna.artifacts.exceptions import ArtifactNotFound  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+import matplotlib.pyplot as plt
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
 
 from optnas.errors import OptionError
-from optnas.figures import FIGURES  # noqa: E402
-from optnas.optuna_private import study_storage  # noqa: E402
-from optnas.studies.runner import ITERATION_ATTR_PREFIX  # noqa: E402
-from optnas.studies.selection import select_trials, stats_of  # noqa: E402
-from optnas.studies.study import ARTIFACT_DIR_ATTR  # noqa: E402
-from optnas.studies.trials import pareto_trials  # noqa: E402
-from optnas.trial_attrs import DUPLICATE_OF, SUBNET  # noqa: E402
+from optnas.figures import FIGURES
+from optnas.optuna_private import study_storage
+from optnas.studies.runner import ITERATION_ATTR_PREFIX
+from optnas.studies.selection import select_trials, stats_of
+from optnas.studies.study import ARTIFACT_DIR_ATTR
+from optnas.studies.trials import pareto_trials
+from optnas.trial_attrs import DUPLICATE_OF, SUBNET
 
 PAGE = "index.html"
 
@@ -80,7 +80,8 @@ def write_report(
     if any("hv" in figure for figure in iterations):
         plots.append(_plot_series(iterations, "hv", "hypervolume (normalised)", out / "hypervolume.png"))
     if any("predictor" in figure for figure in iterations):
-        plots.append(_plot_series(iterations, "predictor", "Kendall τ of the predictor on the batch", out / "predictor_tau.png"))
+        plots.append(_plot_series(iterations, "predictor", "Kendall τ of the predictor on the batch",
+                                  out / "predictor_tau.png"))
     early_exit = [t for t in pareto_trials(study) if "exit_ratios" in t.user_attrs]
     if early_exit:
         plots.append(_plot_exit_ratios(early_exit, out / "exit_ratios.png"))
@@ -177,8 +178,8 @@ def _plot_exit_ratios(trials: list[FrozenTrial], path: Path) -> str:
 
 def _page(study: optuna.Study, plots: list[str], rows: list[dict[str, Any]],
           iterations: list[dict[str, Any]]) -> str:
-    columns = ("trial", "reason") + tuple(key for key in rows[0] if key not in ("trial", "reason", SUBNET))
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in columns + (SUBNET,))
+    columns = ("trial", "reason", *(key for key in rows[0] if key not in ("trial", "reason", SUBNET)))
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in (*columns, SUBNET))
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in columns)
         + f"<td><code>{html.escape(json.dumps(row.get(SUBNET)))}</code></td></tr>"

@@ -20,7 +20,7 @@ from optnas.trial_attrs import DUPLICATE_OF, FAIL_REASON, STAT_KEYS, SUBNET
 # `optnas ood` keeps a trial's result under this study user attribute, + the trial number.
 OOD_ATTR_PREFIX = "ood:trial:"
 # mce: mean corruption error of `optnas ood`, kept in the study's user attributes.
-COLUMNS = ("number", "state", "feasible") + STAT_KEYS + ("mce", DUPLICATE_OF, SUBNET)
+COLUMNS = ("number", "state", "feasible", *STAT_KEYS, "mce", DUPLICATE_OF, SUBNET)
 
 
 def load_trials(storage_url: str, study_name: str, *, pareto: bool = False) -> list[FrozenTrial]:
@@ -68,7 +68,7 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name}
     if trial.state == TrialState.COMPLETE:
         row["feasible"] = all(value <= 0 for value in trial.constraints.values())
-    for key in STAT_KEYS + (DUPLICATE_OF, SUBNET):
+    for key in (*STAT_KEYS, DUPLICATE_OF, SUBNET):
         if key in trial.user_attrs:
             row[key] = trial.user_attrs[key]
     if trial.state == TrialState.FAIL:
@@ -76,7 +76,7 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] = COLUMNS + (FAIL_REASON,)) -> str:
+def format_rows(rows: list[dict[str, Any]], fmt: str, columns: tuple[str, ...] = (*COLUMNS, FAIL_REASON)) -> str:
     """Render rows as ``table``, ``json`` or ``csv``.
 
     Args:

@@ -20,7 +20,8 @@ the learning rate follows a cosine over all epochs, changed once per epoch.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch

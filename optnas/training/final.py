@@ -12,8 +12,9 @@ loss of every exit and scored with the subnet's thresholds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -200,7 +201,8 @@ def _read_state(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise OptionError("{resume}: {path} does not exist; run without {resume} to start", path=path)
     state = load_checkpoint(path)
     stored = state["settings"]
-    different = [f"{key} {stored[key]!r} (given {settings[key]!r})" for key in settings if stored.get(key) != settings[key]]
+    different = [f"{key} {stored[key]!r} (given {settings[key]!r})"
+                 for key in settings if stored.get(key) != settings[key]]
     if different:
         raise OptionError("{resume}: {path} was written with other settings: {different}", path=path,
                           different="; ".join(different))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -142,7 +143,8 @@ def fine_tune(
                     # SAM/ASAM call the closure twice; the first call scores the step's batch.
                     step_logits: list[torch.Tensor] = []
 
-                    def closure(images: torch.Tensor = images, labels: torch.Tensor = labels) -> torch.Tensor:
+                    def closure(images: torch.Tensor = images, labels: torch.Tensor = labels,
+                                step_logits: list[torch.Tensor] = step_logits) -> torch.Tensor:
                         optimizer.zero_grad(set_to_none=True)
                         outputs = model(images)
                         value = F.cross_entropy(outputs, labels) if loss is None else loss(outputs, labels)

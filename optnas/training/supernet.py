@@ -65,8 +65,9 @@ def train_supernet(
     nothing: on digits, the sandwich rule from the first step left the smallest subnet below
     16 % after 6 epochs, while 4 epochs of the largest alone and 4 of the sandwich rule took
     the largest to 92 % and the smallest to 86 %. The learning rate follows a cosine per step
-    within each phase, from ``lr`` and ``sandwich_lr`` to 0 (Nesterov SGD). A checkpoint, recording the recipe, is written atomically
-    to ``out_path`` after every epoch; when ``out_path`` already holds one of the same recipe,
+    within each phase, from ``lr`` and ``sandwich_lr`` to 0 (Nesterov SGD). A checkpoint,
+    recording the recipe, is written atomically to ``out_path`` after every epoch; when
+    ``out_path`` already holds one of the same recipe,
     training resumes after its last epoch and, since every epoch is seeded from
     ``(seed, epoch)``, ends with the same weights as an uninterrupted run.
 
@@ -110,7 +111,8 @@ def train_supernet(
     recipe = {"epochs": epochs, "warmup_epochs": warmup_epochs, "lr": lr, "momentum": momentum,
               "nesterov": True, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
               "batch_size": batch_size, "n_random": n_random, "resolutions": list(resolutions),
-              "sandwich_lr": sandwich_lr, "schedule": "cosine per step and phase", "init": "residual branches zeroed", "distillation": "in-place, soft cross-entropy"}
+              "sandwich_lr": sandwich_lr, "schedule": "cosine per step and phase", "init": "residual branches zeroed",
+              "distillation": "in-place, soft cross-entropy"}
     out_path = Path(out_path)
     n_classes = supernet.classifier.linear.out_features
     if n_classes != data.n_classes:
