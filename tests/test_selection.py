@@ -13,7 +13,7 @@ from optuna.distributions import IntDistribution
 
 from optnas.spaces.nasbench201 import OPERATIONS
 from optnas.studies.selection import select_trials, trade_offs
-from tests.conftest import invoke_cli, run_cli
+from tests.conftest import invoke_cli
 
 # (top1 %, macs M, params M, feasible): the feasible front is trials 0-4; 5 is dominated and 6
 # is the most accurate but infeasible.
@@ -63,8 +63,8 @@ def test_selection_per_preference(known_study: tuple[str, optuna.Study], prefer:
 
 def test_select_command_writes_folders_and_csv(known_study: tuple[str, optuna.Study], tmp_path: Path) -> None:
     url, _ = known_study
-    result = run_cli("select", "--study-name", "known", "--storage", url, "-n", "2", "--prefer", "macs",
-                     "--save", str(tmp_path / "chosen"))
+    result = invoke_cli("select", "--study-name", "known", "--storage", url, "-n", "2", "--prefer", "macs",
+                        "--save", str(tmp_path / "chosen"))
     assert result.returncode == 0, result.stderr
     # The file names its space; the rest is the trial's subnet.
     assert json.loads((tmp_path / "chosen" / "net-macs_0" / "net.subnet").read_text()) == {
@@ -75,7 +75,7 @@ def test_select_command_writes_folders_and_csv(known_study: tuple[str, optuna.St
     assert source == {"study": "known", "trial": 4}
     rows = list(csv.DictReader(open(tmp_path / "chosen" / "selection.csv")))
     assert [row["trial"] for row in rows] == ["0", "4"]
-    bad = run_cli("select", "--study-name", "nope", "--storage", url, "--save", str(tmp_path / "x"))
+    bad = invoke_cli("select", "--study-name", "nope", "--storage", url, "--save", str(tmp_path / "x"))
     assert bad.returncode == 2 and "no study named 'nope'" in bad.stderr
 
 
