@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import invoke_cli, run_cli
+from tests.conftest import invoke_cli
 
 BASE = ["search", "--quiet", "--study-name", "fresh", "--n-doe", "2", "--iterations", "0"]
 
@@ -22,9 +22,11 @@ def _dump(db: Path) -> list[str]:
 def existing_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A storage that already holds one study."""
     folder = tmp_path_factory.mktemp("db")
-    result = run_cli("search", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params",
-                     "--n-doe", "2", "--iterations", "0", "--quiet", "--storage", f"sqlite:///{folder / 's.db'}",
-                     "--save", str(folder / "run"), cwd=folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        result = invoke_cli("search", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params",
+                            "--n-doe", "2", "--iterations", "0", "--quiet", "--storage", f"sqlite:///{folder / 's.db'}",
+                            "--save", str(folder / "run"))
     assert result.returncode == 0, result.stderr
     return folder / "s.db"
 
