@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,16 @@ def unique_name() -> str:
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite storage URL."""
     return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+def selected(request: pytest.FixtureRequest, *tests: Callable[..., None]) -> bool:
+    """Whether any of these test functions runs in this session (for work started ahead of them).
+
+    Args:
+        request: the asking fixture's request.
+        tests: test functions.
+    """
+    return any(getattr(item, "function", None) in tests for item in request.session.items)
 
 
 def start_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -20,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.optuna_private import study_storage
-from tests.conftest import finish, invoke_cli, start_cli
+from tests.conftest import finish, invoke_cli, selected, start_cli
 
 NAME = "nb"
 SEARCH = ["search", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params",
@@ -178,23 +179,28 @@ def test_resume_refuses_contradictions_and_leaves_db_untouched(searched: tuple[P
     assert missing.returncode == 2 and "no study named 'nope'" in missing.stderr
 
 
-class Resumed(NamedTuple):
-    """A study searched in this process, then resumed by `optnas resume` in a fresh one."""
+class Resuming(NamedTuple):
+    """A study searched in this process, being resumed by `optnas resume` in a fresh one."""
 
     url: str
     before: list[optuna.trial.FrozenTrial]
-    result: subprocess.CompletedProcess
+    process: subprocess.Popen
 
 
-@pytest.fixture(scope="module")
-def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Resumed]:
-    """A 16-trial study of the random and of the NSGA-II sampler, each resumed with --iterations 4.
+@pytest.fixture(scope="module", autouse=True)
+def resuming(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Resuming]]:
+    """A 16-trial study of the random and of the NSGA-II sampler, each being resumed with --iterations 4.
 
     The first part runs in this process, the resume in a fresh one: nothing but the storage
-    carries over. Both resumes run at once (they share nothing), each on a core of its own.
+    carries over. Both start with this module's first test, so that the two processes run
+    beside each other and beside the tests in between; the resume tests wait for them.
+    Nothing is started when neither resume test is selected.
     """
+    if not selected(request, test_resume_continues_without_reevaluating, test_resume_keeps_the_nsga2_generations):
+        yield {}
+        return
     resume_args = {"random": ("--search-space", "nasbench201"), "nsga2": ()}
-    started: dict[str, tuple[str, list[optuna.trial.FrozenTrial], subprocess.Popen]] = {}
+    started: dict[str, Resuming] = {}
     try:
         for sampler, extra in resume_args.items():
             folder = tmp_path_factory.mktemp(f"resume-{sampler}")
@@ -206,17 +212,18 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Resumed]:
             before = _study(url).trials
             process = start_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet",
                                 *extra, cwd=folder)
-            started[sampler] = (url, before, process)
-        return {sampler: Resumed(url, before, finish(process)) for sampler, (url, before, process) in started.items()}
+            started[sampler] = Resuming(url, before, process)
+        yield started
     finally:
-        for _, _, process in started.values():
-            if process.poll() is None:  # only after a failure above
-                process.kill()
-                process.communicate()
+        for resume in started.values():
+            if resume.process.poll() is None:  # its test failed or did not run
+                resume.process.kill()
+                resume.process.communicate()
 
 
-def test_resume_continues_without_reevaluating(resumed: dict[str, Resumed]) -> None:
-    url, before, result = resumed["random"]
+def test_resume_continues_without_reevaluating(resuming: dict[str, Resuming]) -> None:
+    url, before, process = resuming["random"]
+    result = finish(process)
     numbers_before = {t.number for t in before}
     assert result.returncode == 0, result.stderr
     study = _study(url)
@@ -282,8 +289,9 @@ def test_failed_evaluation_is_a_fail_trial_with_its_reason(tmp_path: Path, monke
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == config.budget
 
 
-def test_resume_keeps_the_nsga2_generations(resumed: dict[str, Resumed]) -> None:
-    url, trials_before, result = resumed["nsga2"]
+def test_resume_keeps_the_nsga2_generations(resuming: dict[str, Resuming]) -> None:
+    url, trials_before, process = resuming["nsga2"]
+    result = finish(process)
     generation = "NSGAIISampler:generation"
     before = max(t.system_attrs[generation] for t in trials_before)
     assert before >= 2

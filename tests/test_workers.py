@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
 from optnas.studies.study import create_search_study
+from tests.conftest import selected
 
 
 def _worker(url: str, name: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
@@ -137,7 +138,7 @@ def killed_worker_scenario(request: pytest.FixtureRequest,
     Side by side, this module takes about 15 s less on two cores. None when the test that
     waits for it is not selected.
     """
-    if not any(getattr(item, "function", None) is test_killed_worker_is_recovered for item in request.session.items):
+    if not selected(request, test_killed_worker_is_recovered):
         yield None
         return
     supernet_file = request.getfixturevalue("supernet_file")
