@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--n-classes", type=int, default=1000, help="classifier outputs")
     args = parser.parse_args()
 
-    space = MobileNetV3Space.from_range(128, 224, 4, search_width=True)
+    space = MobileNetV3Space.from_range(128, 224, 4, search_width=(1.0, 1.2))
     subnets = space.sample(np.random.default_rng(args.seed), args.n)
     supernets = {}
     for width in sorted({subnet["w"] for subnet in subnets}):

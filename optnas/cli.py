@@ -33,7 +33,7 @@ from optnas.cli_options import (
 from optnas.config import PREFERENCES, SearchConfig, read_config_file
 from optnas.errors import OptionError
 from optnas.latency import RUNTIMES
-from optnas.spaces.mobilenetv3 import WIDTH_MULTS
+from optnas.spaces.mobilenetv3 import DEFAULT_WIDTH_MULT, WIDTH_MULTS
 
 # Flags of the reference scripts (CNAS msunas.py / post_search.py, see the README's "Coming from
 # the reference scripts") that optnas spells differently or does not have. Every other
@@ -391,7 +391,7 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
 
 _layer_space_options = together(
     click.option("--width-mult", "widths", multiple=True, type=click.Choice([str(w) for w in WIDTH_MULTS]),
-                 help="Width multiplier(s) of the supernet; repeat for both [default: 1.0]."),
+                 help=f"Width multiplier(s) of the supernet; repeat for several [default: {DEFAULT_WIDTH_MULT}]."),
     resolution_options("Lowest resolution of the searches the table serves."),
     click.option("--n-classes", default=10, show_default=True, type=click.IntRange(2),
                  help="Classes of the classifier (10: the digits default; a search refuses a table built "
@@ -429,8 +429,9 @@ def _layer_space(widths: tuple[str, ...], low_res: int, high_res: int, rstep: in
     from optnas.spaces import MobileNetV3Space
 
     resolutions = MobileNetV3Space.from_range(low_res, high_res, rstep).resolutions
-    return LayerSpace(width_mults=tuple(float(w) for w in widths) or (WIDTH_MULTS[0],), resolutions=tuple(resolutions),
-                      n_classes=n_classes, exits=exits, n_calibration=n_calibration, seed=seed)
+    return LayerSpace(width_mults=tuple(float(w) for w in widths) or (DEFAULT_WIDTH_MULT,),
+                      resolutions=tuple(resolutions), n_classes=n_classes, exits=exits,
+                      n_calibration=n_calibration, seed=seed)
 
 
 @main.group()
@@ -531,7 +532,7 @@ def supernet() -> None:
               help="Epochs training the largest network alone before the sandwich rule [default: half of --epochs].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint file; an existing one is resumed from its last epoch.")
-@click.option("--width-mult", default=str(WIDTH_MULTS[0]), show_default=True,
+@click.option("--width-mult", default=str(DEFAULT_WIDTH_MULT), show_default=True,
               type=click.Choice([str(width) for width in WIDTH_MULTS]),
               help="Width multiplier.")
 @resolution_options()

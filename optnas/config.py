@@ -32,7 +32,7 @@ from optnas.latency import RUNTIMES
 from optnas.networks.costs import tiny_ml
 from optnas.predictors import PREDICTOR_NAMES
 from optnas.spaces import SPACE_NAMES, SPACES, SearchSpace, SpaceOptions
-from optnas.spaces.mobilenetv3 import WIDTH_MULTS
+from optnas.spaces.mobilenetv3 import DEFAULT_WIDTH_MULT, WIDTH_MULTS
 from optnas.training import EE_METHODS, OPTIMIZERS
 from optnas.training.recipes import ExitRecipe, FineTuneRecipe
 
@@ -188,7 +188,8 @@ class SearchConfig:
     max_resolution: int = _option(32, "Highest input resolution of the search.", type=int, flag="ur")
     resolution_step: int = _option(4, "Step between searched resolutions.", type=int, flag="rstep")
     width_mult: float = _option(
-        1.0, "Width multiplier of the MobileNetV3 supernet: 1.0 or 1.2.", type=float
+        DEFAULT_WIDTH_MULT, "Width multiplier of the MobileNetV3 supernet: "
+        f"{', '.join(str(width) for width in WIDTH_MULTS)} (below 1.0 without the feature mix layer).", type=float
     )
     sampler: str = _option(
         "surrogate", "Sampler: surrogate-assisted NSGA-II (surrogate), or Optuna's NSGAIISampler "

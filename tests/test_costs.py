@@ -17,6 +17,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torchprofile import profile_macs
 
 from optnas.networks import costs
+from optnas.networks.supernet import build_supernet
 from optnas.spaces import MobileNetV3Space
 from optnas.spaces.mobilenetv3 import MAX_DEPTH
 
@@ -33,22 +34,20 @@ CASES = [
     (1.2, 224, 10),
 ]
 SUBNETS_PER_CASE = 6
+# Below width 1.0 the layers are those of the cases above at other channel counts; the head
+# differs (no feature mix): the smallest subnet and a random one per width check it.
+NARROW_CASES = [(0.35, 32, 10), (0.5, 40, 1000), (0.75, 24, 10)]
 
-# Units the cost model applies in place on their input, and views that share its storage.
-_IN_PLACE_MODULES = (nn.BatchNorm2d, nn.ReLU, Hswish, Hsigmoid)
+# Units the cost model applies in place on their input (nn.Identity: the feature mix below
+# width 1.0 returns its input), and views that share its storage.
+_IN_PLACE_MODULES = (nn.BatchNorm2d, nn.ReLU, Hswish, Hsigmoid, nn.Identity)
 _VIEW_METHODS = ("view", "flatten", "reshape")
 
 
 @cache
 def _supernet(width: float, n_classes: int) -> OFAMobileNetV3:
-    return OFAMobileNetV3(
-        n_classes=n_classes,
-        dropout_rate=0,
-        width_mult=width,
-        ks_list=[3, 5, 7],
-        expand_ratio_list=[3, 4, 6],
-        depth_list=[2, 3, 4],
-    )
+    # optnas's supernet: OFA's, with MCUNet's head below width 1.0.
+    return build_supernet(n_classes, width, dropout_rate=0)
 
 
 def _build(subnet: dict[str, Any], n_classes: int) -> nn.Module:
@@ -122,7 +121,19 @@ def _millions_to_int(value: float) -> int:
 def test_profile_matches_network(width: float, resolution: int, n_classes: int) -> None:
     space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
     rng = np.random.default_rng(int(width * 10) * 1000 + resolution)
-    subnets = [*space.sample(rng, SUBNETS_PER_CASE - 2), space.smallest(), space.largest()]
+    _assert_profile_matches([*space.sample(rng, SUBNETS_PER_CASE - 2), space.smallest(), space.largest()],
+                            resolution, n_classes)
+
+
+@pytest.mark.parametrize("width, resolution, n_classes", NARROW_CASES)
+def test_profile_matches_network_without_feature_mix(width: float, resolution: int, n_classes: int) -> None:
+    space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
+    subnets = [space.smallest(), *space.sample(np.random.default_rng(resolution), 1)]
+    assert isinstance(_build(subnets[0], n_classes).feature_mix_layer, nn.Identity)
+    _assert_profile_matches(subnets, resolution, n_classes)
+
+
+def _assert_profile_matches(subnets: list[dict[str, Any]], resolution: int, n_classes: int) -> None:
     for subnet in subnets:
         network = _build(subnet, n_classes)
         image = torch.randn(1, 3, resolution, resolution)

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from optnas.networks.costs import profile
 from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.memory import KB, head_peak, memory, weight_tensors
-from optnas.networks.supernet import extract_subnet
+from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
 from tests.conftest import invoke_cli
 
@@ -34,6 +34,25 @@ def _assert_tensors_are_the_networks(network: torch.nn.Module, subnet: dict) -> 
     biases = sum(m.num_features for m in norms) + sum(m.bias.numel() for m in layers if m.bias is not None)
     assert sum(t.channels for t in tensors if t.bias) == biases
     assert sum(t.channels for t in tensors) == sum(m.weight.shape[0] for m in layers)
+
+
+@pytest.mark.parametrize("width", [0.35, 0.5, 0.75])
+def test_narrow_networks_have_no_feature_mix(width: float) -> None:
+    supernet = build_supernet(10, width)
+    space = MobileNetV3Space(width_mult=width, resolutions=[32])
+    for subnet in (space.smallest(), space.largest()):
+        _assert_tensors_are_the_networks(extract_subnet(supernet, subnet), subnet)
+
+
+def test_the_narrowest_smallest_network_fits_a_1mb_board_and_width_1_is_unchanged() -> None:
+    # Weights do not depend on the resolution: the same figure at r=32 and r=96.
+    for resolution in (32, 96):
+        narrowest = MobileNetV3Space(width_mult=0.35, resolutions=[resolution]).smallest()
+        assert memory(narrowest, 10)["flash_kb"] == pytest.approx(168.8, abs=0.05)
+        assert memory(narrowest, 10)["flash_kb"] <= 300
+        # The figure from before the narrow widths existed.
+        smallest = MobileNetV3Space(resolutions=[resolution]).smallest()
+        assert memory(smallest, 10)["flash_kb"] * KB == 2_270_682
 
 
 def test_early_exit_heads_add_their_layers_and_working_set(supernet: torch.nn.Module) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from optnas.artifacts import read_subnet, read_subnet_file, write_architecture
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space, NASBench201Space, Subnet, as_subnet
+from optnas.spaces.mobilenetv3 import WIDTH_MULTS
 
 PACKAGE = Path(__file__).resolve().parent.parent / "optnas"
 
@@ -118,3 +119,19 @@ def test_no_key_sniffing_outside_the_spaces() -> None:
     assert not found, "\n".join(found)
     # The pattern does find what it forbids.
     assert _SNIFFING.search('if "exits" in subnet:') and _SNIFFING.search("if 'ops' not in raw")
+
+
+def test_the_width_gene_ranges_over_all_widths_or_a_chosen_set() -> None:
+    every = MobileNetV3Space(search_width=True)
+    assert every.distributions()["w"].choices == WIDTH_MULTS
+    assert (every.smallest()["w"], every.largest()["w"]) == (WIDTH_MULTS[0], WIDTH_MULTS[-1])
+    chosen = EEMobileNetV3Space(search_width=(0.75, 0.35))
+    assert chosen.distributions()["w"].choices == (0.35, 0.75)
+    assert {subnet["w"] for subnet in chosen.sample(np.random.default_rng(0), 20)} == {0.35, 0.75}
+    with pytest.raises(ValueError, match="not in"):
+        chosen.canonical({**chosen.smallest(), "w": 1.0})
+    with pytest.raises(ValueError, match="searched widths"):
+        MobileNetV3Space(search_width=(0.6,))
+    # Without the gene the subnets take the supernet's one width.
+    assert "w" not in MobileNetV3Space(width_mult=0.5).distributions()
+    assert MobileNetV3Space(width_mult=0.5).smallest()["w"] == 0.5

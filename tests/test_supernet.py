@@ -17,6 +17,7 @@ from optnas.networks.supernet import (
     build_supernet,
     extract_subnet,
     load_supernet,
+    set_active,
 )
 from optnas.spaces.mobilenetv3 import (
     MAX_DEPTH,
@@ -66,7 +67,36 @@ def test_build_supernet_is_the_ofa_space() -> None:
     assert net.width_mult == 1.2 and net.classifier.linear.out_features == 7
     _assert_same_weights(net, build_supernet(7, width_mult=1.2))
     with pytest.raises(SupernetError, match="width"):
-        build_supernet(10, width_mult=0.5)
+        build_supernet(10, width_mult=0.6)
+
+
+def test_below_width_1_the_head_has_no_feature_mix() -> None:
+    narrow = build_supernet(10, width_mult=0.35)
+    assert isinstance(narrow.feature_mix_layer, torch.nn.Identity)
+    assert narrow.classifier.linear.in_features == narrow.final_expand_layer.out_channels == 336
+    assert not any(key.startswith("feature_mix_layer.") for key in narrow.state_dict())
+    _assert_same_weights(narrow, build_supernet(10, width_mult=0.35))
+    # From 1.0 on, OFA's head is untouched: its 1280-wide feature mix feeds the classifier.
+    assert build_supernet(10).classifier.linear.in_features == 1280
+    subnet = _shallow_subnet(np.random.default_rng(4))
+    network = extract_subnet(narrow, {**subnet, "w": 0.35}).eval()
+    assert isinstance(network.feature_mix_layer, torch.nn.Identity)
+    images = torch.randn(2, 3, RESOLUTION, RESOLUTION)
+    narrow.eval()
+    set_active(narrow, subnet)
+    with torch.no_grad():
+        torch.testing.assert_close(network(images), narrow(images))
+
+
+@pytest.mark.parametrize(("saved", "wanted"), [(0.35, 1.0), (1.0, 0.5), (0.5, 0.75)])
+def test_load_names_the_width_a_checkpoint_holds(tmp_path: Path, saved: float, wanted: float) -> None:
+    path = tmp_path / "supernet.pth"
+    # A published-format file: the width is read off its weights (with or without the feature mix).
+    torch.save({"state_dict": build_supernet(1000, width_mult=saved).state_dict()}, path)
+    with pytest.raises(SupernetError, match=f"holds a width_mult={saved} supernet, not {wanted}"):
+        load_supernet(path, 10, width_mult=wanted)
+    loaded, messages = load_supernet(path, 10, width_mult=saved)
+    assert loaded.width_mult == saved and "re-initialised" in messages[0]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -217,8 +247,8 @@ def test_load_rejects_bad_files_in_one_line(
     assert message.startswith(str(path)) and "\n" not in message
 
 
-def _train(data: DataSplits, epochs: int, path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    net = build_supernet(10)
+def _train(data: DataSplits, epochs: int, path: Path, width: float = 1.0) -> tuple[torch.nn.Module, dict[str, Any]]:
+    net = build_supernet(10, width)
     summary = train_supernet(
         net, data, epochs=epochs, out_path=path, seed=3, batch_size=20,
         resolutions=(RESOLUTION,), n_random=1, progress=False,
@@ -226,17 +256,18 @@ def _train(data: DataSplits, epochs: int, path: Path) -> tuple[torch.nn.Module, 
     return net, summary
 
 
-def test_train_supernet_writes_a_loadable_checkpoint(tiny_digits: DataSplits, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [1.0, 0.35])
+def test_train_supernet_writes_a_loadable_checkpoint(tiny_digits: DataSplits, tmp_path: Path, width: float) -> None:
     path = tmp_path / "runs" / "supernet.pth"
-    net, summary = _train(tiny_digits, 1, path)
+    net, summary = _train(tiny_digits, 1, path, width)
     assert summary["epochs"] == summary["trained_epochs"] == 1
     assert 0.0 <= summary["top1_largest"] <= 100.0 and 0.0 <= summary["top1_smallest"] <= 100.0
     assert summary["seconds_per_epoch"] > 0
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert checkpoint["format"] == CHECKPOINT_FORMAT and checkpoint["epoch"] == 1
-    assert (checkpoint["n_classes"], checkpoint["width_mult"]) == (10, 1.0)
+    assert (checkpoint["n_classes"], checkpoint["width_mult"]) == (10, width)
     assert sorted(p.name for p in path.parent.iterdir()) == ["supernet.pth"]  # no temp file left
-    loaded, messages = load_supernet(path, 10)
+    loaded, messages = load_supernet(path, 10, width)
     assert messages == []
     _assert_same_weights(loaded, net)
 

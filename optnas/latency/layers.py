@@ -40,7 +40,7 @@ from optnas.networks.early_exits import ExitHead
 from optnas.networks.onnx_export import to_onnx
 from optnas.networks.standalone import build_network
 from optnas.networks.supernet import build_supernet, extract_subnet
-from optnas.spaces.mobilenetv3 import N_SLOTS, N_STAGES, MobileNetV3Space
+from optnas.spaces.mobilenetv3 import DEFAULT_WIDTH_MULT, N_SLOTS, N_STAGES, MobileNetV3Space
 
 CALL_OVERHEAD_FILE = "call_overhead.onnx"
 
@@ -58,7 +58,7 @@ class LayerSpace:
         seed: seeds the draw of those networks.
     """
 
-    width_mults: tuple[float, ...] = (1.0,)
+    width_mults: tuple[float, ...] = (DEFAULT_WIDTH_MULT,)
     resolutions: tuple[int, ...] = (32,)
     n_classes: int = 10
     exits: bool = False
@@ -103,7 +103,7 @@ class NetworkBuilder:
         Args:
             subnet: a canonical mobilenetv3 or eemobilenetv3 subnet.
         """
-        return build_network(subnet, self.n_classes, self.supernet(subnet.get("w", 1.0))).eval()
+        return build_network(subnet, self.n_classes, self.supernet(subnet.get("w", DEFAULT_WIDTH_MULT))).eval()
 
     def depth_two(self, width: float, kernel: int, expand: int) -> nn.Module:
         """Return the static subnet of depth 2 in every stage with one kernel size and expand ratio.

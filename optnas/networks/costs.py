@@ -9,7 +9,10 @@ The network is the static subnet that ``ofa`` extracts: ``OFAMobileNetV3(n_class
 dropout_rate=0, width_mult=w, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
 depth_list=[2, 3, 4])``, then ``set_active_subnet(ks, e, d)`` with the 20-slot lists (slot
 ``j`` of stage ``s`` is block ``1 + 4 s + j`` of the supernet) and
-``get_active_subnet(preserve_weight=True)``. It is run at batch 1 on a ``3 x r x r`` input.
+``get_active_subnet(preserve_weight=True)``. Below width 1.0 the head has no feature mix
+layer: the classifier reads the pooled final expand (MCUNet's head, see
+:func:`~optnas.spaces.mobilenetv3.has_feature_mix` and
+:func:`~optnas.networks.supernet.build_supernet`). It is run at batch 1 on a ``3 x r x r`` input.
 All figures are in millions and are not rounded:
 
 ``params``
@@ -30,9 +33,10 @@ All figures are in millions and are not rounded:
     The number of elements of all the tensors the layers produce, each counted once: the
     output of every convolution unit (a convolution with its BN and activation, applied in
     place, is one tensor), including the SE's two 1x1 convolutions and the feature mix
-    layer; the pooled vector and the rescaled feature map of every SE; the output of every
-    residual addition; the globally pooled vector; and the logits. The input image is not
-    counted; neither is the row-wise intermediate of the two-step average pooling.
+    layer where there is one; the pooled vector and the rescaled feature map of every SE;
+    the output of every residual addition; the globally pooled vector; and the logits. The
+    input image is not counted; neither is the row-wise intermediate of the two-step
+    average pooling.
 
 ``peak_activations``
     The largest number of elements alive at once when the layers run one after another.
@@ -70,8 +74,8 @@ from optnas.spaces.mobilenetv3 import (
     MAX_DEPTH,
     N_SLOTS,
     N_STAGES,
-    WIDTH_MULTS,
     MobileNetV3Space,
+    has_feature_mix,
 )
 
 COST_NAMES = ("params", "macs", "activations", "peak_activations")
@@ -253,7 +257,7 @@ def space_widths(space: MobileNetV3Space) -> tuple[float, ...]:
     Args:
         space: a mobilenetv3 space.
     """
-    return WIDTH_MULTS if space.search_width else (space.width_mult,)
+    return space.widths
 
 
 def slot_genes(space: MobileNetV3Space, vectors: np.ndarray) -> SlotGenes:
@@ -432,7 +436,10 @@ def _make_divisible(value: float) -> int:
 
 @cache
 def _channels(width: float) -> tuple[int, ...]:
-    """Return the channels of the stem, first block, five stages, final expand and mix."""
+    """Return the channels of the stem, first block, five stages, final expand and feature mix.
+
+    The last is the feature mix's even at widths without one (:func:`has_feature_mix`).
+    """
     bases = (*_BASE_CHANNELS, _BASE_FINAL_EXPAND, _BASE_LAST_CHANNEL)
     return tuple(_make_divisible(base * width) for base in bases)
 
@@ -554,28 +561,28 @@ def _mbconv(
 
 @cache
 def _head(width: float, size: int, n_classes: int) -> _Cost:
-    """Final expand (1x1, BN, h-swish), pooling, feature mix (1x1, h-swish), classifier."""
+    """Final expand (1x1, BN, h-swish), pooling, [feature mix (1x1, h-swish)], classifier."""
     last_stage, final_expand, last_channel = _channels(width)[-3:]
     area = size * size
-    block_output = last_stage * area
     expanded = final_expand * area
-    return _Cost(
-        params=(
-            last_stage * final_expand + 2 * final_expand
-            + final_expand * last_channel
-            + last_channel * n_classes + n_classes
-        ),
-        macs=(
-            expanded * (last_stage + 2)
-            + final_expand * size + final_expand
-            + last_channel * (final_expand + 1)
-            + last_channel * n_classes
-        ),
-        activations=expanded + final_expand + last_channel + n_classes,
-        peak=max(
-            block_output + expanded,
-            expanded + final_expand,
-            final_expand + last_channel,
-            last_channel + n_classes,
-        ),
+    cost = _Cost(
+        params=last_stage * final_expand + 2 * final_expand,
+        macs=expanded * (last_stage + 2) + final_expand * size + final_expand,
+        activations=expanded + final_expand,
+        peak=max(last_stage * area + expanded, expanded + final_expand),
     )
+    features = final_expand
+    if has_feature_mix(width):
+        cost = cost.then(_Cost(
+            params=final_expand * last_channel,
+            macs=last_channel * (final_expand + 1),
+            activations=last_channel,
+            peak=final_expand + last_channel,
+        ))
+        features = last_channel
+    return cost.then(_Cost(
+        params=features * n_classes + n_classes,
+        macs=features * n_classes,
+        activations=n_classes,
+        peak=features + n_classes,
+    ))

@@ -2,8 +2,8 @@
 figures they give under thresholds (their exact costs: :mod:`optnas.networks.exit_costs`).
 
 An eemobilenetv3 network is the static OFA MobileNetV3 subnet (the *backbone*, whose final
-expand, pooling, feature mix and classifier form the *final exit*) plus one
-:class:`ExitHead` after each backbone stage whose ``exits`` flag is 1.
+expand, pooling, feature mix (an identity below width 1.0) and classifier form the *final
+exit*) plus one :class:`ExitHead` after each backbone stage whose ``exits`` flag is 1.
 
 Every exit has a *confidence* in [0, 1]: the sigmoid of the head's extra output (a learned
 estimate of the probability that the exit's prediction is right). A sample leaves at the

@@ -10,8 +10,8 @@ are 1024 bytes, as boards state their memory ("320 KB SRAM, 1 MB flash").
     and an int8 zero point per output channel (5 bytes), and, where the layer has a bias
     (a folded batch normalization, the squeeze-and-excitation convolutions, the classifier),
     an int32 bias per output channel with its float32 scale and int32 zero point (12 bytes),
-    as onnxruntime's ``quantize_static`` writes them. The feature mix convolution has
-    neither batch normalization nor bias. Per-tensor activation scales and zero points (5
+    as onnxruntime's ``quantize_static`` writes them. The feature mix convolution (from
+    width 1.0 on) has neither batch normalization nor bias. Per-tensor activation scales and zero points (5
     bytes per tensor) and the graph itself are not counted: ``flash_kb`` is within 0.1 % of
     the bytes of the int8 ONNX file's initializers, which are about 94 % of the file.
 ``flash_kb_float32``
@@ -55,7 +55,7 @@ from optnas.networks.costs import (
 )
 from optnas.networks.exit_costs import head_layout
 from optnas.spaces import Subnet
-from optnas.spaces.mobilenetv3 import MobileNetV3Space
+from optnas.spaces.mobilenetv3 import MobileNetV3Space, has_feature_mix
 
 KB = 1024
 _INT8_WEIGHT_BYTES = 1
@@ -112,11 +112,14 @@ def _layer_tensors(width: float, layer: Layer) -> list[WeightTensor]:
 
 
 def _final_tensors(width: float, n_classes: int) -> list[WeightTensor]:
-    """The final expand, the feature mix (no bias) and the classifier."""
+    """The final expand, the feature mix (no bias; only where :func:`has_feature_mix`) and the classifier."""
     last_stage, final_expand, last_channel = _channels(width)[-3:]
-    return [WeightTensor(last_stage * final_expand, final_expand, True),
-            WeightTensor(final_expand * last_channel, last_channel, False),
-            WeightTensor(last_channel * n_classes, n_classes, True)]
+    tensors = [WeightTensor(last_stage * final_expand, final_expand, True)]
+    features = final_expand
+    if has_feature_mix(width):
+        tensors.append(WeightTensor(final_expand * last_channel, last_channel, False))
+        features = last_channel
+    return [*tensors, WeightTensor(features * n_classes, n_classes, True)]
 
 
 def _flash_bytes(tensors: list[WeightTensor]) -> tuple[int, int]:

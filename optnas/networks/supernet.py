@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, KeysView
 from pathlib import Path
 from typing import Any
 
 import torch
 from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+from ofa.utils.layers import LinearLayer
 from ofa.utils.my_modules import init_models
 from torch import nn
 
 from optnas.artifacts import load_checkpoint
 from optnas.spaces.mobilenetv3 import (
+    DEFAULT_WIDTH_MULT,
     DEPTHS,
     EXPAND_RATIOS,
     KERNEL_SIZES,
     WIDTH_MULTS,
     MobileNetV3Space,
+    has_feature_mix,
 )
 
 # The format tag of optnas's own supernet training checkpoints.
@@ -40,13 +44,19 @@ class SupernetError(ValueError):
 
 
 def build_supernet(
-    n_classes: int, width_mult: float = 1.0, dropout_rate: float = 0.1, *, seed: int = 0
+    n_classes: int, width_mult: float = DEFAULT_WIDTH_MULT, dropout_rate: float = 0.1, *, seed: int = 0
 ) -> OFAMobileNetV3:
     """Build an untrained OFA MobileNetV3 supernet (``ofa_mbv3_d234_e346_k357``).
 
+    Below width 1.0 the head has no feature mix layer (see
+    :func:`~optnas.spaces.mobilenetv3.has_feature_mix`): ``feature_mix_layer`` is an
+    ``nn.Identity`` and the classifier reads the pooled final expand. The subnets extracted
+    from it (:func:`extract_subnet`) have the same head.
+
     Args:
         n_classes: outputs of the classifier.
-        width_mult: the width multiplier, 1.0 or 1.2.
+        width_mult: the width multiplier, one of
+            :data:`~optnas.spaces.mobilenetv3.WIDTH_MULTS`.
         dropout_rate: dropout before the classifier.
         seed: seeds the weight initialisation, so two builds are identical.
     """
@@ -57,16 +67,30 @@ def build_supernet(
     # fork_rng keeps the caller's global RNG untouched by the seeded initialisation.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        supernet = OFAMobileNetV3(
-            n_classes=n_classes,
-            dropout_rate=dropout_rate,
-            width_mult=float(width_mult),
-            ks_list=list(KERNEL_SIZES),
-            expand_ratio_list=list(EXPAND_RATIOS),
-            depth_list=list(DEPTHS),
-        )
+        supernet = _ofa_supernet(n_classes, float(width_mult), dropout_rate)
         # OFA's from-scratch initialisation: He (fan-out) convolutions, unit BN scales.
         init_models(supernet, "he_fout")
+    return supernet
+
+
+def _ofa_supernet(n_classes: int, width_mult: float, dropout_rate: float = 0.1) -> OFAMobileNetV3:
+    """The supernet's modules at a width, with the head :func:`has_feature_mix` gives it; not initialised."""
+    supernet = OFAMobileNetV3(
+        n_classes=n_classes,
+        dropout_rate=dropout_rate,
+        width_mult=width_mult,
+        ks_list=list(KERNEL_SIZES),
+        expand_ratio_list=list(EXPAND_RATIOS),
+        depth_list=list(DEPTHS),
+    )
+    if not has_feature_mix(width_mult):
+        # OFA's forward (and its extracted subnets') runs pooling -> feature mix -> flatten ->
+        # classifier: an identity there leaves MCUNet's head, the classifier on the pooled
+        # final expand.
+        supernet.feature_mix_layer = nn.Identity()
+        supernet.classifier = LinearLayer(
+            supernet.final_expand_layer.out_channels, n_classes, dropout_rate=dropout_rate
+        )
     return supernet
 
 
@@ -91,7 +115,7 @@ def zero_init_residuals(supernet: OFAMobileNetV3) -> None:
 def load_supernet(
     path: str | Path,
     n_classes: int,
-    width_mult: float = 1.0,
+    width_mult: float = DEFAULT_WIDTH_MULT,
     device: str | torch.device = "cpu",
     *,
     seed: int = 0,
@@ -125,8 +149,23 @@ def load_supernet(
                 f"{path}: holds a width_mult={saved_width} supernet, not {float(width_mult)}"
             )
     supernet = build_supernet(n_classes, width_mult, seed=seed)
-    state_dict = _rename_keys(path, _state_dict_of(path, checkpoint), supernet)
+    saved = _state_dict_of(path, checkpoint)
+    try:
+        state_dict, messages = _matched_state_dict(path, saved, supernet, n_classes)
+    except SupernetError:
+        other = _width_of(path, saved, width_mult)
+        if other is None:
+            raise
+        raise SupernetError(f"{path}: holds a width_mult={other} supernet, not {float(width_mult)}") from None
+    nn.Module.load_state_dict(supernet, state_dict, strict=False)
+    return supernet.to(device), messages
 
+
+def _matched_state_dict(
+    path: Path, saved: dict[str, torch.Tensor], supernet: OFAMobileNetV3, n_classes: int
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The saved weights under the supernet's names, checked complete and of its shapes, and the messages."""
+    state_dict = _rename_keys(path, saved, supernet.state_dict().keys())
     messages = []
     saved_classes = state_dict.get(_CLASSIFIER_KEYS[0])
     reinitialise = saved_classes is not None and saved_classes.shape[0] != n_classes
@@ -140,9 +179,8 @@ def load_supernet(
         for key in _CLASSIFIER_KEYS:
             state_dict.pop(key, None)
     optional = _CLASSIFIER_KEYS if reinitialise else ()
-    _check_state_dict(path, state_dict, supernet, width_mult, optional=optional)
-    nn.Module.load_state_dict(supernet, state_dict, strict=False)
-    return supernet.to(device), messages
+    _check_state_dict(path, state_dict, supernet, optional=optional)
+    return state_dict, messages
 
 
 def extract_subnet(supernet: OFAMobileNetV3, subnet: dict[str, Any]) -> nn.Module:
@@ -214,10 +252,9 @@ def _state_dict_of(path: Path, checkpoint: dict[str, Any]) -> dict[str, torch.Te
 
 
 def _rename_keys(
-    path: Path, state_dict: dict[str, torch.Tensor], supernet: OFAMobileNetV3
+    path: Path, state_dict: dict[str, torch.Tensor], expected: KeysView[str]
 ) -> dict[str, torch.Tensor]:
-    """Map the names of older OFA releases (``mobile_inverted_conv``, ``bn.bn``) to ours."""
-    expected = supernet.state_dict().keys()
+    """Map the names of older OFA releases (``mobile_inverted_conv``, ``bn.bn``) to ``expected`` ones."""
     renamed = {}
     for key, value in state_dict.items():
         key = key.replace(".mobile_inverted_conv.", ".conv.")
@@ -235,7 +272,6 @@ def _check_state_dict(
     path: Path,
     state_dict: dict[str, torch.Tensor],
     supernet: OFAMobileNetV3,
-    width_mult: float,
     optional: tuple[str, ...],
 ) -> None:
     expected = supernet.state_dict()
@@ -250,27 +286,39 @@ def _check_state_dict(
             f"({len(missing)} weights missing, e.g. {missing[0]!r})"
         )
     mismatch = _shape_mismatch(state_dict, expected)
-    if mismatch is None:
-        return
+    if mismatch is not None:
+        key, found, wanted = mismatch
+        raise SupernetError(
+            f"{path}: not an OFA MobileNetV3 d234_e346_k357 w{float(supernet.width_mult)} supernet "
+            f"({key} has shape {list(found)}, expected {list(wanted)})"
+        )
+
+
+def _width_of(path: Path, saved: dict[str, torch.Tensor], width_mult: float) -> float | None:
+    """The other width multiplier whose supernet has exactly the saved weights' names and shapes, if any.
+
+    The classifier is left out: its class count is the task's, not the width's.
+    """
     for other in WIDTH_MULTS:
-        if other != float(width_mult):
-            with torch.device("meta"):
-                shapes = OFAMobileNetV3(
-                    n_classes=supernet.classifier.linear.out_features,
-                    width_mult=other,
-                    ks_list=list(KERNEL_SIZES),
-                    expand_ratio_list=list(EXPAND_RATIOS),
-                    depth_list=list(DEPTHS),
-                ).state_dict()
-            if _shape_mismatch(state_dict, shapes) is None:
-                raise SupernetError(
-                    f"{path}: holds a width_mult={other} supernet, not {float(width_mult)}"
-                )
-    key, found, wanted = mismatch
-    raise SupernetError(
-        f"{path}: not an OFA MobileNetV3 d234_e346_k357 w{float(width_mult)} supernet "
-        f"({key} has shape {list(found)}, expected {list(wanted)})"
-    )
+        if other == float(width_mult):
+            continue
+        shapes = _weight_shapes(other)
+        try:
+            renamed = _rename_keys(path, saved, shapes.keys())
+        except SupernetError:
+            continue
+        body = {key: value for key, value in renamed.items() if key not in _CLASSIFIER_KEYS}
+        weights = [key for key in shapes if key not in _CLASSIFIER_KEYS and not key.endswith("num_batches_tracked")]
+        if all(key in body for key in weights) and _shape_mismatch(body, shapes) is None:
+            return other
+    return None
+
+
+@functools.cache
+def _weight_shapes(width_mult: float) -> dict[str, torch.Tensor]:
+    """The state dict of a supernet of a width, on the meta device (shapes, no data)."""
+    with torch.device("meta"):
+        return _ofa_supernet(1, width_mult).state_dict()
 
 
 def _shape_mismatch(
@@ -280,5 +328,3 @@ def _shape_mismatch(
         if value.shape != expected[key].shape:
             return key, value.shape, expected[key].shape
     return None
-
-

@@ -33,9 +33,11 @@ class EEMobileNetV3Space(MobileNetV3Space):
     the backbone); :meth:`canonical` refuses such a subnet given by a user.
 
     Args:
-        width_mult: the supernet's width multiplier (1.0 or 1.2).
+        width_mult: the supernet's width multiplier, one of
+            :data:`~optnas.spaces.mobilenetv3.WIDTH_MULTS`.
         resolutions: the allowed input resolutions.
-        search_width: make the width multiplier a gene over both widths.
+        search_width: make the width multiplier a gene (see
+            :class:`~optnas.spaces.MobileNetV3Space`).
     """
 
     name = "eemobilenetv3"

@@ -17,9 +17,29 @@ N_SLOTS = N_STAGES * MAX_DEPTH
 DEPTHS = (2, 3, 4)
 KERNEL_SIZES = (3, 5, 7)
 EXPAND_RATIOS = (3, 4, 6)
-WIDTH_MULTS = (1.0, 1.2)
+# OFA's supernets are published at 1.0 and 1.2; MCUNet-sized networks need narrower widths.
+WIDTH_MULTS = (0.35, 0.5, 0.75, 1.0, 1.2)
+DEFAULT_WIDTH_MULT = 1.0
+# The narrowest width with OFA's feature mix layer (see has_feature_mix).
+_FEATURE_MIX_WIDTH = 1.0
 MIN_RESOLUTION = 8
 MAX_RESOLUTION = 1024
+
+
+def has_feature_mix(width: float) -> bool:
+    """Return whether the network of a width multiplier has OFA's feature mix layer.
+
+    From 1.0 on, the head is OFA's: final expand (960 w channels), global average pooling,
+    feature mix (a 1x1 convolution to 1280 w channels, h-swish) and the classifier. Below 1.0
+    it is MCUNet's, without the feature mix: the classifier reads the pooled final expand. At
+    0.35 the feature mix would be 150 KB of the smallest network's 319 KB of int8 weights.
+    The networks (:func:`optnas.networks.supernet.build_supernet`), the cost model and the
+    memory model all follow this one rule.
+
+    Args:
+        width: the width multiplier.
+    """
+    return float(width) >= _FEATURE_MIX_WIDTH
 
 
 class MobileNetV3Space(SearchSpace):
@@ -31,19 +51,23 @@ class MobileNetV3Space(SearchSpace):
     Slots beyond a stage's depth are inactive; the canonical subnet stores them as the
     smallest choice.
 
+    A supernet has one width, so a search takes ``w`` from its supernet; a ``w`` gene serves
+    what the encoding alone gives (costs, memory, latency tables) across widths.
+
     Args:
-        width_mult: the supernet's width multiplier (1.0 or 1.2).
+        width_mult: the supernet's width multiplier, one of :data:`WIDTH_MULTS`.
         resolutions: the allowed input resolutions, e.g. ``range(128, 225, 4)``.
-        search_width: make the width multiplier a gene over both widths.
+        search_width: make the width multiplier a gene: True over every one of
+            :data:`WIDTH_MULTS`, or a sequence of them over those.
     """
 
     name = "mobilenetv3"
 
     def __init__(
         self,
-        width_mult: float = 1.0,
+        width_mult: float = DEFAULT_WIDTH_MULT,
         resolutions: Sequence[int] = (32,),
-        search_width: bool = False,
+        search_width: bool | Sequence[float] = False,
     ) -> None:
         if float(width_mult) not in WIDTH_MULTS:
             raise ValueError(f"width multiplier must be one of {WIDTH_MULTS}, got {width_mult}")
@@ -53,6 +77,15 @@ class MobileNetV3Space(SearchSpace):
         self.width_mult = float(width_mult)
         self.resolutions = resolutions
         self.search_width = search_width
+        if isinstance(search_width, bool):
+            widths = WIDTH_MULTS if search_width else (self.width_mult,)
+        else:
+            widths = tuple(sorted({float(width) for width in search_width}))
+            unknown = [width for width in widths if width not in WIDTH_MULTS]
+            if not widths or unknown:
+                raise ValueError(f"searched widths must be some of {WIDTH_MULTS}, got {list(search_width)}")
+        # The widths the space's subnets take, in the order of the ``w`` gene's choices.
+        self.widths: tuple[float, ...] = widths
 
     @classmethod
     def from_range(cls, lowest: int, highest: int, step: int, **kwargs: Any) -> MobileNetV3Space:
@@ -87,7 +120,7 @@ class MobileNetV3Space(SearchSpace):
         """
         if "r" not in subnet:
             raise ValueError("the subnet lacks its input resolution 'r'")
-        return cls(width_mult=subnet.get("w", 1.0), resolutions=[subnet["r"]])
+        return cls(width_mult=subnet.get("w", DEFAULT_WIDTH_MULT), resolutions=[subnet["r"]])
 
     def distributions(self) -> dict[str, BaseDistribution]:
         genes: dict[str, BaseDistribution] = {}
@@ -100,7 +133,7 @@ class MobileNetV3Space(SearchSpace):
         if len(self.resolutions) > 1:
             genes["r"] = CategoricalDistribution(tuple(self.resolutions))
         if self.search_width:
-            genes["w"] = CategoricalDistribution(WIDTH_MULTS)
+            genes["w"] = CategoricalDistribution(self.widths)
         return genes
 
     def decode(self, params: dict[str, Any]) -> Subnet:
@@ -153,9 +186,8 @@ class MobileNetV3Space(SearchSpace):
         if isinstance(width, bool) or not isinstance(width, (int, float)):
             raise ValueError(f"'w' must be a number, got {width!r}")
         width = float(width)
-        allowed_widths = WIDTH_MULTS if self.search_width else (self.width_mult,)
-        if width not in allowed_widths:
-            raise ValueError(f"width multiplier {width} is not in {list(allowed_widths)}")
+        if width not in self.widths:
+            raise ValueError(f"width multiplier {width} is not in {list(self.widths)}")
         return {"ks": kernels, "e": expands, "d": depths, "r": resolution, "w": width}
 
     def canonical_vectors(self, vectors: np.ndarray) -> np.ndarray:
@@ -176,7 +208,7 @@ class MobileNetV3Space(SearchSpace):
                 "e": [EXPAND_RATIOS[0]] * N_SLOTS,
                 "d": [DEPTHS[0]] * N_STAGES,
                 "r": self.resolutions[0],
-                "w": WIDTH_MULTS[0] if self.search_width else self.width_mult,
+                "w": self.widths[0],
             }
         )
 
@@ -187,7 +219,7 @@ class MobileNetV3Space(SearchSpace):
                 "e": [EXPAND_RATIOS[-1]] * N_SLOTS,
                 "d": [DEPTHS[-1]] * N_STAGES,
                 "r": self.resolutions[-1],
-                "w": WIDTH_MULTS[-1] if self.search_width else self.width_mult,
+                "w": self.widths[-1],
             }
         )
 
