@@ -32,9 +32,13 @@ setup(
         "postgres": ["psycopg2-binary>=2.9", "psycopg[binary]>=3.1"],
         "redis": ["redis>=5.0"],
         "grpc": ["grpcio>=1.60", "protobuf>=4.25"],
+        # `optnas export --format tflite --int8`: TFLite Micro's interpreter and the flatbuffer schema
+        # (a pre-release on PyPI, pinned: its Python API is not versioned).
+        "tflite": ["tflite-micro==0.dev20261023182759", "flatbuffers>=23"],
         # ruff within one minor release: a newer one may add rules that ruff.toml selects.
         "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0",
-                 "grpcio>=1.60", "protobuf>=4.25", "ruff>=0.17,<0.18"],
+                 "grpcio>=1.60", "protobuf>=4.25", "ruff>=0.17,<0.18", "tflite-micro==0.dev20261023182759",
+                 "flatbuffers>=23"],
     },
     entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
 )

@@ -98,6 +98,16 @@ def write_json(path: str | Path, content: Any) -> None:
     _write_atomically(Path(path), "w", dump)
 
 
+def write_bytes(path: str | Path, content: bytes) -> None:
+    """Write one binary file (an exported network), atomically.
+
+    Args:
+        path: the file.
+        content: its bytes.
+    """
+    _write_atomically(Path(path), "wb", lambda file: file.write(content))
+
+
 def read_json(path: str | Path, what: str) -> Any:
     """Read a JSON file with one-line errors.
 

@@ -626,11 +626,14 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
 
 @main.command("export")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
-              help="onnx (checked with onnxruntime) or torchscript.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "tflite"]), default="onnx",
+              show_default=True,
+              help="onnx (checked with onnxruntime), torchscript, or tflite: a fully-int8 TFLite flatbuffer for "
+                   "microcontrollers, scored in TFLite Micro (needs --int8, the only kind written; pip install "
+                   "'optnas[tflite]').")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(7, 20), help="ONNX opset version.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="File to write [default: FOLDER/net.onnx or FOLDER/net.pt].")
+              help="File to write [default: FOLDER/net.onnx, FOLDER/net.pt or FOLDER/net.int8.tflite].")
 @click.option("--dataset", default=None,
               help="Dataset whose test images check the export [default: the search's, else digits].")
 @click.option("--data", default=None, help="Folder holding the dataset files [default: the search's].")
@@ -644,9 +647,10 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
 @threads_option("onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1].")
 @click.option("--int8", is_flag=True,
               help="Also write FOLDER/net.int8.onnx (static int8 quantization, QDQ, per-channel weights) and "
-                   "score both files on the test split into FOLDER/export-onnx-int8.json (ONNX only).")
+                   "score both files on the test split into FOLDER/export-onnx-int8.json; with --format tflite, "
+                   "required: the int8 flatbuffer and FOLDER/export-tflite-int8.json.")
 @click.option("--calib-images", default=256, show_default=True, type=click.IntRange(1),
-              help="Training images that calibrate --int8's activation ranges.")
+              help="Training images that calibrate --int8's activation ranges (ONNX and TFLite).")
 @click.option("--max-drop", default=2.0, show_default=True, type=float,
               help="Warn when --int8 loses more test top1 than this (points).")
 @seed_option("Draws the calibration images [default: the search's, else 0].", default=None)
@@ -664,11 +668,25 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     (the search's latency table, or --latency-table). With --int8, FOLDER/net.int8.onnx is the
     quantized file and FOLDER/export-onnx-int8.json its test top1 beside the float file's, the
     argmax agreement of the two, their sizes and latencies.
+
+    With --format tflite --int8, FOLDER/net.int8.tflite is a fully-int8 TFLite flatbuffer (int8
+    input, weights, activations and logits; ops CONV_2D, DEPTHWISE_CONV_2D, PAD, HARD_SWISH,
+    MEAN, MUL, ADD, FULLY_CONNECTED), run image by image in TensorFlow Lite Micro's interpreter
+    on the whole test split; FOLDER/export-tflite-int8.json records top1_float, top1_tflm, drop,
+    agreement, flatbuffer_bytes, arena_bytes (TFLM's arena: head and tail; arena_required_bytes,
+    the smallest arena it builds in), the op counts, and
+    the input's quantization and normalisation a device applies. A module TFLite Micro has no
+    operator for is refused and nothing is written. --opset, --n-check, --atol, --latency-table
+    and --threads are for ONNX and TorchScript files.
     """
     from optnas.artifacts import read_source, source_defaults
     from optnas.export import export_network
 
     source = source_defaults(folder)
+    if fmt == "tflite":
+        _export_tflite(folder, out, dataset or source.get("dataset", "digits"), data or source.get("data"), int8,
+                       calib_images, max_drop, source.get("seed", 0) if seed is None else seed, source)
+        return
     searched = read_source(folder).get("config", {})
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
                             data_dir=data or source.get("data"), n_check=n_check, atol=atol, device=device,
@@ -692,6 +710,27 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
         if q["drop"] > max_drop:
             click.echo(f"warning: int8 loses {q['drop']:.2f} points of test top1 (more than --max-drop {max_drop:g})",
                        err=True)
+
+
+def _export_tflite(folder: str, out: str | None, dataset: str, data: str | None, int8: bool, calib_images: int,
+                   max_drop: float, seed: int, source: dict[str, Any]) -> None:
+    """`optnas export --format tflite --int8`: write, score and print (see export_command)."""
+    from optnas.export import export_tflite
+
+    if not int8:
+        raise click.UsageError("--format tflite writes fully-int8 flatbuffers only: add --int8")
+    report = export_tflite(folder, out=out, dataset=dataset, data_dir=data, calib_images=calib_images, seed=seed,
+                           vld_size=source.get("vld_size"), split_seed=source.get("seed", 0))
+    ops = ", ".join(f"{name} {count}" for name, count in report["ops"].items())
+    click.echo(f"{report['file']}: fully-int8 TFLite, {report['flatbuffer_bytes']:,} B; ops {ops}")
+    click.echo(f"TFLite Micro arena {report['arena_bytes']:,} B used (activations {report['arena_head_bytes']:,} + "
+               f"persistent {report['arena_tail_bytes']:,}), {report['arena_required_bytes']:,} B required to build")
+    click.echo(f"test top1 float {report['top1_float']:.2f} % -> TFLM int8 {report['top1_tflm']:.2f} % (drop "
+               f"{report['drop']:.2f} points, argmax agreement {report['agreement']:.3f}) on {report['n_images']} "
+               f"images, {report['seconds']:.1f} s")
+    if report["drop"] > max_drop:
+        click.echo(f"warning: int8 loses {report['drop']:.2f} points of test top1 (more than --max-drop {max_drop:g})",
+                   err=True)
 
 
 @main.command("report")

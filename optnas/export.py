@@ -18,11 +18,18 @@ With ``int8=True`` the ONNX file is also quantized (:mod:`optnas.networks.quanti
 int8 weights per channel, calibrated on ``calib_images`` training images drawn with ``seed``)
 into ``net.int8.onnx`` beside it; both files are scored on the whole test split and timed the
 same way, into ``export-onnx-int8.json``.
+
+:func:`export_tflite` writes a fully-int8 TFLite flatbuffer for microcontrollers
+(:mod:`optnas.networks.tflite`, calibrated on training images as the ONNX int8 file is) and
+scores it in TensorFlow Lite Micro's own interpreter on the whole test split beside the float
+network, with the arena TFLM used (``export-tflite-int8.json``).
 """
 
 from __future__ import annotations
 
+import time
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from optnas.artifacts import write_json
+from optnas.artifacts import write_bytes, write_json
 from optnas.data.datasets import load_dataset
 from optnas.errors import OptionError
 from optnas.latency.table import LatencyTable
@@ -38,6 +45,8 @@ from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.onnx_export import DEFAULT_OPSET, to_onnx
 from optnas.networks.quantization import calibration_indices, compare_onnx, quantize_onnx
 from optnas.networks.standalone import load_chosen_network
+from optnas.networks.tflite import convert_int8
+from optnas.networks.tflm import ARENA_MARGIN_BYTES, TFLMRunner, arena_use, import_tflite_micro, smallest_arena
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -244,6 +253,102 @@ def export_int8(
     if len(logits) > 1:
         report.update(exit_top1_float=scores["exit_top1_float"], exit_top1_int8=scores["exit_top1_int8"])
     write_json(Path(folder) / "export-onnx-int8.json", report)
+    return report
+
+
+def export_tflite(
+    folder: str | Path,
+    *,
+    out: str | Path | None = None,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    calib_images: int = 256,
+    seed: int = 0,
+    vld_size: int | None = None,
+    split_seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Write a chosen network as a fully-int8 TFLite flatbuffer and score it in TFLite Micro.
+
+    The network is converted by :func:`optnas.networks.tflite.convert_int8`, calibrated on
+    ``calib_images`` training images drawn with ``seed`` (the images ``export --int8`` calibrates
+    ONNX files on), and run in TFLM's interpreter (reference kernels) image by image on the whole
+    test split, beside the float network in PyTorch. Nothing is written when the network
+    cannot be converted.
+
+    Args:
+        folder: a folder of ``optnas select``, trained or holding the search's ``ckpt.pth``.
+        out: the file to write [default: ``folder/net.int8.tflite``].
+        dataset: dataset of the calibration (training) and test images.
+        data_dir: its folder (not for digits).
+        calib_images: training images to calibrate on (all of them if fewer).
+        seed: draws them.
+        vld_size: validation images held out of the training split, as in the search.
+        split_seed: the seed that chose them.
+        batch_size: test images per PyTorch batch.
+
+    Returns:
+        the report also written to ``folder/export-tflite-int8.json``: ``file``, ``format``,
+        ``weights``, ``resolution``, ``top1_float``, ``top1_tflm`` (%), ``drop`` (points),
+        ``agreement`` (argmax agreement of TFLM and PyTorch), ``flatbuffer_bytes``,
+        ``arena_bytes`` (what TFLM's recording allocator used), ``arena_head_bytes`` (activations),
+        ``arena_tail_bytes`` (persistent data), ``arena_required_bytes`` (the smallest arena
+        TFLM builds and runs it in: more than ``arena_bytes`` when building needs temporary
+        memory beyond the final plan), ``ops`` (count per builtin operator), ``input`` and ``output`` (shape, type,
+        scale, zero point), ``normalization`` (what a device does to pixels before quantizing
+        them), ``n_images``, ``calib_images``, ``seed``, ``tflite_micro`` (its version) and
+        ``seconds`` (the whole export).
+
+    Raises:
+        ValueError: bad options, missing weights, tflite-micro absent, or a module the int8
+            graph cannot express (:class:`~optnas.networks.tflite.UnsupportedModuleError`).
+    """
+    if calib_images < 1:
+        raise OptionError("{calib_images} must be at least 1, got {value}", value=calib_images)
+    version = import_tflite_micro().__version__  # before any work: a missing package is one line
+    start = time.perf_counter()
+    folder = Path(folder)
+    network, subnet, weights = load_chosen_network(folder)
+    out = Path(out) if out is not None else folder / "net.int8.tflite"
+    resolution = int(subnet["r"])
+    splits = load_dataset(dataset, data_dir, vld_size=vld_size, seed=split_seed)
+    drawn = calibration_indices(len(splits.train), calib_images, seed)
+    calibration, _ = splits.train.subset(drawn).tensors(resolution)
+    model = convert_int8(network, calibration)
+    splits.train.clear_cache()
+    total, head, tail = arena_use(model.flatbuffer)
+    required = smallest_arena(model.flatbuffer)
+    runner = TFLMRunner(model.flatbuffer, arena_size=required + ARENA_MARGIN_BYTES)
+    correct_float = correct_tflm = agreeing = n_images = 0
+    for images, labels in splits.test.batches(batch_size, resolution):
+        with torch.inference_mode():
+            expected = network(images).argmax(1).numpy()
+        got = runner(images.numpy()).argmax(1)
+        labels = labels.numpy()
+        correct_float += int((expected == labels).sum())
+        correct_tflm += int((got == labels).sum())
+        agreeing += int((got == expected).sum())
+        n_images += len(labels)
+    top1_float, top1_tflm = 100.0 * correct_float / n_images, 100.0 * correct_tflm / n_images
+    test = splits.test
+    report = {
+        "file": str(out), "format": "tflite", "weights": str(weights), "resolution": resolution,
+        "top1_float": top1_float, "top1_tflm": top1_tflm, "drop": top1_float - top1_tflm,
+        "agreement": agreeing / n_images, "flatbuffer_bytes": len(model.flatbuffer), "arena_bytes": total,
+        "arena_head_bytes": head, "arena_tail_bytes": tail, "arena_required_bytes": required,
+        "ops": dict(Counter(model.ops)),
+        "input": {"shape": list(model.input_shape), "layout": "NHWC", "type": "int8",
+                  "scale": model.input_scale, "zero_point": model.input_zero_point},
+        "output": {"shape": list(model.output_shape), "type": "int8", "scale": model.output_scale,
+                   "zero_point": model.output_zero_point},
+        "normalization": {"pixels": "RGB scaled to [0, 1], resized to the resolution", "mean": list(test.mean),
+                          "std": list(test.std),
+                          "quantize": "q = clamp(round(((pixel - mean) / std) / scale) + zero_point, -128, 127)"},
+        "n_images": n_images, "calib_images": len(drawn), "seed": seed, "tflite_micro": version,
+    }
+    write_bytes(out, model.flatbuffer)
+    report["seconds"] = time.perf_counter() - start
+    write_json(folder / "export-tflite-int8.json", report)
     return report
 
 
