@@ -219,7 +219,9 @@ _COST_MODEL = """
 import sys
 from optnas.config import SearchConfig
 from optnas.evaluation.costs import exact_costs, exact_costs_vectors
+from optnas.networks.tflm_memory import tflm_memory, tflm_memory_vectors
 from optnas.samplers import SurrogateSampler
+from optnas.spaces import MobileNetV3Space
 from optnas.studies.sampling import make_sampler
 config = SearchConfig(search_space=sys.argv[1], dataset=sys.argv[2], sec_obj=sys.argv[3]).validate()
 assert isinstance(make_sampler(config), SurrogateSampler)
@@ -229,6 +231,9 @@ exact_costs(costs, space.largest())
 vector_costs = exact_costs_vectors(costs, space)
 if vector_costs is not None:
     vector_costs(space.to_vector(space.smallest()))
+    tflm_memory_vectors(space, 10)(space.to_vector(space.smallest()))
+if isinstance(space, MobileNetV3Space):
+    tflm_memory(space.largest(), 10)
 print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "ofa"})))
 """
 
