@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage error (bad option values or in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 import click
 
 from optnas import __version__
+from optnas.boards import BOARDS
 from optnas.cli_options import (
     check_device,
     config_options,
@@ -325,6 +327,25 @@ def dashboard(storage: str, host: str, port: int, artifact_dir: str | None) -> N
     from optnas.studies.dashboard import serve
 
     serve(storage, host=host, port=port, artifact_dir=artifact_dir, echo=click.echo)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def boards(as_json: bool) -> None:
+    """List the boards --board takes: SRAM and flash (KB = 1024 bytes) from the datasheet, the
+    reserve the firmware around the network keeps, and what is left for the network's TFLite
+    Micro arena (bounds arena_kb) and flatbuffer (bounds tflite_kb)."""
+    rows = [{**dataclasses.asdict(board), "arena_budget_kb": board.arena_budget_kb,
+             "tflite_budget_kb": board.tflite_budget_kb} for board in BOARDS.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'board':<10} {'SRAM':>5} {'flash':>6} {'reserve':>10} {'arena':>6} {'tflite':>7}  title, core")
+    for board in BOARDS.values():
+        reserve = f"{board.sram_reserve_kb}/{board.flash_reserve_kb}"
+        click.echo(f"{board.name:<10} {board.sram_kb:>5} {board.flash_kb:>6} {reserve:>10} "
+                   f"{board.arena_budget_kb:>6} {board.tflite_budget_kb:>7}  {board.title}, {board.core}")
+    click.echo("KB; reserve = SRAM/flash kept by the firmware; arena and tflite = what bounds arena_kb and tflite_kb.")
 
 
 @main.command()

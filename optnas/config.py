@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from optnas.boards import BOARDS, board_key
 from optnas.data.catalog import DATASETS, n_classes_of
 from optnas.errors import OptionError
 from optnas.figures import (
@@ -147,6 +148,21 @@ class SearchConfig:
     sram_max: float | None = _option(
         None, "Constraint: maximum peak SRAM of the int8 network's activations (KB = 1024 bytes; "
         "mobilenetv3); unset means unconstrained.", type=float,
+    )
+    arena_max: float | None = _option(
+        None, "Constraint: maximum TensorFlow Lite Micro arena of the int8 network (KB = 1024 bytes: "
+        "its activations as TFLM's planner places them, padded copies included, and the interpreter's "
+        "per-layer data; see `optnas export --format tflite`; mobilenetv3); unset means unconstrained.",
+        type=float,
+    )
+    tflite_max: float | None = _option(
+        None, "Constraint: maximum size of the int8 .tflite flatbuffer in flash (KB = 1024 bytes; "
+        "mobilenetv3); unset means unconstrained.", type=float,
+    )
+    board: str | None = _option(
+        None, "Target microcontroller (see `optnas boards`): its SRAM and flash less the firmware's "
+        "reserve bound arena_kb and tflite_kb; --arena-max and --tflite-max may only tighten them.",
+        choices=tuple(BOARDS),
     )
     int8: bool = _option(
         False, "Score every candidate as deployed in int8: top1 is its validation accuracy after "
@@ -283,6 +299,13 @@ class SearchConfig:
             self.sigma = ",".join(str(float(value)) for value in values)
         except (TypeError, ValueError):
             pass
+        if self.board is not None:
+            self.board = board_key(str(self.board))
+            board = BOARDS.get(self.board)
+            # The board's budgets are the bounds unless a tighter one is given (validate() refuses a looser one).
+            if board is not None:
+                self.arena_max = board.arena_budget_kb if self.arena_max is None else self.arena_max
+                self.tflite_max = board.tflite_budget_kb if self.tflite_max is None else self.tflite_max
 
     @property
     def sigmas(self) -> list[float]:
@@ -303,6 +326,8 @@ class SearchConfig:
             if choices is not None and value is not None and value not in choices:
                 raise OptionError("{" + field.name + "} must be one of {choices}, got {value!r}",
                                   choices=list(choices), value=value)
+        if self.board is not None:
+            self._validate_board()
         if self.width_mult not in WIDTH_MULTS:
             raise OptionError("{width_mult} must be one of {choices}, got {value}", choices=list(WIDTH_MULTS),
                               value=self.width_mult)
@@ -344,6 +369,14 @@ class SearchConfig:
         self._validate_capabilities()
         self.make_space()
         return self
+
+    def _validate_board(self) -> None:
+        """Refuse a bound looser than the board's budget (a tighter one is the user's margin)."""
+        board = BOARDS[self.board]
+        for option, budget in (("arena_max", board.arena_budget_kb), ("tflite_max", board.tflite_budget_kb)):
+            if getattr(self, option) > budget:
+                raise OptionError("{" + option + "} {value:g} exceeds the {budget} KB that {board} {name} leaves",
+                                  value=getattr(self, option), budget=budget, name=board.name)
 
     def _validate_capabilities(self) -> None:
         """Refuse options the space's declared capabilities rule out."""

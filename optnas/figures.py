@@ -137,6 +137,13 @@ FIGURES: dict[str, Figure] = {figure.name: figure for figure in (
     Figure("sram_kb", "KB", "exact", _NETWORKS, MINIMIZE, bound="sram_max", second_objective=True),
     Figure("flash_kb_float32", "KB", "exact", _NETWORKS),
     Figure("sram_kb_float32", "KB", "exact", _NETWORKS),
+    # What TensorFlow Lite Micro needs for the int8 .tflite that `optnas export --format tflite` writes.
+    Figure("arena_kb", "KB", "exact", _SINGLE_EXIT, MINIMIZE, bound="arena_max", second_objective=True,
+           help="arena_kb / tflite_kb (KB of TensorFlow Lite Micro arena and .tflite flatbuffer of the int8 "
+                "network, mobilenetv3; see --board)"),
+    Figure("arena_head_kb", "KB", "exact", _SINGLE_EXIT),
+    Figure("arena_tail_kb", "KB", "exact", _SINGLE_EXIT),
+    Figure("tflite_kb", "KB", "exact", _SINGLE_EXIT, MINIMIZE, bound="tflite_max", second_objective=True),
 )}
 
 

@@ -23,16 +23,19 @@ def test_stored_keys_keep_their_order() -> None:
         "top1", "top1_float", "params", "macs", "activations", "peak_activations", "tiny_ml", "robustness",
         "top1_robust", "alpha_norm", "avg_macs", "exit_ratios", "exit_top1", "exit_macs", "epsilon", "latency",
         "latency_p90", "avg_latency", "exit_latency", "flash_kb", "sram_kb", "flash_kb_float32", "sram_kb_float32",
+        "arena_kb", "arena_head_kb", "arena_tail_kb", "tflite_kb",
     )
 
 
 def test_the_options_list_the_objectives_as_before() -> None:
     assert figures.FIRST_OBJECTIVES == ("top1", "top1_robust")
     assert figures.SECOND_OBJECTIVES == ("params", "macs", "activations", "tiny_ml", "avg_macs", "latency",
-                                         "avg_latency", "flash_kb", "sram_kb", "top1_robust")
+                                         "avg_latency", "flash_kb", "sram_kb", "arena_kb", "tflite_kb", "top1_robust")
     assert figures.SUMMARY == ("top1", "params", "macs", "activations", "tiny_ml", "avg_macs", "latency",
-                               "avg_latency", "measured_latency", "flash_kb", "sram_kb", "top1_robust")
-    assert BOUND_FIELDS == ["pmax", "mmax", "amax", "lmax", "flash_max", "sram_max", "top1min"]
+                               "avg_latency", "measured_latency", "flash_kb", "sram_kb", "arena_kb", "tflite_kb",
+                               "top1_robust")
+    assert BOUND_FIELDS == ["pmax", "mmax", "amax", "lmax", "flash_max", "sram_max", "arena_max", "tflite_max",
+                            "top1min"]
 
 
 @pytest.mark.parametrize("figure", FIGURES.values(), ids=list(FIGURES))

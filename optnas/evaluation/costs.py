@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from optnas.boards import Board
 from optnas.config import CostOptions
 from optnas.errors import OptionError
 from optnas.figures import FIGURES, by_constraint
@@ -18,6 +19,7 @@ from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile, profile_vectors, space_widths
 from optnas.networks.exit_costs import exit_profile
 from optnas.networks.memory import memory, memory_vectors
+from optnas.networks.tflm_memory import tflm_memory, tflm_memory_vectors
 from optnas.spaces.base import SearchSpace
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 
@@ -35,6 +37,8 @@ def exact_costs(options: CostOptions, subnet: dict[str, Any]) -> dict[str, float
         return {"params": figures["params"], "latency": figures["latency"]}
     costs = profile(subnet, options.n_classes)
     costs.update(memory(subnet, options.n_classes))
+    if not space.has_exits:
+        costs.update(tflm_memory(subnet, options.n_classes))
     table = latency_table(options)
     if table is not None:
         costs["latency"] = table.predict(subnet)
@@ -90,10 +94,12 @@ class VectorCosts:
         options, space, built = self.options, self.space, self._built
         n_classes = options.n_classes
         if "profile" not in built:
-            built.update(profile=profile_vectors(space, n_classes), memory=memory_vectors(space, n_classes))
+            built.update(profile=profile_vectors(space, n_classes), memory=memory_vectors(space, n_classes),
+                         tflm=tflm_memory_vectors(space, n_classes))
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
         figures = built["profile"](vectors)
         figures.update(built["memory"](vectors, figures["peak_activations"]))
+        figures.update(built["tflm"](vectors))
         table = latency_table(options)
         if table is not None:
             # The table is read again when its file changes, as exact_costs reads it.
@@ -152,6 +158,26 @@ def check_latency_table(options: CostOptions, lmax: float | None) -> None:
                 "by {table} (at resolution {resolution})", bound=lmax, fastest=fastest,
                 table=options.latency_table, resolution=subnet["r"],
             )
+
+
+def check_board_fits(options: CostOptions, board: Board) -> None:
+    """Refuse a board that no architecture of the space fits, naming what the smallest one needs.
+
+    Args:
+        options: what the costs depend on (:meth:`~optnas.config.SearchConfig.cost_options`).
+        board: the target board; its budgets bound ``arena_kb`` and ``tflite_kb``.
+    """
+    smallest = options.space.smallest()
+    costs = exact_costs(options, smallest)
+    needs = {"arena_kb": (costs["arena_kb"], board.arena_budget_kb, board.sram_kb, "SRAM", board.sram_reserve_kb),
+             "tflite_kb": (costs["tflite_kb"], board.tflite_budget_kb, board.flash_kb, "flash",
+                           board.flash_reserve_kb)}
+    over = [f"{need:.1f} KB {figure} where it leaves {budget} KB ({total} KB {memory} less a {reserve} KB reserve)"
+            for figure, (need, budget, total, memory, reserve) in needs.items() if need > budget]
+    if over:
+        raise OptionError("no architecture fits {board} {name}: the smallest one (resolution {resolution}, "
+                          "{classes} classes) needs " + " and ".join(over), name=board.name,
+                          resolution=smallest.get("r", "-"), classes=options.n_classes)
 
 
 def check_constraints_satisfiable(options: CostOptions, bounds: dict[str, float]) -> None:

@@ -8,9 +8,10 @@ from typing import Any
 
 import optuna
 
+from optnas.boards import BOARDS
 from optnas.config import SearchConfig
 from optnas.evaluation.candidate import CandidateEvaluator
-from optnas.evaluation.costs import check_constraints_satisfiable, check_latency_table
+from optnas.evaluation.costs import check_board_fits, check_constraints_satisfiable, check_latency_table
 from optnas.studies.runner import prepare_save_dir, run_search
 from optnas.studies.storage import mask_password
 from optnas.studies.study import create_search_study, ensure_new_study_name, resume_search_study
@@ -41,6 +42,8 @@ def start_search(
         create_only: store the study after checking the options and the data, run nothing.
     """
     costs = config.cost_options()
+    if config.board is not None:
+        check_board_fits(costs, BOARDS[config.board])
     check_constraints_satisfiable(costs, config.constraint_bounds)
     check_latency_table(costs, config.lmax)
     # Bad data folders and supernet checkpoints fail here, before anything is written: a
