@@ -15,7 +15,10 @@ scale.
 of the file model and the tail's fixed part, which the module holds; the default sample
 (seed 0) is then held out.
 
-    python benchmarks/bench_tflm_memory.py [--networks 36] [--seed 0] [--classes 10] [--fit]
+``--cmsis-nn N`` instead computes, on N random subnets, what the scratch buffers of TFLM's
+CMSIS-NN kernels would add to the arena (no conversion: see :func:`cmsis_nn_scratch`).
+
+    python benchmarks/bench_tflm_memory.py [--networks 36] [--seed 0] [--classes 10] [--fit | --cmsis-nn N]
 """
 
 from __future__ import annotations
@@ -97,6 +100,41 @@ def fit(rows: list[dict], n_classes: int) -> None:
     print(f"tail fixed part: median {statistics.median(tails):.0f} B, range {min(tails)}..{max(tails)} B")
 
 
+def cmsis_nn_scratch(n_networks: int, seed: int, n_classes: int) -> None:
+    """Print what CMSIS-NN's scratch buffers would add to the arena of random subnets (computed, not measured).
+
+    TFLM's CMSIS-NN kernels on a Cortex-M with the DSP extension (M4, M7, M33), built with GCC,
+    ask for ``arm_depthwise_conv_wrapper_s8_get_buffer_size`` bytes: C x k x k int16 for a 5x5
+    or 7x7 depthwise convolution (none for 3x3 with padding <= 1), and
+    ``arm_convolve_wrapper_s8_get_buffer_size``: 2 x 28 int16 for the 3x3 stem on 3 channels
+    (none for 1x1 convolutions). Each is a scratch buffer of its operator, laid out by the
+    greedy planner with the rest.
+    """
+    rng = np.random.default_rng(seed)
+    space = MobileNetV3Space(resolutions=RESOLUTIONS, search_width=True)
+    added, shares = [], []
+    for subnet in space.sample(rng, n_networks):
+        plan = model.graph_plan(subnet, n_classes)
+        operators = []
+        for operator in plan.operators:
+            weights = operator.constants[0][0] if operator.constants else 0
+            # A depthwise kernel's area is its weights per channel; the stem is the 3x3 conv on 3 channels.
+            if operator.code == "DEPTHWISE_CONV_2D" and weights > 9 * operator.channels:
+                operator = operator._replace(scratch=(2 * weights,))
+            elif operator.code == "CONV_2D" and weights == 27 * operator.channels:
+                operator = operator._replace(scratch=(2 * 2 * 28,))
+            operators.append(operator)
+        head = model.greedy_arena(model.arena_buffers(plan))
+        extra = model.greedy_arena(model.arena_buffers(model.GraphPlan(plan.shapes, operators))) - head
+        added.append(extra)
+        shares.append(extra / (head + model.arena_tail(plan)) * 100)
+    print(json.dumps({"cmsis_nn_networks": n_networks,
+                      "share_with_more_arena": round(float(np.mean(np.array(added) > 0)), 3),
+                      "added_kb_median": round(float(np.median(added)) / KB, 1),
+                      "added_kb_max": round(max(added) / KB, 1),
+                      "added_percent_of_arena_max": round(max(shares), 1)}, indent=2))
+
+
 def report(rows: list[dict]) -> dict:
     """Print one row per network and the summary; return the summary."""
     print(f"{'w':>5} {'r':>4} {'arena B':>9} {'model':>9} {'err %':>6} {'head B':>8} {'model':>8} {'tail B':>8} "
@@ -137,7 +175,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="sample seed [default: 0, or 1 with --fit]")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--fit", action="store_true", help="print the model's constants fitted on this sample")
+    parser.add_argument("--cmsis-nn", type=int, default=0, metavar="N",
+                        help="only compute what CMSIS-NN's scratch buffers add on N random subnets")
     args = parser.parse_args()
+    if args.cmsis_nn:
+        cmsis_nn_scratch(args.cmsis_nn, args.seed or 0, args.classes)
+        return
     torch.set_num_threads(1)
     rows = measure(sample(args.networks, (1 if args.fit else 0) if args.seed is None else args.seed), args.classes)
     report(rows)

@@ -39,6 +39,7 @@ on converted networks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from math import prod
 from typing import Any, NamedTuple
 
@@ -66,6 +67,8 @@ from optnas.spaces.mobilenetv3 import MobileNetV3Space, has_feature_mix
 # MicroArenaBufferAlignment(): every planned buffer's size is rounded up to it.
 _ARENA_ALIGNMENT = 16
 _INT32 = 4
+# Heads laid out by tflm_memory_vectors that it remembers (about 0.5 KB each).
+_REMEMBERED_HEADS = 1 << 16
 
 
 class Operator(NamedTuple):
@@ -218,9 +221,10 @@ def arena_buffers(plan: GraphPlan) -> list[Buffer]:
 
     As ``AllocationInfoBuilder`` marks them: operator ``i`` runs in scope ``i + 1``, the
     graph input is created in scope 0, a tensor lives from the scope of the operator writing
-    it to that of the last one reading it, the graph output to the last scope; the activation
-    tensors come in tensor order, then the scratch buffers in the order the kernels asked for
-    them, each alive in its operator's scope only. Sizes are rounded up to 16 bytes.
+    it to that of the last one reading it (the graph output, written by the last operator, is
+    in the last scope); the activation tensors come in tensor order, then the scratch buffers
+    in the order the kernels asked for them, each alive in its operator's scope only. Sizes
+    are rounded up to 16 bytes.
 
     Args:
         plan: from :func:`graph_plan`.
@@ -233,7 +237,6 @@ def arena_buffers(plan: GraphPlan) -> list[Buffer]:
         for tensor in operator.inputs:
             last[tensor] = scope
         scratch += [Buffer(_aligned(size), scope, scope) for size in operator.scratch]
-    last[plan.operators[-1].output] = len(plan.operators)
     tensors = [Buffer(_aligned(prod(shape)), start, end) for shape, start, end in zip(plan.shapes, first, last)]
     return tensors + scratch
 
@@ -285,14 +288,15 @@ _SCRATCH_HANDLE = 8
 _OPERATOR_DATA = {"CONV_2D": 80 + 28, "DEPTHWISE_CONV_2D": 80 + 28, "FULLY_CONNECTED": 80 + 16,
                   "PAD": 64, "MEAN": 48 + 1, "ADD": 64 + 8, "MUL": 48 + 4, "HARD_SWISH": 32}
 # The allocator's own objects, the input and output TfLiteTensors and alignment (fitted).
-_TAIL_FIXED = 722
+_TAIL_FIXED = 721
 
 
 # Before the plan exists the head holds TFLM's working data, which can outgrow a small plan: the
 # arena must hold the larger. While planning (AllocationInfoBuilder, GreedyMemoryPlanner::Init):
 # an AllocationInfo per tensor and scratch buffer, the planner's arrays per planned buffer and the
-# scratch buffer requests; while a per-channel convolution prepares: its filter's and bias's
-# TfLiteTensors with int32 zero points per channel. The fixed parts are measured (bisection).
+# scratch buffer requests; while a per-channel convolution prepares: 12 bytes per output channel
+# (8 of them its filter's and bias's int32 zero points) and its TfLiteTensors. The per-channel and
+# fixed bytes were measured by bisecting the smallest arena.
 _ALLOCATION_INFO = 32
 _PLANNER_BUFFER = 40
 _SCRATCH_REQUEST = 16
@@ -332,8 +336,7 @@ def _counts(plan: GraphPlan, with_input: bool = True) -> _Counts:
     return _Counts(tensors=sum(1 + len(operator.constants) for operator in operators) + with_input,
                    activations=len(operators) + with_input,
                    scratch=sum(len(operator.scratch) for operator in operators),
-                   channels=max([operator.channels for operator in operators if operator.code != "FULLY_CONNECTED"],
-                                default=0))
+                   channels=max((operator.channels for operator in operators), default=0))
 
 
 def working_data(counts: _Counts) -> Any:
@@ -359,8 +362,8 @@ def _aligned(size: int) -> int:
 # and a fixed part (the model's tables, the input tensor).
 _QUANT_ENTRY = 4 + 8
 _FILE_OPERATOR = 116
-_FILE_CONSTANT = 90
-_FILE_FIXED = 671
+_FILE_CONSTANT = 91
+_FILE_FIXED = 535
 
 
 def flatbuffer_bytes(plan: GraphPlan) -> int:
@@ -399,7 +402,8 @@ def tflm_memory_vectors(space: MobileNetV3Space, n_classes: int) -> Callable[[np
     and file and counts of working data are tabulated once here and added up per vector. The
     head is not a sum or a maximum of the parts' (the greedy planner's layout of one part
     depends on the next part's buffers, which a part's output outlives): it is laid out per
-    distinct vector (0.8 ms each on this project's 2-core sandbox), then remembered.
+    distinct vector (0.8 ms each on this project's 2-core sandbox), and the last 65,536 are
+    remembered.
 
     Args:
         space: a mobilenetv3 space (not an early-exit one).
@@ -427,19 +431,17 @@ def tflm_memory_vectors(space: MobileNetV3Space, n_classes: int) -> Callable[[np
         return _part_figures(graph)
 
     tables = part_tables(space, stem, layer, head)
-    heads: dict[bytes, int] = {}
 
-    def arena_head(vector: np.ndarray) -> int:
-        key = vector.tobytes()
-        if key not in heads:
-            heads[key] = greedy_arena(arena_buffers(graph_plan(space.from_vector(vector), n_classes)))
-        return heads[key]
+    @lru_cache(maxsize=_REMEMBERED_HEADS)
+    def arena_head(vector: bytes) -> int:
+        subnet = space.from_vector(np.frombuffer(vector, dtype=np.int64))
+        return greedy_arena(arena_buffers(graph_plan(subnet, n_classes)))
 
     def figures(vectors: np.ndarray) -> dict[str, np.ndarray]:
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
         tail, flatbuffer, tensors, activations, scratch, channels = gather_parts(tables, slot_genes(space, vectors))
         counts = _Counts(tensors.sum(axis=0), activations.sum(axis=0), scratch.sum(axis=0), channels.max(axis=0))
-        head_bytes = np.array([arena_head(vector) for vector in vectors], dtype=np.int64)
+        head_bytes = np.array([arena_head(vector.tobytes()) for vector in vectors], dtype=np.int64)
         return _figures(head_bytes, _TAIL_FIXED + tail.sum(axis=0), _FILE_FIXED + flatbuffer.sum(axis=0),
                         working_data(counts))
 
