@@ -156,3 +156,17 @@ def test_sampler_with_vector_costs_pickles():
     after = copy.strategy.step(copy.options).vector_costs(vectors)
     for name, values in before.items():
         np.testing.assert_array_equal(after[name], values)
+
+
+def test_the_tflite_micro_figures_are_computed_only_when_named() -> None:
+    # They lay out each network's arena (about 1 ms each): a search that neither optimises nor
+    # bounds them must not pay for them on every offspring.
+    config = SearchConfig(dataset="digits", width_mult=0.35).validate()
+    space = config.make_space()
+    vector_costs = exact_costs_vectors(config.cost_options(), space)
+    vectors = _vectors(space, 20)
+    every = vector_costs(vectors)
+    assert "arena_kb" not in vector_costs(vectors, ["params", "macs"])
+    named = vector_costs(vectors, ["arena_kb"])
+    for name in ("arena_kb", "arena_head_kb", "arena_tail_kb", "tflite_kb"):
+        np.testing.assert_array_equal(named[name], every[name])

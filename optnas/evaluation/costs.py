@@ -6,6 +6,7 @@ its offspring with these, and building it (``optnas studies``, ``trials``) loads
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from optnas.latency.table import LatencyTable
 from optnas.networks.costs import profile, profile_vectors, space_widths
 from optnas.networks.exit_costs import exit_profile
 from optnas.networks.memory import memory, memory_vectors
-from optnas.networks.tflm_memory import tflm_memory, tflm_memory_vectors
+from optnas.networks.tflm_memory import TFLM_FIGURES, tflm_memory, tflm_memory_vectors
 from optnas.spaces.base import SearchSpace
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 
@@ -90,7 +91,14 @@ class VectorCosts:
         self.space = space
         self._built: dict[str, Any] = {}
 
-    def __call__(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, vectors: np.ndarray, names: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Return the figures of every vector.
+
+        Args:
+            vectors: an int array (n, n_genes), or one vector.
+            names: the figures needed [default: all]; the TFLite Micro ones, which lay out
+                each distinct network's arena (about 1 ms each), are computed only when named.
+        """
         options, space, built = self.options, self.space, self._built
         n_classes = options.n_classes
         if "profile" not in built:
@@ -99,7 +107,8 @@ class VectorCosts:
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(space.gene_names()))
         figures = built["profile"](vectors)
         figures.update(built["memory"](vectors, figures["peak_activations"]))
-        figures.update(built["tflm"](vectors))
+        if names is None or not TFLM_FIGURES.isdisjoint(names):
+            figures.update(built["tflm"](vectors))
         table = latency_table(options)
         if table is not None:
             # The table is read again when its file changes, as exact_costs reads it.

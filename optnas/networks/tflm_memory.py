@@ -456,6 +456,10 @@ def _part_figures(graph: _Builder, with_input: bool = False) -> tuple[int, ...]:
     return (tail, flatbuffer, *_counts(plan, with_input))
 
 
+# The figures this module gives, by the names searches store them under.
+TFLM_FIGURES = frozenset({"arena_kb", "arena_head_kb", "arena_tail_kb", "tflite_kb"})
+
+
 def _figures(head: Any, tail: Any, flatbuffer: Any, working: Any) -> dict[str, Any]:
     """The figures of :func:`tflm_memory` from bytes (numbers or arrays)."""
     return {"arena_kb": (np.maximum(head, working) + tail) / KB, "arena_head_kb": head / KB,

@@ -94,6 +94,7 @@ class MSuNASStep:
         vector_costs: the same figures as ``costs`` for a whole array of gene vectors at once
             (name → array), where a space can compute them vectorised; the NSGA-II on the
             surrogate scores thousands of offspring per step, too many to profile one by one.
+            It is called with the vectors and the names of the figures needed (it may skip others).
     """
 
     def __init__(
@@ -154,7 +155,7 @@ class MSuNASStep:
         if not names or len(vectors) == 0:
             return {name: np.zeros(len(vectors)) for name in names}
         if self.vector_costs is not None:
-            costs = self.vector_costs(vectors)
+            costs = self.vector_costs(vectors, names)
             return {name: np.asarray(costs[name], dtype=float) for name in names}
         rows = [self.costs_of(vector) for vector in vectors]
         return {name: np.array([row[name] for row in rows], dtype=float) for name in names}

@@ -154,7 +154,8 @@ class NASStrategy(BaseSpaceStrategy):
         space: the search space.
         costs: exact figures of a subnet (``{"params": .., "macs": ..}``).
         vector_costs: the same figures for an array of gene vectors at once (name → array),
-            used to score the surrogate's offspring (None: costed one by one).
+            called with the vectors and the names needed, to score the surrogate's offspring
+            (None: costed one by one).
         objectives: the objectives' names, first one first (see :class:`MSuNASStep`).
         constraint_bounds: constraint name → bound (see :class:`MSuNASStep`).
     """
