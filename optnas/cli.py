@@ -361,7 +361,8 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
 
     A mobilenetv3 subnet also gets flash_kb and sram_kb, the flash and peak SRAM of its int8
     network (KB = 1024 bytes; float32 equivalents too; see the README's Metrics), exit heads
-    included for an eemobilenetv3 one.
+    included for an eemobilenetv3 one, and (single-exit) arena_kb and tflite_kb, TensorFlow
+    Lite Micro's arena and the .tflite file of `optnas export --format tflite --int8`.
     For an eemobilenetv3 subnet the other figures are the backbone's (with its final exit), followed
     by the cumulative MACs to leave at each exit and the params with every exit head. With
     --latency-table, `latency` is the whole network's predicted latency (every exit head run)
@@ -372,6 +373,7 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     from optnas.networks.costs import profile
     from optnas.networks.exit_costs import exit_profile
     from optnas.networks.memory import memory
+    from optnas.networks.tflm_memory import tflm_memory
 
     subnet = read_subnet_file(subnet_file)
     table = LatencyTable.load(latency_table) if latency_table is not None else None
@@ -385,6 +387,8 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
         figures.update({key: exits[key] for key in ("exit_stages", "head_params", "head_macs", "exit_macs")})
         figures["params_with_heads"] = exits["params"]
     figures.update(memory(subnet, n_classes))
+    if exits is None:
+        figures.update(tflm_memory(subnet, n_classes))
     if table is not None:
         figures["latency"] = table.predict(subnet)
         if exits is not None:
@@ -398,6 +402,10 @@ def profile(subnet_file: str, n_classes: int | None, latency_table: str | None, 
     click.echo(f"peak_activations  {figures['peak_activations']:10.4f} M")
     click.echo(f"flash_kb          {figures['flash_kb']:10.1f} KB  int8 ({figures['flash_kb_float32']:.1f} KB float32)")
     click.echo(f"sram_kb           {figures['sram_kb']:10.1f} KB  int8 ({figures['sram_kb_float32']:.1f} KB float32)")
+    if exits is None:
+        click.echo(f"arena_kb          {figures['arena_kb']:10.1f} KB  TFLite Micro arena "
+                   f"(activations {figures['arena_head_kb']:.1f} + persistent {figures['arena_tail_kb']:.1f})")
+        click.echo(f"tflite_kb         {figures['tflite_kb']:10.1f} KB  int8 .tflite flatbuffer")
     if exits is not None:
         click.echo(f"params with heads {figures['params_with_heads']:10.4f} M")
         click.echo("cumulative MACs to leave at each exit (backbone so far + heads passed):")

@@ -9,6 +9,7 @@ import pytest
 
 from optnas.networks.costs import profile
 from optnas.networks.memory import memory
+from optnas.networks.tflm_memory import tflm_memory
 from tests.conftest import invoke_cli, run_cli
 
 SUBNET = {"ks": [3, 5, 7, 3] * 5, "e": [3, 4, 6, 4] * 5, "d": [2, 3, 4, 2, 3], "r": 64, "w": 1.0}
@@ -21,10 +22,12 @@ def test_profile_prints_json_matching_the_library(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert set(figures) == {"params", "macs", "activations", "peak_activations", "flash_kb", "sram_kb",
-                            "flash_kb_float32", "sram_kb_float32"}
-    assert figures == {**profile(SUBNET, 10), **memory(SUBNET, 10)}
+                            "flash_kb_float32", "sram_kb_float32", "arena_kb", "arena_head_kb", "arena_tail_kb",
+                            "tflite_kb"}
+    assert figures == {**profile(SUBNET, 10), **memory(SUBNET, 10), **tflm_memory(SUBNET, 10)}
     table = invoke_cli("profile", str(path), "--n-classes", "10").stdout
     assert "macs" in table and f"{figures['macs']:.4f}" in table
+    assert f"{figures['arena_kb']:.1f} KB  TFLite Micro arena" in table
 
 
 def test_profile_rejects_bad_files_with_one_line(tmp_path: Path) -> None:
