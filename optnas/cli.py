@@ -674,10 +674,10 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     MEAN, MUL, ADD, FULLY_CONNECTED), run image by image in TensorFlow Lite Micro's interpreter
     on the whole test split; FOLDER/export-tflite-int8.json records top1_float, top1_tflm, drop,
     agreement, flatbuffer_bytes, arena_bytes (TFLM's arena: head and tail; arena_required_bytes,
-    the smallest arena it builds in), the op counts, and
-    the input's quantization and normalisation a device applies. A module TFLite Micro has no
-    operator for is refused and nothing is written. --opset, --n-check, --atol, --latency-table
-    and --threads are for ONNX and TorchScript files.
+    the smallest arena it builds in), the op counts, and the input's quantization and the
+    normalisation a device applies. A module TFLite Micro has no operator for is refused and
+    nothing is written. --opset, --n-check, --atol, --latency-table and --device are for ONNX
+    and TorchScript files.
     """
     from optnas.artifacts import read_source, source_defaults
     from optnas.export import export_network

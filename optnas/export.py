@@ -295,13 +295,13 @@ def export_tflite(
         the report also written to ``folder/export-tflite-int8.json``: ``file``, ``format``,
         ``weights``, ``resolution``, ``top1_float``, ``top1_tflm`` (%), ``drop`` (points),
         ``agreement`` (argmax agreement of TFLM and PyTorch), ``flatbuffer_bytes``,
-        ``arena_bytes`` (what TFLM's recording allocator used), ``arena_head_bytes`` (activations),
-        ``arena_tail_bytes`` (persistent data), ``arena_required_bytes`` (the smallest arena
-        TFLM builds and runs it in: more than ``arena_bytes`` when building needs temporary
-        memory beyond the final plan), ``ops`` (count per builtin operator), ``input`` and ``output`` (shape, type,
-        scale, zero point), ``normalization`` (what a device does to pixels before quantizing
-        them), ``n_images``, ``calib_images``, ``seed``, ``tflite_micro`` (its version) and
-        ``seconds`` (the whole export).
+        ``arena_bytes`` (what TFLM's recording allocator used), ``arena_head_bytes``
+        (activations), ``arena_tail_bytes`` (persistent data), ``arena_required_bytes`` (the
+        smallest arena TFLM builds and runs it in: more than ``arena_bytes`` when building
+        needs temporary memory beyond the final plan), ``ops`` (count per builtin operator),
+        ``input`` and ``output`` (shape, type, scale, zero point), ``normalization`` (what a
+        device does to pixels before quantizing them), ``n_images``, ``calib_images``,
+        ``seed``, ``tflite_micro`` (its version) and ``seconds`` (the whole export).
 
     Raises:
         ValueError: bad options, missing weights, tflite-micro absent, or a module the int8
@@ -338,8 +338,8 @@ def export_tflite(
     report = {
         "file": str(out), "format": "tflite", "weights": str(weights), "resolution": resolution,
         "top1_float": top1_float, "top1_tflm": top1_tflm, "drop": top1_float - top1_tflm,
-        "agreement": float((got == expected).mean()), "flatbuffer_bytes": len(model.flatbuffer), "arena_bytes": total,
-        "arena_head_bytes": head, "arena_tail_bytes": tail, "arena_required_bytes": required,
+        "agreement": float((got == expected).mean()), "flatbuffer_bytes": len(model.flatbuffer),
+        "arena_bytes": total, "arena_head_bytes": head, "arena_tail_bytes": tail, "arena_required_bytes": required,
         "ops": dict(Counter(model.ops)),
         "input": {"shape": list(model.input_shape), "layout": "NHWC", "type": "int8",
                   "scale": model.input_scale, "zero_point": model.input_zero_point},
