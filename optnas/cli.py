@@ -673,7 +673,8 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
 @device_option(help="Device of the PyTorch reference run (the exported file is checked on the CPU).")
 @click.option("--latency-table", type=click.Path(dir_okay=False), default=None,
               help="lut.json whose predicted latency is recorded beside the measured one [default: the search's].")
-@threads_option("onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1].")
+@threads_option("onnxruntime threads when the ONNX file is timed [default: the search's --latency-threads, else 1]; "
+                "with --format tflite, processes that run TFLite Micro on the test images [default: one per core].")
 @click.option("--int8", is_flag=True,
               help="Also write FOLDER/net.int8.onnx (static int8 quantization, QDQ, per-channel weights) and "
                    "score both files on the test split into FOLDER/export-onnx-int8.json; with --format tflite, "
@@ -703,10 +704,10 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     MEAN, MUL, ADD, FULLY_CONNECTED), run image by image in TensorFlow Lite Micro's interpreter
     on the whole test split; FOLDER/export-tflite-int8.json records top1_float, top1_tflm, drop,
     agreement, flatbuffer_bytes, arena_bytes (TFLM's arena: head and tail; arena_required_bytes,
-    the smallest arena it builds in), the op counts, and
-    the input's quantization and normalisation a device applies. A module TFLite Micro has no
-    operator for is refused and nothing is written. --opset, --n-check, --atol, --latency-table
-    and --threads are for ONNX and TorchScript files.
+    the smallest arena it builds in), the op counts, and the input's quantization and the
+    normalisation a device applies. A module TFLite Micro has no operator for is refused and
+    nothing is written. --opset, --n-check, --atol, --latency-table and --device are for ONNX
+    and TorchScript files.
     """
     from optnas.artifacts import read_source, source_defaults
     from optnas.export import export_network
@@ -714,7 +715,7 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     source = source_defaults(folder)
     if fmt == "tflite":
         _export_tflite(folder, out, dataset or source.get("dataset", "digits"), data or source.get("data"), int8,
-                       calib_images, max_drop, source.get("seed", 0) if seed is None else seed, source)
+                       calib_images, max_drop, source.get("seed", 0) if seed is None else seed, threads, source)
         return
     searched = read_source(folder).get("config", {})
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
@@ -742,14 +743,14 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
 
 
 def _export_tflite(folder: str, out: str | None, dataset: str, data: str | None, int8: bool, calib_images: int,
-                   max_drop: float, seed: int, source: dict[str, Any]) -> None:
+                   max_drop: float, seed: int, processes: int | None, source: dict[str, Any]) -> None:
     """`optnas export --format tflite --int8`: write, score and print (see export_command)."""
     from optnas.export import export_tflite
 
     if not int8:
         raise click.UsageError("--format tflite writes fully-int8 flatbuffers only: add --int8")
     report = export_tflite(folder, out=out, dataset=dataset, data_dir=data, calib_images=calib_images, seed=seed,
-                           vld_size=source.get("vld_size"), split_seed=source.get("seed", 0))
+                           vld_size=source.get("vld_size"), split_seed=source.get("seed", 0), processes=processes)
     ops = ", ".join(f"{name} {count}" for name, count in report["ops"].items())
     click.echo(f"{report['file']}: fully-int8 TFLite, {report['flatbuffer_bytes']:,} B; ops {ops}")
     click.echo(f"TFLite Micro arena {report['arena_bytes']:,} B used (activations {report['arena_head_bytes']:,} + "

@@ -27,6 +27,7 @@ network, with the arena TFLM used (``export-tflite-int8.json``).
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections import Counter
@@ -267,6 +268,7 @@ def export_tflite(
     vld_size: int | None = None,
     split_seed: int = 0,
     batch_size: int = 256,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     """Write a chosen network as a fully-int8 TFLite flatbuffer and score it in TFLite Micro.
 
@@ -286,18 +288,20 @@ def export_tflite(
         vld_size: validation images held out of the training split, as in the search.
         split_seed: the seed that chose them.
         batch_size: test images per PyTorch batch.
+        processes: processes that run TFLM on shares of the test images [default: one per CPU
+            core, at most 8].
 
     Returns:
         the report also written to ``folder/export-tflite-int8.json``: ``file``, ``format``,
         ``weights``, ``resolution``, ``top1_float``, ``top1_tflm`` (%), ``drop`` (points),
         ``agreement`` (argmax agreement of TFLM and PyTorch), ``flatbuffer_bytes``,
-        ``arena_bytes`` (what TFLM's recording allocator used), ``arena_head_bytes`` (activations),
-        ``arena_tail_bytes`` (persistent data), ``arena_required_bytes`` (the smallest arena
-        TFLM builds and runs it in: more than ``arena_bytes`` when building needs temporary
-        memory beyond the final plan), ``ops`` (count per builtin operator), ``input`` and ``output`` (shape, type,
-        scale, zero point), ``normalization`` (what a device does to pixels before quantizing
-        them), ``n_images``, ``calib_images``, ``seed``, ``tflite_micro`` (its version) and
-        ``seconds`` (the whole export).
+        ``arena_bytes`` (what TFLM's recording allocator used), ``arena_head_bytes``
+        (activations), ``arena_tail_bytes`` (persistent data), ``arena_required_bytes`` (the
+        smallest arena TFLM builds and runs it in: more than ``arena_bytes`` when building
+        needs temporary memory beyond the final plan), ``ops`` (count per builtin operator),
+        ``input`` and ``output`` (shape, type, scale, zero point), ``normalization`` (what a
+        device does to pixels before quantizing them), ``n_images``, ``calib_images``,
+        ``seed``, ``tflite_micro`` (its version) and ``seconds`` (the whole export).
 
     Raises:
         ValueError: bad options, missing weights, tflite-micro absent, or a module the int8
@@ -318,24 +322,24 @@ def export_tflite(
     splits.train.clear_cache()
     total, head, tail = arena_use(model.flatbuffer)
     required = smallest_arena(model.flatbuffer)
-    runner = TFLMRunner(model.flatbuffer, arena_size=required + ARENA_MARGIN_BYTES)
-    correct_float = correct_tflm = agreeing = n_images = 0
-    for images, labels in splits.test.batches(batch_size, resolution):
-        with torch.inference_mode():
-            expected = network(images).argmax(1).numpy()
-        got = runner(images.numpy()).argmax(1)
-        labels = labels.numpy()
-        correct_float += int((expected == labels).sum())
-        correct_tflm += int((got == labels).sum())
-        agreeing += int((got == expected).sum())
-        n_images += len(labels)
-    top1_float, top1_tflm = 100.0 * correct_float / n_images, 100.0 * correct_tflm / n_images
+    labels, expected, got = [], [], []
+    with TFLMRunner(model.flatbuffer, required + ARENA_MARGIN_BYTES,
+                    processes or min(os.cpu_count() or 1, 8)) as runner:
+        for images, batch_labels in splits.test.batches(batch_size, resolution):
+            with torch.inference_mode():
+                expected.append(network(images).argmax(1).numpy())
+            got.append(runner(images.numpy()).argmax(1))
+            labels.append(batch_labels.numpy())
+    labels, expected, got = np.concatenate(labels), np.concatenate(expected), np.concatenate(got)
+    n_images = len(labels)
+    top1_float = 100.0 * float((expected == labels).mean())
+    top1_tflm = 100.0 * float((got == labels).mean())
     test = splits.test
     report = {
         "file": str(out), "format": "tflite", "weights": str(weights), "resolution": resolution,
         "top1_float": top1_float, "top1_tflm": top1_tflm, "drop": top1_float - top1_tflm,
-        "agreement": agreeing / n_images, "flatbuffer_bytes": len(model.flatbuffer), "arena_bytes": total,
-        "arena_head_bytes": head, "arena_tail_bytes": tail, "arena_required_bytes": required,
+        "agreement": float((got == expected).mean()), "flatbuffer_bytes": len(model.flatbuffer),
+        "arena_bytes": total, "arena_head_bytes": head, "arena_tail_bytes": tail, "arena_required_bytes": required,
         "ops": dict(Counter(model.ops)),
         "input": {"shape": list(model.input_shape), "layout": "NHWC", "type": "int8",
                   "scale": model.input_scale, "zero_point": model.input_zero_point},

@@ -195,6 +195,8 @@ def test_tflm_logits_track_pytorch(network: torch.nn.Module, converted, test_ima
     image-dependent logits on digits (a trained network: 0.994, see the README). The test asks
     for well above chance and half that correlation: a file that ignored its input fails."""
     got = TFLMRunner(converted.flatbuffer)(test_images.numpy())
+    with TFLMRunner(converted.flatbuffer, processes=2) as runner:  # shares of the images, in order
+        assert np.array_equal(runner(test_images.numpy()), got)
     with torch.no_grad():
         expected = network(test_images).numpy()
     assert got.shape == expected.shape

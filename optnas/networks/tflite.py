@@ -6,8 +6,8 @@ network's own output, calibrates every activation's range (min/max) on images, a
 int8 graph with the object API of the schema that ships with ``tflite-micro``
 (``schema_py_generated``: ``ModelT``, ``SubGraphT``, ...), packed by ``flatbuffers.Builder``.
 
-The graph is the one ``/work/notes/tflite_spec.md`` describes, so that the memory model can
-predict it without building it: NHWC, batch 1; activations int8 per tensor (min/max widened
+The graph is fixed by the architecture, so that a memory model can predict the file and TFLM's
+arena without building it: NHWC, batch 1; activations int8 per tensor (min/max widened
 to include 0); weights int8 symmetric per output channel, batch norm folded; an int32 bias for
 every convolution (zero where the layer has none); a stride-2 convolution on an even size is a
 PAD (bottom/right one less than top/left, the pad value the input's zero point) and a VALID
@@ -107,13 +107,16 @@ class _Reader:
     """
 
     def __init__(self, network: nn.Module) -> None:
+        self.network = network
         self.names = {id(module): name for name, module in network.named_modules()}
         self.ops: list[_Op] = []
 
-    def read(self, network: nn.Module) -> list[_Op]:
+    def read(self) -> list[_Op]:
         """Return the graph of the whole network, from image (tensor 0) to logits (the last node)."""
+        network = self.network
         if isinstance(network, EarlyExitNetwork):
-            raise UnsupportedModuleError("early-exit (eemobilenetv3) networks are not exported to TFLite yet")
+            raise UnsupportedModuleError("early-exit (eemobilenetv3) networks are not exported to TFLite yet "
+                                         "(--format onnx --int8 exports them)")
         if not isinstance(network, MobileNetV3):
             raise UnsupportedModuleError(f"cannot write a {type(network).__name__} as TFLite: "
                                          "only OFA MobileNetV3 networks are supported")
@@ -525,7 +528,7 @@ def convert_int8(network: nn.Module, calibration: torch.Tensor) -> TFLiteModel:
         raise ValueError(f"calibration images must be N x 3 x r x r, got {tuple(calibration.shape)}")
     if len(calibration) < 1:
         raise ValueError("int8 TFLite conversion needs at least one calibration image")
-    ops = _Reader(network).read(network)
+    ops = _Reader(network).read()
     schema = import_tflite_micro("tensorflow.lite.micro.python.schema_py_generated")
     mode = network.training
     network.eval()

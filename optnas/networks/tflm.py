@@ -13,9 +13,11 @@ here.
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import re
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from types import ModuleType
 
 import numpy as np
@@ -25,6 +27,10 @@ MEASURE_ARENA_BYTES = 64 << 20
 # Above the smallest arena that works: the arena's start is aligned inside the buffer, which
 # may sit elsewhere in another process.
 ARENA_MARGIN_BYTES = 1024
+# Workers are forked on Linux: spawned ones would import the caller's main module again, which a
+# script without a main guard cannot bear. They only run numpy and TFLM, never the torch thread
+# pools a fork may inherit in a broken state (as PyTorch's DataLoader workers do).
+_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 _ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 # Run in a fresh process, fed the flatbuffer on stdin. "use ARENA": build and invoke the model
 # once, then print_allocations (C++, to file descriptor 2). "smallest TOTAL": the smallest
@@ -159,25 +165,33 @@ def _measure(flatbuffer: bytes, arguments: list[str], timeout: float) -> str:
 class TFLMRunner:
     """A flatbuffer loaded in TFLM's interpreter, run on float NCHW images one by one.
 
+    With ``processes`` > 1, that many fresh processes each load the model once and run a
+    share of every call's images (TFLM itself runs one image at a time, on one core). Close
+    the runner (or use it in a ``with`` block) to stop them.
+
     Args:
         flatbuffer: an int8 ``.tflite`` whose one input is ``[1, r, r, 3]`` int8 (NHWC) and
             whose one output is int8.
         arena_size: the tensor arena's bytes [default: :func:`smallest_arena` plus a margin,
             measured in a fresh process first, so that a too small arena cannot crash this one].
+        processes: worker processes; 1 runs the model in this process.
 
     Raises:
         TFLiteMicroMissingError: tflite-micro is not installed.
     """
 
-    def __init__(self, flatbuffer: bytes, arena_size: int | None = None) -> None:
-        runtime = import_tflite_micro().runtime
+    def __init__(self, flatbuffer: bytes, arena_size: int | None = None, processes: int = 1) -> None:
+        import_tflite_micro()
         if arena_size is None:
             arena_size = smallest_arena(flatbuffer) + ARENA_MARGIN_BYTES
-        self.interpreter = runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
-        details = self.interpreter.get_input_details(0)
-        self.input_shape = tuple(int(size) for size in details["shape"])
-        self.input_scale, self.input_zero_point = _params(details)
-        self.output_scale, self.output_zero_point = _params(self.interpreter.get_output_details(0))
+        self._pool: ProcessPoolExecutor | None = None
+        self._model: _Model | None = None
+        if processes > 1:
+            self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(_START_METHOD),
+                                             initializer=_load_worker, initargs=(flatbuffer, arena_size))
+            self._processes = processes
+        else:
+            self._model = _Model(flatbuffer, arena_size)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Run every image and return the output dequantized, stacked over the images.
@@ -186,16 +200,58 @@ class TFLMRunner:
             images: N×3×r×r float32 normalised images.
 
         Returns:
-            N×... float32 (N×classes for a classifier).
+            N×... float32 (N×classes for a classifier), in the images' order.
         """
-        quantized = np.clip(np.round(np.asarray(images, np.float32).transpose(0, 2, 3, 1) / self.input_scale)
-                            + self.input_zero_point, -128, 127).astype(np.int8)
+        images = np.asarray(images, np.float32)
+        if self._pool is None:
+            return self._model(images)
+        shares = [share for share in np.array_split(images, self._processes) if len(share)]
+        return np.concatenate(list(self._pool.map(_run_worker, shares)))
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self) -> TFLMRunner:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class _Model:
+    """The model in this process's TFLM interpreter: quantize, invoke image by image, dequantize."""
+
+    def __init__(self, flatbuffer: bytes, arena_size: int) -> None:
+        self.interpreter = import_tflite_micro().runtime.Interpreter.from_bytes(flatbuffer, arena_size=arena_size)
+        details = self.interpreter.get_input_details(0)
+        self.input_shape = tuple(int(size) for size in details["shape"])
+        self.input_scale, self.input_zero_point = _params(details)
+        self.output_scale, self.output_zero_point = _params(self.interpreter.get_output_details(0))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        quantized = np.clip(np.round(images.transpose(0, 2, 3, 1) / self.input_scale) + self.input_zero_point,
+                            -128, 127).astype(np.int8)
         outputs = []
         for image in quantized:
             self.interpreter.set_input(image.reshape(self.input_shape), 0)
             self.interpreter.invoke()
             outputs.append(self.interpreter.get_output(0)[0].astype(np.float32))
         return (np.stack(outputs) - self.output_zero_point) * self.output_scale
+
+
+_worker_model: _Model | None = None
+
+
+def _load_worker(flatbuffer: bytes, arena_size: int) -> None:
+    global _worker_model  # one model per worker process, loaded once
+    _worker_model = _Model(flatbuffer, arena_size)
+
+
+def _run_worker(images: np.ndarray) -> np.ndarray:
+    return _worker_model(images)
 
 
 def _params(details: dict) -> tuple[float, int]:
