@@ -684,10 +684,14 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
 @click.option("--max-drop", default=2.0, show_default=True, type=float,
               help="Warn when --int8 loses more test top1 than this (points).")
 @seed_option("Draws the calibration images [default: the search's, else 0].", default=None)
+@click.option("--board", type=click.Choice(tuple(BOARDS)), default=None,
+              help="--format tflite: refuse (exit 2, nothing written) a network whose measured TFLite Micro arena "
+                   "and file, with the board's reserves, exceed its SRAM or flash (see `optnas boards`) "
+                   "[default: the search's --board].")
 @_friendly_errors
 def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: str | None, data: str | None,
                    n_check: int, atol: float, device: str, latency_table: str | None, threads: int | None,
-                   int8: bool, calib_images: int, max_drop: float, seed: int | None) -> None:
+                   int8: bool, calib_images: int, max_drop: float, seed: int | None, board: str | None) -> None:
     """Export a chosen network (FOLDER of `optnas select`, after `optnas train`) to a deployable file.
 
     The file maps a batch of normalised images `image` (N x 3 x r x r) to the logits `logits`
@@ -714,8 +718,10 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
 
     source = source_defaults(folder)
     if fmt == "tflite":
+        searched_board = read_source(folder).get("config", {}).get("board")
         _export_tflite(folder, out, dataset or source.get("dataset", "digits"), data or source.get("data"), int8,
-                       calib_images, max_drop, source.get("seed", 0) if seed is None else seed, threads, source)
+                       calib_images, max_drop, source.get("seed", 0) if seed is None else seed, threads, source,
+                       board or searched_board)
         return
     searched = read_source(folder).get("config", {})
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
@@ -743,14 +749,16 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
 
 
 def _export_tflite(folder: str, out: str | None, dataset: str, data: str | None, int8: bool, calib_images: int,
-                   max_drop: float, seed: int, processes: int | None, source: dict[str, Any]) -> None:
+                   max_drop: float, seed: int, processes: int | None, source: dict[str, Any],
+                   board: str | None) -> None:
     """`optnas export --format tflite --int8`: write, score and print (see export_command)."""
     from optnas.export import export_tflite
 
     if not int8:
         raise click.UsageError("--format tflite writes fully-int8 flatbuffers only: add --int8")
     report = export_tflite(folder, out=out, dataset=dataset, data_dir=data, calib_images=calib_images, seed=seed,
-                           vld_size=source.get("vld_size"), split_seed=source.get("seed", 0), processes=processes)
+                           vld_size=source.get("vld_size"), split_seed=source.get("seed", 0), processes=processes,
+                           board=None if board is None else BOARDS[board])
     ops = ", ".join(f"{name} {count}" for name, count in report["ops"].items())
     click.echo(f"{report['file']}: fully-int8 TFLite, {report['flatbuffer_bytes']:,} B; ops {ops}")
     click.echo(f"TFLite Micro arena {report['arena_bytes']:,} B used (activations {report['arena_head_bytes']:,} + "
@@ -758,6 +766,10 @@ def _export_tflite(folder: str, out: str | None, dataset: str, data: str | None,
     click.echo(f"test top1 float {report['top1_float']:.2f} % -> TFLM int8 {report['top1_tflm']:.2f} % (drop "
                f"{report['drop']:.2f} points, argmax agreement {report['agreement']:.3f}) on {report['n_images']} "
                f"images, {report['seconds']:.1f} s")
+    if "board" in report:
+        fit = report["board"]
+        click.echo(f"fits {fit['name']}: {fit['sram_used_kb']:.1f} of {fit['sram_kb']} KB SRAM, "
+                   f"{fit['flash_used_kb']:.1f} of {fit['flash_kb']} KB flash (with the reserves of `optnas boards`)")
     if report["drop"] > max_drop:
         click.echo(f"warning: int8 loses {report['drop']:.2f} points of test top1 (more than --max-drop {max_drop:g})",
                    err=True)

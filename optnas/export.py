@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from optnas.artifacts import write_bytes, write_json
+from optnas.boards import KB, Board
 from optnas.data.datasets import load_dataset
 from optnas.errors import OptionError
 from optnas.latency.table import LatencyTable
@@ -269,6 +270,7 @@ def export_tflite(
     split_seed: int = 0,
     batch_size: int = 256,
     processes: int | None = None,
+    board: Board | None = None,
 ) -> dict[str, Any]:
     """Write a chosen network as a fully-int8 TFLite flatbuffer and score it in TFLite Micro.
 
@@ -290,6 +292,8 @@ def export_tflite(
         batch_size: test images per PyTorch batch.
         processes: processes that run TFLM on shares of the test images [default: one per CPU
             core, at most 8].
+        board: a target board: a network whose measured arena or file, with the board's
+            reserves, exceeds its SRAM or flash is refused before scoring, and nothing is written.
 
     Returns:
         the report also written to ``folder/export-tflite-int8.json``: ``file``, ``format``,
@@ -301,7 +305,8 @@ def export_tflite(
         needs temporary memory beyond the final plan), ``ops`` (count per builtin operator),
         ``input`` and ``output`` (shape, type, scale, zero point), ``normalization`` (what a
         device does to pixels before quantizing them), ``n_images``, ``calib_images``,
-        ``seed``, ``tflite_micro`` (its version) and ``seconds`` (the whole export).
+        ``seed``, ``tflite_micro`` (its version), ``board`` (with a board: its name, SRAM and
+        flash, and what the network uses of each with the reserves) and ``seconds`` (the whole export).
 
     Raises:
         ValueError: bad options, missing weights, tflite-micro absent, or a module the int8
@@ -322,6 +327,7 @@ def export_tflite(
     splits.train.clear_cache()
     total, head, tail = arena_use(model.flatbuffer)
     required = smallest_arena(model.flatbuffer)
+    fit = None if board is None else _board_fit(board, required, len(model.flatbuffer))
     labels, expected, got = [], [], []
     with TFLMRunner(model.flatbuffer, required + ARENA_MARGIN_BYTES,
                     processes or min(os.cpu_count() or 1, 8)) as runner:
@@ -350,10 +356,26 @@ def export_tflite(
                           "quantize": "q = clamp(round(((pixel - mean) / std) / scale) + zero_point, -128, 127)"},
         "n_images": n_images, "calib_images": len(drawn), "seed": seed, "tflite_micro": version,
     }
+    if fit is not None:
+        report["board"] = fit
     write_bytes(out, model.flatbuffer)
     report["seconds"] = time.perf_counter() - start
     write_json(folder / "export-tflite-int8.json", report)
     return report
+
+
+def _board_fit(board: Board, arena_bytes: int, flatbuffer_bytes: int) -> dict[str, Any]:
+    """What a network measured in TFLM uses of a board with its reserves; refuse one that does not fit."""
+    sram = arena_bytes / KB + board.sram_reserve_kb
+    flash = flatbuffer_bytes / KB + board.flash_reserve_kb
+    if sram > board.sram_kb or flash > board.flash_kb:
+        raise OptionError("the network does not fit {board} {name}: it needs {sram:.1f} KB of SRAM (arena "
+                          "{arena:,} B + {sram_reserve} KB reserve) of {sram_kb} and {flash:.1f} KB of flash (file "
+                          "{file:,} B + {flash_reserve} KB reserve) of {flash_kb}", name=board.name, sram=sram,
+                          arena=arena_bytes, sram_reserve=board.sram_reserve_kb, sram_kb=board.sram_kb, flash=flash,
+                          file=flatbuffer_bytes, flash_reserve=board.flash_reserve_kb, flash_kb=board.flash_kb)
+    return {"name": board.name, "sram_kb": board.sram_kb, "flash_kb": board.flash_kb, "sram_used_kb": sram,
+            "flash_used_kb": flash}
 
 
 def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:

@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from optnas.boards import BOARDS
 from optnas.data.datasets import DataSplits
 from optnas.networks.inference import recalibrate_bn
 from optnas.networks.supernet import extract_subnet
@@ -262,7 +263,7 @@ def test_unknown_modules_are_refused_by_name(network: torch.nn.Module, digits: D
 
 def test_cli_export_scores_the_file_in_tflm(calibrated: Path, digits: DataSplits) -> None:  # noqa: F811
     result = invoke_cli("export", str(calibrated), "--format", "tflite", "--int8", "--calib-images", "64",
-                        "--seed", "3", "--max-drop", "-100")
+                        "--seed", "3", "--max-drop", "-100", "--board", "esp32s3")
     assert result.returncode == 0, result.stderr
     report = json.loads((calibrated / "export-tflite-int8.json").read_text())
     flatbuffer = (calibrated / "net.int8.tflite").read_bytes()
@@ -289,9 +290,15 @@ def test_cli_export_scores_the_file_in_tflm(calibrated: Path, digits: DataSplits
     assert 0 < report["seconds"] < 90
     assert "fully-int8 TFLite" in result.stdout and "TFLM int8" in result.stdout
     assert "warning: int8 loses" in result.stderr  # --max-drop -100: always exceeded
+    # What the board's memory holds: the measured arena and file with its stated reserves.
+    board = BOARDS["esp32s3"]
+    assert report["board"] == {"name": "esp32s3", "sram_kb": 512, "flash_kb": 8192,
+                               "sram_used_kb": report["arena_required_bytes"] / 1024 + board.sram_reserve_kb,
+                               "flash_used_kb": len(flatbuffer) / 1024 + board.flash_reserve_kb}
+    assert "fits esp32s3" in result.stdout
 
 
-@pytest.mark.parametrize("case", ["unknown module", "early exits", "no --int8"])
+@pytest.mark.parametrize("case", ["unknown module", "early exits", "no --int8", "over the board"])
 def test_cli_refusals_write_nothing(case: str, calibrated: Path, chosen_early_exit: Path,  # noqa: F811
                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder, arguments = tmp_path / "chosen", ["--int8"]
@@ -308,6 +315,9 @@ def test_cli_refusals_write_nothing(case: str, calibrated: Path, chosen_early_ex
         monkeypatch.setattr(export, "load_chosen_network", with_gelu)
     elif case == "no --int8":
         arguments = []
+    elif case == "over the board":
+        # A width-1.0 network's file alone (over 2 MB) is more than a 1 MB board's flash.
+        arguments = ["--int8", "--board", "nrf52840"]
     out = tmp_path / "net.tflite"
     before = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
     result = invoke_cli("export", str(folder), "--format", "tflite", *arguments, "--out", str(out))
@@ -315,5 +325,5 @@ def test_cli_refusals_write_nothing(case: str, calibrated: Path, chosen_early_ex
     assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == before
     message = result.stderr.strip().splitlines()[-1]
     expected = {"unknown module": "final_expand_layer.act (GELU)", "early exits": "early-exit",
-                "no --int8": "add --int8"}[case]
+                "no --int8": "add --int8", "over the board": "does not fit --board nrf52840"}[case]
     assert expected in message
