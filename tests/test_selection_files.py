@@ -25,6 +25,8 @@ def test_selection_csv_has_each_column_once(tmp_path: Path) -> None:
             "latency": 3.0 + index, "latency_p90": 3.5 + index, "avg_latency": 2.0 + index,
             "exit_latency": [1.0, 3.0 + index], "flash_kb": 900.0 + index, "sram_kb": 100.0 + index,
             "flash_kb_float32": 3600.0 + index, "sram_kb_float32": 400.0 + index, "top1_float": 89.0 + index,
+                "arena_kb": 60.0 + index, "arena_head_kb": 15.0, "arena_tail_kb": 45.0 + index,
+                "tflite_kb": 300.0 + index,
         }
         study.add_trial(optuna.trial.create_trial(
             values=[90.0 + index, 1.0 + index], params={"x": float(index)},
