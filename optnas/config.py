@@ -373,6 +373,10 @@ class SearchConfig:
     def _validate_board(self) -> None:
         """Refuse a bound looser than the board's budget (a tighter one is the user's margin)."""
         board = BOARDS[self.board]
+        spaces = FIGURES["arena_kb"].spaces
+        if self.search_space not in spaces:
+            raise OptionError("{board} bounds the TensorFlow Lite Micro figures of {search_space} {spaces}, "
+                              "not {space}", spaces=_either(spaces), space=self.search_space)
         for option, budget in (("arena_max", board.arena_budget_kb), ("tflite_max", board.tflite_budget_kb)):
             if getattr(self, option) > budget:
                 raise OptionError("{" + option + "} {value:g} exceeds the {budget} KB that {board} {name} leaves",

@@ -56,6 +56,8 @@ def test_a_bound_looser_than_the_board_is_refused() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (("--board", "nosuchboard"), "'nosuchboard' is not one of"),
     (("--board", "nrf52840", "--tflite-max", "2000"), "--tflite-max 2000 exceeds the 864 KB that --board nrf52840"),
+    (("--board", "nrf52840", "--search-space", "eemobilenetv3"),
+     "--board bounds the TensorFlow Lite Micro figures of --search-space mobilenetv3, not eemobilenetv3"),
 ])
 def test_bad_boards_get_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     result = invoke_cli("search", "--storage", f"sqlite:///{tmp_path}/s.db", "--save", str(tmp_path / "run"), *args)
