@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ofa.utils.pytorch_modules import Hswish
 
 from optnas.boards import BOARDS
 from optnas.data.datasets import DataSplits
@@ -151,17 +152,40 @@ def _centred_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_the_file_means_the_network(network: torch.nn.Module, converted, calibration: torch.Tensor) -> None:
     """On its calibration images (no activation leaves its int8 range, except where that is meant:
-    the SE gate's clamp) the file differs from the network by its int8 weights only: measured
-    0.97 correlation of the image-dependent logits and a largest difference of 0.26 of the
-    largest logit (10-bit weights would give 0.999). The converter with a pad on the wrong side,
-    transposed 3x3 filters, no bias, the SE gate's zero point at 0 or activation ranges cut to 0.7
-    gave correlations of -0.02 to 0.74."""
+    the SE gate's clamp, h-swish inputs below -3, which h-swish maps to 0 either way) the file
+    differs from the network by its int8 weights only: measured 0.97 correlation of the
+    image-dependent logits and a largest difference of 0.26 of the largest logit (10-bit
+    weights would give 0.999). The converter with a pad on the wrong side, transposed 3x3
+    filters, no bias, the SE gate's zero point at 0 or activation ranges cut to 0.7 gave
+    correlations of -0.02 to 0.74."""
     with torch.no_grad():
         expected = network(calibration).numpy()
     meaning = _file_meaning(converted.flatbuffer, calibration)
     assert expected.std(axis=0).mean() > 0.05  # the logits do depend on the image
     assert _centred_correlation(meaning, expected) >= 0.9
     assert np.abs(meaning - expected).max() <= 0.5 * np.abs(expected).max()
+
+
+def test_hswish_inputs_start_at_minus_3(network: torch.nn.Module, converted, calibration: torch.Tensor) -> None:
+    """h-swish is 0 below -3, so a HARD_SWISH input's int8 range starts at -3 at the lowest (a lower
+    start only coarsens its step), and at its calibration min otherwise, within the zero point's
+    rounding (one step). The calibration images do take some inputs below -3."""
+    lows: list[float] = []
+    hooks = [module.register_forward_hook(lambda _, inputs, __: lows.append(float(inputs[0].min())))
+             for module in network.modules() if isinstance(module, Hswish)]
+    try:
+        with torch.no_grad():
+            network(calibration)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    model = _model(converted.flatbuffer)
+    tensors = [operator.inputs[0] for operator in model.subgraphs[0].operators
+               if _op_name(model, operator) == "HARD_SWISH"]
+    assert len(tensors) == len(lows) and min(lows) < -3.5
+    for tensor, low in zip(tensors, lows, strict=True):
+        step = float(model.subgraphs[0].tensors[tensor].quantization.scale[0])
+        assert _int8_range(model, tensor)[0] == pytest.approx(max(low, -3.0), abs=step)
 
 
 def test_tflm_computes_every_operator_of_the_file(converted, test_images: torch.Tensor) -> None:

@@ -2,15 +2,16 @@
 
 :func:`convert_int8` reads the static OFA MobileNetV3 network of a chosen architecture module by
 module into a float graph of the operators TFLite Micro runs, checks that graph against the
-network's own output, calibrates every activation's range (min/max) on images, and writes the
+network's own output, calibrates every activation's range on images, and writes the
 int8 graph with the object API of the schema that ships with ``tflite-micro``
 (``schema_py_generated``: ``ModelT``, ``SubGraphT``, ...), packed by ``flatbuffers.Builder``.
 
 The graph is fixed by the architecture, so that a memory model can predict the file and TFLM's
-arena without building it: NHWC, batch 1; activations int8 per tensor (min/max widened
-to include 0); weights int8 symmetric per output channel, batch norm folded; an int32 bias for
-every convolution (zero where the layer has none); a stride-2 convolution on an even size is a
-PAD (bottom/right one less than top/left, the pad value the input's zero point) and a VALID
+arena without building it: NHWC, batch 1; activations int8 per tensor (min/max widened to
+include 0; an h-swish input's starts at -3 at the lowest, below which h-swish is 0); weights
+int8 symmetric per output channel, batch norm folded; an int32 bias for every convolution
+(zero where the layer has none); a stride-2 convolution on an even size is a PAD
+(bottom/right one less than top/left, the pad value the input's zero point) and a VALID
 convolution, every other convolution SAME, which then equals PyTorch's symmetric padding;
 ReLU and ReLU6 fused, h-swish a HARD_SWISH op; squeeze-and-excitation is MEAN, a 1x1
 convolution with fused ReLU, and a 1x1 convolution whose weights and bias are ``w/6`` and
@@ -50,6 +51,8 @@ _GATE_SCALE, _GATE_ZERO_POINT = 1.0 / 255.0, -128
 _INT32 = np.iinfo(np.int32)
 _BUFFER_ALIGNMENT = 16
 _CALIBRATION_BATCH = 64
+# h-swish is 0 below -3: where its input's range starts (see _calibrate).
+_HSWISH_FLOOR = -3.0
 
 
 class UnsupportedModuleError(ValueError):
@@ -282,7 +285,11 @@ def _run_float(ops: list[_Op], image: torch.Tensor) -> Iterator[tuple[int, torch
 
 
 def _calibrate(network: nn.Module, ops: list[_Op], calibration: torch.Tensor) -> np.ndarray:
-    """Return every tensor's (min, max) over the calibration images, checking the graph's logits.
+    """Return every tensor's int8 range over the calibration images, checking the graph's logits.
+
+    The range is the tensor's min/max, except that a tensor read only by h-swish starts at -3
+    at the lowest: h-swish is 0 for every input below -3, so a lower range changes no output
+    and only coarsens the step of all other values.
 
     Raises:
         UnsupportedModuleError: the graph read from the modules computes other logits than the
@@ -304,6 +311,13 @@ def _calibrate(network: nn.Module, ops: list[_Op], calibration: torch.Tensor) ->
         raise UnsupportedModuleError(
             f"cannot convert {type(network).__name__} to int8 TFLite: its forward computes other logits than its "
             f"modules read as MobileNetV3 layers (max difference {difference:.3g})")
+    readers: dict[int, set[str]] = {}
+    for op in ops:
+        for index in op.inputs:
+            readers.setdefault(index, set()).add(op.kind)
+    for index, kinds in readers.items():
+        if kinds == {"hswish"}:
+            ranges[index, 0] = max(ranges[index, 0], _HSWISH_FLOOR)
     return ranges
 
 
@@ -514,7 +528,7 @@ def convert_int8(network: nn.Module, calibration: torch.Tensor) -> TFLiteModel:
             (:func:`optnas.networks.standalone.load_chosen_network`); run in eval mode here and
             left in the mode it was in.
         calibration: N×3×r×r normalised float images (N >= 1; r the network's resolution) whose
-            min/max set every activation's int8 range.
+            min/max set every activation's int8 range (an h-swish input's floored at -3).
 
     Returns:
         the flatbuffer, its operators and its input and output quantization.
