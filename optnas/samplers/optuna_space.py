@@ -94,15 +94,8 @@ class OptunaSpace(SearchSpace):
         Args:
             params: trial parameters.
         """
-        for name, distribution in self._distributions.items():
-            if name not in params:
-                return False
-            try:
-                if not distribution._contains(distribution.to_internal_repr(params[name])):
-                    return False
-            except (ValueError, TypeError):
-                return False
-        return True
+        return all(name in params and holds(distribution, params[name])
+                   for name, distribution in self._distributions.items())
 
     def to_vector(self, subnet: dict[str, Any]) -> np.ndarray:
         vector = np.empty(len(self._values), dtype=np.int64)
@@ -132,6 +125,19 @@ class OptunaSpace(SearchSpace):
         """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(self._values))
         return np.hstack([table[vectors[:, gene]] for gene, table in enumerate(self._features)])
+
+
+def holds(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``distribution`` holds ``value`` (of a type it takes, in its range, on its step).
+
+    Args:
+        distribution: an Optuna distribution.
+        value: a parameter value, in its external form.
+    """
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
 
 
 def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[list[Any], np.ndarray | None]:

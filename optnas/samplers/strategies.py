@@ -276,7 +276,8 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
                 options: StepOptions) -> Problem | None:
         assert isinstance(space, OptunaSpace)
         signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
-        seen = [t for t in earlier if t.state in FINISHED and space.contains(t.params)]
+        points = {t.number: _point(space, t) for t in earlier if t.state in FINISHED}
+        seen = [t for t in earlier if points.get(t.number) is not None]
         evaluated = [t for t in seen if t.state == TrialState.COMPLETE and t.values is not None]
         if not evaluated:
             return None
@@ -310,11 +311,22 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
             **dataclasses.asdict(options),
         )
         return Problem(step, Evaluated(
-            vectors=_stack(space, [t.params for t in evaluated]),
+            vectors=_stack(space, [points[t.number] for t in evaluated]),
             observed=observed,
             feasible=_feasible(evaluated),
-            seen=_stack(space, [t.params for t in seen]),
+            seen=_stack(space, [points[t.number] for t in seen]),
         ), signs=dict(zip(objectives, signs)))
+
+
+def _point(space: OptunaSpace, trial: FrozenTrial) -> dict[str, Any] | None:
+    """A finished trial's parameters as a point of ``space``; None when they are off it.
+
+    A parameter of the space a completed trial did not suggest (a conditional one) is read as
+    its first value: the trial's values did not depend on it. A failed or pruned trial may have
+    stopped before suggesting it, so it counts only with every parameter.
+    """
+    params = {**space.smallest(), **trial.params} if trial.state == TrialState.COMPLETE else trial.params
+    return params if space.contains(params) else None
 
 
 def _stack(space: SearchSpace, points: list[dict[str, Any]]) -> np.ndarray:

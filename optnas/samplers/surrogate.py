@@ -36,7 +36,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 
 from optnas.samplers.design import initial_design
-from optnas.samplers.optuna_space import DEFAULT_LEVELS
+from optnas.samplers.optuna_space import DEFAULT_LEVELS, holds
 from optnas.samplers.strategies import FINISHED, BaseSpaceStrategy, LockedState, OptunaSpaceStrategy, StepOptions
 from optnas.spaces import SearchSpace
 
@@ -139,13 +139,30 @@ class SurrogateSampler(LockedState, BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        """Return the trial's candidate, on ``search_space`` only, every parameter of it given a value.
+
+        ``search_space`` may differ from the space the candidates are in (a wrapper such as
+        ``PartialFixedSampler`` removes its fixed parameters; a caller may pass its own): Optuna
+        refuses parameters outside it, so only its parameters, with values it holds, are given.
+        Parameters the candidate does not hold (no candidate: a design smaller than ``n_doe``
+        on a small space, a short batch, a space not known yet) are drawn at random here, as
+        Optuna's relative samplers answer for their whole space: in the space's order, the order
+        optnas's NAS objective suggests them in, so the values are those ``sample_independent``
+        would draw. Single-valued distributions are left to Optuna, which never asks for them.
+        """
+        if not search_space:
+            return {}
+        params: dict[str, Any] = {}
         space = self.strategy.space_of(study)
-        if space is None or not search_space:
-            return {}
-        vector = self.candidate(study, trial.number, space)
-        if vector is None:
-            return {}
-        return space.encode(space.from_vector(vector))
+        vector = self.candidate(study, trial.number, space) if space is not None else None
+        if vector is not None:
+            candidate = space.encode(space.from_vector(vector))
+            params = {name: value for name, value in candidate.items()
+                      if name in search_space and holds(search_space[name], value)}
+        for name, distribution in search_space.items():
+            if name not in params and not distribution.single():
+                params[name] = self._fallback.sample_independent(study, trial, name, distribution)
+        return params
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -242,7 +259,8 @@ class SurrogateSampler(LockedState, BaseSampler):
         """Run the strategy's step on the earlier trials and return the batch as the study stores it."""
         key = self.strategy.points_key
         problem = self.strategy.problem(study, space, earlier, self.options)
-        if problem is None:
+        # A predictor needs two trials (e.g. n_doe=1, or all but one of the design failed).
+        if problem is None or len(problem.evaluated.vectors) < 2:
             return {"iteration": k, key: [], "predicted": {}, "predictors": {}, "n_train": 0}
         proposal = problem.step(problem.evaluated, self.n_iter, self._seed(study), k)
         return {
