@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 # Optuna's legacy constraints system attribute (``constraints_func``'s list): optuna-dashboard
 # 0.21 reads only this one, not ``Trial.set_constraint``'s named ``constraints:<key>``.
@@ -56,3 +57,18 @@ def study_id(study: optuna.Study) -> int:
         study: the study.
     """
     return study._study_id
+
+
+def holds(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``distribution`` holds ``value`` (of a type it takes, in its range, on its step).
+
+    Optuna checks this with a private method before it accepts a relative parameter.
+
+    Args:
+        distribution: an Optuna distribution.
+        value: a parameter value, in its external form.
+    """
+    try:
+        return bool(distribution._contains(distribution.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False

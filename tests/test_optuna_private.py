@@ -63,3 +63,14 @@ def test_rdb_tables_and_study_id_address_the_study_rows(tmp_path: Path) -> None:
             sqlalchemy.select(sqlalchemy.func.count()).select_from(table).where(table.c.study_id == study_id(study))
         ).scalar()
     assert count == 2
+
+
+def test_holds_is_what_optuna_accepts() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from optnas.optuna_private import holds
+
+    assert holds(IntDistribution(0, 10, step=2), 4) and not holds(IntDistribution(0, 10, step=2), 5)
+    assert holds(FloatDistribution(0.0, 1.0), 0.5) and not holds(FloatDistribution(0.0, 1.0), 1.5)
+    assert holds(CategoricalDistribution(["a", "b"]), "b") and not holds(CategoricalDistribution(["a", "b"]), "c")
+    assert not holds(IntDistribution(0, 10), "x")

@@ -28,6 +28,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from optnas.optuna_private import holds
 from optnas.spaces.base import SearchSpace
 
 DEFAULT_LEVELS = 64
@@ -125,19 +126,6 @@ class OptunaSpace(SearchSpace):
         """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(self._values))
         return np.hstack([table[vectors[:, gene]] for gene, table in enumerate(self._features)])
-
-
-def holds(distribution: BaseDistribution, value: Any) -> bool:
-    """Whether ``distribution`` holds ``value`` (of a type it takes, in its range, on its step).
-
-    Args:
-        distribution: an Optuna distribution.
-        value: a parameter value, in its external form.
-    """
-    try:
-        return bool(distribution._contains(distribution.to_internal_repr(value)))
-    except (ValueError, TypeError):
-        return False
 
 
 def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[list[Any], np.ndarray | None]:

@@ -35,8 +35,9 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
+from optnas.optuna_private import holds
 from optnas.samplers.design import initial_design
-from optnas.samplers.optuna_space import DEFAULT_LEVELS, holds
+from optnas.samplers.optuna_space import DEFAULT_LEVELS
 from optnas.samplers.strategies import FINISHED, BaseSpaceStrategy, LockedState, OptunaSpaceStrategy, StepOptions
 from optnas.spaces import SearchSpace
 
