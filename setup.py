@@ -38,7 +38,9 @@ setup(
         # ruff within one minor release: a newer one may add rules that ruff.toml selects.
         "test": ["pytest>=8", "psycopg2-binary>=2.9", "psycopg[binary]>=3.1", "redis>=5.0",
                  "grpcio>=1.60", "protobuf>=4.25", "ruff>=0.17,<0.18", "tflite-micro==0.dev20261023182759",
-                 "flatbuffers>=23"],
+                 "flatbuffers>=23",
+                 # tests/test_optunahub_package.py loads contrib/optunahub's package as OptunaHub does.
+                 "optunahub>=0.5"],
     },
     entry_points={"console_scripts": ["optnas=optnas.cli:main"]},
 )
