@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,11 @@ def _port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def postgres_listening() -> bool:
+    """Whether the test PostgreSQL server accepts connections (for work started ahead of its tests)."""
+    return _port_open("127.0.0.1", 5432)
 
 
 def _service_or_skip(name: str, port: int) -> None:
@@ -83,6 +89,33 @@ def selected(request: pytest.FixtureRequest, *tests: Callable[..., None]) -> boo
         tests: test functions.
     """
     return any(getattr(item, "function", None) in tests for item in request.session.items)
+
+
+def selected_values(request: pytest.FixtureRequest, test: Callable[..., None], argname: str) -> set:
+    """The values of the parameter ``argname`` with which a parametrized test runs in this session.
+
+    Args:
+        request: the asking fixture's request.
+        test: a test function parametrized on ``argname``.
+        argname: the parameter's name.
+    """
+    return {item.callspec.params[argname] for item in request.session.items
+            if getattr(item, "function", None) is test}
+
+
+def in_background(scenarios: dict[Hashable, Callable[[], None]],
+                  threads: int | None = None) -> Iterator[dict[Hashable, Future]]:
+    """Start scenarios in threads, for a module fixture to yield (``yield from``) to the tests that wait for them.
+
+    A scenario holds a test's code and assertions; its test calls ``result()`` on its future,
+    which re-raises what failed in the thread. The fixture's teardown waits for every scenario.
+
+    Args:
+        scenarios: the functions to run, by key.
+        threads: how many run at a time (None: all of them).
+    """
+    with ThreadPoolExecutor(max_workers=threads or max(1, len(scenarios))) as pool:
+        yield {key: pool.submit(scenario) for key, scenario in scenarios.items()}
 
 
 def start_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen:

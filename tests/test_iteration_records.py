@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from optnas.spaces.nasbench201 import lookup
 from optnas.studies.runner import ITERATION_ATTR_PREFIX, IterationRecorder
 from optnas.studies.search import start_search
 from optnas.studies.study import create_search_study
+from tests.forked import Forked
 
 
 def _config(tmp_path: Path, **overrides: object) -> SearchConfig:
@@ -89,11 +88,8 @@ def test_two_workers_write_every_iteration_record(tmp_path: Path) -> None:
     config = _racing_config(tmp_path, iterations=40)
     url = f"sqlite:///{tmp_path / 's.db'}"
     create_search_study(config, url, "records")
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "optnas.cli", "worker", "--study-name", "records", "--storage", url,
-                          "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
+    workers = [Forked(["-m", "optnas.cli", "worker", "--study-name", "records", "--storage", url, "--quiet"], tmp_path)
+               for _ in range(2)]
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from optnas.config import SearchConfig
 from optnas.samplers.selection import select_batch
 from optnas.spaces import MobileNetV3Space, NASBench201Space
 from optnas.studies.search import start_search
+from tests.forked import Forked
 
 
 def _config(tmp_path: Path, **overrides: object) -> SearchConfig:
@@ -118,8 +117,7 @@ continue_search(sys.argv[1], sys.argv[2], {}, progress=False)
 
 
 def _two_processes(url: str, name: str, cwd: Path) -> None:
-    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, url, name], cwd=cwd,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [Forked(["-c", _WORKER, url, name], cwd) for _ in range(2)]
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
