@@ -59,6 +59,18 @@ class Board:
         """The largest flatbuffer a network may have on this board (bounds ``tflite_kb``)."""
         return self.flash_kb - self.flash_reserve_kb
 
+    def excess(self, arena_kb: float, tflite_kb: float) -> list[str]:
+        """Say what of a network does not fit this board, one phrase per memory (none: it fits).
+
+        Args:
+            arena_kb: the network's TFLM arena (KB), predicted or measured.
+            tflite_kb: its flatbuffer (KB).
+        """
+        needs = (("arena_kb", arena_kb, self.arena_budget_kb, self.sram_kb, "SRAM", self.sram_reserve_kb),
+                 ("tflite_kb", tflite_kb, self.tflite_budget_kb, self.flash_kb, "flash", self.flash_reserve_kb))
+        return [f"{need:.1f} KB {figure} where it leaves {budget} KB ({total} KB {memory} less a {reserve} KB "
+                f"reserve)" for figure, need, budget, total, memory, reserve in needs if need > budget]
+
 
 BOARDS: dict[str, Board] = {board.name: board for board in (
     Board("stm32f746", "STM32F746G-DISCO (STM32F746NG)", "Cortex-M7, 216 MHz", sram_kb=320, flash_kb=1024),

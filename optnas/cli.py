@@ -717,13 +717,12 @@ def export_command(folder: str, fmt: str, opset: int, out: str | None, dataset: 
     from optnas.export import export_network
 
     source = source_defaults(folder)
+    searched = read_source(folder).get("config", {})
     if fmt == "tflite":
-        searched_board = read_source(folder).get("config", {}).get("board")
         _export_tflite(folder, out, dataset or source.get("dataset", "digits"), data or source.get("data"), int8,
                        calib_images, max_drop, source.get("seed", 0) if seed is None else seed, threads, source,
-                       board or searched_board)
+                       board or searched.get("board"))
         return
-    searched = read_source(folder).get("config", {})
     report = export_network(folder, fmt, out=out, opset=opset, dataset=dataset or source.get("dataset", "digits"),
                             data_dir=data or source.get("data"), n_check=n_check, atol=atol, device=device,
                             latency_table=latency_table or searched.get("latency_table"),

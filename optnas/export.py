@@ -366,14 +366,12 @@ def export_tflite(
 
 def _board_fit(board: Board, arena_bytes: int, flatbuffer_bytes: int) -> dict[str, Any]:
     """What a network measured in TFLM uses of a board with its reserves; refuse one that does not fit."""
+    over = board.excess(arena_bytes / KB, flatbuffer_bytes / KB)
+    if over:
+        raise OptionError("the network does not fit {board} {name}: TFLite Micro measured " + " and ".join(over),
+                          name=board.name)
     sram = arena_bytes / KB + board.sram_reserve_kb
     flash = flatbuffer_bytes / KB + board.flash_reserve_kb
-    if sram > board.sram_kb or flash > board.flash_kb:
-        raise OptionError("the network does not fit {board} {name}: it needs {sram:.1f} KB of SRAM (arena "
-                          "{arena:,} B + {sram_reserve} KB reserve) of {sram_kb} and {flash:.1f} KB of flash (file "
-                          "{file:,} B + {flash_reserve} KB reserve) of {flash_kb}", name=board.name, sram=sram,
-                          arena=arena_bytes, sram_reserve=board.sram_reserve_kb, sram_kb=board.sram_kb, flash=flash,
-                          file=flatbuffer_bytes, flash_reserve=board.flash_reserve_kb, flash_kb=board.flash_kb)
     return {"name": board.name, "sram_kb": board.sram_kb, "flash_kb": board.flash_kb, "sram_used_kb": sram,
             "flash_used_kb": flash}
 

@@ -21,7 +21,6 @@ from optnas.latency.table import (
     layer_key,
     space_layers,
 )
-from optnas.networks.costs import space_widths
 from optnas.samplers.design import initial_design
 from optnas.samplers.msunas import Evaluated, MSuNASStep
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
@@ -37,7 +36,7 @@ def _vectors(space: MobileNetV3Space, n: int, seed: int = 0) -> np.ndarray:
 
 def _write_table(path: Path, space: MobileNetV3Space, n_classes: int, drop: str | None = None) -> Path:
     rng = np.random.default_rng(1)
-    keys = [key for key in space_layers(space_widths(space), space.resolutions, n_classes) if key != drop]
+    keys = [key for key in space_layers(space.widths, space.resolutions, n_classes) if key != drop]
     data = {"format": TABLE_FORMAT, "n_classes": n_classes, "overhead_ms": 0.37,
             "layers": {key: {"ms": float(rng.uniform(0.01, 1.0))} for key in keys}}
     path.write_text(json.dumps(data))

@@ -17,7 +17,7 @@ from optnas.config import CostOptions
 from optnas.errors import OptionError
 from optnas.figures import FIGURES, by_constraint
 from optnas.latency.table import LatencyTable
-from optnas.networks.costs import profile, profile_vectors, space_widths
+from optnas.networks.costs import profile, profile_vectors
 from optnas.networks.exit_costs import exit_profile
 from optnas.networks.memory import memory, memory_vectors
 from optnas.networks.tflm_memory import TFLM_FIGURES, tflm_memory, tflm_memory_vectors
@@ -157,7 +157,7 @@ def check_latency_table(options: CostOptions, lmax: float | None) -> None:
     if table is None:
         return
     space = options.space
-    widths = space_widths(space)
+    widths = space.widths
     table.check_covers(widths, space.resolutions, options.n_classes, exits=space.has_exits)
     if lmax is not None:
         fastest, subnet = table.fastest(widths, space.resolutions)
@@ -178,11 +178,7 @@ def check_board_fits(options: CostOptions, board: Board) -> None:
     """
     smallest = options.space.smallest()
     costs = exact_costs(options, smallest)
-    needs = {"arena_kb": (costs["arena_kb"], board.arena_budget_kb, board.sram_kb, "SRAM", board.sram_reserve_kb),
-             "tflite_kb": (costs["tflite_kb"], board.tflite_budget_kb, board.flash_kb, "flash",
-                           board.flash_reserve_kb)}
-    over = [f"{need:.1f} KB {figure} where it leaves {budget} KB ({total} KB {memory} less a {reserve} KB reserve)"
-            for figure, (need, budget, total, memory, reserve) in needs.items() if need > budget]
+    over = board.excess(costs["arena_kb"], costs["tflite_kb"])
     if over:
         raise OptionError("no architecture fits {board} {name}: the smallest one (resolution {resolution}, "
                           "{classes} classes) needs " + " and ".join(over), name=board.name,

@@ -239,7 +239,7 @@ def tiny_ml(
 class SlotGenes(NamedTuple):
     """Gene vectors of a mobilenetv3 space split per concept, one row per vector.
 
-    ``width`` indexes :func:`space_widths`, ``resolution`` the space's resolutions, ``kernel``
+    ``width`` indexes the space's ``widths``, ``resolution`` the space's resolutions, ``kernel``
     and ``expand`` (one column per slot) ``KERNEL_SIZES`` and ``EXPAND_RATIOS``; ``active``
     marks the slots within their stage's depth.
     """
@@ -249,15 +249,6 @@ class SlotGenes(NamedTuple):
     active: np.ndarray
     kernel: np.ndarray
     expand: np.ndarray
-
-
-def space_widths(space: MobileNetV3Space) -> tuple[float, ...]:
-    """Return the width multipliers a space's subnets take, in the order of its ``w`` gene.
-
-    Args:
-        space: a mobilenetv3 space.
-    """
-    return space.widths
 
 
 def slot_genes(space: MobileNetV3Space, vectors: np.ndarray) -> SlotGenes:
@@ -314,7 +305,7 @@ def part_tables(
     """
     stems, slots, heads = [], [], []
     choices: dict[tuple, list] = {}
-    for width in space_widths(space):
+    for width in space.widths:
         for resolution in space.resolutions:
             # Every stage at its largest depth: one layer per slot, each with its input side.
             walk = layers(MobileNetV3Space(width_mult=width, resolutions=[resolution]).largest())
@@ -327,7 +318,7 @@ def part_tables(
                 slots.append(choices[key])
             stems.append(stem(width, resolution))
             heads.append(head(width, walk[-1].size))
-    shape = (len(space_widths(space)), len(space.resolutions))
+    shape = (len(space.widths), len(space.resolutions))
 
     def figure_first(values: list, *inner: int) -> np.ndarray:
         table = np.array(values)
