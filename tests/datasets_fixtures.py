@@ -186,3 +186,103 @@ def make_imagefolder(
             for i, image in enumerate(pixels):
                 Image.fromarray(image).save(class_dir / f"{i}{ext}", format=image_format)
     return folder
+
+
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write a uint8 array as an IDX file (magic 0x0000080N, N big-endian sizes, the bytes); gzip it
+    when ``path`` ends in ``.gz``; return the path.
+
+    Args:
+        path: the file.
+        array: uint8 array of 1 to 4 dimensions.
+    """
+    import gzip
+    import struct
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    content = bytes((0, 0, 0x08, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(content) if path.suffix == ".gz" else content)
+    return path
+
+
+def make_idx(
+    root: str | os.PathLike[str],
+    name: str = "fashion-mnist",
+    n_train: int = 40,
+    n_test: int = 20,
+    gz: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write MNIST / Fashion-MNIST in torchvision's raw layout ``root/<MNIST|FashionMNIST>/raw/*-ubyte``
+    (grey 28×28 images, labels 0..9) and return the raw folder.
+
+    Args:
+        root: parent folder (created if needed).
+        name: ``mnist`` or ``fashion-mnist``.
+        n_train: images in the ``train-*`` files.
+        n_test: images in the ``t10k-*`` files.
+        gz: gzip the four files (``*.gz``), as they are published.
+        seed: seeds labels and pixels.
+    """
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}[name] / "raw"
+    suffix = ".gz" if gz else ""
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = _labels(n, 10, rng)
+        grey = class_images(labels, 10, 28, rng)[..., 0]
+        write_idx(raw / f"{prefix}-images-idx3-ubyte{suffix}", grey)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte{suffix}", labels.astype(np.uint8))
+    return raw
+
+
+# Class folders a user might have: spaces, unicode, dots, digits; sorted by code point they are
+# 01, a.b, cat, x-y, zeta 7, Ärger, Ünïcode class.
+ODD_CLASSES = ("Ünïcode class", "a.b", "zeta 7", "cat", "01", "x-y", "Ärger")
+
+
+def make_own_folder(
+    root: str | os.PathLike[str],
+    classes: Sequence[str] = ODD_CLASSES,
+    n_train: int = 6,
+    n_test: int = 2,
+    n_val: int = 0,
+    seed: int = 0,
+) -> Path:
+    """Write a ``--dataset folder`` tree ``root/{train,test[,val]}/<class>/<i>.<ext>`` of tiny images
+    of mixed sizes, modes and formats (RGB, grey, RGBA, palette and 16-bit grey PNG, RGB JPEG);
+    return root.
+
+    Each class has its own colour, so that a network can learn them.
+
+    Args:
+        root: folder (created if needed).
+        classes: class folder names.
+        n_train: images per class in ``train``.
+        n_test: images per class in ``test``.
+        n_val: images per class in ``val`` (0: no ``val`` folder).
+        seed: seeds the pixels.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = Path(root)
+    kinds = ("RGB", "L", "RGBA", "P", "I;16", "JPEG")
+    for split, n in (("train", n_train), ("test", n_test), ("val", n_val)):
+        for label, name in enumerate(classes):
+            if not n:
+                continue
+            class_dir = folder / split / name
+            class_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                width, height = 9 + 5 * (i % 4), 12 + 3 * (i % 3)
+                pixels = class_images(np.array([label]), len(classes), max(width, height), rng)[0][:height, :width]
+                kind = kinds[(i + label) % len(kinds)]
+                image = Image.fromarray(pixels)
+                if kind == "I;16":
+                    image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)
+                elif kind != "JPEG":
+                    image = image.convert(kind)
+                image.save(class_dir / f"{i}.{'jpg' if kind == 'JPEG' else 'png'}")
+    return folder

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from optnas.data.catalog import DATASETS, DataError, n_classes_of
+from optnas.data.catalog import DATASETS, DataError, check_classes, class_names, n_classes_of
 from optnas.data.datasets import (
     DataSplits,
     FolderImageSet,
@@ -21,10 +21,14 @@ from optnas.data.datasets import (
     stratified_holdout,
 )
 from tests.datasets_fixtures import (
+    ODD_CLASSES,
     make_cifar10,
     make_cifar100,
+    make_idx,
     make_imagefolder,
+    make_own_folder,
     make_svhn,
+    write_idx,
 )
 
 
@@ -50,13 +54,18 @@ def cifar10_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_cifar10(tmp_path_factory.mktemp("cifar10"), n_train=100, n_test=30)
 
 
-def test_names_and_class_counts() -> None:
-    assert DATASETS == ("digits", "cifar10", "cifar100", "svhn", "cinic10", "imagenet")
-    assert [n_classes_of(name) for name in DATASETS] == [10, 10, 100, 10, 10, 1000]
-    with pytest.raises(DataError, match=r"unknown dataset 'mnist'.*cifar10"):
-        n_classes_of("mnist")
+def test_names_and_class_counts(tmp_path: Path) -> None:
+    assert DATASETS == ("digits", "cifar10", "cifar100", "svhn", "cinic10", "imagenet", "mnist", "fashion-mnist",
+                        "folder")
+    assert [n_classes_of(name) for name in DATASETS[:-1]] == [10, 10, 100, 10, 10, 1000, 10, 10]
+    make_own_folder(tmp_path)
+    assert n_classes_of("folder", tmp_path) == len(ODD_CLASSES)
+    with pytest.raises(DataError, match="folder: no data_dir given"):
+        n_classes_of("folder")
+    with pytest.raises(DataError, match=r"unknown dataset 'emnist'.*cifar10"):
+        n_classes_of("emnist")
     with pytest.raises(DataError, match="unknown dataset"):
-        load_dataset("mnist")
+        load_dataset("emnist")
 
 
 def test_digits_needs_nothing_else(digits: DataSplits) -> None:
@@ -254,7 +263,8 @@ def test_imagenet_folders(tmp_path: Path) -> None:
     assert splits.test.mean == (0.485, 0.456, 0.406)
 
 
-@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "cinic10", "imagenet"])
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "cinic10", "imagenet", "mnist", "fashion-mnist",
+                                  "folder"])
 def test_missing_files_name_what_was_expected(tmp_path: Path, name: str) -> None:
     expected = {
         "cifar10": "cifar-10-batches-py/data_batch_1..5 and test_batch",
@@ -262,6 +272,9 @@ def test_missing_files_name_what_was_expected(tmp_path: Path, name: str) -> None
         "svhn": "train_32x32.mat and test_32x32.mat",
         "cinic10": "train/<class>/*.png and test/<class>/*.png",
         "imagenet": "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
+        "mnist": "MNIST/raw/{train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte, optionally .gz",
+        "fashion-mnist": "FashionMNIST/raw/{train,t10k}-images-idx3-ubyte",
+        "folder": "train/<class>/* and test/<class>/* image files (optionally val/<class>/*)",
     }[name]
     with pytest.raises(DataError, match=re.escape(f"{name}: {tmp_path} holds no {expected}")):
         load_dataset(name, tmp_path)
@@ -377,3 +390,157 @@ def test_vld_size_must_leave_training_images(digits: DataSplits, cifar10_dir: Pa
         load_dataset("cifar10", cifar10_dir, vld_size=100)
     with pytest.raises(DataError, match="vld_size=0"):
         load_dataset("digits", vld_size=0)
+
+
+def _idx_grey(path: Path) -> np.ndarray:
+    """The images of a plain IDX file written by ``write_idx``: N×28×28."""
+    raw = path.read_bytes()
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+
+
+@pytest.mark.parametrize(("name", "gz", "given"), [
+    ("fashion-mnist", False, "root"), ("fashion-mnist", True, "FashionMNIST"), ("mnist", True, "raw"),
+    ("mnist", False, "root"),
+])
+def test_mnist_and_fashion_mnist_raw_files(tmp_path: Path, name: str, gz: bool, given: str) -> None:
+    raw = make_idx(tmp_path, name, n_train=50, n_test=20, gz=gz)
+    data_dir = {"root": tmp_path, "FashionMNIST": raw.parent, "raw": raw}[given]
+    splits = load_dataset(name, data_dir, vld_size=10)
+    assert (len(splits.train), len(splits.valid), len(splits.test), splits.n_classes) == (40, 10, 20, 10)
+    assert splits.classes == class_names(name) and len(splits.classes) == 10
+    assert splits.classes[0] == ("T-shirt/top" if name == "fashion-mnist" else "0")
+    assert isinstance(splits.test, TensorImageSet)
+    # The test file's pixels and labels, in order, grey on every channel.
+    plain = make_idx(tmp_path / "plain", name, n_train=50, n_test=20, gz=False)
+    grey = _idx_grey(plain / "t10k-images-idx3-ubyte")
+    pixels = _raw(splits.test, 28)
+    assert np.array_equal(pixels[:, 0], grey) and np.array_equal(pixels[:, 1], grey)
+    expected_labels = np.frombuffer((plain / "t10k-labels-idx1-ubyte").read_bytes(), np.uint8, offset=8)
+    assert splits.test.labels.tolist() == expected_labels.tolist()
+    # Resized to the search's resolution; augmentation flips clothes only, never digits.
+    assert splits.test.tensors(32)[0].shape == (20, 3, 32, 32)
+    assert splits.train.flip == (name == "fashion-mnist")
+
+
+def test_corrupt_idx_files_are_one_line_errors(tmp_path: Path) -> None:
+    raw = make_idx(tmp_path, "fashion-mnist", n_train=20, n_test=10)
+    images = raw / "train-images-idx3-ubyte"
+    good = images.read_bytes()
+    images.write_bytes(b"\x00\x00\x08\x01" + good[4:])
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte is not an IDX file of bytes with 3 dimension\(s\) "
+                                        r"\(magic 00000801, expected 00000803\)"):
+        load_dataset("fashion-mnist", tmp_path)
+    images.write_bytes(good[:-5])
+    with pytest.raises(DataError, match=r"holds 15675 bytes of data but its header announces 20x28x28 = 15680 "
+                                        r"\(truncated or corrupt\)"):
+        load_dataset("fashion-mnist", tmp_path)
+    images.unlink()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz cannot be read"):
+        load_dataset("fashion-mnist", tmp_path)
+    (raw / "train-images-idx3-ubyte.gz").unlink()
+    write_idx(images, np.zeros((19, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="has 19 images but 20 labels"):
+        load_dataset("fashion-mnist", tmp_path)
+    write_idx(images, np.zeros((20, 28, 28), np.uint8))
+    write_idx(raw / "train-labels-idx1-ubyte", np.full(20, 10, np.uint8))
+    with pytest.raises(DataError, match=r"labels outside 0\.\.9"):
+        load_dataset("fashion-mnist", tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match=rf"missing t10k-labels-idx1-ubyte in {re.escape(str(raw))}$"):
+        load_dataset("fashion-mnist", tmp_path)
+
+
+def _all_pixels(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image channel means of x and x², in [0, 1], decoded as the loader decodes."""
+    from optnas.data.datasets import read_rgb
+
+    decoded = [np.asarray(read_rgb(p), np.float64).reshape(-1, 3) / 255 for p in paths]
+    return np.mean([d.mean(0) for d in decoded], 0), np.mean([(d**2).mean(0) for d in decoded], 0)
+
+
+def test_own_folder_of_any_classes_sizes_and_modes(tmp_path: Path) -> None:
+    make_own_folder(tmp_path, n_train=6, n_test=2)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # hidden: not a class
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image, ignored")
+    splits = load_dataset("folder", tmp_path, vld_size=7)
+    order = sorted(ODD_CLASSES)
+    assert splits.classes == tuple(order) == class_names("folder", tmp_path)
+    assert order[0] == "01" and order[-1] == "Ünïcode class"
+    assert (splits.n_classes, len(splits.train), len(splits.valid), len(splits.test)) == (7, 35, 7, 14)
+    assert isinstance(splits.train, FolderImageSet)
+    for split in (splits.train, splits.valid, splits.test):
+        for path, label in zip(split.paths, split.labels.tolist()):
+            assert Path(path).parent.name == order[label]
+    assert sorted(splits.valid.labels.tolist()) == list(range(7))
+    # Every size and mode comes out 3×R×R at any resolution.
+    for resolution in (16, 40):
+        images, _ = splits.test.tensors(resolution)
+        assert images.shape == (14, 3, resolution, resolution) and torch.isfinite(images).all()
+    batch, _ = next(splits.train.batches(35, 24, augment=True, shuffle=True, generator=torch.Generator()))
+    assert batch.shape == (35, 3, 24, 24)
+    # Grey images (L, 16-bit) are repeated on the three channels; 16-bit is scaled, not clipped.
+    from optnas.data.datasets import read_rgb
+
+    kinds = {p: Image.open(p).mode for p in splits.test.paths}
+    for path, mode in kinds.items():
+        rgb = np.asarray(read_rgb(path))
+        if mode in ("L", "I;16", "I"):
+            assert np.array_equal(rgb[..., 0], rgb[..., 2])
+    sixteen = next(p for p, mode in {p: Image.open(p).mode for p in splits.train.paths}.items() if mode.startswith("I"))
+    assert np.abs(np.asarray(read_rgb(sixteen))[..., 0].astype(int)
+                  - np.asarray(Image.open(sixteen), np.float64) / 257).max() <= 0.5
+    # Mean and std of the training files (all 42 images here: fewer than the 512 sampled).
+    pool = sorted(str(p) for p in (tmp_path / "train").rglob("*") if p.suffix in (".png", ".jpg"))
+    first, second = _all_pixels(pool)
+    assert np.allclose(splits.train.mean, first) and np.allclose(splits.test.std, np.sqrt(second - first**2))
+
+
+def test_own_folder_val_is_the_validation_split(tmp_path: Path) -> None:
+    make_own_folder(tmp_path, ODD_CLASSES[:3], n_train=4, n_test=2, n_val=3)
+    splits = load_dataset("folder", tmp_path)
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (12, 9, 6)
+    assert all("/val/" in p for p in splits.valid.paths)
+    smaller = load_dataset("folder", tmp_path, vld_size=3, seed=1)
+    assert len(smaller.train) == 12 and sorted(smaller.valid.labels.tolist()) == [0, 1, 2]
+    with pytest.raises(DataError, match="vld_size=10 must be between 1 and 9"):
+        load_dataset("folder", tmp_path, vld_size=10)
+
+
+def test_own_folder_bad_layouts_are_one_line(tmp_path: Path) -> None:
+    def refused(match: str) -> None:
+        with pytest.raises(DataError, match=match) as info:
+            load_dataset("folder", tmp_path)
+        assert "\n" not in str(info.value)
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    refused("train holds no class folders")
+    make_own_folder(tmp_path, ("only",), n_train=2, n_test=1)
+    refused(r"holds one class folder \('only'\); a classifier needs at least two")
+    make_own_folder(tmp_path, ("zeta 7",), n_train=2, n_test=0)
+    refused(r"test lacks the class folder\(s\) 'zeta 7' of train")
+    (tmp_path / "test" / "zeta 7").mkdir()
+    refused(r"test has no images .* in 'zeta 7'")
+    make_own_folder(tmp_path, ("zeta 7",), n_train=2, n_test=1)
+    (tmp_path / "test" / "stray").mkdir()
+    refused("test has class folders missing from train: stray")
+    (tmp_path / "test" / "stray").rmdir()
+    (tmp_path / "val" / "only").mkdir(parents=True)
+    refused(r"val lacks the class folder\(s\) 'zeta 7' of train")
+    (tmp_path / "val" / "only").rmdir()
+    (tmp_path / "val").rmdir()
+    (tmp_path / "train" / "only" / "1.png").write_bytes(b"\x89PNG broken")
+    refused(r"folder: .*train/only/1\.png cannot be read as an image")
+    (tmp_path / "train" / "only" / "1.png").unlink()
+    assert load_dataset("folder", tmp_path, vld_size=1).classes == ("only", "zeta 7")
+
+
+def test_edited_folder_no_longer_matches_the_recorded_classes(tmp_path: Path) -> None:
+    make_own_folder(tmp_path, ("a", "b"), n_train=2, n_test=1)
+    recorded = list(class_names("folder", tmp_path))
+    check_classes("folder", tmp_path, recorded)
+    check_classes("folder", tmp_path, None)
+    make_own_folder(tmp_path, ("c d",), n_train=2, n_test=1)
+    with pytest.raises(DataError, match=r"are not the 2 the search recorded \(new 'c d'\)"):
+        check_classes("folder", tmp_path, recorded)

@@ -15,15 +15,30 @@ Expected layouts (``data_dir`` is the folder passed to :func:`load_dataset`):
 * ``cinic10``: ``data_dir/{train,test}/<class>/*.png``; CINIC-10's ``valid/`` folder is ignored.
 * ``imagenet``: ``data_dir/train/<wnid>/*.JPEG`` and ``data_dir/val/<wnid>/*.JPEG`` (the
   validation images sorted into class folders); ``val`` serves as the test split.
+* ``mnist`` / ``fashion-mnist``: torchvision's raw layout,
+  ``data_dir/MNIST/raw/{train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+  t10k-labels-idx1-ubyte}`` (``FashionMNIST/raw/`` for Fashion-MNIST), each optionally gzipped
+  (``.gz``); ``data_dir`` may also be the ``MNIST`` (``FashionMNIST``) or the ``raw`` folder itself.
+  The grey 28×28 images are repeated on three channels.
+* ``folder``: your own images, ``data_dir/train/<class>/*`` and ``data_dir/test/<class>/*``
+  (any image files Pillow reads: png, jpg, bmp, tif, webp, ...; any size and mode, grey
+  repeated on three channels), with the same class folders in each; the class names are the
+  folder names, sorted. An optional ``data_dir/val/<class>/*`` is the validation split instead
+  of images held out of ``train``. Every image's header is read on load, so an unreadable file
+  is refused before a search starts; mean and std are computed from (up to 512 of) the
+  training images.
 """
 
 from __future__ import annotations
 
 import abc
+import gzip
 import os
 import pickle
+import struct
+import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +47,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from optnas.data.catalog import LAYOUTS, MEAN_STD, N_CLASSES, DataError, check_name
+from optnas.data.catalog import (
+    CLASS_NAMES,
+    LAYOUTS,
+    MEAN_STD,
+    N_CLASSES,
+    DataError,
+    check_name,
+    class_folders,
+    data_root,
+)
 
 # The digits test split must never change, whatever seed picks the validation split.
 _DIGITS_TEST_FRACTION = 0.2
@@ -44,6 +68,15 @@ _MAX_VLD_SIZE = 10000
 _CHUNK = 1024
 # Eval-time resize factor before the centre crop, as in the usual ImageNet pipeline.
 _CROP_RATIO = 0.875
+# Training images of a folder dataset whose pixels give its mean and std: enough for three
+# decimals on photographs, a few seconds to decode.
+_STATS_IMAGES = 512
+# torchvision's raw MNIST / Fashion-MNIST files and the folder holding them under data_dir.
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 class ImageSet(abc.ABC):
@@ -396,15 +429,8 @@ class _FolderDataset:
         return len(self.paths)
 
     def __getitem__(self, key: tuple[int, int | None]) -> tuple[torch.Tensor, int]:
-        from PIL import Image, UnidentifiedImageError
-
         index, seed = key
-        path = self.paths[index]
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DataError(f"{path} cannot be read as an image ({exc})") from exc
+        image = read_rgb(self.paths[index])
         if seed is None:
             return self.transform(image), int(self.labels[index])
         # torchvision transforms draw from the global CPU RNG: fork it so that the caller's
@@ -424,6 +450,8 @@ class DataSplits:
         valid: images held out of the training files, to select architectures on.
         test: the dataset's test files, only for final reporting.
         n_classes: number of classes.
+        classes: the class names in label order (the class folders of folder datasets), or
+            None where they are not known (cifar100).
     """
 
     name: str
@@ -431,6 +459,7 @@ class DataSplits:
     valid: ImageSet
     test: ImageSet
     n_classes: int
+    classes: tuple[str, ...] | None = None
 
 
 def load_dataset(
@@ -445,37 +474,48 @@ def load_dataset(
 
     The validation split is ``vld_size`` training images, stratified by class and chosen
     from ``seed``; they are removed from the training split. The test split is the dataset's
-    own (for digits, a fixed stratified 20% that no seed changes).
+    own (for digits, a fixed stratified 20% that no seed changes). A ``folder`` tree with a
+    ``val/`` folder takes its validation split from there instead (``vld_size`` of its images,
+    stratified, or all of them), and trains on every training image.
 
     Args:
         name: one of :data:`DATASETS`.
         data_dir: folder holding the dataset files (ignored for ``digits``); see the module
             docstring for the layouts.
-        vld_size: images in the validation split; by default 360 for digits, otherwise
-            ``min(10000, 10% of the training files)``.
+        vld_size: images in the validation split; by default 360 for digits, the whole ``val/``
+            folder of a ``folder`` tree that has one, otherwise ``min(10000, 10% of the training
+            files)``.
         seed: picks the validation images.
-        n_workers: image-decoding processes for folder datasets (cinic10, imagenet).
+        n_workers: image-decoding processes for folder datasets (cinic10, imagenet, folder).
 
     Raises:
         DataError: the name is unknown, the files are missing or malformed, or ``vld_size``
             does not leave any training image.
     """
     name = check_name(name)
+    valid = None
+    classes = CLASS_NAMES.get(name)
     if name == "digits":
         pool, test = _load_digits()
     else:
-        if data_dir is None:
-            raise DataError(f"{name}: no data_dir given; it must hold {LAYOUTS[name]}")
-        root = Path(data_dir).expanduser()
-        if not root.is_dir():
-            raise DataError(f"{name}: {root} is not a folder; expected it to hold {LAYOUTS[name]}")
+        root = data_root(name, data_dir)
         if name in ("cifar10", "cifar100"):
             pool, test = _load_cifar(name, root)
         elif name == "svhn":
             pool, test = _load_svhn(root)
+        elif name in _IDX_FOLDERS:
+            pool, test = _load_idx(name, root)
         else:
-            pool, test = _load_folders(name, root, n_workers)
+            pool, test, valid, classes = _load_folders(name, root, n_workers)
 
+    if valid is not None:
+        if vld_size is None or vld_size == len(valid):
+            return DataSplits(name, pool, valid, test, pool.n_classes, classes)
+        if not 1 <= vld_size < len(valid):
+            raise DataError(f"{name}: vld_size={vld_size} must be between 1 and {len(valid)}, as "
+                            f"{data_dir}/val holds {len(valid)} images")
+        _, held = stratified_holdout(valid.labels.numpy(), vld_size, seed)
+        return DataSplits(name, pool, valid.subset(held), test, pool.n_classes, classes)
     n_pool = len(pool)
     if vld_size is None:
         if name == "digits":
@@ -488,7 +528,7 @@ def load_dataset(
             f"as the training files hold {n_pool} images"
         )
     keep, held = stratified_holdout(pool.labels.numpy(), vld_size, seed)
-    return DataSplits(name, pool.subset(keep), pool.subset(held), test, pool.n_classes)
+    return DataSplits(name, pool.subset(keep), pool.subset(held), test, pool.n_classes, classes)
 
 
 def _check_positive(**values: int) -> None:
@@ -699,30 +739,21 @@ def _check_labels(name: str, path: Path, labels: np.ndarray, n_images: int, n_cl
         )
 
 
-def _load_folders(name: str, root: Path, n_workers: int) -> tuple[FolderImageSet, FolderImageSet]:
+def _load_folders(
+    name: str, root: Path, n_workers: int
+) -> tuple[FolderImageSet, FolderImageSet, FolderImageSet | None, tuple[str, ...]]:
+    """Read a class-folder tree: (train, test, val or None, class names).
+
+    A ``folder`` tree is checked in full here (every class has images in every split, every
+    image's header reads) and gets its statistics from its training images; cinic10 and
+    imagenet trees, often large and checked by their publishers, keep their published ones.
+    """
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
-    test_dir = "val" if name == "imagenet" else "test"
-    folders = [root / "train", root / test_dir]
-    missing = [f.name for f in folders if not f.is_dir()]
-    if missing:
-        raise DataError(
-            f"{name}: {root} holds no {LAYOUTS[name]}; missing folder {', '.join(missing)}"
-        )
-    classes, test_classes = (
-        sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()) for folder in folders
-    )
-    if not classes:
-        raise DataError(f"{name}: {folders[0]} holds no class folders; expected {LAYOUTS[name]}")
-    unknown = sorted(set(test_classes) - set(classes))
-    if unknown:
-        raise DataError(
-            f"{name}: {folders[1]} has class folders missing from train: {', '.join(unknown[:5])}"
-        )
-    class_to_idx = {c: i for i, c in enumerate(classes)}
-    mean, std = MEAN_STD[name]
-    splits = []
-    for folder, folder_classes in zip(folders, (classes, test_classes)):
+    tree = class_folders(name, root)
+    class_to_idx = {c: i for i, c in enumerate(tree.classes)}
+    listed = []
+    for _, folder, folder_classes in tree.splits:
         samples = make_dataset(
             folder,
             {c: class_to_idx[c] for c in folder_classes},
@@ -733,5 +764,129 @@ def _load_folders(name: str, root: Path, n_workers: int) -> tuple[FolderImageSet
             raise DataError(
                 f"{name}: {folder} holds no images ({', '.join(IMG_EXTENSIONS)}) in class folders"
             )
-        splits.append(FolderImageSet(samples, len(classes), mean, std, n_workers=n_workers))
+        if name == "folder":
+            counted = {label for _, label in samples}
+            empty = [c for c in folder_classes if class_to_idx[c] not in counted]
+            if empty:
+                raise DataError(f"folder: {folder} has no images ({', '.join(IMG_EXTENSIONS)}) in "
+                                f"{', '.join(map(repr, empty[:5]))}{' ...' if len(empty) > 5 else ''}")
+        listed.append(samples)
+    if name == "folder":
+        for samples in listed:
+            _check_headers(path for path, _ in samples)
+        mean, std = _mean_std([path for path, _ in listed[0]])
+    else:
+        mean, std = MEAN_STD[name]
+    splits = [FolderImageSet(samples, len(tree.classes), mean, std, n_workers=n_workers) for samples in listed]
+    return splits[0], splits[1], splits[2] if len(splits) > 2 else None, tree.classes
+
+
+def read_rgb(path: str | os.PathLike[str]) -> Any:
+    """Decode an image file into an 8-bit RGB ``PIL.Image`` (grey repeated on the three channels).
+
+    16-bit grey images are scaled to 8 bits, which Pillow's own conversion would clip.
+
+    Args:
+        path: the file.
+
+    Raises:
+        DataError: the file cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode.startswith("I"):
+                pixels = np.asarray(image, dtype=np.float64) / 257.0
+                return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8)).convert("RGB")
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path} cannot be read as an image ({exc})") from exc
+
+
+def _check_headers(paths: Iterable[str]) -> None:
+    """Open every file as an image (header only: fast), so that a broken one stops a search before it starts."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.size  # noqa: B018 - Pillow has parsed the header once this exists
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise DataError(f"folder: {path} cannot be read as an image ({exc})") from exc
+
+
+def _mean_std(paths: Sequence[str]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] of up to :data:`_STATS_IMAGES` images spread evenly over
+    ``paths``, each image weighing the same whatever its size (deterministic: no seed involved)."""
+    picked = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), _STATS_IMAGES)).round().astype(int))
+    first = np.zeros(3)
+    second = np.zeros(3)
+    for index in picked:
+        pixels = np.asarray(read_rgb(paths[index]), dtype=np.float64).reshape(-1, 3) / 255.0
+        first += pixels.mean(axis=0)
+        second += (pixels**2).mean(axis=0)
+    mean = first / len(picked)
+    # Images of one flat colour would give 0: keep a floor of one grey level.
+    std = np.maximum(np.sqrt(np.maximum(second / len(picked) - mean**2, 0.0)), 1 / 255)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _load_idx(name: str, root: Path) -> tuple[TensorImageSet, TensorImageSet]:
+    """Read MNIST / Fashion-MNIST from torchvision's raw IDX files (see the module docstring)."""
+    files = _idx_files(name, root)
+    mean, std = MEAN_STD[name]
+    splits = []
+    for split in ("train", "test"):
+        images_file, labels_file = files[split]
+        images = _read_idx(name, images_file, 3)
+        labels = _read_idx(name, labels_file, 1).astype(np.int64)
+        _check_labels(name, labels_file, labels, len(images), N_CLASSES[name])
+        grey = torch.from_numpy(images).unsqueeze(1).expand(-1, 3, -1, -1)
+        # The usual augmentation of these 28x28 images pads by 2 pixels; mirrored digits are
+        # other glyphs, mirrored clothes are the same garment.
+        splits.append(TensorImageSet(grey, torch.from_numpy(labels), N_CLASSES[name], mean, std,
+                                     flip=name == "fashion-mnist", shift=1 / 16))
     return splits[0], splits[1]
+
+
+def _idx_files(name: str, root: Path) -> dict[str, tuple[Path, Path]]:
+    """Find the folder holding the four IDX files (plain or ``.gz``) under ``root``."""
+    base = _IDX_FOLDERS[name]
+    candidates = [root / base / "raw", root / "raw", root]
+    for folder in candidates:
+        found = {split: tuple(_idx_path(folder, stem) for stem in stems) for split, stems in _IDX_FILES.items()}
+        if all(path is not None for pair in found.values() for path in pair):
+            return found  # type: ignore[return-value]
+    # Name what is missing where the files were most likely put.
+    folder = next((c for c in candidates if c.is_dir() and c != root), root)
+    missing = [stem for stems in _IDX_FILES.values() for stem in stems if _idx_path(folder, stem) is None]
+    raise DataError(f"{name}: {root} holds no {LAYOUTS[name]}; missing {', '.join(missing)} in {folder}")
+
+
+def _idx_path(folder: Path, stem: str) -> Path | None:
+    for path in (folder / stem, folder / f"{stem}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _read_idx(name: str, path: Path, ndim: int) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (magic 0x0000080N) with ``ndim`` dimensions, checking its size."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            raw = f.read()
+    # gzip reports corruption as OSError, EOFError or zlib.error.
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{name}: {path} cannot be read ({exc})") from exc
+    header = 4 + 4 * ndim
+    magic = raw[:4]
+    if magic != bytes((0, 0, 0x08, ndim)) or len(raw) < header:
+        raise DataError(f"{name}: {path} is not an IDX file of bytes with {ndim} dimension(s) "
+                        f"(magic {magic.hex() or 'missing'}, expected 0000080{ndim})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    size = int(np.prod(shape))
+    if len(raw) - header != size:
+        raise DataError(f"{name}: {path} holds {len(raw) - header} bytes of data but its header announces "
+                        f"{'x'.join(map(str, shape))} = {size} (truncated or corrupt)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
