@@ -634,13 +634,16 @@ def train_command(folder: str, epochs: int, dataset: str | None, data: str | Non
     Early-exit networks train backbone and heads with the joint loss of every exit and are
     scored with their thresholds (avg_macs, exit_ratios, exit_top1 too).
     """
-    from optnas.artifacts import source_defaults
+    from optnas.artifacts import read_source, source_defaults
+    from optnas.data.catalog import recorded_classes
     from optnas.training.final import train_final
     from optnas.training.loop import set_threads
 
     set_threads(threads)
     given = {"dataset": dataset, "data": data, "vld_size": vld_size, "n_classes": n_classes, "seed": seed}
     chosen = {**source_defaults(folder), **{key: value for key, value in given.items() if value is not None}}
+    # A folder tree edited since the search would relabel its classes: refused in one line.
+    recorded_classes(read_source(folder), chosen.get("dataset", "digits"), chosen.get("data"))
     stats = train_final(
         folder, epochs=epochs, dataset=chosen.get("dataset", "digits"), data_dir=chosen.get("data"),
         vld_size=chosen.get("vld_size"), n_classes=chosen.get("n_classes"), supernet_path=supernet_path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from optnas.boards import BOARDS, board_key
-from optnas.data.catalog import DATASETS, n_classes_of
+from optnas.data.catalog import DATASETS, class_names, n_classes_of
 from optnas.errors import OptionError
 from optnas.figures import (
     BOUNDS,
@@ -88,11 +89,18 @@ class SearchConfig:
     )
     dataset: str = _option(
         "digits", "Dataset. 'digits' is scikit-learn's embedded handwritten digits and needs "
-        "nothing on disk; the others are read from --data. With nasbench201: cifar10, "
-        "cifar100 or imagenet16 select the table.",
+        "nothing on disk; the others are read from --data (nothing is downloaded): mnist and "
+        "fashion-mnist from torchvision's raw files (DIR/MNIST/raw/*-ubyte[.gz], "
+        "DIR/FashionMNIST/raw/...), cifar10, cifar100, svhn, cinic10 and imagenet in their "
+        "published formats, and 'folder' for your own images: DIR/train/<class>/* and "
+        "DIR/test/<class>/* (optionally DIR/val/<class>/*), any class names, image sizes and "
+        "modes; its classes are the sorted class folders, recorded in the study (README: 'Your "
+        "own data'). With nasbench201: cifar10, cifar100 or imagenet16 select the table.",
         choices=ALL_DATASETS,
     )
-    data: str | None = _option(None, "Folder holding the dataset files (see the README); not needed for digits.")
+    data: str | None = _option(
+        None, "Folder holding the dataset files (layouts: see --dataset and the README); not needed for digits."
+    )
     n_classes: int | None = _option(
         None, "Number of classes [default: the dataset's].", type=int
     )
@@ -478,6 +486,16 @@ class SearchConfig:
             owner = next(name for name, space in SPACES.items() if self.dataset in (space.datasets or ()))
             raise OptionError("{dataset} {value} is a {owner} table; use {search_space} {owner}", value=self.dataset,
                               owner=owner)
+        if self.dataset == "folder":
+            # The class folders give the class count every later check uses: list them now, so
+            # that a bad tree is one line before anything is stored.
+            if self.data is None:
+                raise OptionError("{dataset} folder reads your images from {data} DIR (DIR/train/<class>/*, "
+                                  "DIR/test/<class>/*)")
+            count = len(self.class_names() or ())
+            if self.n_classes is not None and self.n_classes < count:
+                raise OptionError("{n_classes} {value} is fewer than the {count} class folders of {data} {folder}",
+                                  value=self.n_classes, count=count, folder=self.data)
 
     @property
     def space_class(self) -> type[SearchSpace]:
@@ -493,11 +511,28 @@ class SearchConfig:
         return SpaceOptions(**{field.name: getattr(self, field.name) for field in dataclasses.fields(SpaceOptions)})
 
     def class_count(self) -> int:
-        """Return the classifier's class count: ``--n-classes``, else the space's or the dataset's."""
+        """Return the classifier's class count: ``--n-classes``, else the space's or the dataset's
+        (with ``--dataset folder``, its class folders in ``--data``)."""
         if self.n_classes is not None:
             return self.n_classes
         fixed = self.space_class.n_classes(self.dataset)
-        return fixed if fixed is not None else n_classes_of(self.dataset)
+        return fixed if fixed is not None else n_classes_of(self.dataset, self.data)
+
+    def class_names(self) -> list[str] | None:
+        """Return the dataset's class names in label order (``folder``: its sorted class folders),
+        or None where they are not known (cifar100, imagenet, the tables of nasbench201)."""
+        if self.dataset not in DATASETS:
+            return None
+        names = class_names(self.dataset, self.data)
+        return None if names is None else list(names)
+
+    def dataset_key(self) -> str:
+        """Name the data in file names (the supernet trained on the spot): the dataset, and for
+        ``folder`` a digest of ``--data`` and its classes, so that another tree trains its own."""
+        if self.dataset != "folder":
+            return self.dataset
+        digest = hashlib.sha1(json.dumps([self.data, self.class_names()]).encode()).hexdigest()
+        return f"folder-{digest[:8]}"
 
     def fine_tune_recipe(self) -> FineTuneRecipe:
         """How each candidate is fine-tuned after weight inheritance (the recipe's other defaults)."""

@@ -14,6 +14,12 @@ images, and every output is compared with PyTorch's. An ONNX file is then timed 
 onnxruntime at batch 1 (``latency_ms``, the median, and ``latency_p90_ms``), next to the
 latency a table predicts for it (``predicted_latency_ms``) when one is given.
 
+Every file carries what a deployment needs to read its outputs: the class names in label order
+(``classes``: those the search recorded, else the dataset's; a ``folder`` dataset's class
+folders) and the input's normalisation (``mean``, ``std`` of RGB pixels in [0, 1]) — in an ONNX
+file's metadata (``metadata_props``), a TorchScript file's extra file ``classes.json``, and the
+``export-*.json`` report of every format.
+
 With ``int8=True`` the ONNX file is also quantized (:mod:`optnas.networks.quantization`: static QDQ,
 int8 weights per channel, calibrated on ``calib_images`` training images drawn with ``seed``)
 into ``net.int8.onnx`` beside it; both files are scored on the whole test split and timed the
@@ -27,6 +33,7 @@ network, with the arena TFLM used (``export-tflite-int8.json``).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -38,9 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from optnas.artifacts import write_bytes, write_json
+from optnas.artifacts import read_source, write_bytes, write_json
 from optnas.boards import KB, Board
-from optnas.data.datasets import load_dataset
+from optnas.data.catalog import recorded_classes
+from optnas.data.datasets import DataSplits, load_dataset
 from optnas.errors import OptionError
 from optnas.latency.table import LatencyTable
 from optnas.networks.early_exits import EarlyExitNetwork
@@ -126,10 +134,11 @@ def export_network(
 
     Returns:
         ``file``, ``format``, ``max_abs_diff`` (over every output), ``n_images``, ``weights``,
-        ``resolution``, ``outputs`` (their names), ``epsilon`` (an early-exit network's
-        thresholds); for ONNX ``opset``, ``latency_ms``, ``latency_p90_ms``,
-        ``latency_threads`` and, with a table, ``predicted_latency_ms`` (also written to
-        ``folder/export-<fmt>.json``); with ``int8``, ``int8`` holds :func:`export_int8`'s report.
+        ``resolution``, ``outputs`` (their names), ``classes`` and ``mean``, ``std`` (see
+        :func:`deployment_labels`), ``epsilon`` (an early-exit network's thresholds); for ONNX
+        ``opset``, ``latency_ms``, ``latency_p90_ms``, ``latency_threads`` and, with a table,
+        ``predicted_latency_ms`` (also written to ``folder/export-<fmt>.json``); with ``int8``,
+        ``int8`` holds :func:`export_int8`'s report.
 
     Raises:
         ValueError: bad options, missing weights or packages, or a file whose outputs differ
@@ -150,21 +159,23 @@ def export_network(
     module, names = deployable(network)
     out = Path(out) if out is not None else folder / f"net{SUFFIXES[fmt]}"
     resolution = int(subnet["r"])
-    test = load_dataset(dataset, data_dir).test
+    data = load_dataset(dataset, data_dir)
+    labels = deployment_labels(folder, dataset, data_dir, data)
+    test = data.test
     images, _ = test.subset(range(min(n_check, len(test)))).tensors(resolution)
     with torch.inference_mode():
         expected = [output.cpu().numpy() for output in _outputs(module.to(device)(images.to(device)))]
     module.cpu()
     example = images[:2]
     if fmt == "onnx":
-        got = _export_onnx(module, names, example, out, opset, images)
+        got = _export_onnx(module, names, example, out, opset, images, labels)
     else:
-        got = _export_torchscript(module, example, out, images)
+        got = _export_torchscript(module, example, out, images, labels)
     difference = max(float(np.abs(file_output - reference).max()) for file_output, reference in zip(got, expected))
     if not difference <= atol:
         raise ValueError(f"{out}: outputs differ from PyTorch's by up to {difference:.3g} (> {atol:g})")
     report = {"file": str(out), "format": fmt, "max_abs_diff": difference, "n_images": len(images),
-              "weights": str(weights), "resolution": resolution, "outputs": names}
+              "weights": str(weights), "resolution": resolution, "outputs": names, **labels}
     if isinstance(network, EarlyExitNetwork):
         report["epsilon"] = list(network.epsilon)
     if fmt == "onnx":
@@ -305,8 +316,9 @@ def export_tflite(
         needs temporary memory beyond the final plan), ``ops`` (count per builtin operator),
         ``input`` and ``output`` (shape, type, scale, zero point), ``normalization`` (what a
         device does to pixels before quantizing them), ``n_images``, ``calib_images``,
-        ``seed``, ``tflite_micro`` (its version), ``board`` (with a board: its name, SRAM and
-        flash, and what the network uses of each with the reserves) and ``seconds`` (the whole export).
+        ``seed``, ``tflite_micro`` (its version), ``classes`` (see :func:`deployment_labels`),
+        ``board`` (with a board: its name, SRAM and flash, and what the network uses of each with
+        the reserves) and ``seconds`` (the whole export).
 
     Raises:
         ValueError: bad options, missing weights, tflite-micro absent, or a module the int8
@@ -321,6 +333,7 @@ def export_tflite(
     out = Path(out) if out is not None else folder / "net.int8.tflite"
     resolution = int(subnet["r"])
     splits = load_dataset(dataset, data_dir, vld_size=vld_size, seed=split_seed)
+    labels_and_stats = deployment_labels(folder, dataset, data_dir, splits)
     drawn = calibration_indices(len(splits.train), calib_images, seed)
     calibration, _ = splits.train.subset(drawn).tensors(resolution)
     model = convert_int8(network, calibration)
@@ -355,6 +368,7 @@ def export_tflite(
                           "std": list(test.std),
                           "quantize": "q = clamp(round(((pixel - mean) / std) / scale) + zero_point, -128, 127)"},
         "n_images": n_images, "calib_images": len(drawn), "seed": seed, "tflite_micro": version,
+        "classes": labels_and_stats["classes"],
     }
     if fit is not None:
         report["board"] = fit
@@ -362,6 +376,27 @@ def export_tflite(
     report["seconds"] = time.perf_counter() - start
     write_json(folder / "export-tflite-int8.json", report)
     return report
+
+
+def deployment_labels(folder: str | Path, dataset: str, data_dir: str | None, data: DataSplits) -> dict[str, Any]:
+    """Return what reads an exported network's outputs and feeds its input: ``classes``, ``mean``, ``std``.
+
+    ``classes`` are the class names in label order that the search recorded (``folder/source.json``),
+    else the dataset's (None where unknown); ``mean`` and ``std`` normalise RGB pixels in [0, 1].
+
+    Args:
+        folder: the chosen network's folder.
+        dataset: the dataset the export is checked on.
+        data_dir: its folder.
+        data: its splits, loaded.
+
+    Raises:
+        DataError: the search's dataset is a ``folder`` tree whose classes changed since.
+    """
+    recorded = recorded_classes(read_source(folder), dataset, data_dir)
+    classes = recorded if recorded is not None else data.classes
+    return {"classes": None if classes is None else list(classes), "mean": list(data.test.mean),
+            "std": list(data.test.std)}
 
 
 def _board_fit(board: Board, arena_bytes: int, flatbuffer_bytes: int) -> dict[str, Any]:
@@ -383,6 +418,7 @@ def _outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tens
 
 def _export_onnx(
     module: nn.Module, names: list[str], example: torch.Tensor, out: Path, opset: int, images: torch.Tensor,
+    labels: dict[str, Any],
 ) -> list[np.ndarray]:
     import onnx
     import onnxruntime
@@ -392,16 +428,21 @@ def _export_onnx(
     except (ValueError, RuntimeError) as error:
         raise OptionError("ONNX export with {opset} {value} failed: {reason}", value=opset,
                           reason=str(error).splitlines()[0]) from None
+    # Metadata values are strings: JSON, as onnxruntime's session.get_modelmeta() returns them.
+    model = onnx.load(str(out))
+    onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value in labels.items()})
+    onnx.save(model, str(out))
     onnx.checker.check_model(str(out))
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return session.run(names, {"image": images.numpy()})
 
 
-def _export_torchscript(module: nn.Module, example: torch.Tensor, out: Path, images: torch.Tensor) -> list[np.ndarray]:
+def _export_torchscript(module: nn.Module, example: torch.Tensor, out: Path, images: torch.Tensor,
+                        labels: dict[str, Any]) -> list[np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice
         traced = torch.jit.trace(module, example)
-        traced.save(str(out))
+        traced.save(str(out), _extra_files={"classes.json": json.dumps(labels)})
         loaded = torch.jit.load(str(out), map_location="cpu")
     with torch.inference_mode():
         return [output.numpy() for output in _outputs(loaded(images))]

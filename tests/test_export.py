@@ -69,8 +69,13 @@ def test_torchscript_export_through_the_cli(chosen: Path, digits: DataSplits, tm
     assert "max |difference| from PyTorch" in result.stdout
     images, _ = digits.test.subset(range(8)).tensors(28)
     network, _, _ = load_chosen_network(chosen)
+    extra = {"classes.json": ""}
     with torch.inference_mode():
-        assert torch.allclose(torch.jit.load(str(out))(images), network(images), atol=1e-5)
+        assert torch.allclose(torch.jit.load(str(out), _extra_files=extra)(images), network(images), atol=1e-5)
+    # The file names its classes and the normalisation of its input.
+    labels = json.loads(extra["classes.json"])
+    assert labels == {"classes": [str(digit) for digit in range(10)], "mean": list(digits.test.mean),
+                      "std": list(digits.test.std)}
 
 
 def test_export_errors_are_one_line(chosen: Path, tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ class CandidateEvaluator:
         self._supernet_warmup_epochs = resolved_warmup_epochs(config.supernet_epochs, config.supernet_warmup_epochs)
         # Named after what determines it, so that a search with other options trains its own.
         self._supernet_name = (
-            f"supernet-{config.dataset}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
+            f"supernet-{config.dataset_key()}-w{config.width_mult}-r{config.min_resolution}-{config.max_resolution}-"
             f"e{config.supernet_epochs}-warmup{self._supernet_warmup_epochs}-seed{config.seed}.pth"
         )
         self._costs = costs

@@ -226,7 +226,7 @@ def evaluate_subnet_ood(subnet_file: str | Path, weights: str | Path, request: O
     state = load_checkpoint(weights).get("state_dict")
     if state is None:
         raise ValueError(f"{weights}: the checkpoint has no 'state_dict'")
-    n_classes = CIFAR_C[dataset][2] if dataset in CIFAR_C else n_classes_of(dataset)
+    n_classes = CIFAR_C[dataset][2] if dataset in CIFAR_C else n_classes_of(dataset, request.data)
     model = extract_subnet(build_supernet(n_classes, subnet["w"]), subnet)
     try:
         model.load_state_dict(state)

@@ -27,7 +27,7 @@ from optnas.errors import OptionError
 from optnas.evaluation.candidate import CandidateEvaluator
 from optnas.figures import MEASURED_LATENCY
 from optnas.optuna_private import study_storage
-from optnas.studies.study import ARTIFACT_DIR_ATTR, CONFIG_ATTR
+from optnas.studies.study import ARTIFACT_DIR_ATTR, CLASSES_ATTR, CONFIG_ATTR
 from optnas.studies.trials import pareto_trials, trial_subnet
 from optnas.trial_attrs import STAT_KEYS, SUBNET
 
@@ -195,6 +195,8 @@ def _source(study: optuna.Study) -> dict[str, Any]:
     if values is None:
         return source
     source["config"] = values
+    if CLASSES_ATTR in study.user_attrs:
+        source["classes"] = study.user_attrs[CLASSES_ATTR]
     config = SearchConfig.from_dict(values)
     artifact_dir = study.user_attrs.get(ARTIFACT_DIR_ATTR)
     if config.supernet_path is not None:

@@ -9,6 +9,7 @@ import optuna
 
 from optnas import __version__
 from optnas.config import RUNTIME_OPTIONS, SearchConfig
+from optnas.data.catalog import check_classes
 from optnas.figures import FIGURES
 from optnas.studies.errors import StudyError, StudyExistsError, StudyOptionError
 from optnas.studies.sampling import make_sampler
@@ -18,6 +19,8 @@ CONFIG_ATTR = "config"
 VERSION_ATTR = "optnas_version"
 ARTIFACT_DIR_ATTR = "artifact_dir"
 CONSTRAINTS_ATTR = "constraint_names"
+# The dataset's class names in label order (a folder dataset's class folders), where known.
+CLASSES_ATTR = "classes"
 
 
 def ensure_new_study_name(storage_url: str, name: str) -> optuna.storages.BaseStorage:
@@ -54,6 +57,9 @@ def create_search_study(config: SearchConfig, storage_url: str, study_name: str 
     study.set_user_attr(VERSION_ATTR, __version__)
     study.set_user_attr(CONSTRAINTS_ATTR, list(config.constraint_bounds))
     study.set_user_attr(ARTIFACT_DIR_ATTR, str((Path(config.save) / "artifacts").resolve()))
+    names = config.class_names()
+    if names is not None:
+        study.set_user_attr(CLASSES_ATTR, names)
     return study
 
 
@@ -93,6 +99,9 @@ def resume_search_study(
     config = SearchConfig.from_dict({**config.to_dict(), **runtime}).validate()
     # Optuna 5 gives load_study a TPE sampler by default: pass the stored one explicitly. GA
     # samplers keep their generations in the storage, so the history carries over.
+    # A folder tree edited since the search began would change what every label means.
+    check_classes(config.dataset, config.data, storage.get_study_user_attrs(
+        storage.get_study_id_from_name(study_name)).get(CLASSES_ATTR))
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(config))
     if runtime:
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
