@@ -487,15 +487,15 @@ class SearchConfig:
             raise OptionError("{dataset} {value} is a {owner} table; use {search_space} {owner}", value=self.dataset,
                               owner=owner)
         if self.dataset == "folder":
-            # The class folders give the class count every later check uses: list them now, so
-            # that a bad tree is one line before anything is stored.
+            # The class folders give the class count: list them now, so that a bad tree is one
+            # line before anything is stored, and record the count with the options, so that
+            # what reads a stored configuration later (select, a worker's costs) needs no tree.
             if self.data is None:
                 raise OptionError("{dataset} folder reads your images from {data} DIR (DIR/train/<class>/*, "
                                   "DIR/test/<class>/*)")
             count = len(self.class_names() or ())
-            if self.n_classes is not None and self.n_classes < count:
-                raise OptionError("{n_classes} {value} is fewer than the {count} class folders of {data} {folder}",
-                                  value=self.n_classes, count=count, folder=self.data)
+            if self.n_classes is None:
+                self.n_classes = count
 
     @property
     def space_class(self) -> type[SearchSpace]:
@@ -519,8 +519,9 @@ class SearchConfig:
         return fixed if fixed is not None else n_classes_of(self.dataset, self.data)
 
     def class_names(self) -> list[str] | None:
-        """Return the dataset's class names in label order (``folder``: its sorted class folders),
-        or None where they are not known (cifar100, imagenet, the tables of nasbench201)."""
+        """Return the dataset's class names in label order (cinic10, imagenet and folder: the sorted
+        class folders of ``--data``), or None where they are not known (cifar100, the tables of
+        nasbench201)."""
         if self.dataset not in DATASETS:
             return None
         names = class_names(self.dataset, self.data)
@@ -528,7 +529,8 @@ class SearchConfig:
 
     def dataset_key(self) -> str:
         """Name the data in file names (the supernet trained on the spot): the dataset, and for
-        ``folder`` a digest of ``--data`` and its classes, so that another tree trains its own."""
+        ``folder`` a digest of ``--data`` and its class names, so that another tree, or the same
+        folder refilled with other classes, trains its own."""
         if self.dataset != "folder":
             return self.dataset
         digest = hashlib.sha1(json.dumps([self.data, self.class_names()]).encode()).hexdigest()

@@ -430,7 +430,7 @@ def _export_onnx(
                           reason=str(error).splitlines()[0]) from None
     # Metadata values are strings: JSON, as onnxruntime's session.get_modelmeta() returns them.
     model = onnx.load(str(out))
-    onnx.helper.set_model_props(model, {key: json.dumps(value) for key, value in labels.items()})
+    onnx.helper.set_model_props(model, {key: json.dumps(value, ensure_ascii=False) for key, value in labels.items()})
     onnx.save(model, str(out))
     onnx.checker.check_model(str(out))
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -442,7 +442,7 @@ def _export_torchscript(module: nn.Module, example: torch.Tensor, out: Path, ima
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's deprecation notice
         traced = torch.jit.trace(module, example)
-        traced.save(str(out), _extra_files={"classes.json": json.dumps(labels)})
+        traced.save(str(out), _extra_files={"classes.json": json.dumps(labels, ensure_ascii=False)})
         loaded = torch.jit.load(str(out), map_location="cpu")
     with torch.inference_mode():
         return [output.numpy() for output in _outputs(loaded(images))]

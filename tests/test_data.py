@@ -223,6 +223,8 @@ def test_cinic10_folders(tmp_path: Path) -> None:
     make_imagefolder(tmp_path, classes, n_per_class=5, splits=("train", "valid", "test"))
     splits = load_dataset("cinic10", tmp_path, vld_size=3)
     assert splits.n_classes == 3 and isinstance(splits.train, FolderImageSet)
+    # Labels index the class folders present, whose names the splits and the catalog give alike.
+    assert splits.classes == classes == class_names("cinic10", tmp_path) and class_names("cinic10") is None
     assert (len(splits.train), len(splits.valid), len(splits.test)) == (12, 3, 15)
     assert not set(splits.train.paths) & set(splits.valid.paths)
     assert all("/train/" in p for p in splits.valid.paths)

@@ -39,7 +39,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
 def test_search_records_the_classes_in_the_study(searched: dict) -> None:
     study = optuna.load_study(study_name="own", storage=searched["url"])
     assert study.user_attrs["classes"] == CLASSES
-    assert study.user_attrs["config"]["dataset"] == "folder"
+    assert study.user_attrs["config"]["dataset"] == "folder" and study.user_attrs["config"]["n_classes"] == 7
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
     (supernet,) = (searched["root"] / "run").glob("supernet-folder-*.pth")
     assert torch.load(supernet, map_location="cpu", weights_only=True)["n_classes"] == 7

@@ -31,16 +31,15 @@ N_CLASSES = {
 }
 
 _DIGIT_NAMES = tuple(str(digit) for digit in range(10))
-_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-# Class names in label order, as the datasets publish them; ``folder`` takes its folders' names.
+# Class names in label order, as the datasets publish them; the datasets of FOLDER_DATASETS
+# take their class folders' names.
 CLASS_NAMES = {
     "digits": _DIGIT_NAMES,
     "mnist": _DIGIT_NAMES,
     "svhn": _DIGIT_NAMES,
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                       "Ankle boot"),
-    "cifar10": _CIFAR10_NAMES,
-    "cinic10": _CIFAR10_NAMES,
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
 
 # Per-channel statistics of the training images scaled to [0, 1], as published with each
@@ -167,15 +166,16 @@ def n_classes_of(name: str, data_dir: str | os.PathLike[str] | None = None) -> i
 def class_names(name: str, data_dir: str | os.PathLike[str] | None = None) -> tuple[str, ...] | None:
     """Return a dataset's class names in label order, or None where optnas does not know them.
 
-    Published names for digits, mnist, fashion-mnist, svhn, cifar10 and cinic10; the class
-    folders of ``data_dir`` for ``folder``; None for cifar100 and imagenet.
+    Published names for digits, mnist, fashion-mnist, svhn and cifar10; the class folders of
+    ``data_dir`` for cinic10, imagenet (their wnids) and folder; None for cifar100, and for
+    cinic10 and imagenet without ``data_dir``.
 
     Args:
         name: one of :data:`DATASETS`.
-        data_dir: the dataset's folder (needed by ``folder`` only).
+        data_dir: the dataset's folder (needed by ``folder``).
     """
     name = check_name(name)
-    if name == "folder":
+    if name == "folder" or (name in FOLDER_DATASETS and data_dir is not None):
         return class_folders(name, data_root(name, data_dir)).classes
     return CLASS_NAMES.get(name)
 
