@@ -192,11 +192,11 @@ def average_buffers(model: nn.Module) -> None:
     Args:
         model: the supernet.
     """
-    ranks = current_ranks()
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer.div_(ranks.size)
+    buffers = [buffer for buffer in model.buffers() if buffer.is_floating_point()]
+    # One collective for them all: hundreds of small ones cost more than the data.
+    flat = _flat(buffers)
+    dist.all_reduce(flat)
+    _unflat(flat.div_(current_ranks().size), buffers)
 
 
 def broadcast_state(model: nn.Module) -> None:
@@ -205,8 +205,25 @@ def broadcast_state(model: nn.Module) -> None:
     Args:
         model: the supernet.
     """
-    for tensor in model.state_dict().values():
-        dist.broadcast(tensor, 0)
+    tensors = list(model.state_dict().values())
+    # In the state dict's order: a set's order may differ between processes, pairing a float
+    # broadcast with an integer one.
+    for dtype in dict.fromkeys(tensor.dtype for tensor in tensors):
+        group = [tensor for tensor in tensors if tensor.dtype == dtype]
+        flat = _flat(group)
+        dist.broadcast(flat, 0)
+        _unflat(flat, group)
+
+
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([tensor.reshape(-1) for tensor in tensors])
+
+
+def _unflat(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+    start = 0
+    for tensor in tensors:
+        tensor.copy_(flat[start: start + tensor.numel()].view_as(tensor))
+        start += tensor.numel()
 
 
 def mean_over_processes(value: float, device: str | torch.device) -> float:
