@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                          "top1_largest": summary["top1_largest"], "top1_smallest": summary["top1_smallest"]})
     base = rows[0]["seconds_per_epoch"]
     print(f"supernet train, {args.dataset}, {args.epochs} epochs, batch {args.batch_size}, device {args.device}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"{'processes':>9s} {'s/epoch':>8s} {'speed-up':>8s} {'wall s':>7s} {'top1 largest':>12s} {'smallest':>8s}")
     for row in rows:
         row["speed_up"] = base / row["seconds_per_epoch"]
