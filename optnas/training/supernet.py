@@ -276,20 +276,20 @@ def _train_epoch(
     supernet.train()
     total = torch.zeros((), device=device)
     n_steps = 0
-    if ranks.distributed:
-        # The order is the same everywhere; augmentation and dropout are each process's own.
-        order = torch.randperm(len(train), generator=generator)
-        local_seed = int(np.random.SeedSequence([seed, ranks.rank]).generate_state(1)[0])
-        batches = train.subset(shard_indices(order, batch_size, ranks)).batches(
-            batch_size // ranks.size, largest["r"], augment=True,
-            generator=torch.Generator().manual_seed(local_seed), device=device,
-        )
-    else:
-        local_seed = seed
-        batches = train.batches(
-            batch_size, largest["r"], shuffle=True, augment=True, generator=generator, device=device
-        )
+    # The order is the same everywhere; augmentation and dropout are each process's own.
+    local_seed = int(np.random.SeedSequence([seed, ranks.rank]).generate_state(1)[0]) if ranks.distributed else seed
+    # Batches are made inside the block: a DataLoader draws its base seed from the global generator.
     with seeded(local_seed, device):
+        if ranks.distributed:
+            order = torch.randperm(len(train), generator=generator)
+            batches = train.subset(shard_indices(order, batch_size, ranks)).batches(
+                batch_size // ranks.size, largest["r"], augment=True,
+                generator=torch.Generator().manual_seed(local_seed), device=device,
+            )
+        else:
+            batches = train.batches(
+                batch_size, largest["r"], shuffle=True, augment=True, generator=generator, device=device
+            )
         for images, labels in batches:
             bar.update()
             schedule.advance()
