@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{'processes':>9s} {'s/epoch':>8s} {'speed-up':>8s} {'wall s':>7s} {'top1 largest':>12s} {'smallest':>8s}")
     for row in rows:
         row["speed_up"] = base / row["seconds_per_epoch"]
-        print(f"{row['processes']:9d} {row['seconds_per_epoch']:8.2f} {row['speed_up']:8.2f} {row['wall_seconds']:7.1f} "
-              f"{row['top1_largest']:12.1f} {row['top1_smallest']:8.1f}")
+        print(f"{row['processes']:9d} {row['seconds_per_epoch']:8.2f} {row['speed_up']:8.2f} "
+              f"{row['wall_seconds']:7.1f} {row['top1_largest']:12.1f} {row['top1_smallest']:8.1f}")
     return rows
 
 

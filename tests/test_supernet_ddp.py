@@ -1,7 +1,8 @@
-"""Supernet training on many processes: ``optnas supernet train`` on two processes on gloo, forked
-with the environment ``torchrun`` gives its processes (RANK, WORLD_SIZE, MASTER_ADDR, ...) so that
-they can be spied on, then under ``torchrun`` itself; a checkpoint resumes with another number of
-processes."""
+"""Supernet training on many processes: ``optnas supernet train`` and ``optnas search`` on two
+processes on gloo, forked with the environment ``torchrun`` gives its processes (RANK, WORLD_SIZE,
+MASTER_ADDR, ...) so that they can be spied on and start in a second, not five; checkpoints resumed
+by another number of processes. (``torchrun`` itself: see the README's "Many GPUs" section and
+benchmarks/bench_ddp.py, which launch it.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import torch
 
@@ -65,7 +67,7 @@ def _free_port() -> int:
 
 def _train_args(data: Path, out: Path) -> list[str]:
     # Tiny: 64 training images, 2 global steps of 32 per epoch (16 per process), 24 px.
-    return ["supernet", "train", "--dataset", "cifar10", "--data", str(data), "--vld-size", "20", "--epochs", "4",
+    return ["supernet", "train", "--dataset", "cifar10", "--data", str(data), "--vld-size", "20", "--epochs", "3",
             "--warmup-epochs", "1", "--batch-size", "32", "--lr", "24", "--ur", "24", "--out", str(out)]
 
 
@@ -87,7 +89,21 @@ def _history(path: Path) -> list[dict[str, Any]]:
     return torch.load(path, map_location="cpu", weights_only=True)["history"]
 
 
-def test_two_processes_train_as_one_and_resume_with_either_count(
+def _stop_at_epoch(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+    """Make this process's ``number``-th supernet epoch stop as a kill would."""
+    real_epoch = supernet_training._train_epoch
+    begun = []
+
+    def stopped(*args: Any, **kwargs: Any) -> float:
+        begun.append(1)
+        if len(begun) == number:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(supernet_training, "_train_epoch", stopped)
+
+
+def test_two_processes_train_as_one_and_one_resumes_them(
     tiny_cifar10: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "supernet.pth"
@@ -109,39 +125,42 @@ def test_two_processes_train_as_one_and_resume_with_either_count(
     saved = torch.load(out, map_location="cpu", weights_only=True)
     for key, value in weights[0].items():
         assert torch.equal(value, weights[1][key]) and torch.equal(value, saved["state_dict"][key]), key
-    history = _history(out)
-    assert [record["processes"] for record in history] == [2, 2]
-    assert history[1]["loss"] < history[0]["loss"]
+    assert [record["processes"] for record in saved["history"]] == [2, 2]
+    assert saved["history"][1]["loss"] < saved["history"][0]["loss"]
 
-    # Epoch 3 in this one process, stopped as epoch 4 begins: the 2-process recipe is accepted.
-    real_epoch = supernet_training._train_epoch
-    begun = []
+    # Epoch 3 in this one process: the 2-process recipe is accepted.
+    result = invoke_cli(*args)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["epochs"], summary["trained_epochs"], summary["processes"]) == (3, 1, 1)
+    final = torch.load(out, map_location="cpu", weights_only=True)
+    assert final["recipe"] == saved["recipe"] == summary["recipe"] and final["recipe"]["batch_size"] == 32
+    assert [record["processes"] for record in final["history"]] == [2, 2, 1]
+    assert 0.0 <= summary["top1_largest"] <= 100.0 and 0.0 <= summary["top1_smallest"] <= 100.0
 
-    def stopped_at_epoch_4(*a: Any, **kw: Any) -> float:
-        begun.append(1)
-        if len(begun) == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*a, **kw)
 
-    monkeypatch.setattr(supernet_training, "_train_epoch", stopped_at_epoch_4)
+def test_a_search_on_two_processes_trains_its_supernet_on_both_and_searches_on_one(
+    tiny_cifar10: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["search", "--storage", storage, "--dataset", "cifar10", "--data", str(tiny_cifar10), "--vld-size", "20",
+            "--lr", "24", "--ur", "24", "--supernet-epochs", "2", "--n-epochs", "0", "--sec-obj", "macs",
+            "--n-doe", "2", "--iterations", "1", "--n-iter", "1", "--quiet", "--save", str(tmp_path / "runs")]
+    # The supernet's first epoch in this one process, stopped before the second (no study yet).
+    _stop_at_epoch(monkeypatch, 2)
     assert invoke_cli(*args).returncode == 1
     monkeypatch.undo()
-    assert [record["processes"] for record in _history(out)] == [2, 2, 1]
-    recipe = saved["recipe"]
+    (supernet,) = (tmp_path / "runs").glob("supernet-*.pth")
+    assert [record["processes"] for record in _history(supernet)] == [1]
 
-    # Epoch 4 from the 1-process checkpoint, under torchrun itself (its processes are fresh
-    # interpreters, as a user starts them): only rank 0 prints.
-    launcher = Forked(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "optnas", *args],
-                      tmp_path, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    stdout, stderr = launcher.communicate(timeout=300)
-    assert launcher.returncode == 0, stderr
-    assert stdout.count('"processes"') == 1
-    summary = json.loads(stdout[stdout.index("{"):])
-    assert (summary["epochs"], summary["trained_epochs"], summary["processes"]) == (4, 1, 2)
-    final = torch.load(out, map_location="cpu", weights_only=True)
-    assert final["recipe"] == recipe == summary["recipe"] and recipe["batch_size"] == 32
-    assert [record["processes"] for record in final["history"]] == [2, 2, 1, 2]
-    assert 0.0 <= summary["top1_largest"] <= 100.0 and 0.0 <= summary["top1_smallest"] <= 100.0
+    # On two processes both train its second epoch from there, then the first one alone searches.
+    results = _two_processes(tmp_path / "spy", 99, args, tmp_path)
+    assert [returncode for returncode, _, _ in results] == [0, 0], results[0][2] + results[1][2]
+    assert results[0][1].count("Supernet: ") == results[0][1].count("Study '") == 1
+    assert results[1][1] == ""
+    assert [record["processes"] for record in _history(supernet)] == [1, 2]
+    study = optuna.load_study(study_name=None, storage=storage)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tiny_cifar10: Path, tmp_path: Path) -> None:

@@ -55,7 +55,10 @@ def start_search(
     evaluator = CandidateEvaluator(config, config.save, echo=echo, progress=progress)
     evaluator.prepare(with_supernet=config.supernet_path is not None)
     name = study_name or config.default_study_name()
-    ensure_new_study_name(storage_url, name)
+    # Under torchrun only the first process opens the storage: two creating a new SQLite file's
+    # tables at once collide. Should it refuse the name, torchrun stops the others.
+    if launched_ranks().main:
+        ensure_new_study_name(storage_url, name)
     prepare_save_dir(config.save)
     if not create_only:
         # A supernet trained on the spot is written to the run folder.
