@@ -591,10 +591,12 @@ def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: i
     from optnas.data.datasets import load_dataset
     from optnas.networks.supernet import build_supernet
     from optnas.spaces import MobileNetV3Space
-    from optnas.training.distributed import current_ranks, launched_process_group
+    from optnas.training.distributed import check_batch_split, current_ranks, launched_process_group, launched_ranks
     from optnas.training.loop import set_threads
     from optnas.training.supernet import train_supernet
 
+    # Before the processes meet: one that fails while another is still joining leaves it a connection error.
+    check_batch_split(batch_size, launched_ranks().size)
     set_threads(threads)
     space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
     splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)

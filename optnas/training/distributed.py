@@ -111,6 +111,21 @@ def launched_process_group(device: str | torch.device, threads: int | None = Non
         torch.set_num_threads(before)
 
 
+def check_batch_split(batch_size: int, size: int) -> None:
+    """Refuse a batch that does not split into equal parts over ``size`` processes.
+
+    Args:
+        batch_size: images per step over all processes.
+        size: the number of processes.
+
+    Raises:
+        ValueError: ``batch_size`` is not a multiple of ``size``.
+    """
+    if batch_size % size:
+        raise ValueError(f"the batch of {batch_size} images does not split evenly over {size} processes; "
+                         f"give a batch size that is a multiple of {size}")
+
+
 def shard_indices(order: torch.Tensor, batch_size: int, ranks: Ranks) -> torch.Tensor:
     """Return this process's images of an epoch: its part of every global batch, in step order.
 
@@ -125,9 +140,7 @@ def shard_indices(order: torch.Tensor, batch_size: int, ranks: Ranks) -> torch.T
         batch_size: images per step over all processes; a multiple of ``ranks.size``.
         ranks: this process's rank and the world size.
     """
-    if batch_size % ranks.size:
-        raise ValueError(f"batch_size {batch_size} does not split evenly over {ranks.size} processes; "
-                         f"give a multiple of {ranks.size}")
+    check_batch_split(batch_size, ranks.size)
     share = batch_size // ranks.size
     full = len(order) // batch_size
     whole = order[: full * batch_size].view(full, batch_size)[:, ranks.rank * share: (ranks.rank + 1) * share]

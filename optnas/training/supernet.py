@@ -32,6 +32,7 @@ from optnas.training.distributed import (
     average_gradients,
     barrier,
     broadcast_state,
+    check_batch_split,
     current_ranks,
     fingerprint,
     from_main,
@@ -132,9 +133,7 @@ def train_supernet(
     if not 0 <= warmup_epochs <= epochs:
         raise ValueError(f"warmup_epochs must be between 0 and epochs ({epochs}), got {warmup_epochs}")
     ranks = current_ranks()
-    if batch_size % ranks.size:
-        raise ValueError(f"the batch of {batch_size} images does not split evenly over {ranks.size} processes; "
-                         f"give a batch size that is a multiple of {ranks.size}")
+    check_batch_split(batch_size, ranks.size)
     started = time.perf_counter()
     recipe = {"epochs": epochs, "warmup_epochs": warmup_epochs, "lr": lr, "momentum": momentum,
               "nesterov": True, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
