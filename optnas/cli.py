@@ -601,7 +601,7 @@ def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: i
     space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
     splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)
     network = build_supernet(n_classes or splits.n_classes, float(width_mult))
-    with launched_process_group(device, threads) as device:
+    with launched_process_group(device) as device:
         summary = train_supernet(network, splits, epochs=epochs, warmup_epochs=warmup_epochs, out_path=Path(out),
                                  device=device, seed=seed, batch_size=batch_size,
                                  resolutions=tuple(space.resolutions))

@@ -141,7 +141,7 @@ class CandidateEvaluator:
         # Workers sharing the folder train it once: the others wait, then resume the finished file.
         # Under torchrun the first process holds the lock for all, and nobody reads the file before
         # it has it (the others wait at the barrier, up to torch.distributed's timeout).
-        with launched_process_group(device, self._threads) as process_device, \
+        with launched_process_group(device) as process_device, \
                 open(path.with_suffix(".lock"), "w") as lock:
             if ranks.main:
                 fcntl.flock(lock, fcntl.LOCK_EX)

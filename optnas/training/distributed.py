@@ -19,8 +19,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from optnas.training.loop import set_threads
-
 # Bits of the per-step fingerprint of the trained subnets: N times a 16-bit value stays an exact
 # float32 integer for any N below 256.
 _FINGERPRINT_MASK = 0xFFFF
@@ -62,18 +60,17 @@ def launched_ranks() -> Ranks:
 
 
 @contextlib.contextmanager
-def launched_process_group(device: str | torch.device, threads: int | None = None) -> Iterator[str | torch.device]:
+def launched_process_group(device: str | torch.device) -> Iterator[str | torch.device]:
     """Join the process group ``torchrun`` launched this process in, for the block.
 
     With ``WORLD_SIZE`` above 1 in the environment (and no process group yet), initialises
     ``torch.distributed`` from it (gloo for a CPU ``device``, NCCL for CUDA, where process
     ``LOCAL_RANK`` takes GPU ``LOCAL_RANK``), and destroys the group after the block. Otherwise
-    it does nothing and yields ``device`` unchanged.
+    it does nothing and yields ``device`` unchanged. CPU threads are left as they are: torchrun
+    gives each process ``OMP_NUM_THREADS`` (1 unless set), which ``--threads`` overrides.
 
     Args:
         device: the device asked for (``--device``): ``cpu`` or ``cuda`` for many processes.
-        threads: the CPU threads asked for (``--threads``); None shares the physical cores
-            among this machine's processes for the block instead of giving each all of them.
 
     Yields:
         The device of this process.
@@ -98,17 +95,11 @@ def launched_process_group(device: str | torch.device, threads: int | None = Non
         backend = "gloo"
     else:
         raise ValueError(f"--device {device} trains in one process only; under torchrun give --device cpu or cuda")
-    before = torch.get_num_threads()
-    if threads is None and parsed.type == "cpu":
-        # Every process taking all cores oversubscribes them several-fold (see set_threads).
-        cores = set_threads()
-        set_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", launched.size))))
     dist.init_process_group(backend, rank=launched.rank, world_size=launched.size)
     try:
         yield parsed
     finally:
         dist.destroy_process_group()
-        torch.set_num_threads(before)
 
 
 def check_batch_split(batch_size: int, size: int) -> None:
