@@ -66,9 +66,10 @@ def _free_port() -> int:
 
 
 def _train_args(data: Path, out: Path) -> list[str]:
-    # Tiny: 64 training images, 2 global steps of 32 per epoch (16 per process), 24 px.
+    # Tiny: 64 training images, 2 global steps of 32 per epoch (16 per process), 24 px, the narrowest supernet.
     return ["supernet", "train", "--dataset", "cifar10", "--data", str(data), "--vld-size", "20", "--epochs", "3",
-            "--warmup-epochs", "1", "--batch-size", "32", "--lr", "24", "--ur", "24", "--out", str(out)]
+            "--warmup-epochs", "1", "--batch-size", "32", "--lr", "24", "--ur", "24", "--width-mult", "0.35",
+            "--out", str(out)]
 
 
 def _two_processes(spy: Path, stop: int, args: list[str], cwd: Path) -> list[tuple[int | None, str, str]]:
@@ -145,7 +146,8 @@ def test_a_search_on_two_processes_trains_its_supernet_on_both_and_searches_on_o
     storage = f"sqlite:///{tmp_path / 's.db'}"
     args = ["search", "--storage", storage, "--dataset", "cifar10", "--data", str(tiny_cifar10), "--vld-size", "20",
             "--lr", "24", "--ur", "24", "--supernet-epochs", "2", "--n-epochs", "0", "--sec-obj", "macs",
-            "--n-doe", "2", "--iterations", "1", "--n-iter", "1", "--quiet", "--save", str(tmp_path / "runs")]
+            "--n-doe", "2", "--iterations", "1", "--n-iter", "1", "--width-mult", "0.35", "--quiet",
+            "--save", str(tmp_path / "runs")]
     # The supernet's first epoch in this one process, stopped before the second (no study yet).
     _stop_at_epoch(monkeypatch, 2)
     assert invoke_cli(*args).returncode == 1
