@@ -20,9 +20,9 @@ from optnas.training.distributed import Ranks, fingerprint, shard_indices
 from tests.conftest import invoke_cli
 from tests.forked import Forked
 
-# One rank of `optnas supernet train`, spied on: which subnets each step trains, which process
-# writes the checkpoint, and the weights when this run's epoch number STOP begins (then it stops
-# there, as a kill would).
+# One rank of an `optnas` command, spied on: which subnets each supernet step trains, which
+# process writes the checkpoint, and the weights when this run's epoch number STOP begins (then
+# it stops there, as a kill would).
 _RANK = r"""
 import json, os, sys
 from pathlib import Path
