@@ -567,13 +567,15 @@ def supernet() -> None:
 @resolution_options()
 @click.option("--n-classes", default=None, type=click.IntRange(2), help="Classes [default: the dataset's].")
 @click.option("--vld-size", default=None, type=click.IntRange(1), help="Held-out training images.")
-@device_option(help="Torch device.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2),
+              help="Images per step over all processes (under torchrun each of N processes takes 1/N of them).")
+@device_option(help="Torch device (under torchrun: cpu, or cuda for one GPU per process).")
 @threads_option()
 @seed_option("Seed.")
 @_friendly_errors
 def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: int | None, out: str,
                    width_mult: str, low_res: int, high_res: int, rstep: int, n_classes: int | None,
-                   vld_size: int | None, device: str, threads: int | None, seed: int) -> None:
+                   vld_size: int | None, batch_size: int, device: str, threads: int | None, seed: int) -> None:
     """Train an OFA MobileNetV3 supernet from scratch.
 
     The largest network trains alone first (--warmup-epochs), then the sandwich rule trains it
@@ -581,19 +583,30 @@ def supernet_train(dataset: str, data: str | None, epochs: int, warmup_epochs: i
     distillation). Prints the validation top1 of the largest and smallest subnets and the
     recipe, which the checkpoint records too. Whether the supernet ranks subnets as training
     them would: benchmarks/bench_supernet_truth.py (see the README).
+
+    Under `torchrun --nproc_per_node N -m optnas supernet train ...` the N processes train
+    data-parallel (gloo on the CPU, NCCL on GPUs) with the same recipe; the first one prints
+    and writes --out, which resumes with any number of processes.
     """
     from optnas.data.datasets import load_dataset
     from optnas.networks.supernet import build_supernet
     from optnas.spaces import MobileNetV3Space
+    from optnas.training.distributed import check_batch_split, current_ranks, launched_process_group, launched_ranks
     from optnas.training.loop import set_threads
     from optnas.training.supernet import train_supernet
 
+    # Before the processes meet: one that fails while another is still joining leaves it a connection error.
+    check_batch_split(batch_size, launched_ranks().size)
     set_threads(threads)
     space = MobileNetV3Space.from_range(low_res, high_res, rstep, width_mult=float(width_mult))
     splits = load_dataset(dataset, data, vld_size=vld_size, seed=seed)
     network = build_supernet(n_classes or splits.n_classes, float(width_mult))
-    summary = train_supernet(network, splits, epochs=epochs, warmup_epochs=warmup_epochs, out_path=Path(out),
-                             device=device, seed=seed, resolutions=tuple(space.resolutions))
+    with launched_process_group(device) as device:
+        summary = train_supernet(network, splits, epochs=epochs, warmup_epochs=warmup_epochs, out_path=Path(out),
+                                 device=device, seed=seed, batch_size=batch_size,
+                                 resolutions=tuple(space.resolutions))
+        if not current_ranks().main:
+            return
     click.echo(json.dumps(summary, indent=2, default=str))
     click.echo("Check that its inherited accuracies rank subnets as stand-alone training does: search with "
                f"--supernet-path {out}, then python benchmarks/bench_supernet_truth.py (README: "

@@ -24,6 +24,7 @@ from optnas.evaluation.flatness import robustness
 from optnas.evaluation.inheritance import evaluate_candidate
 from optnas.networks.quantization import calibration_indices, int8_top1
 from optnas.networks.supernet import build_supernet, load_supernet
+from optnas.training.distributed import barrier, launched_process_group, launched_ranks
 from optnas.training.loop import set_threads
 from optnas.training.supernet import resolved_warmup_epochs, train_supernet
 
@@ -131,18 +132,27 @@ class CandidateEvaluator:
         path = self.supernet_file()
         path.parent.mkdir(parents=True, exist_ok=True)
         supernet = build_supernet(self.n_classes, self._width_mult)
-        self._echo(f"Supernet: {path} ({self._supernet_epochs} epochs on {self._dataset}, "
-                   f"the largest network alone for {self._supernet_warmup_epochs})")
+        # Under torchrun every process trains it with the others (data-parallel); the first one speaks.
+        ranks = launched_ranks()
+        if ranks.main:
+            self._echo(f"Supernet: {path} ({self._supernet_epochs} epochs on {self._dataset}, "
+                       f"the largest network alone for {self._supernet_warmup_epochs}"
+                       + (f", on {ranks.size} processes)" if ranks.distributed else ")"))
         # Workers sharing the folder train it once: the others wait, then resume the finished file.
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # Under torchrun the first process holds the lock for all, and nobody reads the file before
+        # it has it (the others wait at the barrier, up to torch.distributed's timeout).
+        with launched_process_group(device) as process_device, \
+                open(path.with_suffix(".lock"), "w") as lock:
+            if ranks.main:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            barrier()
             train_supernet(
                 supernet,
                 self.data,
                 epochs=self._supernet_epochs,
                 warmup_epochs=self._supernet_warmup_epochs,
                 out_path=path,
-                device=device,
+                device=process_device,
                 seed=self._seed,
                 resolutions=tuple(self.space.resolutions),
                 progress=self._progress,

@@ -16,6 +16,7 @@ from optnas.studies.runner import prepare_save_dir, run_search
 from optnas.studies.storage import mask_password
 from optnas.studies.study import create_search_study, ensure_new_study_name, resume_search_study
 from optnas.studies.trials import format_rows, pareto_trials, trial_row
+from optnas.training.distributed import launched_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,11 @@ def start_search(
     progress: bool = True,
     n_jobs: int = 1,
     create_only: bool = False,
-) -> optuna.Study:
+) -> optuna.Study | None:
     """Create a study for ``config`` and run it to its budget.
+
+    Under ``torchrun`` every process trains the supernet (when there is one to train on the
+    spot), then all but the first return None: the first creates the study and runs it.
 
     Args:
         config: the validated configuration.
@@ -51,11 +55,16 @@ def start_search(
     evaluator = CandidateEvaluator(config, config.save, echo=echo, progress=progress)
     evaluator.prepare(with_supernet=config.supernet_path is not None)
     name = study_name or config.default_study_name()
-    ensure_new_study_name(storage_url, name)
+    # Under torchrun only the first process opens the storage: two creating a new SQLite file's
+    # tables at once collide. Should it refuse the name, torchrun stops the others.
+    if launched_ranks().main:
+        ensure_new_study_name(storage_url, name)
     prepare_save_dir(config.save)
     if not create_only:
         # A supernet trained on the spot is written to the run folder.
         evaluator.prepare()
+    if not launched_ranks().main:
+        return None
     study = create_search_study(config, storage_url, name)
     echo(f"Study '{study.study_name}' in {mask_password(storage_url)}: budget {config.budget} trials")
     if create_only:
@@ -73,8 +82,11 @@ def continue_search(
     echo: Callable[[str], None] = logger.info,
     progress: bool = True,
     n_jobs: int = 1,
-) -> optuna.Study:
+) -> optuna.Study | None:
     """Resume a study from its stored configuration and run it to its (new) budget.
+
+    Under ``torchrun`` every process trains the supernet (when there is one to train on the
+    spot), then all but the first return None and the first runs the trials.
 
     Args:
         storage_url: the storage URL.
@@ -90,6 +102,10 @@ def continue_search(
     # A worker on another machine, or a table moved since: refused before any trial fails on it.
     check_latency_table(config.cost_options(), config.lmax)
     evaluator = CandidateEvaluator(config, prepare_save_dir(config.save), echo=echo, progress=progress)
+    if launched_ranks().distributed:
+        evaluator.prepare()
+        if not launched_ranks().main:
+            return None
     echo(f"Resuming '{study_name}': budget {config.budget} trials")
     _run_and_report(study, config, evaluator, storage_url, echo, progress, n_jobs)
     return study

@@ -26,6 +26,19 @@ from optnas.networks.supernet import (
     zero_init_residuals,
 )
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
+from optnas.training.distributed import (
+    Ranks,
+    average_buffers,
+    average_gradients,
+    barrier,
+    broadcast_state,
+    check_batch_split,
+    current_ranks,
+    fingerprint,
+    from_main,
+    mean_over_processes,
+    shard_indices,
+)
 from optnas.training.loop import seeded
 
 if TYPE_CHECKING:
@@ -71,6 +84,17 @@ def train_supernet(
     training resumes after its last epoch and, since every epoch is seeded from
     ``(seed, epoch)``, ends with the same weights as an uninterrupted run.
 
+    In an initialised ``torch.distributed`` process group (``torchrun``, see
+    :func:`optnas.training.distributed.launched_process_group`), the processes train data-parallel:
+    ``batch_size`` stays the global batch, each of the N processes takes its own ``batch_size / N``
+    images of it (:func:`~optnas.training.distributed.shard_indices`), all of them train the same
+    subnets (drawn from ``(seed, epoch)``, not per process) and average their gradients before
+    every step. The recipe is therefore that of one process, and a checkpoint resumes with any
+    number of processes; each epoch's record says how many trained it (``processes``). Only the
+    first process validates, shows progress and writes the checkpoint. The weights differ from
+    one process's: BN normalises each process's part of the batch with its own statistics, and
+    augmentation and dropout are drawn per process.
+
     Args:
         supernet: the supernet, e.g. from :func:`build_supernet`.
         data: the dataset; its validation split scores the largest and smallest subnets.
@@ -78,7 +102,7 @@ def train_supernet(
         out_path: the checkpoint file.
         device: where to train.
         seed: seeds subnet sampling, shuffling, augmentation and dropout.
-        batch_size: images per step.
+        batch_size: images per step, over all processes.
         lr: the initial learning rate.
         momentum: SGD (Nesterov) momentum.
         weight_decay: L2 penalty on weights (not on BN parameters and biases).
@@ -93,10 +117,11 @@ def train_supernet(
         ``epochs`` (done in total), ``trained_epochs`` (by this call), ``top1_largest`` and
         ``top1_smallest`` (validation accuracy in % after the last epoch),
         ``seconds_per_epoch`` (training time of this call's epochs, validation excluded),
-        ``seconds`` (this call's whole time) and ``recipe``.
+        ``seconds`` (this call's whole time), ``recipe`` and ``processes``.
 
     Raises:
         SupernetError: ``out_path`` holds a checkpoint of another supernet or recipe.
+        ValueError: ``batch_size`` is not a multiple of the number of processes.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -107,6 +132,8 @@ def train_supernet(
         sandwich_lr = lr / 2
     if not 0 <= warmup_epochs <= epochs:
         raise ValueError(f"warmup_epochs must be between 0 and epochs ({epochs}), got {warmup_epochs}")
+    ranks = current_ranks()
+    check_batch_split(batch_size, ranks.size)
     started = time.perf_counter()
     recipe = {"epochs": epochs, "warmup_epochs": warmup_epochs, "lr": lr, "momentum": momentum,
               "nesterov": True, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
@@ -131,13 +158,16 @@ def train_supernet(
         history = _resume(out_path, supernet, optimizer, n_classes, recipe)
     else:
         zero_init_residuals(supernet)
+    if ranks.distributed:
+        # Every process resumed the same file; a fresh run starts from the first's initialisation.
+        broadcast_state(supernet)
     start = len(history)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     bar = tqdm(
         total=max(epochs - start, 0) * steps_per_epoch,
         desc="supernet",
         unit="step",
-        disable=not progress,
+        disable=not (progress and ranks.main),
         dynamic_ncols=True,
     )
     seconds = []
@@ -156,23 +186,29 @@ def train_supernet(
         loss = _train_epoch(
             supernet, data.train, optimizer, schedule, space, largest, smallest if sandwich else None,
             n_random=n_random if sandwich else 0, batch_size=batch_size, label_smoothing=label_smoothing,
-            device=device, seed=_epoch_seed(seed, epoch), bar=bar,
+            device=device, seed=_epoch_seed(seed, epoch), bar=bar, ranks=ranks,
         )
+        if ranks.distributed:
+            average_buffers(supernet)
         seconds.append(time.perf_counter() - begin)
         record = {"epoch": epoch + 1, "phase": phase, "loss": loss, "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": seconds[-1]}
+                  "seconds": seconds[-1], "processes": ranks.size}
         # Validating costs a third of an epoch here: only where a phase ends, and the smallest
         # subnet only once the sandwich rule has trained it.
-        if epoch + 1 in (warmup_epochs, epochs):
+        if epoch + 1 in (warmup_epochs, epochs) and ranks.main:
             record["top1_largest"] = _validate(supernet, data, largest, device, seed)
             postfix = {"loss": f"{loss:.3f}", "largest": f"{record['top1_largest']:.1f}"}
             if sandwich or epoch + 1 == epochs:
                 record["top1_smallest"] = _validate(supernet, data, smallest, device, seed)
                 postfix["smallest"] = f"{record['top1_smallest']:.1f}"
             bar.set_postfix(postfix)
-        history.append(record)
-        _save_checkpoint(out_path, supernet, optimizer, history, seed=seed, recipe=recipe)
+        # The others wait here while the first validates, then record what it found.
+        history.append(from_main(record))
+        if ranks.main:
+            _save_checkpoint(out_path, supernet, optimizer, history, seed=seed, recipe=recipe)
     bar.close()
+    # Nobody goes on (to read the checkpoint, say) before the first process has written it.
+    barrier()
     supernet.set_max_net()
     supernet.to(memory_format=torch.contiguous_format)
     return {
@@ -183,6 +219,7 @@ def train_supernet(
         "seconds_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "seconds": time.perf_counter() - started,
         "recipe": recipe,
+        "processes": ranks.size,
     }
 
 
@@ -224,26 +261,39 @@ def _train_epoch(
     device: str | torch.device,
     seed: int,
     bar: tqdm,
+    ranks: Ranks,
 ) -> float:
-    """Run one epoch and return its mean loss of the largest subnet.
+    """Run one epoch and return its mean loss of the largest subnet (over all processes).
 
     With ``smallest`` None and no random subnets, the largest trains alone; otherwise the
     sandwich rule distils it into the smallest and ``n_random`` random subnets.
     """
     students = ([smallest] if smallest is not None else [])
+    # Subnets are drawn from the epoch's seed alone, so every process trains the same ones.
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     supernet.train()
     total = torch.zeros((), device=device)
     n_steps = 0
-    with seeded(seed, device):
-        batches = train.batches(
-            batch_size, largest["r"], shuffle=True, augment=True, generator=generator, device=device
-        )
+    # The order is the same everywhere; augmentation and dropout are each process's own.
+    local_seed = int(np.random.SeedSequence([seed, ranks.rank]).generate_state(1)[0]) if ranks.distributed else seed
+    # Batches are made inside the block: a DataLoader draws its base seed from the global generator.
+    with seeded(local_seed, device):
+        if ranks.distributed:
+            order = torch.randperm(len(train), generator=generator)
+            batches = train.subset(shard_indices(order, batch_size, ranks)).batches(
+                batch_size // ranks.size, largest["r"], augment=True,
+                generator=torch.Generator().manual_seed(local_seed), device=device,
+            )
+        else:
+            batches = train.batches(
+                batch_size, largest["r"], shuffle=True, augment=True, generator=generator, device=device
+            )
         for images, labels in batches:
             bar.update()
             schedule.advance()
             # Train-mode BN cannot normalise a single image at r=32 (1x1 final feature map).
+            # Every process's part of a batch is equally long: all of them skip it or none.
             if len(labels) < 2:
                 continue
             images = images.contiguous(memory_format=memory_format(device))
@@ -253,19 +303,23 @@ def _train_epoch(
             loss = F.cross_entropy(teacher, labels, label_smoothing=label_smoothing)
             loss.backward()
             soft_targets = teacher.detach().softmax(dim=1)
-            for subnet in [*students, *space.sample(rng, n_random)]:
+            subnets = [*students, *space.sample(rng, n_random)]
+            for subnet in subnets:
                 set_active(supernet, subnet)
                 logits = supernet(_resize(images, subnet["r"]))
                 # Soft cross-entropy (OFA's distillation loss): KL up to the teacher's entropy.
                 distill = -(soft_targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
                 distill.backward()
+            if ranks.distributed:
+                average_gradients(supernet, ranks, fingerprint([largest, *subnets]))
             optimizer.step()
             total += loss.detach()
             n_steps += 1
             # Reading the loss syncs with the device: only now and then, and only when shown.
             if not bar.disable and n_steps % _PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f"{total.item() / n_steps:.3f}")
-    return total.item() / max(n_steps, 1)
+    # Every process took as many steps: the mean of their means is the mean over all of them.
+    return mean_over_processes(total.item() / max(n_steps, 1), device)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
