@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Rows checked at once when fronts are peeled without the full dominance matrix.
+_BLOCK = 256
+
 
 def front_2d(points: np.ndarray) -> np.ndarray:
     """Return the non-dominated points of a two-objective set, by increasing first objective.
@@ -70,7 +73,7 @@ def hypervolume_improvements_2d(
     return (widths * heights).sum(axis=-1)
 
 
-def constrained_ranks(objectives: np.ndarray, violation: np.ndarray) -> np.ndarray:
+def constrained_ranks(objectives: np.ndarray, violation: np.ndarray, max_rank: int | None = None) -> np.ndarray:
     """Return the non-domination rank of every row, feasibility first (0 = best front).
 
     A feasible point dominates every infeasible one; of two infeasible points the one with the
@@ -79,10 +82,16 @@ def constrained_ranks(objectives: np.ndarray, violation: np.ndarray) -> np.ndarr
     Args:
         objectives: array (n, m).
         violation: array (n,), total constraint violation (0 when feasible).
+        max_rank: rank only the fronts up to this one and give every other row
+            ``max_rank + 1`` (None: every front). The fronts are then peeled one by one
+            without the n × n dominance matrix, for the many candidates of a batch.
     """
     objectives = np.asarray(objectives, dtype=float)
     violation = np.asarray(violation, dtype=float)
     n = len(objectives)
+    if max_rank is not None or objectives.shape[1] == 2:
+        # Two objectives peel in O(n log n) a front, faster than the matrix at any size.
+        return _first_ranks(objectives, violation, n if max_rank is None else max_rank)
     less_equal = (objectives[:, None, :] <= objectives[None, :, :]).all(axis=2)
     less = (objectives[:, None, :] < objectives[None, :, :]).any(axis=2)
     pareto = less_equal & less
@@ -100,6 +109,59 @@ def constrained_ranks(objectives: np.ndarray, violation: np.ndarray) -> np.ndarr
         dominated_by = dominated_by - dominates[front].sum(axis=0)
         rank += 1
     return ranks
+
+
+def _first_ranks(objectives: np.ndarray, violation: np.ndarray, max_rank: int) -> np.ndarray:
+    """``constrained_ranks`` up to ``max_rank``, every deeper row at ``max_rank + 1``."""
+    ranks = np.full(len(objectives), max_rank + 1, dtype=np.int64)
+    remaining = np.flatnonzero(violation <= 0)
+    rank = 0
+    while rank <= max_rank and len(remaining):
+        front = _non_dominated(objectives[remaining])
+        ranks[remaining[front]] = rank
+        remaining = remaining[~front]
+        rank += 1
+    if len(remaining) == 0 and rank <= max_rank:
+        # Infeasible rows rank after every feasible front, by their violation, ties alike.
+        infeasible = np.flatnonzero(violation > 0)
+        levels = np.unique(violation[infeasible], return_inverse=True)[1]
+        ranks[infeasible] = np.minimum(rank + levels, max_rank + 1)
+    return ranks
+
+
+def _non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows no other row dominates (identical rows do not dominate each other)."""
+    n, m = points.shape
+    order = np.lexsort(points.T[::-1])
+    ordered = points[order]
+    keep = np.zeros(n, dtype=bool)
+    if m == 2:
+        # In lexicographic order only earlier rows can dominate: a row is dominated iff an
+        # earlier row has a smaller second objective, or an equal one with a smaller first.
+        first, second = ordered[:, 0], ordered[:, 1]
+        lowest_before = np.concatenate([[np.inf], np.minimum.accumulate(second)[:-1]])
+        # The lowest second objective among rows with a strictly smaller first objective.
+        starts = np.flatnonzero(np.concatenate([[True], first[1:] != first[:-1]]))
+        group_start = starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
+        lowest_strictly_before = np.concatenate([[np.inf], np.minimum.accumulate(second)])[group_start]
+        keep[order] = ~((lowest_before < second) | (lowest_strictly_before <= second))
+        return keep
+    # More objectives: blocks of rows in that order, each checked against the front kept so
+    # far and against the earlier rows of its block (dominance is transitive).
+    front = ordered[:0]
+    for start in range(0, n, _BLOCK):
+        rows = np.arange(start, min(n, start + _BLOCK))
+        rows = rows[~_dominates(front, ordered[rows]).any(axis=0)]
+        block = ordered[rows]
+        survivors = rows[~np.tril(_dominates(block, block).T, -1).any(axis=1)]
+        keep[order[survivors]] = True
+        front = np.concatenate([front, ordered[survivors]])
+    return keep
+
+
+def _dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Matrix (len(a), len(b)): row ``i`` of ``a`` Pareto-dominates row ``j`` of ``b``."""
+    return (a[:, None, :] <= b[None, :, :]).all(axis=2) & (a[:, None, :] < b[None, :, :]).any(axis=2)
 
 
 def front_indices(objectives: np.ndarray) -> list[int]:

@@ -157,8 +157,10 @@ def test_enqueued_trials_take_their_values_and_count_in_the_next_batch() -> None
     study.optimize(_objective, n_trials=8)
     trials = study.trials
     assert trials[0].params == {"x": 7, "y": 0.0, "c": "b"}
-    # The partial one: its fixed value, the design's point for the rest (design[1]: the largest).
-    assert trials[1].params == {"x": 10, "y": 1.0, "c": "a"}
+    # The partial one: its fixed value, the design's point for the rest.
+    space = study.sampler.strategy.space_of(study)
+    point = space.from_vector(study.sampler.candidate(study, 1, space))
+    assert trials[1].params == {"x": point["x"], "y": point["y"], "c": "a"}
     assert study.user_attrs["surrogate:batch:0001"]["n_train"] == 4
     for trial in trials[4:]:
         assert trial.params == _batch_params(study, trial.number)

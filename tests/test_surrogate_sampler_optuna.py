@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pickle
 import subprocess
@@ -105,9 +106,13 @@ def test_search_space_inferred_then_batches_follow_the_trial_number_mapping() ->
 def test_explicit_search_space_starts_with_the_design() -> None:
     study = _run(_sampler(search_space=SPACE), n_trials=24)
     trials = sorted(study.trials, key=lambda t: t.number)
-    # The design opens with the first and the last value of every parameter.
-    assert trials[0].params == {"x0": 0, "x1": 0, "x2": 0, "c": "a"}
-    assert trials[1].params == {"x0": 10, "x1": 10, "x2": 10, "c": "c"}
+    # A Latin design, no corners: every value of every parameter, each as often as the others (±1).
+    for name, distribution in SPACE.items():
+        counts = collections.Counter(t.params[name] for t in trials[:20])
+        values = distribution.choices if isinstance(distribution, CategoricalDistribution) else range(11)
+        assert set(counts) == set(values), name
+        assert max(counts.values()) - min(counts.values()) <= 1, (name, counts)
+    assert {"x0": 0, "x1": 0, "x2": 0, "c": "a"} not in [t.params for t in trials[:20]]
     keys = {tuple(sorted(t.params.items())) for t in trials}
     assert len(keys) == 24
 

@@ -7,7 +7,7 @@ import numpy as np
 from optnas.spaces import SearchSpace
 
 
-def initial_design(space: SearchSpace, n: int, seed: int) -> np.ndarray:
+def initial_design(space: SearchSpace, n: int, seed: int, corners: bool = True) -> np.ndarray:
     """Return ``n`` distinct canonical gene vectors: the smallest, the largest, then a Latin design.
 
     Every gene's levels appear in (nearly) equal numbers across the design, each gene permuted
@@ -19,10 +19,13 @@ def initial_design(space: SearchSpace, n: int, seed: int) -> np.ndarray:
         space: the search space.
         n: the number of architectures.
         seed: the seed of the permutations.
+        corners: start with the smallest and the largest architecture (the two ends of a NAS
+            front); without, the whole design is Latin (a user's own parameters have no ends
+            known to be good).
     """
     rng = np.random.default_rng([seed, 0x00D0E])
     levels = [len(values) for values in space.choices()]
-    design = [space.to_vector(space.smallest()), space.to_vector(space.largest())][:n]
+    design = [space.to_vector(space.smallest()), space.to_vector(space.largest())][:n] if corners else []
     seen = {tuple(vector) for vector in design}
     attempts = 0
     while len(design) < n and attempts < 100:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from optnas.pareto import constrained_ranks, front_indices
 from optnas.samplers.evolution import SurrogateNSGA2
 from optnas.samplers.selection import select_batch
 from optnas.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from optnas.predictors.base import Predictor
 
 # Reference point of the batch selection's hypervolume, on objectives scaled to the evaluated
 # front (ideal 0, nadir 1 on each axis).
@@ -81,12 +84,17 @@ class MSuNASStep:
             other one minimised.
         constraint_bounds: constraint name → bound (``top1min`` a lower bound on top1 %, any
             other an upper bound on the quantity of that name).
-        predictor: the first objective's predictor (see :func:`optnas.predictors.get_predictor`).
-        sec_predictor: the predictor of every other quantity that ``costs`` lacks.
+        predictor: the first objective's predictor: a name (see
+            :func:`optnas.predictors.get_predictor`; None: ``"as"``) or an unfitted predictor,
+            cloned and seeded at each step.
+        sec_predictor: the predictor of every other quantity that ``costs`` lacks (as ``predictor``).
         trust_radius: candidates differ in at most this many genes from an evaluated
             architecture (None: anywhere), so that predictions are used where they were learnt.
         population_size: NSGA-II population on the surrogate.
         generations: NSGA-II generations on the surrogate.
+        exploration: candidates are scored by their predictions moved this many predictive
+            standard deviations towards better, by predictors that have ``predict_std``
+            (an optimistic bound, so that uncertain regions are tried; None: 0).
         plausible: (quantity, predictions) → predictions brought into the quantity's range
             (default: top1 clipped to 0-100, anything else to ≥ 0, as NAS figures are).
         constraint_scales: constraint name → the unit its excess is counted in (default:
@@ -104,11 +112,12 @@ class MSuNASStep:
         *,
         objectives: list[str],
         constraint_bounds: dict[str, float],
-        predictor: str = "as",
-        sec_predictor: str = "as",
+        predictor: str | Predictor | None = None,
+        sec_predictor: str | Predictor | None = None,
         trust_radius: int | None = None,
         population_size: int = 100,
         generations: int = 30,
+        exploration: float | None = None,
         plausible: Callable[[str, np.ndarray], np.ndarray] | None = None,
         constraint_scales: dict[str, float] | None = None,
         vector_costs: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
@@ -117,9 +126,10 @@ class MSuNASStep:
         self.costs = costs
         self.objectives = list(objectives)
         self.constraint_bounds = dict(constraint_bounds)
-        self.predictor = predictor
-        self.sec_predictor = sec_predictor
+        self.predictor = "as" if predictor is None else predictor
+        self.sec_predictor = "as" if sec_predictor is None else sec_predictor
         self.trust_radius = trust_radius
+        self.exploration = exploration or 0.0
         self.plausible = plausible or _plausible
         self.constraint_scales = dict(constraint_scales or {})
         self.vector_costs = vector_costs
@@ -173,15 +183,21 @@ class MSuNASStep:
         models = self._fit(evaluated, random_state=seed + k)
         fit_seconds = time.perf_counter() - started
 
-        def predict(vectors: np.ndarray) -> dict[str, np.ndarray]:
+        def predict(vectors: np.ndarray, optimism: float = 0.0) -> dict[str, np.ndarray]:
             features = self.space.features(vectors)
-            values = {name: self.plausible(name, model.predict(features)) for name, model in models.items()}
+            values = {}
+            for name, model in models.items():
+                mean = model.predict(features)
+                if optimism > 0 and hasattr(model, "predict_std"):
+                    # Optimistic: the better end of the model's interval, better being larger for top1.
+                    mean = mean + (optimism if name == "top1" else -optimism) * model.predict_std(features)
+                values[name] = self.plausible(name, mean)
             missing = [name for name in self.quantities if name not in values]
             values.update(self._exact(vectors, missing))
             return values
 
         def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            values = predict(vectors)
+            values = predict(vectors, self.exploration)
             return self._minimised(values), self._violation(values)
 
         feasible = np.flatnonzero(evaluated.feasible)
@@ -218,13 +234,17 @@ class MSuNASStep:
     def _fit(self, evaluated: Evaluated, random_state: int) -> dict[str, Any]:
         """One fitted predictor per predicted quantity, on the trials that measured it."""
         # Imported here: the predictors package pulls in torch (the MLP predictor).
+        from sklearn.base import clone
+
         from optnas.predictors import get_predictor
 
         models = {}
         for name in self.predicted_quantities():
             known = ~np.isnan(evaluated.observed[name])
             kind = self.predictor if name == self.objectives[0] else self.sec_predictor
-            models[name] = get_predictor(kind, random_state=random_state).fit(
+            model = get_predictor(kind, random_state=random_state) if isinstance(kind, str) else \
+                clone(kind).set_params(random_state=random_state)
+            models[name] = model.fit(
                 self.space.features(evaluated.vectors[known]), evaluated.observed[name][known]
             )
         return models
@@ -322,5 +342,6 @@ def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
 
 
 def _keys(vectors: np.ndarray) -> np.ndarray:
-    """One string per row, so that rows can be compared with ``np.isin``."""
-    return np.array([",".join(map(str, row)) for row in np.asarray(vectors, dtype=np.int64)])
+    """One opaque value per row (its bytes), so that rows can be compared with ``np.isin``."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.int64)
+    return vectors.view(np.dtype((np.void, vectors.dtype.itemsize * vectors.shape[1]))).ravel()

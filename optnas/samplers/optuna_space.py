@@ -2,7 +2,8 @@
 
 Every parameter becomes a gene with a finite, ordered list of values (its *levels*):
 
-* ``CategoricalDistribution``: its choices (no order assumed: the predictors see them one-hot);
+* ``CategoricalDistribution``: its choices; the predictors see them one-hot, or, when every
+  choice is a number (``[16, 32, 64]``), as one ordered column (the choice's rank);
 * ``IntDistribution``: every value ``low, low+step, … high`` when there are at most ``levels``
   of them, else ``levels`` values spread evenly (geometrically with ``log=True``) over the
   range, rounded onto the step grid;
@@ -60,7 +61,12 @@ class OptunaSpace(SearchSpace):
         for name, distribution in self._distributions.items():
             values, position = _levels(name, distribution, levels)
             self._values.append(values)
-            if position is None:
+            if position is None and _numeric(values):
+                # Numbers as choices are ordered: one column, each choice at its rank.
+                ranks = np.argsort(np.argsort(np.array(values, dtype=float)))
+                self._features.append((ranks / max(len(values) - 1, 1))[:, None].astype(float))
+                self._ordered.append(None)
+            elif position is None:
                 # Categories: one-hot (a single column for two choices).
                 eye = np.eye(len(values))
                 self._features.append(eye[:, 1:] if len(values) == 2 else eye)
@@ -118,6 +124,13 @@ class OptunaSpace(SearchSpace):
         # Every vector of levels is a distinct, valid point.
         return np.asarray(vectors, dtype=np.int64).reshape(len(vectors), len(self._values))
 
+    def feature_groups(self) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+        """The parameter (gene) of every feature column, and whether each gene is a one-hot category."""
+        groups = tuple(gene for gene, table in enumerate(self._features) for _ in range(table.shape[1]))
+        one_hot = tuple(position is None and not _numeric(values)
+                        for position, values in zip(self._ordered, self._values))
+        return groups, one_hot
+
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot.
 
@@ -160,6 +173,12 @@ def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[lis
         positions = np.log(np.array(values)) if log else np.array(values)
         return values, positions
     raise ValueError(f"parameter {name!r}: unsupported distribution {type(distribution).__name__}")
+
+
+def _numeric(values: list[Any]) -> bool:
+    """Whether categorical choices are distinct numbers (booleans are not), so have an order."""
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            and len(set(values)) == len(values) and all(math.isfinite(v) for v in values))
 
 
 def _index_of(values: list[Any], value: Any) -> int:

@@ -34,9 +34,10 @@ def select_batch(
     violation = np.asarray(violation, dtype=float)
     n, m = objectives.shape
     k = min(k, n)
-    ranks = constrained_ranks(objectives, violation)
+    # Deeper fronts rarely add hypervolume: ranks past the fourth front are not told apart.
+    ranks = constrained_ranks(objectives, violation, max_rank=3)
     held = np.asarray(evaluated_front, dtype=float).reshape(-1, m)
-    # Deeper fronts rarely add hypervolume; leaving them out keeps both loops short.
+    # Leaving the deeper fronts out keeps both loops short.
     pool = list(np.flatnonzero(ranks <= 3))
     picked: list[int] = []
     feasible = [i for i in pool if violation[i] <= 0]

@@ -35,6 +35,8 @@ from optnas.spaces import SearchSpace
 from optnas.trial_attrs import DUPLICATE_OF, SUBNET
 
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+# The plain form's exploration (see StepOptions): benchmarks/README.md, bench_surrogate_optuna.
+PLAIN_EXPLORATION = 0.5
 # Quantity names of the plain form, as the step sees them.
 OBJECTIVE = "objective:"
 CONSTRAINT = "constraint:"
@@ -63,18 +65,21 @@ class StepOptions:
     """The sampler's options of every :class:`MSuNASStep` it runs (see there).
 
     Args:
-        predictor: the first objective's predictor.
-        sec_predictor: the predictor of every other predicted quantity.
+        predictor: the first objective's predictor (None: the strategy's).
+        sec_predictor: the predictor of every other predicted quantity (None: the strategy's).
         trust_radius: candidates differ in at most this many genes from an evaluated one.
         population_size: NSGA-II population on the surrogate.
         generations: NSGA-II generations on the surrogate.
+        exploration: predictive standard deviations a candidate's predictions move towards
+            better (None: the strategy's).
     """
 
-    predictor: str = "as"
-    sec_predictor: str = "as"
+    predictor: str | None = None
+    sec_predictor: str | None = None
     trust_radius: int | None = None
     population_size: int = 100
     generations: int = 30
+    exploration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,11 +109,14 @@ class BaseSpaceStrategy(abc.ABC):
             draws one and stores it in the study.
         not_waited_for: states of earlier trials, besides the finished ones, that do not
             hold a batch back.
+        design_corners: the initial design starts with the smallest and the largest point
+            (see :func:`~optnas.samplers.design.initial_design`).
     """
 
     points_key: ClassVar[str]
     default_seed: ClassVar[int | None] = None
     not_waited_for: ClassVar[tuple[TrialState, ...]] = ()
+    design_corners: ClassVar[bool] = True
 
     @abc.abstractmethod
     def space_of(self, study: Study) -> SearchSpace | None:
@@ -235,6 +243,8 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
 
     points_key = "params"
     not_waited_for = (TrialState.WAITING,)
+    # The first and last values of a user's parameters are no better guesses than others.
+    design_corners = False
 
     def __init__(
         self,
@@ -303,12 +313,18 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
                                  f"0..{len(signs) - 1}")
             return {f"{OBJECTIVE}{int(i)}": signs[int(i)] * float(v) for i, v in values.items()}
 
+        # Imported here: the predictors package pulls in scikit-learn.
+        from optnas.predictors.grouped_gp import GroupedGPPredictor
+
+        groups, one_hot = space.feature_groups()
+        settings = _resolved(options, predictor=GroupedGPPredictor(groups=groups, categorical=one_hot),
+                             exploration=PLAIN_EXPLORATION)
         step = MSuNASStep(
             space, costs, objectives=objectives, constraint_bounds=bounds,
             plausible=lambda name, predicted: predicted,
             # Optuna's penalty: the sum of the positive constraint values.
             constraint_scales=dict.fromkeys(bounds, 1.0),
-            **dataclasses.asdict(options),
+            **settings,
         )
         return Problem(step, Evaluated(
             vectors=_stack(space, [points[t.number] for t in evaluated]),
@@ -316,6 +332,15 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
             feasible=_feasible(evaluated),
             seen=_stack(space, [points[t.number] for t in seen]),
         ), signs=dict(zip(objectives, signs)))
+
+
+def _resolved(options: StepOptions, *, predictor: Any, **defaults: Any) -> dict[str, Any]:
+    """The step's settings: ``options`` with the strategy's defaults where they say None."""
+    settings = dataclasses.asdict(options)
+    for key, value in {"sec_predictor": predictor, "predictor": predictor, **defaults}.items():
+        if settings[key] is None:
+            settings[key] = value
+    return settings
 
 
 def _point(space: OptunaSpace, trial: FrozenTrial) -> dict[str, Any] | None:

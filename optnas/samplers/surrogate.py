@@ -3,11 +3,11 @@
 One sampler, its space-specific part an injected strategy (see
 :mod:`optnas.samplers.strategies`):
 
-* in any Optuna study, on a user's own objective: ``SurrogateSampler(n_doe=20, n_iter=8,
-  seed=0)``, the search space given as Optuna distributions or inferred from the trials'
-  ``suggest_*`` calls, the objectives from the trials' values and the study's directions,
-  the constraints from ``Trial.set_constraint``, and objectives known without evaluating
-  from ``exact`` (an :class:`~optnas.samplers.strategies.OptunaSpaceStrategy`);
+* in any Optuna study, on a user's own objective: ``SurrogateSampler(seed=0)``, the search
+  space given as Optuna distributions or inferred from the trials' ``suggest_*`` calls, the
+  objectives from the trials' values and the study's directions, the constraints from
+  ``Trial.set_constraint``, and objectives known without evaluating from ``exact`` (an
+  :class:`~optnas.samplers.strategies.OptunaSpaceStrategy`);
 * in an optnas search: ``SurrogateSampler(strategy=NASStrategy(space, costs,
   objectives=..., constraint_bounds=...))`` on a NAS :class:`~optnas.spaces.SearchSpace`,
   the figures read from the trials' user attributes (see :mod:`optnas.trial_attrs`).
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from optnas.optuna_private import holds
 from optnas.samplers.design import initial_design
@@ -46,13 +46,17 @@ BATCH_ATTR_PREFIX = "surrogate:batch:"
 SEED_ATTR = "surrogate:seed"
 
 
+class _HeldByCaller(Exception):
+    """A batch's inputs include a trial the calling thread has not finished."""
+
+
 class SurrogateSampler(LockedState, BaseSampler):
     """Proposes the initial design, then the batches of an
     :class:`~optnas.samplers.msunas.MSuNASStep`, trial by trial.
 
     In a plain Optuna study::
 
-        sampler = SurrogateSampler(n_doe=20, n_iter=8, seed=0)
+        sampler = SurrogateSampler(seed=0)
         study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
         study.optimize(objective, n_trials=100)
 
@@ -82,11 +86,17 @@ class SurrogateSampler(LockedState, BaseSampler):
             must agree on it; with None the strategy's default (0 for a NAS search), or
             the first worker draws one and stores it in the study.
         predictor: the model of the first objective (see :func:`optnas.predictors.get_predictor`;
-            ``"as"`` picks one by cross-validation; ``"mlp"`` needs torch).
-        sec_predictor: the model of every other predicted objective and constraint.
+            ``"as"`` picks one by cross-validation; ``"mlp"`` needs torch); None: the
+            strategy's (a Gaussian process with a length scale per parameter on Optuna
+            distributions, ``"as"`` on a NAS space).
+        sec_predictor: the model of every other predicted objective and constraint (None: the
+            strategy's).
         trust_radius: candidates differ in at most this many parameters from an evaluated
             trial (None: anywhere).
         population_size, generations: NSGA-II on the surrogate.
+        exploration: the surrogate scores a candidate by its predictions moved this many
+            predictive standard deviations towards better (where the model has one), so
+            that uncertain regions are tried; None: the strategy's.
         poll_seconds: how often a trial waiting for the previous batch checks again.
     """
 
@@ -98,13 +108,14 @@ class SurrogateSampler(LockedState, BaseSampler):
         exact: Callable[[dict[str, Any]], dict[int, float]] | None = None,
         levels: int = DEFAULT_LEVELS,
         n_doe: int = 20,
-        n_iter: int = 8,
+        n_iter: int = 5,
         seed: int | None = None,
-        predictor: str = "as",
-        sec_predictor: str = "as",
+        predictor: str | None = None,
+        sec_predictor: str | None = None,
         trust_radius: int | None = None,
         population_size: int = 100,
         generations: int = 30,
+        exploration: float | None = None,
         poll_seconds: float = 1.0,
     ) -> None:
         if isinstance(search_space, SearchSpace):
@@ -122,12 +133,15 @@ class SurrogateSampler(LockedState, BaseSampler):
         self.n_iter = n_iter
         self.poll_seconds = poll_seconds
         self.options = StepOptions(predictor=predictor, sec_predictor=sec_predictor, trust_radius=trust_radius,
-                                   population_size=population_size, generations=generations)
+                                   population_size=population_size, generations=generations,
+                                   exploration=exploration)
         self.seed = strategy.default_seed if seed is None else seed
         self._fallback = RandomSampler(seed=seed)
         self._designs: dict[int, np.ndarray] = {}
         self._batches: dict[int, dict[str, Any]] = {}
         self._study_seed: int | None = self.seed
+        # Open trials of this process: trial number → the thread that asked for it.
+        self._open: dict[int, int] = {}
         self._lock = threading.Lock()
 
     # ---- Optuna's sampler interface -------------------------------------------------------
@@ -146,7 +160,9 @@ class SurrogateSampler(LockedState, BaseSampler):
         ``PartialFixedSampler`` removes its fixed parameters; a caller may pass its own): Optuna
         refuses parameters outside it, so only its parameters, with values it holds, are given.
         Parameters the candidate does not hold (no candidate: a design smaller than ``n_doe``
-        on a small space, a short batch, a space not known yet) are drawn at random here, as
+        on a small space, a short batch, a space not known yet, or a batch whose inputs
+        include a trial the asking thread itself has not told yet, as ask-and-tell with several
+        trials open does: waiting for it would never end) are drawn at random here, as
         Optuna's relative samplers answer for their whole space: in the space's order, the order
         optnas's NAS objective suggests them in, so the values are those ``sample_independent``
         would draw. Single-valued distributions are left to Optuna, which never asks for them.
@@ -173,6 +189,16 @@ class SurrogateSampler(LockedState, BaseSampler):
     def reseed_rng(self) -> None:
         self._fallback.reseed_rng()
 
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        # Which thread asked for each open trial: see _wait_for_earlier.
+        with self._lock:
+            self._open[trial.number] = threading.get_ident()
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        with self._lock:
+            self._open.pop(trial.number, None)
+
     # ---- the mapping of trial numbers to candidates ---------------------------------------
 
     def candidate(self, study: Study, number: int, space: SearchSpace | None = None) -> np.ndarray | None:
@@ -192,7 +218,10 @@ class SurrogateSampler(LockedState, BaseSampler):
             design = self._design(study, space)
             return design[number] if number < len(design) else None
         batch_index, position = divmod(number - self.n_doe, self.n_iter)
-        batch = self.batch(study, batch_index + 1, space)
+        try:
+            batch = self.batch(study, batch_index + 1, space)
+        except _HeldByCaller:
+            return None
         vectors = batch["vectors"]
         return np.asarray(vectors[position]) if position < len(vectors) else None
 
@@ -241,17 +270,26 @@ class SurrogateSampler(LockedState, BaseSampler):
         with self._lock:
             design = self._designs.get(id(space))
         if design is None:
-            design = initial_design(space, self.n_doe, self._seed(study))
+            design = initial_design(space, self.n_doe, self._seed(study), corners=self.strategy.design_corners)
             with self._lock:
                 self._designs[id(space)] = design
         return design
 
     def _wait_for_earlier(self, study: Study, first_number: int) -> list[FrozenTrial]:
-        """The trials numbered below ``first_number``, once none holds the batch back."""
+        """The trials numbered below ``first_number``, once none holds the batch back.
+
+        Raises :class:`_HeldByCaller` when one that does was asked by the calling thread
+        itself (ask-and-tell with several trials open): it cannot finish while we wait.
+        """
         while True:
             earlier = [t for t in study.get_trials(deepcopy=False) if t.number < first_number]
-            if all(t.state in FINISHED or t.state in self.strategy.not_waited_for for t in earlier):
+            waiting = [t for t in earlier if t.state not in FINISHED and t.state not in self.strategy.not_waited_for]
+            if not waiting:
                 return earlier
+            with self._lock:
+                own = any(self._open.get(t.number) == threading.get_ident() for t in waiting)
+            if own:
+                raise _HeldByCaller
             # Dead workers' trials would block us forever: fail them once their heartbeat is stale.
             optuna.storages.fail_stale_trials(study)
             time.sleep(self.poll_seconds)

@@ -1,0 +1,181 @@
+"""Problems a user might bring to a plain Optuna study, with their true fronts' hypervolumes.
+
+Each :class:`Problem` has an objective of ``suggest_*`` calls, the study's directions and the
+true front's ideal and nadir points and its hypervolume in the scaled objective space (ideal
+0, nadir 1, reference ``REFERENCE`` on every axis, objectives minimised), so that a study's
+result is a fraction of the best reachable.
+
+* ``nb201-cifar10``, ``nb201-cifar100``: NAS-Bench-201 cells as six categorical parameters
+  (one operation per edge), maximising top1 % and minimising M params, read from the
+  embedded table (its training seed = the benchmark seed); true fronts by enumeration.
+* ``zdt1``, ``zdt2``: Zitzler-Deb-Thiele on 6 floats in [0, 1] (convex and concave fronts;
+  front at x2..x6 = 0).
+* ``dtlz2``: Deb-Thiele-Laumanns-Zitzler, 3 objectives on 6 floats (the front is the unit
+  sphere's positive octant, its scaled hypervolume 1.1³ − π/6).
+* ``mixed``: ZDT1's convex front, its distance term ``g`` made of one float, one integer in
+  0..20, one ordered categorical in {1, 2, 4, 8, 16, 32} (best at 4) and one unordered
+  categorical of five names (each a fixed offset, best ``"delta"``): a mixed space whose
+  front needs every kind of parameter right.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+
+from optnas.pareto import front_2d, front_indices, hypervolume_2d
+from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
+
+REFERENCE = 1.1
+PROBLEMS = ("nb201-cifar10", "nb201-cifar100", "zdt1", "zdt2", "dtlz2", "mixed")
+_N_FLOATS = 6
+_MIXED_OFFSETS = {"alpha": 0.8, "beta": 0.3, "gamma": 1.2, "delta": 0.0, "epsilon": 0.5}
+_MIXED_ORDERED = (1, 2, 4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem for one seed.
+
+    Args:
+        name: the problem's name.
+        directions: the study's directions.
+        objective: the study's objective.
+        minimised: trial values → objectives to minimise (array (n, m)).
+        ideal: the true front's ideal point, minimised.
+        nadir: the true front's nadir point, minimised.
+        true_hv: the true front's hypervolume in the scaled space.
+        exact: objective index → its value from the parameters, for objectives computed
+            without evaluating (what a user would pass as ``exact=``); empty where none is.
+    """
+
+    name: str
+    directions: list[str]
+    objective: Callable[[optuna.Trial], tuple[float, ...]]
+    minimised: Callable[[np.ndarray], np.ndarray]
+    ideal: np.ndarray
+    nadir: np.ndarray
+    true_hv: float
+    exact: Callable[[dict], dict[int, float]] | None = None
+
+    def hv_fraction(self, study: optuna.Study, budget: int) -> float:
+        """Hypervolume of the first ``budget`` completed trials as a fraction of the true front's.
+
+        Args:
+            study: the study.
+            budget: how many of its first completed trials count.
+        """
+        trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE][:budget]
+        points = (self.minimised(np.array([t.values for t in trials], dtype=float)) - self.ideal) / (
+            self.nadir - self.ideal)
+        return hypervolume(points, REFERENCE) / self.true_hv
+
+
+def make_problem(name: str, seed: int) -> Problem:
+    """The problem ``name`` for benchmark seed ``seed`` (the NAS-Bench-201 table's seed).
+
+    Args:
+        name: one of ``PROBLEMS``.
+        seed: the benchmark seed.
+    """
+    if name.startswith("nb201-"):
+        return _nasbench201(name, name.removeprefix("nb201-"), seed)
+    if name == "dtlz2":
+        return Problem(name, ["minimize"] * 3, _dtlz2, _identity, np.zeros(3), np.ones(3),
+                       REFERENCE**3 - math.pi / 6)
+    if name in ("zdt1", "zdt2", "mixed"):
+        shape = (lambda f1: 1 - f1**2) if name == "zdt2" else (lambda f1: 1 - np.sqrt(f1))
+        objective = _mixed if name == "mixed" else (_zdt1 if name == "zdt1" else _zdt2)
+        f1 = np.linspace(0.0, 1.0, 100001)
+        # The box minus the region below the front (f1 in [0, 1]), integrated on a fine grid.
+        true_hv = REFERENCE**2 - float(np.trapezoid(shape(f1), f1))
+        return Problem(name, ["minimize"] * 2, objective, _identity, np.zeros(2), np.ones(2), true_hv)
+    raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}")
+
+
+def hypervolume(points: np.ndarray, reference: float) -> float:
+    """Hypervolume of minimised points (2 or 3 objectives) dominated within ``reference`` on every axis.
+
+    Args:
+        points: array (n, m), m = 2 or 3.
+        reference: the reference point's value on every axis.
+    """
+    points = points[(points < reference).all(axis=1)]
+    if len(points) == 0:
+        return 0.0
+    if points.shape[1] == 2:
+        return hypervolume_2d(front_2d(points), (reference, reference))
+    # Three objectives: slices along the third axis, each a two-dimensional hypervolume.
+    points = points[front_indices(points)]
+    levels = np.unique(np.append(points[:, 2], reference))
+    volume = 0.0
+    for low, high in itertools.pairwise(levels):
+        below = points[points[:, 2] <= low][:, :2]
+        volume += hypervolume_2d(front_2d(below), (reference, reference)) * (high - low)
+    return volume
+
+
+def _identity(values: np.ndarray) -> np.ndarray:
+    return values
+
+
+def _floats(trial: optuna.Trial) -> np.ndarray:
+    return np.array([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(_N_FLOATS)])
+
+
+def _zdt(f1: float, g: float, shape: Callable[[float], float]) -> tuple[float, float]:
+    return f1, g * shape(f1 / g)
+
+
+def _zdt1(trial: optuna.Trial) -> tuple[float, float]:
+    x = _floats(trial)
+    return _zdt(x[0], 1 + 9 * x[1:].mean(), lambda r: 1 - math.sqrt(r))
+
+
+def _zdt2(trial: optuna.Trial) -> tuple[float, float]:
+    x = _floats(trial)
+    return _zdt(x[0], 1 + 9 * x[1:].mean(), lambda r: 1 - r**2)
+
+
+def _dtlz2(trial: optuna.Trial) -> tuple[float, float, float]:
+    x = _floats(trial)
+    g = ((x[2:] - 0.5) ** 2).sum()
+    a, b = x[0] * math.pi / 2, x[1] * math.pi / 2
+    return ((1 + g) * math.cos(a) * math.cos(b), (1 + g) * math.cos(a) * math.sin(b), (1 + g) * math.sin(a))
+
+
+def _mixed(trial: optuna.Trial) -> tuple[float, float]:
+    f1 = trial.suggest_float("x0", 0.0, 1.0)
+    x1 = trial.suggest_float("x1", 0.0, 1.0)
+    n = trial.suggest_int("n", 0, 20)
+    width = trial.suggest_categorical("width", _MIXED_ORDERED)
+    kind = trial.suggest_categorical("kind", list(_MIXED_OFFSETS))
+    g = 1 + 3 * x1 + 0.1 * abs(n - 7) + 0.4 * abs(math.log2(width) - 2) + _MIXED_OFFSETS[kind]
+    return _zdt(f1, g, lambda r: 1 - math.sqrt(r))
+
+
+def _nasbench201(name: str, dataset: str, seed: int) -> Problem:
+    def figures(ops: list[str]) -> dict[str, float]:
+        return lookup({"ops": ops}, dataset, seed)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        values = figures([trial.suggest_categorical(f"op{edge}", OPERATIONS) for edge in range(N_EDGES)])
+        return values["top1"], values["params"]
+
+    def exact(params: dict) -> dict[int, float]:
+        return {1: figures([params[f"op{edge}"] for edge in range(N_EDGES)])["params"]}
+
+    def minimised(values: np.ndarray) -> np.ndarray:
+        return np.column_stack([100.0 - values[:, 0], values[:, 1]])
+
+    every = np.array([[values["top1"], values["params"]]
+                      for values in map(figures, map(list, itertools.product(OPERATIONS, repeat=N_EDGES)))])
+    front = front_2d(minimised(every))
+    ideal, nadir = front.min(axis=0), front.max(axis=0)
+    true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+    return Problem(name, ["maximize", "minimize"], objective, minimised, ideal, nadir, true_hv, exact)

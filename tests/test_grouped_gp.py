@@ -1,0 +1,110 @@
+"""The plain form's Gaussian process: a length scale per parameter, normal-score targets, a spread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.optimize
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from optnas.predictors import kendall_tau
+from optnas.predictors.grouped_gp import GroupedGPPredictor, _negative_log_posterior
+from optnas.samplers.optuna_space import OptunaSpace
+
+
+@pytest.fixture(scope="module")
+def mixed() -> tuple[OptunaSpace, np.ndarray, np.ndarray]:
+    """A space of one float, one ordered and one unordered category; a target of two of them."""
+    space = OptunaSpace({
+        "x": FloatDistribution(0.0, 1.0),
+        "width": CategoricalDistribution([8, 16, 32, 64]),
+        "kind": CategoricalDistribution(["a", "b", "c", "d", "e"]),
+    }, levels=16)
+    rng = np.random.default_rng(0)
+    vectors = np.column_stack([rng.integers(len(v), size=120) for v in space.choices()])
+    points = [space.from_vector(v) for v in vectors]
+    offsets = {"a": 0.0, "b": 2.0, "c": 0.5, "d": 1.0, "e": 3.0}
+    # "width" does not matter at all; "x" is smooth, "kind" a lookup.
+    y = np.array([np.sin(3 * p["x"]) + offsets[p["kind"]] for p in points])
+    return space, space.features(vectors), y
+
+
+@parametrize_with_checks([GroupedGPPredictor(n_restarts=0), GroupedGPPredictor(n_restarts=0, warp=False)])
+def test_sklearn_compatible(estimator: GroupedGPPredictor, check: Any) -> None:
+    check(estimator)
+
+
+def test_gradient_of_the_marginal_likelihood_is_exact(mixed: tuple[Any, ...]) -> None:
+    space, X, y = mixed
+    groups, one_hot = space.feature_groups()
+    model = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:40], y[:40])
+    distances = model._group_distances(model.Z_, model.Z_)
+    t = (model.warp_.scores - model.y_mean_) / model.y_scale_
+    for theta in ([0.3, -0.2, 0.5, 0.1, -3.0], [-1.0, 1.0, -0.5, 2.0, -6.0]):
+        error = scipy.optimize.check_grad(lambda a: _negative_log_posterior(a, distances, t)[0],
+                                          lambda a: _negative_log_posterior(a, distances, t)[1], np.array(theta))
+        assert error < 1e-4 * max(1.0, np.abs(_negative_log_posterior(np.array(theta), distances, t)[1]).max())
+
+
+def test_without_warp_it_is_sklearns_posterior_with_an_ard_kernel(mixed: tuple[Any, ...]) -> None:
+    """Each column its own group and no category: the kernel is sklearn's ARD Matérn-5/2."""
+    _, X, y = mixed
+    model = GroupedGPPredictor(warp=False, random_state=0).fit(X[:60], y[:60])
+    kernel = ConstantKernel(np.exp(model.log_amplitude_)) * Matern(model.length_scales_, nu=2.5)
+    reference = GaussianProcessRegressor(kernel, alpha=model.noise_ + 1e-9, optimizer=None, normalize_y=True)
+    reference.fit(model.scaler_(X[:60]), y[:60])
+    mean, std = reference.predict(model.scaler_(X[60:]), return_std=True)
+    np.testing.assert_allclose(model.predict(X[60:]), mean, atol=1e-6)
+    np.testing.assert_allclose(model.predict_std(X[60:]), std, atol=1e-6)
+
+
+def test_an_irrelevant_parameter_gets_a_long_length_scale(mixed: tuple[Any, ...]) -> None:
+    space, X, y = mixed
+    groups, one_hot = space.feature_groups()
+    # Parameters in name order: kind, width, x; only kind is one-hot (width is ordered by value).
+    assert one_hot == (True, False, False)
+    model = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:80], y[:80])
+    kind, width, x = model.length_scales_
+    assert width > 3 * max(kind, x)
+    assert kendall_tau(y[80:], model.predict(X[80:])) > 0.7
+
+
+def test_spread_is_small_at_samples_and_grows_away_from_them(mixed: tuple[Any, ...]) -> None:
+    space, X, y = mixed
+    groups, one_hot = space.feature_groups()
+    model = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:10], y[:10])
+    seen, unseen = model.predict_std(X[:10]), model.predict_std(X[10:])
+    assert seen.max() < np.median(unseen)
+    assert (unseen >= 0).all()
+
+
+def test_normal_scores_map_back_to_the_targets_and_tame_outliers() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.random((30, 2))
+    y = X.sum(axis=1)
+    y[:3] = 1000.0  # three networks that did not learn, say
+    model = GroupedGPPredictor(random_state=0).fit(X, y)
+    # Mapping the training targets' normal scores back gives the targets.
+    np.testing.assert_allclose(model.warp_.values(model.warp_.scores), y)
+    # Predictions stay within a tenth of the range past the targets, and rank the rest well.
+    predicted = model.predict(rng.random((200, 2)))
+    span = y.max() - y.min()
+    assert predicted.min() >= y.min() - span / 10 and predicted.max() <= y.max() + span / 10
+    assert kendall_tau(y[3:], model.predict(X[3:])) > 0.9
+
+
+def test_groups_must_cover_the_columns() -> None:
+    with pytest.raises(ValueError, match="groups names 2 columns; X has 3"):
+        GroupedGPPredictor(groups=(0, 1)).fit(np.eye(3), np.arange(3.0))
+
+
+@pytest.mark.parametrize("distribution", [IntDistribution(0, 3), CategoricalDistribution([1, 2.5, 7])])
+def test_ordered_genes_are_one_column(distribution: Any) -> None:
+    space = OptunaSpace({"p": distribution})
+    assert space.features(np.arange(len(space.choices()[0]))[:, None]).shape[1] == 1
+    assert space.feature_groups() == ((0,), (False,))
