@@ -38,6 +38,7 @@ import argparse
 import functools
 import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -351,6 +352,11 @@ def differ_line(summary: dict[str, Any]) -> str:
             f"|mean gap| {abs(summary['mean_gap']):.2f} (<= {GOAL_GAP:g}: {mark(goal['gap_met'])})")
 
 
+def progress(line: str) -> None:
+    """Print a progress line to stderr at once: a long run shows its figures as they come."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def without_nan(value: Any) -> Any:
     """Return ``value`` with every NaN float (in dicts and lists) replaced by None."""
     if isinstance(value, float) and math.isnan(value):
@@ -436,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         chosen = spread_by_cost(candidates, args.n_subnets)
         for candidate in chosen:
             score_inherited(evaluator, candidate)
+            progress(f"inherited {candidate['macs']:.3f} M MACs, r {candidate['subnet']['r']}: "
+                     f"{candidate['inherited']:.2f}")
         source = {"supernet": str(args.supernet), "search_epochs": args.search_epochs, "drawn": len(candidates)}
     seed = config.seed if args.seed is None else args.seed
     data = evaluator.data
@@ -455,6 +463,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      "standalone": result["top1"], "standalone_valid": result["top1_valid"],
                      "standalone_test": result["top1_test"], "correct": result["correct"],
                      "images": result["images"], "seconds": result["seconds"], "subnet": candidate["subnet"]})
+        progress(f"stand-alone {len(rows)}/{len(chosen)}: {candidate['macs']:.3f} M MACs, inherited "
+                 f"{candidate['inherited']:.2f}, stand-alone {result['top1']:.2f} (valid {result['top1_valid']:.2f}, "
+                 f"test {result['top1_test']:.2f}), {result['seconds']:.0f} s")
     summary = summarise(rows, args.bootstrap, seed)
 
     print(f"{'trial':>5} {'MACs (M)':>9} {'inherited':>9} {'stand-alone':>11} {'valid':>7} {'test':>7} {'seconds':>8}")
