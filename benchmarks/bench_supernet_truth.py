@@ -25,7 +25,7 @@ one side being constant, is null there).
         [--n-subnets 10] [--epochs 8] [--learning-rate 0.1] [--recipe supernet|plain] [--bootstrap 2000]
         [--threads 1] [--device cpu]
     python benchmarks/bench_supernet_truth.py --supernet supernet.pth [--dataset digits] [--vld-size 360]
-        [--search-epochs 0] [--option lr=32 --option ur=32 ...] [--n-subnets 10] [--work DIR]
+        [--search-epochs 0] [--option lr=32 --option ur=32 ...] [--n-subnets 10] [--standalone-seed 1] [--work DIR]
     python benchmarks/bench_supernet_truth.py --supernet fmnist.pth --dataset fashion-mnist --data DIR
         --vld-size 2000 --option width_mult=0.5 --option lr=12 --option ur=28 --option rstep=4
         # a supernet of `optnas supernet train` on Fashion-MNIST (benchmarks/subset_idx.py: part of it)
@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on the first N training images only [all; --quick 64]")
     parser.add_argument("--seed", type=int, default=None,
                         help="stand-alone seed (and, with --supernet, split and sampling seed) [the study's; 0]")
+    parser.add_argument("--standalone-seed", type=int, default=None,
+                        help="stand-alone seed only, the split and subnets kept (a second training run measures "
+                             "how much training alone moves the stand-alone ranking) [--seed]")
     parser.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples of tau [2000; --quick 200]")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads [half the CPUs]")
     parser.add_argument("--device", default="cpu")
@@ -445,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             progress(f"inherited {candidate['macs']:.3f} M MACs, r {candidate['subnet']['r']}: "
                      f"{candidate['inherited']:.2f}")
         source = {"supernet": str(args.supernet), "search_epochs": args.search_epochs, "drawn": len(candidates)}
-    seed = config.seed if args.seed is None else args.seed
+    seed = args.standalone_seed if args.standalone_seed is not None else config.seed if args.seed is None else args.seed
     data = evaluator.data
     settings = {"dataset": config.dataset, "vld_size": len(data.valid), "test_size": len(data.test),
                 "split_seed": config.seed, "epochs": args.epochs, "learning_rate": args.learning_rate,

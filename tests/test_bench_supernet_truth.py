@@ -150,11 +150,13 @@ def test_quick_run_on_a_supernet(bench, untrained_supernet: Path, tiny_cifar10: 
                                  capsys: pytest.CaptureFixture) -> None:
     report = bench.main(["--supernet", str(untrained_supernet), "--dataset", "cifar10", "--data", str(tiny_cifar10),
                          "--vld-size", "20", "--option", "lr=16", "--option", "ur=16",
-                         "--n-subnets", "2", "--quick", "--threads", "1",
+                         "--n-subnets", "2", "--quick", "--threads", "1", "--standalone-seed", "5",
                          "--work", str(tmp_path)])
     out = capsys.readouterr().out
     rows = report["rows"]
     assert len(rows) == 2 and all(row["trial"] is None for row in rows)
+    # --standalone-seed changes the training only: the split (and so the subnets drawn) keep seed 0.
+    assert report["settings"]["seed"] == 5 and report["settings"]["split_seed"] == 0
     macs = [row["macs"] for row in rows]
     assert macs == sorted(macs)
     # The cheapest and costliest of the architectures drawn.
