@@ -58,10 +58,12 @@ class OptunaSpace(SearchSpace):
         self._values: list[list[Any]] = []
         self._features: list[np.ndarray] = []
         self._ordered: list[np.ndarray | None] = []
+        self._one_hot: list[bool] = []
         for name, distribution in self._distributions.items():
             values, position = _levels(name, distribution, levels)
             self._values.append(values)
-            if position is None and _numeric(values):
+            self._one_hot.append(position is None and not _numeric(values))
+            if position is None and not self._one_hot[-1]:
                 # Numbers as choices are ordered: one column, each choice at its rank.
                 ranks = np.argsort(np.argsort(np.array(values, dtype=float)))
                 self._features.append((ranks / max(len(values) - 1, 1))[:, None].astype(float))
@@ -127,9 +129,7 @@ class OptunaSpace(SearchSpace):
     def feature_groups(self) -> tuple[tuple[int, ...], tuple[bool, ...]]:
         """The parameter (gene) of every feature column, and whether each gene is a one-hot category."""
         groups = tuple(gene for gene, table in enumerate(self._features) for _ in range(table.shape[1]))
-        one_hot = tuple(position is None and not _numeric(values)
-                        for position, values in zip(self._ordered, self._values))
-        return groups, one_hot
+        return groups, tuple(self._one_hot)
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot.
