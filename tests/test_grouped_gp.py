@@ -61,6 +61,9 @@ def test_without_warp_it_is_sklearns_posterior_with_an_ard_kernel(mixed: tuple[A
     mean, std = reference.predict(model.scaler_(X[60:]), return_std=True)
     np.testing.assert_allclose(model.predict(X[60:]), mean, atol=1e-6)
     np.testing.assert_allclose(model.predict_std(X[60:]), std, atol=1e-6)
+    both = model.predict_std(X[60:], return_mean=True)
+    np.testing.assert_allclose(both[0], mean, atol=1e-6)
+    np.testing.assert_allclose(both[1], std, atol=1e-6)
 
 
 def test_an_irrelevant_parameter_gets_a_long_length_scale(mixed: tuple[Any, ...]) -> None:
@@ -79,6 +82,8 @@ def test_spread_is_small_at_samples_and_grows_away_from_them(mixed: tuple[Any, .
     groups, one_hot = space.feature_groups()
     model = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:10], y[:10])
     seen, unseen = model.predict_std(X[:10]), model.predict_std(X[10:])
+    # With the warp too, the mean returned beside the spread is predict's.
+    np.testing.assert_allclose(model.predict_std(X[10:], return_mean=True)[0], model.predict(X[10:]))
     assert seen.max() < np.median(unseen)
     assert (unseen >= 0).all()
 

@@ -17,8 +17,9 @@ import scipy.linalg
 import scipy.optimize
 import scipy.stats
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from optnas.predictors.base import Predictor, _in_chunks, _squared_distances, _standardise, _UnitCube
+from optnas.predictors.base import Predictor, _in_chunks, _squared_distances, _standardise, _threadpools, _UnitCube
 
 _SQRT5 = math.sqrt(5.0)
 # Bounds of the log hyperparameters: amplitude, length scales (in unit-cube distances), noise.
@@ -119,29 +120,39 @@ class GroupedGPPredictor(Predictor):
     def _latent_mean(self, X: np.ndarray) -> np.ndarray:
         return _in_chunks(lambda block: self._cross(block) @ self.alpha_, X) * self.y_scale_ + self.y_mean_
 
+    def _latent_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The latent posterior mean and standard deviation, from one kernel pass."""
+
+        def moments(block: np.ndarray) -> np.ndarray:
+            cross = self._cross(block)
+            solved = scipy.linalg.solve_triangular(self.cholesky_[0], cross.T, lower=True)
+            variance = np.exp(self.log_amplitude_) - (solved**2).sum(axis=0)
+            return np.column_stack([cross @ self.alpha_, np.sqrt(np.maximum(variance, 0.0))])
+
+        both = _in_chunks(moments, X)
+        return both[:, 0] * self.y_scale_ + self.y_mean_, both[:, 1] * self.y_scale_
+
     def _predict(self, X: np.ndarray) -> np.ndarray:
         mean = self._latent_mean(X)
         return self.warp_.values(mean) if self.warp else mean
 
-    def predict_std(self, X: np.ndarray) -> np.ndarray:
+    def predict_std(self, X: np.ndarray, return_mean: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Return the posterior standard deviation of the noise-free target at each row.
 
         With ``warp``, half the width of the one-deviation interval mapped back to values.
 
         Args:
             X: gene encodings, as for ``predict``.
+            return_mean: return ``(predict(X), std)``: mean and spread share one kernel
+                evaluation, which scoring thousands of candidates per step repeats.
         """
-        X = np.asarray(X, dtype=np.float64).reshape(-1, self.Z_.shape[1])
-
-        def spread(block: np.ndarray) -> np.ndarray:
-            solved = scipy.linalg.solve_triangular(self.cholesky_[0], self._cross(block).T, lower=True)
-            return np.exp(self.log_amplitude_) - (solved**2).sum(axis=0)
-
-        std = np.sqrt(np.maximum(_in_chunks(spread, X), 0.0)) * self.y_scale_
-        if not self.warp:
-            return std
-        mean = self._latent_mean(X)
-        return (self.warp_.values(mean + std) - self.warp_.values(mean - std)) / 2
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        with _threadpools().limit(limits=1, user_api="blas"):
+            mean, std = self._latent_moments(X)
+        if self.warp:
+            mean, std = self.warp_.values(mean), (self.warp_.values(mean + std) - self.warp_.values(mean - std)) / 2
+        return (mean, std) if return_mean else std
 
 
 class _NormalScores:

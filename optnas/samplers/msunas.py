@@ -187,11 +187,13 @@ class MSuNASStep:
             features = self.space.features(vectors)
             values = {}
             for name, model in models.items():
-                mean = model.predict(features)
                 if optimism > 0 and hasattr(model, "predict_std"):
                     # Optimistic: the better end of the model's interval, better being larger for top1.
-                    mean = mean + (optimism if name == "top1" else -optimism) * model.predict_std(features)
-                values[name] = self.plausible(name, mean)
+                    value, std = model.predict_std(features, return_mean=True)
+                    value = value + (optimism if name == "top1" else -optimism) * std
+                else:
+                    value = model.predict(features)
+                values[name] = self.plausible(name, value)
             missing = [name for name in self.quantities if name not in values]
             values.update(self._exact(vectors, missing))
             return values
