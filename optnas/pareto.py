@@ -5,6 +5,8 @@ Numpy only, so that every layer (samplers, studies, benchmarks) can share them.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 # Rows checked at once when fronts are peeled without the full dominance matrix.
@@ -146,6 +148,8 @@ def _non_dominated(points: np.ndarray) -> np.ndarray:
         lowest_strictly_before = np.concatenate([[np.inf], np.minimum.accumulate(second)])[group_start]
         keep[order] = ~((lowest_before < second) | (lowest_strictly_before <= second))
         return keep
+    if m == 3:
+        return _non_dominated_3d(points)
     # More objectives: blocks of rows in that order, each checked against the front kept so
     # far and against the earlier rows of its block (dominance is transitive).
     front = ordered[:0]
@@ -157,6 +161,36 @@ def _non_dominated(points: np.ndarray) -> np.ndarray:
         keep[order[survivors]] = True
         front = np.concatenate([front, ordered[survivors]])
     return keep
+
+
+def _non_dominated_3d(points: np.ndarray) -> np.ndarray:
+    """``_non_dominated`` for three objectives by one sweep, O(n log n) comparisons.
+
+    Among distinct rows in lexicographic order, a row is dominated exactly when an earlier row
+    is no worse on the second and third objectives (it is no worse on the first, and differs).
+    The earlier rows' lowest third objective for each bound on the second is a staircase,
+    kept as two sorted lists: the batch pool of three-objective studies holds thousands of
+    mutually non-dominated candidates, where comparing blocks against the front grows
+    quadratically.
+    """
+    unique, inverse = np.unique(points, axis=0, return_inverse=True)
+    keep = np.zeros(len(unique), dtype=bool)
+    seconds: list[float] = []  # increasing
+    thirds: list[float] = []  # decreasing
+    for row, (_, second, third) in enumerate(unique.tolist()):
+        position = bisect.bisect_right(seconds, second)
+        if position and thirds[position - 1] <= third:
+            continue
+        keep[row] = True
+        # The row replaces the steps it undercuts from its second objective on.
+        if position and seconds[position - 1] == second:
+            position -= 1
+        end = position
+        while end < len(seconds) and thirds[end] >= third:
+            end += 1
+        seconds[position:end] = [second]
+        thirds[position:end] = [third]
+    return keep[inverse.ravel()]
 
 
 def _dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from optnas.pareto import (
     constrained_ranks,
@@ -46,6 +47,29 @@ def test_front_2d_agrees_with_the_ranks_on_random_sets() -> None:
         front = front_2d(points)
         assert (np.diff(front[:, 0]) > 0).all()
         np.testing.assert_array_equal(front, expected)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_peeled_ranks_equal_the_dominance_matrix_ranks(m: int) -> None:
+    """The fast peeling (a sort for two objectives, a sweep for three, blocks for more)
+    against the full dominance matrix, written out here."""
+    rng = np.random.default_rng(m)
+    for _ in range(150):
+        n = int(rng.integers(1, 60))
+        # Coarse values, so that ties and repeated points occur.
+        objectives = rng.integers(0, 5, size=(n, m)).astype(float)
+        violation = np.where(rng.random(n) < 0.2, rng.integers(1, 3, n), 0).astype(float)
+        dominates = np.where(
+            (violation[:, None] <= 0) & (violation[None, :] <= 0),
+            (objectives[:, None] <= objectives[None]).all(2) & (objectives[:, None] < objectives[None]).any(2),
+            violation[:, None] < violation[None, :],
+        )
+        expected, remaining, rank = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), 0
+        while remaining.any():
+            front = remaining & ~dominates[remaining].any(axis=0)
+            expected[front], remaining, rank = rank, remaining & ~front, rank + 1
+        np.testing.assert_array_equal(constrained_ranks(objectives, violation, max_rank=n), expected)
+        np.testing.assert_array_equal(constrained_ranks(objectives, violation, max_rank=2), np.minimum(expected, 3))
 
 
 def test_constrained_ranks_put_feasible_first() -> None:
