@@ -2,7 +2,8 @@
 and supernets.
 
 Data and supernets are session-scoped: building them once serves every test file. Tests that
-receive them must not change them (train a copy: ``extract_subnet`` returns one).
+receive them must not change them (train a copy: ``extract_subnet`` returns one). Tests of
+separate processes can start with the session and run beside the others (start_with_session).
 """
 
 from __future__ import annotations
