@@ -2,7 +2,8 @@
 and supernets.
 
 Data and supernets are session-scoped: building them once serves every test file. Tests that
-receive them must not change them (train a copy: ``extract_subnet`` returns one).
+receive them must not change them (train a copy: ``extract_subnet`` returns one). Tests of
+separate processes can start with the session and run beside the others (start_with_session).
 """
 
 from __future__ import annotations
@@ -103,19 +104,65 @@ def selected_values(request: pytest.FixtureRequest, test: Callable[..., None], a
             if getattr(item, "function", None) is test}
 
 
-def in_background(scenarios: dict[Hashable, Callable[[], None]],
-                  threads: int | None = None) -> Iterator[dict[Hashable, Future]]:
-    """Start scenarios in threads, for a module fixture to yield (``yield from``) to the tests that wait for them.
+Scenarios = dict[Hashable, Callable[[], None]]
+Starter = Callable[[pytest.FixtureRequest, pytest.TempPathFactory], Scenarios]
+_STARTERS: dict[str, Starter] = {}
 
-    A scenario holds a test's code and assertions; its test calls ``result()`` on its future,
-    which re-raises what failed in the thread. The fixture's teardown waits for every scenario.
+
+def start_with_session(starter: Starter) -> Starter:
+    """Register a test module's scenarios, to run in threads from the start of the session.
+
+    A scenario holds a test's code and assertions; its test waits for it with
+    :meth:`SessionScenarios.result`, which re-raises what failed in the thread. Scenarios of
+    several processes (workers, their storage) leave a core idle much of their time, and the
+    in-process tests use one core: started with the session, they run beside the other tests
+    instead of after them. So a scenario must leave alone what those tests use: no
+    ``invoke_cli`` (it swaps ``sys.stdout``), no monkeypatching, working folder or environment.
 
     Args:
-        scenarios: the functions to run, by key.
-        threads: how many run at a time (None: all of them).
+        starter: ``starter(request, tmp_path_factory)`` returns the scenarios of its module's
+            selected tests (see :func:`selected`), by key; it runs before the first test.
     """
-    with ThreadPoolExecutor(max_workers=threads or max(1, len(scenarios))) as pool:
-        yield {key: pool.submit(scenario) for key, scenario in scenarios.items()}
+    _STARTERS[starter.__module__] = starter
+    return starter
+
+
+class SessionScenarios:
+    """The scenarios started with the session (:func:`start_with_session`), by module and key."""
+
+    def __init__(self) -> None:
+        self.futures: dict[str, dict[Hashable, Future]] = {}
+        self.errors: dict[str, Exception] = {}
+
+    def result(self, module: str, key: Hashable, timeout: float) -> None:
+        """Wait for a scenario; re-raise what failed in it, or in starting its module's scenarios.
+
+        Args:
+            module: the module that registered it (``__name__``).
+            key: its key.
+            timeout: seconds to wait.
+        """
+        if module in self.errors:
+            raise self.errors[module]
+        self.futures[module][key].result(timeout=timeout)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_scenarios(request: pytest.FixtureRequest,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionScenarios]:
+    """Every registered module's scenarios, started in threads before the first test; the
+    session's teardown waits for them."""
+    started = SessionScenarios()
+    scenarios: dict[str, Scenarios] = {}
+    for module, starter in _STARTERS.items():
+        try:
+            scenarios[module] = starter(request, tmp_path_factory)
+        except Exception as error:  # noqa: BLE001 - it fails that module's tests, not the whole session
+            started.errors[module] = error
+    with ThreadPoolExecutor(max_workers=max(1, sum(map(len, scenarios.values())))) as pool:
+        for module, by_key in scenarios.items():
+            started.futures[module] = {key: pool.submit(scenario) for key, scenario in by_key.items()}
+        yield started
 
 
 def start_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen:
@@ -150,6 +197,19 @@ def tiny_cifar10(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-cifar10")
     make_cifar10(folder, n_train=84, n_test=20)
     return folder
+
+
+def tiny_cifar10_options(tiny_cifar10: Path) -> tuple[str, ...]:
+    """Search options that score candidates on the ``tiny_cifar10`` tree: BN statistics (and any
+    fine-tuning) on its 64 training images, accuracy on the 20 held out.
+
+    For searches whose checks do not depend on the data: a candidate on digits recalibrates
+    BN on 1318 training images and is scored on 120, about a second each.
+
+    Args:
+        tiny_cifar10: the ``tiny_cifar10`` fixture.
+    """
+    return ("--dataset", "cifar10", "--data", str(tiny_cifar10), "--vld-size", "20")
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,10 @@ class Forked:
         """The exit status (negative: killed by that signal), None while it runs."""
         return self._process.exitcode
 
+    def kill(self) -> None:
+        """Kill it (SIGKILL); :meth:`communicate` then returns what it wrote before."""
+        self._process.kill()
+
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
         """Wait for it to exit and return what it wrote to stdout and stderr."""
         self._process.join(timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
 from functools import cache
 from typing import Any
 
@@ -19,10 +20,12 @@ from torchprofile import profile_macs
 from optnas.networks import costs
 from optnas.networks.supernet import build_supernet
 from optnas.spaces import MobileNetV3Space
-from optnas.spaces.mobilenetv3 import MAX_DEPTH
+from optnas.spaces.mobilenetv3 import MAX_DEPTH, N_SLOTS, active_blocks
 
-# Each case profiles a few random subnets with torchprofile (a quarter of a second each);
-# the number of classes alternates so that both classifier sizes are covered.
+# Each case profiles the two ends of its space and three random subnets with torchprofile (half a
+# second each, mostly its trace). The model is per layer, and over the cases these subnets put
+# every kernel and expand ratio in every slot and every depth in every stage (checked below).
+# The number of classes alternates so that both classifier sizes are covered.
 CASES = [
     (1.0, 32, 10),
     (1.0, 64, 1000),
@@ -33,7 +36,7 @@ CASES = [
     (1.2, 128, 1000),
     (1.2, 224, 10),
 ]
-SUBNETS_PER_CASE = 6
+SUBNETS_PER_CASE = 5
 # Below width 1.0 the layers are those of the cases above at other channel counts; the head
 # differs (no feature mix): the smallest subnet and a random one per width check it.
 NARROW_CASES = [(0.35, 32, 10), (0.5, 40, 1000), (0.75, 24, 10)]
@@ -117,12 +120,29 @@ def _millions_to_int(value: float) -> int:
     return round(value * 1e6)
 
 
-@pytest.mark.parametrize("width, resolution, n_classes", CASES)
-def test_profile_matches_network(width: float, resolution: int, n_classes: int) -> None:
+def _case_subnets(width: float, resolution: int) -> list[dict[str, Any]]:
+    """The subnets a case of CASES profiles: random ones, then the smallest and the largest."""
     space = MobileNetV3Space(width_mult=width, resolutions=[resolution])
     rng = np.random.default_rng(int(width * 10) * 1000 + resolution)
-    _assert_profile_matches([*space.sample(rng, SUBNETS_PER_CASE - 2), space.smallest(), space.largest()],
-                            resolution, n_classes)
+    return [*space.sample(rng, SUBNETS_PER_CASE - 2), space.smallest(), space.largest()]
+
+
+def test_cases_hold_every_kind_of_layer() -> None:
+    kernels, expands, depths = (defaultdict(set) for _ in range(3))
+    for width, resolution, _ in CASES:
+        for subnet in _case_subnets(width, resolution):
+            for _, slot, kernel, expand in active_blocks(subnet):
+                kernels[slot].add(kernel)
+                expands[slot].add(expand)
+            for stage, depth in enumerate(subnet["d"]):
+                depths[stage].add(depth)
+    assert all(kernels[slot] == {3, 5, 7} and expands[slot] == {3, 4, 6} for slot in range(N_SLOTS))
+    assert all(depths[stage] == {2, 3, 4} for stage in range(5))
+
+
+@pytest.mark.parametrize("width, resolution, n_classes", CASES)
+def test_profile_matches_network(width: float, resolution: int, n_classes: int) -> None:
+    _assert_profile_matches(_case_subnets(width, resolution), resolution, n_classes)
 
 
 @pytest.mark.parametrize("width, resolution, n_classes", NARROW_CASES)

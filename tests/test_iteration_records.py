@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
@@ -15,6 +17,7 @@ from optnas.spaces.nasbench201 import lookup
 from optnas.studies.runner import ITERATION_ATTR_PREFIX, IterationRecorder
 from optnas.studies.search import start_search
 from optnas.studies.study import create_search_study
+from tests.conftest import Scenarios, SessionScenarios, selected, start_with_session
 from tests.forked import Forked
 
 
@@ -84,7 +87,7 @@ def test_threads_write_every_iteration_record(tmp_path: Path) -> None:
     _assert_every_record(study, config)
 
 
-def test_two_workers_write_every_iteration_record(tmp_path: Path) -> None:
+def _two_workers_write_every_iteration_record(tmp_path: Path) -> None:
     config = _racing_config(tmp_path, iterations=40)
     url = f"sqlite:///{tmp_path / 's.db'}"
     create_search_study(config, url, "records")
@@ -96,3 +99,15 @@ def test_two_workers_write_every_iteration_record(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="records", storage=url, sampler=optuna.samplers.RandomSampler())
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) >= config.budget
     _assert_every_record(study, config)
+
+
+@start_with_session
+def _scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scenarios:
+    """The two workers' study: its processes run beside the other tests (conftest.start_with_session)."""
+    if not selected(request, test_two_workers_write_every_iteration_record):
+        return {}
+    return {"workers": partial(_two_workers_write_every_iteration_record, tmp_path_factory.mktemp("records"))}
+
+
+def test_two_workers_write_every_iteration_record(session_scenarios: SessionScenarios) -> None:
+    session_scenarios.result(__name__, "workers", timeout=700)

@@ -25,7 +25,7 @@ from optnas.latency.table import (
 from optnas.spaces.eemobilenetv3 import EEMobileNetV3Space
 from optnas.spaces.mobilenetv3 import MobileNetV3Space
 from optnas.spaces.nasbench201 import lookup
-from tests.conftest import invoke_cli
+from tests.conftest import invoke_cli, tiny_cifar10_options
 
 
 def _table(keys: list[str], seed: int = 0, overhead: float = 0.25, n_classes: int = 10) -> dict:
@@ -129,8 +129,8 @@ def test_nasbench201_latency_objective_and_constraint(tmp_path: Path) -> None:
     assert all(t.user_attrs["latency"] <= 20 for t in study.best_trials)
 
 
-def test_digits_search_predicts_latency_from_the_table(supernet_file: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_predicts_latency_from_the_table(supernet_file: Path, tiny_cifar10: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     lut = _write_table(tmp_path / "lut.json")
     table = LatencyTable.load(lut)
     fastest, _ = table.fastest([1.0], [32])
@@ -139,7 +139,7 @@ def test_digits_search_predicts_latency_from_the_table(supernet_file: Path, tmp_
     monkeypatch.chdir(tmp_path)
     study, complete = _search(
         tmp_path, "lat", "--supernet-path", str(supernet_file), "--n-doe", "3", "--iterations", "1", "--n-iter", "1",
-        "--n-epochs", "0", "--vld-size", "120", "--sec-obj", "latency", "--lmax", f"{bound}",
+        "--n-epochs", "0", *tiny_cifar10_options(tiny_cifar10), "--sec-obj", "latency", "--lmax", f"{bound}",
         "--latency-table", str(lut), "--predictor", "rbf",
     )
     assert len(complete) == 4
@@ -186,12 +186,13 @@ def test_profile_adds_the_predicted_latency(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["latency"] == pytest.approx(LatencyTable.load(lut).predict(subnet))
 
 
-def test_measured_latency_search(supernet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_measured_latency_search(supernet_file: Path, tiny_cifar10: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     _, complete = _search(
         tmp_path, "measured", "--supernet-path", str(supernet_file), "--n-doe", "3", "--iterations", "1",
-        "--n-iter", "1", "--n-epochs", "0", "--vld-size", "120", "--sec-obj", "latency", "--latency", "measure",
-        "--latency-runtime", "torch", "--predictor", "rbf", "--sec-predictor", "rbf",
+        "--n-iter", "1", "--n-epochs", "0", *tiny_cifar10_options(tiny_cifar10), "--sec-obj", "latency",
+        "--latency", "measure", "--latency-runtime", "torch", "--predictor", "rbf", "--sec-predictor", "rbf",
     )
     assert len(complete) == 4
     for trial in complete:
@@ -246,8 +247,9 @@ def test_latency_layers_writes_the_device_folder(tmp_path: Path) -> None:
     assert (tmp_path / "dev" / "device.py").is_file()
 
 
-def test_early_exit_search_weighs_exit_latencies_by_exit_ratios(supernet_file: Path, tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_exit_search_weighs_exit_latencies_by_exit_ratios(
+    supernet_file: Path, tiny_cifar10: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lut = _write_table(tmp_path / "lut.json", exits=True)
     table = LatencyTable.load(lut)
     monkeypatch.chdir(tmp_path)
@@ -255,7 +257,7 @@ def test_early_exit_search_weighs_exit_latencies_by_exit_ratios(supernet_file: P
         tmp_path, "ee", "--supernet-path", str(supernet_file), "--search-space", "eemobilenetv3",
         "--sec-obj", "avg_latency", "--latency-table", str(lut), "--predictor", "rbf", "--sec-predictor", "rbf",
         "--n-doe", "3", "--iterations", "0", "--n-epochs", "0", "--warmup-ee-epochs", "1", "--ee-epochs", "0",
-        "--vld-size", "1338",
+        *tiny_cifar10_options(tiny_cifar10),
     )
     assert len(complete) == 3
     for trial in complete:

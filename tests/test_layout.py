@@ -7,10 +7,13 @@ import ast
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import optuna
 import pytest
+
+from tests.conftest import Scenarios, SessionScenarios, selected, selected_values, start_with_session
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "optnas"
@@ -174,6 +177,9 @@ def test_the_configuration_read_checker_sees_reads_and_whole_configurations() ->
     ]
 
 
+# The checks below run fresh interpreters, so that nothing imported by the tests counts: they
+# start with the session and run beside the other tests (conftest.start_with_session).
+
 _NO_TORCH = """
 import sys
 from click.testing import CliRunner
@@ -183,10 +189,11 @@ assert result.exit_code == 0, result.output
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "ofa", "sklearn", "xgboost"})
 print(",".join(heavy))
 """
+QUICK_COMMANDS = [("--help",), ("search", "--help"), ("studies",), ("trials",)]
 
 
-@pytest.mark.parametrize("command", [["--help"], ["search", "--help"], ["studies"], ["trials"]])
-def test_quick_commands_do_not_import_torch(command: list[str], tmp_path: Path) -> None:
+def _quick_command_does_not_import_torch(command: tuple[str, ...], tmp_path: Path) -> None:
+    command = list(command)
     url = f"sqlite:///{tmp_path / 'quick.db'}"
     study = optuna.create_study(study_name="quick", storage=url, directions=["maximize", "minimize"])
     study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=3)
@@ -208,8 +215,7 @@ print("torch" in sys.modules)
 """
 
 
-def test_the_sampler_and_adaptive_switching_do_without_torch() -> None:
-    """A plain Optuna study with SurrogateSampler pays no torch import (only the mlp predictor needs it)."""
+def _sampler_and_adaptive_switching_do_without_torch() -> None:
     result = subprocess.run([sys.executable, "-c", _PLAIN_SAMPLER], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
@@ -236,14 +242,43 @@ if isinstance(space, MobileNetV3Space):
     tflm_memory(space.largest(), 10)
 print(",".join(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "ofa"})))
 """
+COST_MODEL_SEARCHES = [("mobilenetv3", "digits", "flash_kb"), ("eemobilenetv3", "digits", "avg_macs"),
+                       ("nasbench201", "cifar10", "params")]
 
 
-@pytest.mark.parametrize(("space", "dataset", "sec_obj"), [("mobilenetv3", "digits", "flash_kb"),
-                                                           ("eemobilenetv3", "digits", "avg_macs"),
-                                                           ("nasbench201", "cifar10", "params")])
-def test_the_cost_model_and_the_surrogate_sampler_do_without_torch(space: str, dataset: str, sec_obj: str) -> None:
-    """Building a search's sampler and costing candidates (exact and vectorised) import no torch."""
+def _cost_model_does_without_torch(space: str, dataset: str, sec_obj: str) -> None:
     result = subprocess.run([sys.executable, "-c", _COST_MODEL, space, dataset, sec_obj], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"the cost model imported {result.stdout.strip()}"
+
+
+@start_with_session
+def _scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scenarios:
+    """The interpreters of the selected tests below, by test and parameters."""
+    started: Scenarios = {}
+    for command in selected_values(request, test_quick_commands_do_not_import_torch, "command"):
+        started[("quick", *command)] = partial(_quick_command_does_not_import_torch, command,
+                                               tmp_path_factory.mktemp("quick"))
+    if selected(request, test_the_sampler_and_adaptive_switching_do_without_torch):
+        started["sampler"] = _sampler_and_adaptive_switching_do_without_torch
+    for case in selected_values(request, test_the_cost_model_and_the_surrogate_sampler_do_without_torch, "case"):
+        started[("costs", *case)] = partial(_cost_model_does_without_torch, *case)
+    return started
+
+
+@pytest.mark.parametrize("command", QUICK_COMMANDS)
+def test_quick_commands_do_not_import_torch(command: tuple[str, ...], session_scenarios: SessionScenarios) -> None:
+    session_scenarios.result(__name__, ("quick", *command), timeout=300)
+
+
+def test_the_sampler_and_adaptive_switching_do_without_torch(session_scenarios: SessionScenarios) -> None:
+    """A plain Optuna study with SurrogateSampler pays no torch import (only the mlp predictor needs it)."""
+    session_scenarios.result(__name__, "sampler", timeout=300)
+
+
+@pytest.mark.parametrize("case", COST_MODEL_SEARCHES, ids=["-".join(case) for case in COST_MODEL_SEARCHES])
+def test_the_cost_model_and_the_surrogate_sampler_do_without_torch(case: tuple[str, str, str],
+                                                                   session_scenarios: SessionScenarios) -> None:
+    """Building a search's sampler and costing candidates (exact and vectorised) import no torch."""
+    session_scenarios.result(__name__, ("costs", *case), timeout=300)

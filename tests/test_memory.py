@@ -16,7 +16,7 @@ from optnas.networks.early_exits import EarlyExitNetwork
 from optnas.networks.memory import KB, head_peak, memory, weight_tensors
 from optnas.networks.supernet import build_supernet, extract_subnet
 from optnas.spaces import EEMobileNetV3Space, MobileNetV3Space
-from tests.conftest import invoke_cli
+from tests.conftest import invoke_cli, tiny_cifar10_options
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -96,7 +96,7 @@ def test_memory_figures() -> None:
     assert figures["sram_kb_float32"] == pytest.approx(4 * peak / KB)
 
 
-def test_flash_and_sram_constraints_in_a_search(supernet_file: Path, tmp_path: Path,
+def test_flash_and_sram_constraints_in_a_search(supernet_file: Path, tiny_cifar10: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     space = MobileNetV3Space(resolutions=[32])
     smallest, largest = memory(space.smallest(), 10), memory(space.largest(), 10)
@@ -105,7 +105,7 @@ def test_flash_and_sram_constraints_in_a_search(supernet_file: Path, tmp_path: P
     monkeypatch.chdir(tmp_path)
     result = invoke_cli(
         "search", "--storage", url, "--study-name", "mem", "--supernet-path", str(supernet_file),
-        "--n-doe", "4", "--iterations", "0", "--n-epochs", "0", "--vld-size", "120",
+        "--n-doe", "4", "--iterations", "0", "--n-epochs", "0", *tiny_cifar10_options(tiny_cifar10),
         "--sec-obj", "sram_kb", "--flash-max", f"{flash_max}",
         "--save", str(tmp_path / "run"), "--quiet",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -15,6 +16,7 @@ from optuna.trial import TrialState
 from packaging.requirements import Requirement
 
 import optnas.samplers
+from tests.conftest import Scenarios, SessionScenarios, selected, start_with_session
 
 ROOT = Path(__file__).resolve().parents[1]
 # The folder that plays the registry's `package/`: packages live at <category>/<name> below it.
@@ -90,7 +92,7 @@ def test_loaded_sampler_runs_a_study_with_its_batches(module):
         assert [t.params for t in trials[first:first + n_iter]] == stored
 
 
-def test_example_runs_offline(tmp_path):
+def _example_runs_offline(tmp_path: Path) -> None:
     # From another folder, as a user runs it: the example finds the registry root from its own path.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPTUNAHUB_NO_ANALYTICS": "1"}
     done = subprocess.run([sys.executable, str(FOLDER / "example.py")], cwd=tmp_path, env=env,
@@ -99,3 +101,15 @@ def test_example_runs_offline(tmp_path):
     assert "Trial 19 finished" in done.stderr
     front = [line.split() for line in done.stdout.splitlines()]
     assert front and all(line[0].isdigit() for line in front)
+
+
+@start_with_session
+def _scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scenarios:
+    """The example's interpreter runs beside the other tests (conftest.start_with_session)."""
+    if not selected(request, test_example_runs_offline):
+        return {}
+    return {"example": partial(_example_runs_offline, tmp_path_factory.mktemp("example"))}
+
+
+def test_example_runs_offline(session_scenarios: SessionScenarios):
+    session_scenarios.result(__name__, "example", timeout=300)

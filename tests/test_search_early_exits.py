@@ -1,4 +1,4 @@
-"""A real eemobilenetv3 search on the embedded default (digits), through the CLI."""
+"""A real eemobilenetv3 search through the CLI."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from optnas.config import SearchConfig
 from optnas.networks.costs import profile
 from optnas.networks.exit_costs import exit_profile
 from optnas.spaces import as_subnet
-from tests.conftest import invoke_cli
+from tests.conftest import invoke_cli, tiny_cifar10_options
 
 MMAX = 6.0
 
 
 def test_early_exit_search_stores_exit_stats_and_meets_mmax(
-    supernet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    supernet_file: Path, tiny_cifar10: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path / 'ee.db'}"
     # In this process (a subprocess would import torch again), in the test's own folder.
@@ -30,9 +30,9 @@ def test_early_exit_search_stores_exit_stats_and_meets_mmax(
         # The surrogate sampler predicts avg_macs (and top1) for the batch after the design.
         "--predictor", "rbf", "--sec-predictor", "rbf",
         "--n-doe", "3", "--iterations", "1", "--n-iter", "1", "--n-epochs", "0",
-        # 1338 of the 1438 training images held out: the heads train on 100 (two steps), and
-        # each trial's figures come from one pass over the held-out images.
-        "--warmup-ee-epochs", "1", "--ee-epochs", "0", "--vld-size", "1338",
+        # The heads train on the tiny tree's 64 training images (one step), and each trial's
+        # figures come from one pass over its 20 held-out images.
+        "--warmup-ee-epochs", "1", "--ee-epochs", "0", *tiny_cifar10_options(tiny_cifar10),
         "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr

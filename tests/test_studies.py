@@ -21,7 +21,8 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.optuna_private import study_storage
-from tests.conftest import finish, invoke_cli, selected, start_cli
+from tests.conftest import invoke_cli, selected
+from tests.forked import Forked
 
 NAME = "nb"
 SEARCH = ["search", "--search-space", "nasbench201", "--dataset", "cifar10", "--sec-obj", "params",
@@ -43,7 +44,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("search")
     url = f"sqlite:///{folder / 'study.db'}"
     # In this process (a subprocess spends seconds importing torch); the resume tests below
-    # run `optnas resume` in a fresh process, as a user would.
+    # run `optnas resume` in another process, as a user would.
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         result = invoke_cli(*SEARCH, "--storage", url, "--pmax", "0.5", "--save", str(folder / "run"))
@@ -180,21 +181,29 @@ def test_resume_refuses_contradictions_and_leaves_db_untouched(searched: tuple[P
 
 
 class Resuming(NamedTuple):
-    """A study searched in this process, being resumed by `optnas resume` in a fresh one."""
+    """A study searched in this process, being resumed by `optnas resume` in another one."""
 
     url: str
     before: list[optuna.trial.FrozenTrial]
-    process: subprocess.Popen
+    process: Forked
+
+    def finish(self) -> str:
+        """Wait for the resume to exit 0; return its stderr."""
+        _, err = self.process.communicate(timeout=600)
+        assert self.process.returncode == 0, err
+        return err
 
 
 @pytest.fixture(scope="module", autouse=True)
 def resuming(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Resuming]]:
     """A 16-trial study of the random and of the NSGA-II sampler, each being resumed with --iterations 4.
 
-    The first part runs in this process, the resume in a fresh one: nothing but the storage
-    carries over. Both start with this module's first test, so that the two processes run
-    beside each other and beside the tests in between; the resume tests wait for them.
-    Nothing is started when neither resume test is selected.
+    The first part runs in this process, the resume in another one that imports optnas itself
+    (forked from the tests' forkserver, which imported only torch and the other libraries:
+    a fresh interpreter spent 5 s of CPU on them): nothing but the storage carries over.
+    Both start with this module's first test, so that the two processes run beside each other
+    and beside the tests in between; the resume tests wait for them. Nothing is started when
+    neither resume test is selected.
     """
     if not selected(request, test_resume_continues_without_reevaluating, test_resume_keeps_the_nsga2_generations):
         yield {}
@@ -210,22 +219,21 @@ def resuming(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 first = invoke_cli(*SEARCH, "--storage", url, "--save", str(folder / "run"), "--sampler", sampler)
             assert first.returncode == 0, first.stderr
             before = _study(url).trials
-            process = start_cli("resume", "--study-name", NAME, "--storage", url, "--iterations", "4", "--quiet",
-                                *extra, cwd=folder)
+            process = Forked(["-m", "optnas.cli", "resume", "--study-name", NAME, "--storage", url,
+                              "--iterations", "4", "--quiet", *extra], folder)
             started[sampler] = Resuming(url, before, process)
         yield started
     finally:
         for resume in started.values():
-            if resume.process.poll() is None:  # its test failed or did not run
+            if resume.process.returncode is None:  # its test failed or did not run
                 resume.process.kill()
                 resume.process.communicate()
 
 
 def test_resume_continues_without_reevaluating(resuming: dict[str, Resuming]) -> None:
-    url, before, process = resuming["random"]
-    result = finish(process)
+    url, before, _ = resuming["random"]
+    resuming["random"].finish()
     numbers_before = {t.number for t in before}
-    assert result.returncode == 0, result.stderr
     study = _study(url)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 8 + 4 * 4
@@ -290,11 +298,10 @@ def test_failed_evaluation_is_a_fail_trial_with_its_reason(tmp_path: Path, monke
 
 
 def test_resume_keeps_the_nsga2_generations(resuming: dict[str, Resuming]) -> None:
-    url, trials_before, process = resuming["nsga2"]
-    result = finish(process)
+    url, trials_before, _ = resuming["nsga2"]
     generation = "NSGAIISampler:generation"
     before = max(t.system_attrs[generation] for t in trials_before)
     assert before >= 2
-    assert result.returncode == 0, result.stderr
+    resuming["nsga2"].finish()
     after = [t.system_attrs[generation] for t in _study(url).trials[16:] if generation in t.system_attrs]
     assert after and min(after) >= before

@@ -247,7 +247,12 @@ def test_load_rejects_bad_files_in_one_line(
     assert message.startswith(str(path)) and "\n" not in message
 
 
-def _train(data: DataSplits, epochs: int, path: Path, width: float = 1.0) -> tuple[torch.nn.Module, dict[str, Any]]:
+# Training checks that do not depend on the width (resuming, recipes, the warm-up phase) use the
+# narrowest supernet: a third of the time of width 1.0.
+NARROW = 0.35
+
+
+def _train(data: DataSplits, epochs: int, path: Path, width: float = NARROW) -> tuple[torch.nn.Module, dict[str, Any]]:
     net = build_supernet(10, width)
     summary = train_supernet(
         net, data, epochs=epochs, out_path=path, seed=3, batch_size=20,
@@ -328,7 +333,7 @@ def test_warmup_trains_the_largest_network_alone(tiny_digits: DataSplits, tmp_pa
         return {name: value.detach().clone() for name, value in net.named_parameters() if "matrix" in name}
 
     for warmup, phase in ((1, "largest"), (0, "sandwich")):
-        net = build_supernet(10)
+        net = build_supernet(10, NARROW)
         before = matrices(net)
         train_supernet(net, tiny_digits, epochs=1, warmup_epochs=warmup, out_path=tmp_path / f"{phase}.pth", seed=3,
                        batch_size=20, resolutions=(RESOLUTION,), progress=False)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +16,15 @@ from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
 from optnas.studies.study import create_search_study
-from tests.conftest import POSTGRES_URL, in_background, postgres_listening, selected, selected_values
+from tests.conftest import (
+    POSTGRES_URL,
+    Scenarios,
+    SessionScenarios,
+    postgres_listening,
+    selected,
+    selected_values,
+    start_with_session,
+)
 from tests.forked import Forked
 
 
@@ -66,8 +70,7 @@ def _workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     database = f"sqlite:///{tmp_path / 's.db'}"
-    proxy = subprocess.Popen([sys.executable, "-m", "optnas.cli", "storage-proxy", "--storage", database,
-                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proxy = Forked(["-m", "optnas.cli", "storage-proxy", "--storage", database, "--port", str(port)], tmp_path)
     try:
         url = f"grpc://127.0.0.1:{port}"
         config = SearchConfig(search_space="nasbench201", dataset="cifar10", sec_obj="params", n_doe=6,
@@ -90,7 +93,7 @@ def _workers_through_the_grpc_storage_proxy(tmp_path: Path) -> None:
         evaluated = _evaluated(study)
         assert len(evaluated) == len(set(evaluated))
     finally:
-        proxy.terminate()
+        proxy.kill()
         proxy.communicate(timeout=30)
 
 
@@ -127,16 +130,18 @@ def _recover_a_killed_worker(supernet_file: Path, tmp_path: Path) -> None:
     assert len(evaluated) == len(set(evaluated))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future]]:
-    """This module's scenarios, all started in threads when its first test starts; its tests wait for them.
+@start_with_session
+def _scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scenarios:
+    """This module's scenarios, started in threads with the session; its tests wait for them.
 
     Their worker processes spend much of their time waiting (on the storage, on each other's
-    batches, for a heartbeat to go stale), which leaves cores idle one scenario at a time.
-    Only the scenarios of the selected tests start; PostgreSQL's only when it listens (else its
-    test skips, or fails in CI, through the ``postgres_url`` fixture as before).
+    batches, for a heartbeat to go stale) and the in-process tests use one core: the scenarios
+    run beside those tests instead of after them. The storage proxy and the workers are forked
+    from the tests' forkserver (tests/forked.py). Only the scenarios of the selected tests
+    start; PostgreSQL's only when it listens (else its test skips, or fails in CI, through the
+    ``postgres_url`` fixture).
     """
-    started: dict[str, Callable[[], None]] = {}
+    started: Scenarios = {}
     for backend in sorted(selected_values(request, test_three_workers_spend_exactly_the_budget, "backend")):
         if backend == "postgresql" and not postgres_listening():
             continue
@@ -149,21 +154,21 @@ def scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     if selected(request, test_killed_worker_is_recovered):
         started["killed"] = partial(_recover_a_killed_worker, request.getfixturevalue("supernet_file"),
                                     tmp_path_factory.mktemp("killed"))
-    yield from in_background(started)
+    return started
 
 
-# The scenarios run in the fixture's threads; each test re-raises what failed in its scenario.
+# The scenarios run in the session's threads; each test re-raises what failed in its scenario.
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_three_workers_spend_exactly_the_budget(backend: str, request: pytest.FixtureRequest,
-                                                scenarios: dict[str, Future]) -> None:
+                                                session_scenarios: SessionScenarios) -> None:
     if backend == "postgresql":
         request.getfixturevalue("postgres_url")  # skipped, or failed in CI, when PostgreSQL is absent
-    scenarios[backend].result(timeout=700)
+    session_scenarios.result(__name__, backend, timeout=700)
 
 
-def test_workers_through_the_grpc_storage_proxy(scenarios: dict[str, Future]) -> None:
-    scenarios["grpc"].result(timeout=700)
+def test_workers_through_the_grpc_storage_proxy(session_scenarios: SessionScenarios) -> None:
+    session_scenarios.result(__name__, "grpc", timeout=700)
 
 
-def test_killed_worker_is_recovered(scenarios: dict[str, Future]) -> None:
-    scenarios["killed"].result(timeout=700)
+def test_killed_worker_is_recovered(session_scenarios: SessionScenarios) -> None:
+    session_scenarios.result(__name__, "killed", timeout=700)

@@ -1,4 +1,8 @@
-"""A real mobilenetv3 search on the embedded default (digits), through the CLI."""
+"""A real mobilenetv3 search through the CLI, with NSGA-II and with the surrogate sampler.
+
+Candidates are scored on the tiny CIFAR-10 tree: what is checked is what the study stores.
+test_quickstart searches the embedded default (digits) end to end.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,26 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.networks.costs import profile
-from tests.conftest import invoke_cli
+from tests.conftest import invoke_cli, tiny_cifar10_options
 
 
 @pytest.mark.parametrize("sampler", ["nsga2", "surrogate"])
-def test_digits_search_stores_exact_costs_and_accuracies(
-    sampler: str, supernet_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_search_stores_exact_costs_and_accuracies(
+    sampler: str, supernet_file: Path, tiny_cifar10: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path / 'd.db'}"
     # In this process: a subprocess would spend seconds importing torch again; nothing is
     # written outside --storage and --save, and the working folder is the test's anyway.
     monkeypatch.chdir(tmp_path)
     result = invoke_cli(
-        "search", "--storage", url, "--study-name", "digits", "--supernet-path", str(supernet_file),
-        # 3 trials (a trial recalibrates BN on the 1318 training images): the design, then one
-        # candidate of the sampler's first iteration.
-        "--n-doe", "2", "--iterations", "1", "--n-iter", "1", "--n-epochs", "0", "--vld-size", "120",
+        "search", "--storage", url, "--study-name", "search", "--supernet-path", str(supernet_file),
+        # 3 trials: the design, then one candidate of the sampler's first iteration.
+        "--n-doe", "2", "--iterations", "1", "--n-iter", "1", "--n-epochs", "0", *tiny_cifar10_options(tiny_cifar10),
         "--sec-obj", "params", "--pmax", "3.2", "--sampler", sampler, "--predictor", "rbf",
         "--save", str(tmp_path / "run"), "--quiet",
     )
     assert result.returncode == 0, result.stderr
-    study = optuna.load_study(study_name="digits", storage=url, sampler=optuna.samplers.RandomSampler())
+    study = optuna.load_study(study_name="search", storage=url, sampler=optuna.samplers.RandomSampler())
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 3
     for trial in complete:
