@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -48,11 +49,15 @@ class Predictor(RegressorMixin, BaseEstimator, abc.ABC):
         Args:
             X: gene encodings, shape (n_samples, n_genes) with the genes seen by ``fit``.
         """
+        prediction = self._on_validated(X, self._predict)
+        return np.asarray(prediction, dtype=np.float64).reshape(-1)
+
+    def _on_validated(self, X: ArrayLike, compute: Callable[[np.ndarray], Any]) -> Any:
+        """Run ``compute`` on ``X`` checked as ``predict`` checks it, with BLAS on one thread."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         with _threadpools().limit(limits=1, user_api="blas"):
-            prediction = self._predict(X)
-        return np.asarray(prediction, dtype=np.float64).reshape(len(X))
+            return compute(X)
 
     @abc.abstractmethod
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:

@@ -17,9 +17,8 @@ import scipy.linalg
 import scipy.optimize
 import scipy.stats
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
 
-from optnas.predictors.base import Predictor, _in_chunks, _squared_distances, _standardise, _threadpools, _UnitCube
+from optnas.predictors.base import Predictor, _in_chunks, _squared_distances, _standardise, _UnitCube
 
 _SQRT5 = math.sqrt(5.0)
 # Bounds of the log hyperparameters: amplitude, length scales (in unit-cube distances), noise.
@@ -146,10 +145,7 @@ class GroupedGPPredictor(Predictor):
             return_mean: return ``(predict(X), std)``: mean and spread share one kernel
                 evaluation, which scoring thousands of candidates per step repeats.
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        with _threadpools().limit(limits=1, user_api="blas"):
-            mean, std = self._latent_moments(X)
+        mean, std = self._on_validated(X, self._latent_moments)
         if self.warp:
             mean, std = self.warp_.values(mean), (self.warp_.values(mean + std) - self.warp_.values(mean - std)) / 2
         return (mean, std) if return_mean else std
