@@ -11,6 +11,12 @@ Every parameter becomes a gene with a finite, ordered list of values (its *level
   from ``low`` to ``high`` — or every value of its ``step`` grid when that has at most
   ``levels`` values, else ``levels`` of them spread over it.
 
+Unordered categories that share their choices (an operation per layer or per edge of a
+cell) are also seen through their totals: per shared choice, the fraction of those
+parameters that take it. Such parameters are often slots of one kind whose totals matter
+(how many convolutions a network holds sets its size and much of its accuracy), which a
+kernel over one-hot columns would need many trials to learn.
+
 So integers and categories are searched exactly, and floats (and very long integer ranges)
 on a grid: the surrogate never proposes a value between two levels. A trial whose parameter
 lies off the grid (sampled by another sampler, or enqueued) is read as its nearest level.
@@ -78,6 +84,7 @@ class OptunaSpace(SearchSpace):
                 self._features.append(((position - position.min()) / (span if span > 0 else 1.0))[:, None])
                 self._ordered.append(position)
         self._gene_lists = (tuple(self._distributions), tuple(tuple(v) for v in self._values))
+        self._shared = _shared_choices(self._values, self._one_hot)
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return dict(self._distributions)
@@ -127,18 +134,33 @@ class OptunaSpace(SearchSpace):
         return np.asarray(vectors, dtype=np.int64).reshape(len(vectors), len(self._values))
 
     def feature_groups(self) -> tuple[tuple[int, ...], tuple[bool, ...]]:
-        """The parameter (gene) of every feature column, and whether each gene is a one-hot category."""
-        groups = tuple(gene for gene, table in enumerate(self._features) for _ in range(table.shape[1]))
-        return groups, tuple(self._one_hot)
+        """The group of every feature column, and whether each group is a one-hot category.
+
+        Groups ``0 .. n_genes-1`` are the genes' own columns; every total of a shared choice
+        (see :meth:`features`) is a numeric group of its own after them.
+        """
+        groups = [gene for gene, table in enumerate(self._features) for _ in range(table.shape[1])]
+        totals = sum(_total_columns(len(self._values[genes[0]])) for genes in self._shared)
+        groups += range(len(self._features), len(self._features) + totals)
+        return tuple(groups), tuple(self._one_hot) + (False,) * totals
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
-        """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot.
+        """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot,
+        then the totals of shared choices.
+
+        For every set of unordered categories with the same choices, one column per choice
+        (one in all for two choices): the fraction of the set's parameters that take it.
 
         Args:
             vectors: array of shape (n, n_genes) of gene indices.
         """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(self._values))
-        return np.hstack([table[vectors[:, gene]] for gene, table in enumerate(self._features)])
+        columns = [table[vectors[:, gene]] for gene, table in enumerate(self._features)]
+        for genes in self._shared:
+            count = len(self._values[genes[0]])
+            levels = range(count - _total_columns(count), count)
+            columns += [(vectors[:, genes] == level).mean(axis=1)[:, None] for level in levels]
+        return np.hstack(columns)
 
 
 def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[list[Any], np.ndarray | None]:
@@ -173,6 +195,20 @@ def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[lis
         positions = np.log(np.array(values)) if log else np.array(values)
         return values, positions
     raise ValueError(f"parameter {name!r}: unsupported distribution {type(distribution).__name__}")
+
+
+def _shared_choices(values: list[list[Any]], one_hot: list[bool]) -> list[tuple[int, ...]]:
+    """The sets of two or more one-hot genes with the same choices (same values, same types)."""
+    sets: dict[tuple, list[int]] = {}
+    for gene, (choices, is_one_hot) in enumerate(zip(values, one_hot)):
+        if is_one_hot:
+            sets.setdefault(tuple((type(c), repr(c)) for c in choices), []).append(gene)
+    return [tuple(genes) for genes in sets.values() if len(genes) >= 2]
+
+
+def _total_columns(count: int) -> int:
+    """Columns of a shared choice set's totals: one per choice, one in all for two (they add up to 1)."""
+    return 1 if count == 2 else count
 
 
 def _numeric(values: list[Any]) -> bool:
