@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from optnas.samplers.design import initial_design
-from optnas.samplers.msunas import Evaluated, MSuNASStep, Proposal
+from optnas.samplers.msunas import SCALED_REFERENCE, Evaluated, MSuNASStep, Proposal, _selection_space
+from optnas.samplers.selection import select_batch
 from optnas.spaces import NASBench201Space
 
 SPACE = NASBench201Space()
@@ -161,3 +162,24 @@ def test_path_features_count_the_paths_made_of_each_operation_subset() -> None:
     assert stats[(1,)] == (1, 1, 1)  # the skip edge alone
     assert stats[(1, 4)] == (2, 1, 2)
     assert stats[(2, 3)] == (0, 0, 0)
+
+
+def test_a_candidate_past_the_fronts_costliest_point_is_credited_for_its_better_objective() -> None:
+    # The evaluated front, scaled: (error, cost) from the most accurate to the cheapest point.
+    front = np.array([[0.0, 1.0], [1.0, 0.0]])
+    candidates = np.array([
+        [-0.2, 3.0],  # more accurate than the front's best, at three times the front's cost span
+        [0.9, 0.9],   # a small gap inside the front
+    ])
+    credited, reference = _selection_space(candidates)
+    np.testing.assert_array_equal(credited, [[-0.2, SCALED_REFERENCE], [0.9, 0.9]])
+    assert select_batch(credited, np.zeros(2), 1, front, reference) == [0]
+    # In the front's own box the accurate candidate adds nothing: the front could not grow there.
+    assert select_batch(candidates, np.zeros(2), 1, front, (SCALED_REFERENCE,) * 2) == [1]
+
+
+def test_with_three_objectives_the_selection_space_is_the_scaled_one() -> None:
+    scaled = np.array([[-0.2, 3.0, 0.5]])
+    credited, reference = _selection_space(scaled)
+    np.testing.assert_array_equal(credited, scaled)
+    assert reference == (SCALED_REFERENCE,) * 3
