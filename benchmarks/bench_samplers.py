@@ -157,8 +157,9 @@ def ranking_table(predictors: list[str], seeds: int, n_train: int = 100) -> None
             figures.append((kendall_tau(truth, predicted), _pair_tau(predicted, truth, levels),
                             _pair_tau(predicted, truth, tops)))
         mean, std = np.mean(figures, axis=0), np.std(figures, axis=0)
-        cells = (f"{m:.3f} ± {s:.3f}".rjust(w) for m, s, w in zip(mean, std, (14, 15, 20)))
-        print(f"{label:24s} " + " ".join(cells), flush=True)
+        # Not named ``cells``: the next row draws its training cells from that array.
+        formatted = (f"{m:.3f} ± {s:.3f}".rjust(w) for m, s, w in zip(mean, std, (14, 15, 20)))
+        print(f"{label:24s} " + " ".join(formatted), flush=True)
 
 
 def main() -> None:
