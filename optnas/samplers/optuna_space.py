@@ -84,7 +84,9 @@ class OptunaSpace(SearchSpace):
                 self._features.append(((position - position.min()) / (span if span > 0 else 1.0))[:, None])
                 self._ordered.append(position)
         self._gene_lists = (tuple(self._distributions), tuple(tuple(v) for v in self._values))
-        self._shared = _shared_choices(self._values, self._one_hot)
+        # Per set of categories sharing their choices, the levels whose totals are features.
+        self._totals = [(genes, _total_levels(len(self._values[genes[0]])))
+                        for genes in _shared_choices(self._values, self._one_hot)]
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return dict(self._distributions)
@@ -140,7 +142,7 @@ class OptunaSpace(SearchSpace):
         (see :meth:`features`) is a numeric group of its own after them.
         """
         groups = [gene for gene, table in enumerate(self._features) for _ in range(table.shape[1])]
-        totals = sum(_total_columns(len(self._values[genes[0]])) for genes in self._shared)
+        totals = sum(len(levels) for _, levels in self._totals)
         groups += range(len(self._features), len(self._features) + totals)
         return tuple(groups), tuple(self._one_hot) + (False,) * totals
 
@@ -156,9 +158,7 @@ class OptunaSpace(SearchSpace):
         """
         vectors = np.asarray(vectors, dtype=np.int64).reshape(-1, len(self._values))
         columns = [table[vectors[:, gene]] for gene, table in enumerate(self._features)]
-        for genes in self._shared:
-            count = len(self._values[genes[0]])
-            levels = range(count - _total_columns(count), count)
+        for genes, levels in self._totals:
             columns += [(vectors[:, genes] == level).mean(axis=1)[:, None] for level in levels]
         return np.hstack(columns)
 
@@ -206,9 +206,10 @@ def _shared_choices(values: list[list[Any]], one_hot: list[bool]) -> list[tuple[
     return [tuple(genes) for genes in sets.values() if len(genes) >= 2]
 
 
-def _total_columns(count: int) -> int:
-    """Columns of a shared choice set's totals: one per choice, one in all for two (they add up to 1)."""
-    return 1 if count == 2 else count
+def _total_levels(count: int) -> range:
+    """The choices of a shared set whose totals are features: every one, only the last of two
+    (the two totals add up to 1)."""
+    return range(1, 2) if count == 2 else range(count)
 
 
 def _numeric(values: list[Any]) -> bool:
