@@ -10,6 +10,9 @@ result is a fraction of the best reachable.
   embedded table (its training seed = the benchmark seed); true fronts by enumeration.
 * ``zdt1``, ``zdt2``: Zitzler-Deb-Thiele on 6 floats in [0, 1] (convex and concave fronts;
   front at x2..x6 = 0).
+* ``zdt3``, ``zdt6``: held out (added after the sampler was developed, never tuned on): ZDT3's
+  front is five disconnected pieces, ZDT6's first objective is a biased, multimodal function
+  of ``x1`` and its ``g`` a fourth root (true fronts from a fine grid of ``x1`` at g = 1).
 * ``dtlz2``: Deb-Thiele-Laumanns-Zitzler, 3 objectives on 6 floats (the front is the unit
   sphere's positive octant, its scaled hypervolume 1.1³ − π/6).
 * ``mixed``: ZDT1's convex front, its distance term ``g`` made of one float, one integer in
@@ -32,7 +35,7 @@ from optnas.pareto import front_2d, front_indices, hypervolume_2d
 from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
 
 REFERENCE = 1.1
-PROBLEMS = ("nb201-cifar10", "nb201-cifar100", "zdt1", "zdt2", "dtlz2", "mixed")
+PROBLEMS = ("nb201-cifar10", "nb201-cifar100", "zdt1", "zdt2", "dtlz2", "mixed", "zdt3", "zdt6")
 _N_FLOATS = 6
 _MIXED_OFFSETS = {"alpha": 0.8, "beta": 0.3, "gamma": 1.2, "delta": 0.0, "epsilon": 0.5}
 _MIXED_ORDERED = (1, 2, 4, 8, 16, 32)
@@ -95,6 +98,16 @@ def make_problem(name: str, seed: int) -> Problem:
         # The box minus the region below the front (f1 in [0, 1]), integrated on a fine grid.
         true_hv = REFERENCE**2 - float(np.trapezoid(shape(f1), f1))
         return Problem(name, ["minimize"] * 2, objective, _identity, np.zeros(2), np.ones(2), true_hv)
+    if name in ("zdt3", "zdt6"):
+        objective = _zdt3 if name == "zdt3" else _zdt6
+        # On the front g = 1 (x2..x6 = 0): its points over a fine grid of x1, the dominated ones dropped.
+        x1 = np.linspace(0.0, 1.0, 200001)
+        f1 = x1 if name == "zdt3" else _zdt6_f1(x1)
+        f2 = 1 - np.sqrt(f1) - f1 * np.sin(10 * np.pi * f1) if name == "zdt3" else 1 - f1**2
+        front = front_2d(np.column_stack([f1, f2]))
+        ideal, nadir = front.min(axis=0), front.max(axis=0)
+        true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+        return Problem(name, ["minimize"] * 2, objective, _identity, ideal, nadir, true_hv)
     raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}")
 
 
@@ -140,6 +153,21 @@ def _zdt1(trial: optuna.Trial) -> tuple[float, float]:
 def _zdt2(trial: optuna.Trial) -> tuple[float, float]:
     x = _floats(trial)
     return _zdt(x[0], 1 + 9 * x[1:].mean(), lambda r: 1 - r**2)
+
+
+def _zdt3(trial: optuna.Trial) -> tuple[float, float]:
+    x = _floats(trial)
+    g = 1 + 9 * x[1:].mean()
+    return x[0], g * (1 - math.sqrt(x[0] / g) - x[0] / g * math.sin(10 * math.pi * x[0]))
+
+
+def _zdt6_f1(x1: np.ndarray | float) -> np.ndarray | float:
+    return 1 - np.exp(-4 * x1) * np.sin(6 * np.pi * x1) ** 6
+
+
+def _zdt6(trial: optuna.Trial) -> tuple[float, float]:
+    x = _floats(trial)
+    return _zdt(float(_zdt6_f1(x[0])), 1 + 9 * x[1:].mean() ** 0.25, lambda r: 1 - r**2)
 
 
 def _dtlz2(trial: optuna.Trial) -> tuple[float, float, float]:
