@@ -260,7 +260,7 @@ class MSuNASStep:
         allowed = ~self._dominated_by_reduced(vectors)
         if len(vectors) == 0 or len(done) == 0:
             return allowed
-        distance = np.array([(done != vector).sum(axis=1).min() for vector in vectors])
+        distance = _hamming_to_nearest(vectors, done)
         allowed &= distance > 0
         if self.trust_radius is not None:
             allowed &= distance <= self.trust_radius
@@ -365,6 +365,13 @@ def _neighbours(space: SearchSpace, vectors: np.ndarray) -> np.ndarray:
         return vectors[:0]
     candidates = space.canonical_vectors(np.concatenate(rows))
     return np.unique(candidates, axis=0)
+
+
+def _hamming_to_nearest(vectors: np.ndarray, others: np.ndarray, block: int = 1024) -> np.ndarray:
+    """The number of genes in which each of ``vectors`` differs from the nearest of ``others``,
+    in blocks of rows that bound the (block, len(others), n_genes) comparison."""
+    return np.concatenate([(vectors[start:start + block, None, :] != others[None]).sum(axis=2).min(axis=1)
+                           for start in range(0, len(vectors), block)])
 
 
 def _keys(vectors: np.ndarray) -> np.ndarray:
