@@ -88,6 +88,28 @@ def test_spread_is_small_at_samples_and_grows_away_from_them(mixed: tuple[Any, .
     assert (unseen >= 0).all()
 
 
+@pytest.mark.parametrize("warp", [False, True])
+def test_draws_follow_the_posterior(mixed: tuple[Any, ...], warp: bool) -> None:
+    space, X, y = mixed
+    groups, one_hot = space.feature_groups()
+    model = GroupedGPPredictor(groups=groups, categorical=one_hot, warp=warp, random_state=0).fit(X[:15], y[:15])
+    mean, std = model.predict_std(X[15:], return_mean=True)
+    n = len(X) - 15
+    # The draw at 0 deviations is the prediction; draws rise with the normal numbers.
+    draws = model.predict_draws(X[15:], np.array([np.zeros(n), np.full(n, -1.0), np.ones(n)]))
+    np.testing.assert_allclose(draws[0], mean)
+    assert (draws[1] <= draws[0]).all() and (draws[0] <= draws[2]).all()
+    # predict_std is half the width of the one-deviation interval (without warp: mean ± std).
+    np.testing.assert_allclose((draws[2] - draws[1]) / 2, std, atol=1e-9)
+    if not warp:
+        np.testing.assert_allclose(draws[2], mean + std)
+    # Many draws: their spread matches the posterior's (without warp, exactly normal).
+    normal = np.random.default_rng(0).standard_normal((4000, n))
+    spread = model.predict_draws(X[15:], normal).std(axis=0)
+    ratio = np.median(spread / np.maximum(std, 1e-12))
+    assert 0.8 < ratio < 1.2 if warp else 0.95 < ratio < 1.05
+
+
 def test_normal_scores_map_back_to_the_targets_and_tame_outliers() -> None:
     rng = np.random.default_rng(1)
     X = rng.random((30, 2))

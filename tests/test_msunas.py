@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 
 from optnas.samplers.design import initial_design
-from optnas.samplers.msunas import SCALED_REFERENCE, Evaluated, MSuNASStep, Proposal, _selection_space
+from optnas.samplers.msunas import (
+    EXTENDED_REFERENCE,
+    SCALED_REFERENCE,
+    Evaluated,
+    MSuNASStep,
+    Proposal,
+    _selection_space,
+)
 from optnas.samplers.selection import select_batch
 from optnas.spaces import NASBench201Space
 
@@ -176,6 +183,13 @@ def test_a_candidate_past_the_fronts_costliest_point_is_credited_for_its_better_
     assert select_batch(credited, np.zeros(2), 1, front, reference) == [0]
     # In the front's own box the accurate candidate adds nothing: the front could not grow there.
     assert select_batch(candidates, np.zeros(2), 1, front, (SCALED_REFERENCE,) * 2) == [1]
+
+
+def test_draws_of_candidates_are_credited_as_the_candidates_are() -> None:
+    drawn = np.array([[[-0.2, 3.0], [0.9, 0.9]], [[0.5, 1.2], [2.0, -0.1]]])
+    credited, reference = _selection_space(drawn)
+    np.testing.assert_array_equal(credited, np.minimum(drawn, SCALED_REFERENCE))
+    assert reference == (EXTENDED_REFERENCE,) * 2
 
 
 def test_with_three_objectives_the_selection_space_is_the_scaled_one() -> None:

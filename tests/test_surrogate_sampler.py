@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
-from optnas.samplers.selection import select_batch
+from optnas.samplers.selection import Outcomes, select_batch
 from optnas.spaces import MobileNetV3Space, NASBench201Space
 from optnas.studies.search import start_search
 from tests.forked import Forked
@@ -38,6 +38,26 @@ def test_select_batch_fills_the_front_and_skips_infeasible() -> None:
     violation = np.array([0.0, 0.0, 1.0, 0.0])
     picked = select_batch(candidates, violation, 2, front, (100.0, 20.0))
     assert picked[0] == 3 and 2 not in picked
+
+
+def test_select_batch_picks_first_the_candidate_expected_to_gain_most() -> None:
+    front = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    # Candidate 0's optimistic prediction sits behind the front; one draw in four reaches far
+    # past it. Candidate 1 fills a small gap whatever the draw; candidate 2 gains only in draws
+    # where it breaks its constraint.
+    candidates = np.array([[0.8, 0.8], [0.45, 0.45], [0.8, 0.8]])
+    drawn = np.repeat(candidates[None], 4, axis=0)
+    drawn[0, 0] = drawn[1, 2] = drawn[2, 2] = [-0.5, -0.5]
+    excess = np.zeros((4, 3))
+    excess[1:3, 2] = 1.0
+    reference = (1.1, 1.1)
+    assert select_batch(candidates, np.zeros(3), 1, front, reference) == [1]
+    outcomes = Outcomes(drawn, excess, picks=1)
+    # The first pick by the expected gain (2.10 / 4 against 0.0525), the second by the predictions.
+    assert select_batch(candidates, np.zeros(3), 2, front, reference, outcomes) == [0, 1]
+    # Expected gains need not be positive: without any, the picks are the predictions'.
+    assert select_batch(candidates, np.zeros(3), 1, front, reference,
+                        Outcomes(np.repeat(candidates[None], 4, axis=0), excess, picks=1)) == [1]
 
 
 def test_select_batch_fills_with_candidates_far_from_what_was_evaluated() -> None:

@@ -151,6 +151,21 @@ class GroupedGPPredictor(Predictor):
         return (mean, std) if return_mean else std
 
 
+    def predict_draws(self, X: np.ndarray, normal: np.ndarray) -> np.ndarray:
+        """Return draws of the posterior predictive distribution of the noise-free target.
+
+        Each draw is the latent mean plus ``normal`` latent standard deviations, mapped back
+        to values (through the warp with ``warp``), so a draw follows the posterior's own shape.
+
+        Args:
+            X: gene encodings, as for ``predict``.
+            normal: array (s, len(X)) of standard normal numbers, one draw per row.
+        """
+        mean, std = self._on_validated(X, self._latent_moments)
+        latent = mean + np.asarray(normal, dtype=float) * std
+        return self.warp_.values(latent) if self.warp else latent
+
+
 class _NormalScores:
     """The normal scores of training targets, and the piecewise-linear map back to values.
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from optnas.pareto import constrained_ranks, front_indices
 from optnas.samplers.evolution import SurrogateNSGA2
-from optnas.samplers.selection import select_batch
+from optnas.samplers.selection import ExpectedGain, Outcomes, select_batch
 from optnas.spaces import SearchSpace
 
 if TYPE_CHECKING:
@@ -107,6 +107,10 @@ class MSuNASStep:
             (name → array), where a space can compute them vectorised; the NSGA-II on the
             surrogate scores thousands of offspring per step, too many to profile one by one.
             It is called with the vectors and the names of the figures needed (it may skip others).
+        expected: with two objectives, the batch's first picks by their hypervolume gain
+            averaged over draws of the predictions (draws from predictors that have
+            ``predict_draws``; the others' predictions as they are); None: every pick by the
+            optimistic predictions.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class MSuNASStep:
         plausible: Callable[[str, np.ndarray], np.ndarray] | None = None,
         constraint_scales: dict[str, float] | None = None,
         vector_costs: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
+        expected: ExpectedGain | None = None,
     ) -> None:
         self.space = space
         self.costs = costs
@@ -137,6 +142,7 @@ class MSuNASStep:
         self.plausible = plausible or _plausible
         self.constraint_scales = dict(constraint_scales or {})
         self.vector_costs = vector_costs
+        self.expected = expected
         self._evolution = SurrogateNSGA2(space, population_size, generations)
         self._costs_cache: dict[tuple, dict[str, float]] = {}
 
@@ -202,6 +208,18 @@ class MSuNASStep:
             values.update(self._exact(vectors, missing))
             return values
 
+        def drawn(vectors: np.ndarray, normal: np.ndarray) -> dict[str, np.ndarray]:
+            """Draws of every quantity, one row per row of ``normal`` (standard normal numbers)."""
+            features = self.space.features(vectors)
+            values = {}
+            for name, model in models.items():
+                value = model.predict_draws(features, normal) if hasattr(model, "predict_draws") else \
+                    np.broadcast_to(model.predict(features), normal.shape)
+                values[name] = self.plausible(name, value)
+            exact = self._exact(vectors, [name for name in self.quantities if name not in values])
+            values.update({name: np.broadcast_to(value, normal.shape) for name, value in exact.items()})
+            return values
+
         def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             values = predict(vectors, self.exploration)
             return self._minimised(values), self._violation(values)
@@ -223,9 +241,15 @@ class MSuNASStep:
             violation = np.concatenate([violation, extra_violation])
         allowed = self._allowed(vectors, evaluated.seen)
         vectors, objectives, violation = vectors[allowed], objectives[allowed], violation[allowed]
-        scaled, scaled_front = _normalise(objectives, front_values)
-        credited, reference = _selection_space(scaled)
-        chosen = select_batch(credited, violation, n, scaled_front, reference) if len(vectors) else []
+        ideal, span = _scale(objectives, front_values)
+        credited, reference = _selection_space((objectives - ideal) / span)
+        outcomes = None
+        if self.expected is not None and len(vectors) and len(self.objectives) == 2:
+            values = drawn(vectors, rng.standard_normal((self.expected.draws, len(vectors))))
+            outcomes = Outcomes(_selection_space((self._minimised(values) - ideal) / span)[0],
+                                self._violation(values), self.expected.picks)
+        scaled_front = (front_values.reshape(-1, objectives.shape[1]) - ideal) / span
+        chosen = select_batch(credited, violation, n, scaled_front, reference, outcomes) if len(vectors) else []
         chosen_values = predict(vectors[chosen]) if len(chosen) else {name: np.zeros(0) for name in models}
         return Proposal(
             vectors=vectors[chosen],
@@ -287,10 +311,10 @@ class MSuNASStep:
 
     def _minimised(self, values: dict[str, np.ndarray]) -> np.ndarray:
         columns = [100.0 - values[name] if name == "top1" else values[name] for name in self.objectives]
-        return np.column_stack(columns).astype(float)
+        return np.stack(columns, axis=-1).astype(float)
 
     def _violation(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        violation = np.zeros(len(values[self.objectives[0]]))
+        violation = np.zeros(np.shape(values[self.objectives[0]]))
         for name, bound in self.constraint_bounds.items():
             value = values[_quantity(name)]
             excess = bound - value if name == "top1min" else value - bound
@@ -310,8 +334,9 @@ def _plausible(name: str, predicted: np.ndarray) -> np.ndarray:
     return np.clip(predicted, 0.0, 100.0) if name == "top1" else np.maximum(predicted, 0.0)
 
 
-def _normalise(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale objectives so the evaluated front spans [0, 1] on each axis.
+def _scale(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the ideal point and the span that scale objectives so the evaluated front spans
+    [0, 1] on each axis: ``(objectives - ideal) / span``.
 
     Hypervolume gains are then comparable along the whole front: in raw units, with a far
     reference point, the cheap end of the front (large errors) would dwarf every gain near the
@@ -327,8 +352,7 @@ def _normalise(objectives: np.ndarray, front: np.ndarray) -> tuple[np.ndarray, n
     else:
         basis = np.vstack([front, objectives])
     ideal, nadir = basis.min(axis=0), basis.max(axis=0)
-    span = np.where(nadir - ideal > 0, nadir - ideal, 1.0)
-    return (objectives - ideal) / span, (front - ideal) / span
+    return ideal, np.where(nadir - ideal > 0, nadir - ideal, 1.0)
 
 
 def _selection_space(scaled: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -344,9 +368,9 @@ def _selection_space(scaled: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]]
     by rank and distance, which the box would only blur.
 
     Args:
-        scaled: array (n, m) of the candidates' objectives, scaled by :func:`_normalise`.
+        scaled: array (..., m) of the candidates' objectives, scaled by :func:`_scale`.
     """
-    m = scaled.shape[1]
+    m = scaled.shape[-1]
     if m != 2:
         return scaled, (SCALED_REFERENCE,) * m
     return np.minimum(scaled, SCALED_REFERENCE), (EXTENDED_REFERENCE,) * m

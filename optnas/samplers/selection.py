@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from optnas.pareto import constrained_ranks, hypervolume_improvements_2d
+from optnas.pareto import constrained_ranks, front_indices, hypervolume_improvements_2d
+
+
+@dataclass(frozen=True)
+class ExpectedGain:
+    """Choose a batch's first picks by their expected hypervolume gain, averaged over draws of the
+    predictive distribution, and the rest by their optimistic predictions.
+
+    An optimistic prediction (the mean moved a fraction of a deviation towards better) sees
+    little beyond the evaluated front where the model knows nothing: there the mean falls back
+    towards the average trial, and a region that could extend the front (a far piece of a
+    disconnected front) is never tried. The expected gain counts the whole tail. Picks by it
+    alone spend the batch on such long shots and stop refining the front, so only the first
+    picks use it.
+
+    Args:
+        picks: how many of a batch's picks (the first) maximise the expected gain.
+        draws: draws of every candidate's predictions the gain is averaged over.
+    """
+
+    picks: int = 1
+    draws: int = 32
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Draws of the candidates' predictions, and how many picks maximise the gain averaged over them.
+
+    Args:
+        objectives: array (s, n, m) of ``s`` draws of every candidate's objectives, minimised.
+        violation: array (s, n) of the matching constraint violations.
+        picks: how many picks (the first) are chosen by the expected gain.
+    """
+
+    objectives: np.ndarray
+    violation: np.ndarray
+    picks: int
 
 
 def select_batch(
@@ -13,15 +51,18 @@ def select_batch(
     k: int,
     evaluated_front: np.ndarray,
     reference: tuple[float, ...],
+    outcomes: Outcomes | None = None,
 ) -> list[int]:
     """Return the indices of ``k`` candidates, each adding the most predicted hypervolume.
 
     Two objectives: greedy hypervolume contribution over the evaluated feasible front plus the
     candidates already picked, so the batch fills the front's gaps instead of crowding one
-    region. The candidates that add nothing (any number of objectives) follow, best
-    (feasibility-first) rank first, and within a rank the one farthest from every evaluated
-    front point and earlier pick: a candidate next to an evaluated point teaches little, while
-    NSGA-II's crowding distance would call it a boundary and pick it first.
+    region. With ``outcomes`` the first picks maximise the contribution averaged over its
+    draws, each draw with its own front (the draws of earlier picks joined to it), and only
+    where the draw is feasible. The candidates that add nothing (any number of objectives)
+    follow, best (feasibility-first) rank first, and within a rank the one farthest from every
+    evaluated front point and earlier pick: a candidate next to an evaluated point teaches
+    little, while NSGA-II's crowding distance would call it a boundary and pick it first.
 
     Args:
         objectives: array (n, m) of the candidates' (predicted) objectives, minimised.
@@ -29,6 +70,7 @@ def select_batch(
         k: the batch size.
         evaluated_front: array (p, m) of the evaluated feasible front, minimised.
         reference: the hypervolume reference point.
+        outcomes: draws of the predictions for the first picks (None: every pick by ``objectives``).
     """
     objectives = np.asarray(objectives, dtype=float)
     violation = np.asarray(violation, dtype=float)
@@ -40,6 +82,12 @@ def select_batch(
     # Leaving the deeper fronts out keeps both loops short.
     pool = list(np.flatnonzero(ranks <= 3))
     picked: list[int] = []
+    if m == 2 and outcomes is not None:
+        for best in _expected_picks(outcomes, min(k, outcomes.picks), held, reference):
+            picked.append(best)
+            if best in pool:
+                pool.remove(best)
+            held = np.vstack([held, objectives[best]])
     feasible = [i for i in pool if violation[i] <= 0]
     while m == 2 and len(picked) < k and feasible:
         gains = hypervolume_improvements_2d(objectives[feasible], held, reference)
@@ -61,3 +109,24 @@ def select_batch(
         rest, distance = np.delete(rest, position), np.delete(distance, position)
     picked += [int(i) for i in np.argsort(ranks, kind="stable") if i not in picked][: k - len(picked)]
     return picked
+
+
+def _expected_picks(outcomes: Outcomes, picks: int, front: np.ndarray, reference: tuple[float, ...]) -> list[int]:
+    """Up to ``picks`` candidates, one by one, each with the largest hypervolume gain averaged over
+    the draws (two objectives); fewer when no candidate is expected to gain anything."""
+    # Dominated points add nothing to a hypervolume: without them every draw's gains cost less.
+    fronts = [front[front_indices(front)]] * len(outcomes.objectives)
+    candidates = np.arange(outcomes.objectives.shape[1])
+    chosen: list[int] = []
+    while len(chosen) < picks and len(candidates):
+        gains = np.mean([hypervolume_improvements_2d(drawn[candidates], held, reference) * (excess[candidates] <= 0)
+                         for drawn, excess, held in zip(outcomes.objectives, outcomes.violation, fronts)], axis=0)
+        if gains.max() <= 0:
+            break
+        # A later pick only shrinks the gains: candidates without any are out for good.
+        candidates, gains = candidates[gains > 0], gains[gains > 0]
+        best = int(candidates[np.argmax(gains)])
+        chosen.append(best)
+        candidates = candidates[candidates != best]
+        fronts = [np.vstack([held, drawn[best]]) for drawn, held in zip(outcomes.objectives, fronts)]
+    return chosen
