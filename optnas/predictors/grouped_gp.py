@@ -150,7 +150,6 @@ class GroupedGPPredictor(Predictor):
             mean, std = self.warp_.values(mean), (self.warp_.values(mean + std) - self.warp_.values(mean - std)) / 2
         return (mean, std) if return_mean else std
 
-
     def predict_draws(self, X: np.ndarray, normal: np.ndarray) -> np.ndarray:
         """Return draws of the posterior predictive distribution of the noise-free target.
 
