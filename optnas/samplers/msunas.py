@@ -193,32 +193,26 @@ class MSuNASStep:
         models = self._fit(evaluated, random_state=seed + k)
         fit_seconds = time.perf_counter() - started
 
-        def predict(vectors: np.ndarray, optimism: float = 0.0) -> dict[str, np.ndarray]:
+        def predict(vectors: np.ndarray, optimism: float = 0.0, normal: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+            """Every quantity of ``vectors``: the predictions, moved ``optimism`` deviations towards
+            better, or with ``normal`` (standard normal numbers, one row per draw) draws of them."""
             features = self.space.features(vectors)
+            shape = (len(vectors),) if normal is None else normal.shape
             values = {}
             for name, model in models.items():
-                if optimism > 0 and hasattr(model, "predict_std"):
+                if normal is not None and hasattr(model, "predict_draws"):
+                    value = model.predict_draws(features, normal)
+                elif normal is None and optimism > 0 and hasattr(model, "predict_std"):
                     # Optimistic: the better end of the model's interval, better being larger for top1.
                     value, std = model.predict_std(features, return_mean=True)
                     value = value + (optimism if name == "top1" else -optimism) * std
                 else:
                     value = model.predict(features)
                 values[name] = self.plausible(name, value)
-            missing = [name for name in self.quantities if name not in values]
-            values.update(self._exact(vectors, missing))
-            return values
-
-        def drawn(vectors: np.ndarray, normal: np.ndarray) -> dict[str, np.ndarray]:
-            """Draws of every quantity, one row per row of ``normal`` (standard normal numbers)."""
-            features = self.space.features(vectors)
-            values = {}
-            for name, model in models.items():
-                value = model.predict_draws(features, normal) if hasattr(model, "predict_draws") else \
-                    np.broadcast_to(model.predict(features), normal.shape)
-                values[name] = self.plausible(name, value)
-            exact = self._exact(vectors, [name for name in self.quantities if name not in values])
-            values.update({name: np.broadcast_to(value, normal.shape) for name, value in exact.items()})
-            return values
+            values.update(self._exact(vectors, [name for name in self.quantities if name not in values]))
+            # A predictor without draws, and an exact figure, take the same value in every draw.
+            return {name: np.broadcast_to(value, shape) for name, value in values.items()}
 
         def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             values = predict(vectors, self.exploration)
@@ -245,7 +239,7 @@ class MSuNASStep:
         credited, reference = _selection_space((objectives - ideal) / span)
         outcomes = None
         if self.expected is not None and len(vectors) and len(self.objectives) == 2:
-            values = drawn(vectors, rng.standard_normal((self.expected.draws, len(vectors))))
+            values = predict(vectors, normal=rng.standard_normal((self.expected.draws, len(vectors))))
             outcomes = Outcomes(_selection_space((self._minimised(values) - ideal) / span)[0],
                                 self._violation(values), self.expected.picks)
         scaled_front = (front_values.reshape(-1, objectives.shape[1]) - ideal) / span
