@@ -110,6 +110,26 @@ def test_draws_follow_the_posterior(mixed: tuple[Any, ...], warp: bool) -> None:
     assert 0.8 < ratio < 1.2 if warp else 0.95 < ratio < 1.05
 
 
+def test_kept_moments_match_a_fresh_model(mixed: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    space, X, y = mixed
+    groups, one_hot = space.feature_groups()
+    monkeypatch.setattr("optnas.predictors.grouped_gp._MOMENTS_KEPT", 30)
+    model = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:20], y[:20])
+    fresh = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:20], y[:20])
+    # Rows scored in small blocks, then all at once beside rows never seen (past the 30 kept),
+    # give what one pass of an unused model gives; a refit forgets them.
+    for start in range(20, 60, 7):
+        model.predict_std(X[start:start + 7])
+    normal = np.random.default_rng(0).standard_normal((3, len(X) - 20))
+    np.testing.assert_allclose(model.predict_draws(X[20:], normal), fresh.predict_draws(X[20:], normal), atol=1e-12)
+    np.testing.assert_allclose(model.predict_std(X[20:], return_mean=True), fresh.predict_std(X[20:], return_mean=True),
+                               atol=1e-12)
+    assert len(model._moments) == 30
+    model.fit(X[20:40], y[20:40])
+    assert not model._moments
+    np.testing.assert_allclose(model.predict(X[:20]), fresh.fit(X[20:40], y[20:40]).predict(X[:20]), atol=1e-12)
+
+
 def test_normal_scores_map_back_to_the_targets_and_tame_outliers() -> None:
     rng = np.random.default_rng(1)
     X = rng.random((30, 2))

@@ -25,6 +25,8 @@ _SQRT5 = math.sqrt(5.0)
 _LOG_AMPLITUDE = (math.log(1e-2), math.log(1e2))
 _LOG_SCALE = (math.log(5e-2), math.log(1e2))
 _LOG_NOISE = (math.log(1e-6), math.log(1.0))
+# Rows whose latent moments a fitted model keeps (see GroupedGPPredictor._latent_moments).
+_MOMENTS_KEPT = 1 << 16
 
 
 class GroupedGPPredictor(Predictor):
@@ -101,6 +103,7 @@ class GroupedGPPredictor(Predictor):
         gram[np.diag_indices_from(gram)] += self.noise_ + 1e-9
         self.cholesky_ = scipy.linalg.cho_factor(gram, lower=True)
         self.alpha_ = scipy.linalg.cho_solve(self.cholesky_, t)
+        self._moments: dict[bytes, np.ndarray] = {}
 
     def _group_distances(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         """Squared distances per group, shape (n_groups, len(A), len(B))."""
@@ -120,7 +123,12 @@ class GroupedGPPredictor(Predictor):
         return _in_chunks(lambda block: self._cross(block) @ self.alpha_, X) * self.y_scale_ + self.y_mean_
 
     def _latent_moments(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The latent posterior mean and standard deviation, from one kernel pass."""
+        """The latent posterior mean and standard deviation, from one kernel pass per row.
+
+        A fitted model keeps the moments of the first ``_MOMENTS_KEPT`` rows it meets: a
+        search scores its candidates with ``predict_std`` and then draws the same rows
+        (``predict_draws``), which would otherwise repeat the kernel pass over all of them.
+        """
 
         def moments(block: np.ndarray) -> np.ndarray:
             cross = self._cross(block)
@@ -128,7 +136,19 @@ class GroupedGPPredictor(Predictor):
             variance = np.exp(self.log_amplitude_) - (solved**2).sum(axis=0)
             return np.column_stack([cross @ self.alpha_, np.sqrt(np.maximum(variance, 0.0))])
 
-        both = _in_chunks(moments, X)
+        keys = [row.tobytes() for row in X]
+        both = np.empty((len(X), 2))
+        missing = []
+        for i, key in enumerate(keys):
+            kept = self._moments.get(key)
+            if kept is None:
+                missing.append(i)
+            else:
+                both[i] = kept
+        if missing:
+            both[missing] = _in_chunks(moments, X[missing])
+            room = max(_MOMENTS_KEPT - len(self._moments), 0)
+            self._moments.update((keys[i], both[i]) for i in missing[:room])
         return both[:, 0] * self.y_scale_ + self.y_mean_, both[:, 1] * self.y_scale_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
