@@ -32,7 +32,7 @@ from typing import Any
 
 import optuna
 from bench_samplers import table_header, table_row
-from plain_problems import PROBLEMS, Problem, make_problem
+from plain_problems import PROBLEMS, TABLE_PROBLEMS, Problem, make_problem
 
 from optnas.samplers import SurrogateSampler
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS)
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS + TABLE_PROBLEMS)
     parser.add_argument("--predictor", default=None,
                         help="the surrogate's predictor of every objective [default: the sampler's]")
     args = parser.parse_args()

