@@ -103,7 +103,7 @@ class GroupedGPPredictor(Predictor):
         gram[np.diag_indices_from(gram)] += self.noise_ + 1e-9
         self.cholesky_ = scipy.linalg.cho_factor(gram, lower=True)
         self.alpha_ = scipy.linalg.cho_solve(self.cholesky_, t)
-        self._moments: dict[bytes, np.ndarray] = {}
+        self._moments: dict[bytes, tuple[float, float]] = {}
 
     def _group_distances(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         """Squared distances per group, shape (n_groups, len(A), len(B))."""
@@ -137,18 +137,16 @@ class GroupedGPPredictor(Predictor):
             return np.column_stack([cross @ self.alpha_, np.sqrt(np.maximum(variance, 0.0))])
 
         keys = [row.tobytes() for row in X]
-        both = np.empty((len(X), 2))
-        missing = []
-        for i, key in enumerate(keys):
-            kept = self._moments.get(key)
-            if kept is None:
-                missing.append(i)
-            else:
-                both[i] = kept
-        if missing:
-            both[missing] = _in_chunks(moments, X[missing])
-            room = max(_MOMENTS_KEPT - len(self._moments), 0)
-            self._moments.update((keys[i], both[i]) for i in missing[:room])
+        found = [self._moments.get(key) for key in keys]
+        missing = [i for i, kept in enumerate(found) if kept is None]
+        if len(missing) == len(X):
+            both = _in_chunks(moments, X) if len(X) else np.empty((0, 2))
+        else:
+            both = np.array([(math.nan, math.nan) if kept is None else kept for kept in found])
+            if missing:
+                both[missing] = _in_chunks(moments, X[missing])
+        room = max(_MOMENTS_KEPT - len(self._moments), 0)
+        self._moments.update(zip([keys[i] for i in missing[:room]], map(tuple, both[missing[:room]].tolist())))
         return both[:, 0] * self.y_scale_ + self.y_mean_, both[:, 1] * self.y_scale_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
