@@ -139,12 +139,12 @@ class GroupedGPPredictor(Predictor):
         keys = [row.tobytes() for row in X]
         found = [self._moments.get(key) for key in keys]
         missing = [i for i, kept in enumerate(found) if kept is None]
-        if len(missing) == len(X):
-            both = _in_chunks(moments, X) if len(X) else np.empty((0, 2))
-        else:
-            both = np.array([(math.nan, math.nan) if kept is None else kept for kept in found])
-            if missing:
-                both[missing] = _in_chunks(moments, X[missing])
+        held = [i for i, kept in enumerate(found) if kept is not None]
+        both = np.empty((len(X), 2))
+        if held:
+            both[held] = [found[i] for i in held]
+        if missing:
+            both[missing] = _in_chunks(moments, X[missing])
         room = max(_MOMENTS_KEPT - len(self._moments), 0)
         self._moments.update(zip([keys[i] for i in missing[:room]], map(tuple, both[missing[:room]].tolist())))
         return both[:, 0] * self.y_scale_ + self.y_mean_, both[:, 1] * self.y_scale_
