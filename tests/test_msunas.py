@@ -197,3 +197,31 @@ def test_with_three_objectives_the_selection_space_is_the_scaled_one() -> None:
     credited, reference = _selection_space(scaled)
     np.testing.assert_array_equal(credited, scaled)
     assert reference == (SCALED_REFERENCE,) * 3
+
+
+
+def test_the_front_is_judged_by_the_posterior_mean_where_a_model_estimates_noise() -> None:
+    from optnas.predictors.grouped_gp import GroupedGPPredictor
+
+    # Every architecture measured twice, as a noisy table's runs: no model can interpolate both.
+    once = _evaluated(15)
+    vectors = np.concatenate([once.vectors, once.vectors])
+    runs = np.concatenate([once.observed["top1"]] * 2) + np.random.default_rng(0).normal(0.0, 2.0, 30)
+    evaluated = Evaluated(vectors=vectors, observed={"top1": runs, "params": np.tile(once.observed["params"], 2)},
+                          feasible=np.ones(30, dtype=bool), seen=vectors)
+    features = SPACE.features(vectors)
+    for predictor in (GroupedGPPredictor(), "rbf"):
+        step = _step(predictor=predictor)
+        models = step._fit(evaluated, random_state=0)
+        judged = step._judged(models, evaluated)
+        np.testing.assert_array_equal(judged["params"], evaluated.observed["params"])
+        if isinstance(predictor, str):
+            # A model without a noise term: the measurements stand.
+            np.testing.assert_array_equal(judged["top1"], runs)
+        else:
+            assert models["top1"].noise_ > 1e-3
+            np.testing.assert_allclose(judged["top1"], models["top1"].predict(features))
+            # Both runs of an architecture are judged alike, between the two measurements.
+            np.testing.assert_allclose(judged["top1"][:15], judged["top1"][15:])
+            low, high = np.minimum(runs[:15], runs[15:]), np.maximum(runs[:15], runs[15:])
+            assert np.mean((judged["top1"][:15] > low) & (judged["top1"][:15] < high)) > 0.5

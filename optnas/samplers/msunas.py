@@ -219,7 +219,8 @@ class MSuNASStep:
             return self._minimised(values), self._violation(values)
 
         feasible = np.flatnonzero(evaluated.feasible)
-        front_values = self._minimised({name: evaluated.observed[name][feasible] for name in self.quantities})
+        judged = self._judged(models, evaluated)
+        front_values = self._minimised({name: judged[name][feasible] for name in self.quantities})
         front = feasible[front_indices(front_values)]
         initial = evaluated.vectors[front] if len(front) else evaluated.vectors
         rng = np.random.default_rng([seed, k])
@@ -271,6 +272,26 @@ class MSuNASStep:
                 self.space.features(evaluated.vectors[known]), evaluated.observed[name][known]
             )
         return models
+
+    def _judged(self, models: dict[str, Any], evaluated: Evaluated) -> dict[str, np.ndarray]:
+        """The evaluated trials' figures their front is judged by: the measured ones, except where
+        the quantity's model estimates its measurements' noise (a fitted ``noise_``): there, its
+        posterior means at the trials.
+
+        One lucky measurement (a run of a noisy table, or a point the model can only explain
+        as noise) would otherwise set a front that no candidate is predicted to beat, and the
+        search would stop refining where it lies; noisy expected improvement judges its
+        incumbent by the posterior for the same reason.
+        """
+        judged = dict(evaluated.observed)
+        noisy = [name for name, model in models.items() if hasattr(model, "noise_")]
+        if noisy:
+            features = self.space.features(evaluated.vectors)
+            for name in noisy:
+                known = ~np.isnan(judged[name])
+                judged[name] = judged[name].copy()
+                judged[name][known] = models[name].predict(features[known])
+        return judged
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
         """Mask of the candidates never evaluated, not dominated by their reduced form, and within the
