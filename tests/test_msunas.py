@@ -199,7 +199,6 @@ def test_with_three_objectives_the_selection_space_is_the_scaled_one() -> None:
     assert reference == (SCALED_REFERENCE,) * 3
 
 
-
 def test_the_front_is_judged_by_the_posterior_mean_where_a_model_estimates_noise() -> None:
     from optnas.predictors.grouped_gp import GroupedGPPredictor
 
