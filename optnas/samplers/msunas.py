@@ -284,7 +284,8 @@ class MSuNASStep:
         incumbent by the posterior for the same reason.
         """
         judged = dict(evaluated.observed)
-        noisy = [name for name, model in models.items() if hasattr(model, "noise_")]
+        # Only the objectives make the front; feasibility is the trials' own.
+        noisy = [name for name in self.objectives if hasattr(models.get(name), "noise_")]
         if noisy:
             features = self.space.features(evaluated.vectors)
             for name in noisy:
