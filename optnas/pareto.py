@@ -63,16 +63,23 @@ def hypervolume_improvements_2d(
         reference: the reference point.
     """
     points = np.asarray(points, dtype=float)
+    flat = points.reshape(-1, 2)
     front = np.asarray(front, dtype=float).reshape(-1, 2)
     front = front[(front[:, 0] < reference[0]) & (front[:, 1] < reference[1])]
     order = np.argsort(front[:, 0], kind="stable")
     starts = np.concatenate([[-np.inf], front[order, 0]])
     ends = np.concatenate([front[order, 0], [reference[0]]])
     ceilings = np.minimum.accumulate(np.concatenate([[reference[1]], front[order, 1]]))
-    first = np.minimum(points[..., 0], reference[0])[..., None]
+    # Only points below the staircase at their first objective add anything: in a batch's
+    # search most candidates lie above it, and the sum over the steps is skipped for them.
+    adding = flat[:, 0] < reference[0]
+    adding &= flat[:, 1] < ceilings[np.searchsorted(starts[1:], flat[:, 0], side="right")]
+    gains = np.zeros(len(flat))
+    first = flat[adding, 0][:, None]
     widths = np.maximum(0.0, ends - np.maximum(starts, first))
-    heights = np.maximum(0.0, ceilings - points[..., 1][..., None])
-    return (widths * heights).sum(axis=-1)
+    heights = np.maximum(0.0, ceilings - flat[adding, 1][:, None])
+    gains[adding] = (widths * heights).sum(axis=-1)
+    return gains.reshape(points.shape[:-1])
 
 
 def constrained_ranks(objectives: np.ndarray, violation: np.ndarray, max_rank: int | None = None) -> np.ndarray:

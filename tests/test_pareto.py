@@ -32,6 +32,18 @@ def test_improvements_equal_the_difference_of_hypervolumes() -> None:
         np.testing.assert_allclose(hypervolume_improvements_2d(points, front, reference), expected, atol=1e-12)
 
 
+def test_improvements_on_a_grid_of_ties_keep_the_points_shape() -> None:
+    # Coarse values put points on the front's steps and edges, where "below the staircase" is decided.
+    rng = np.random.default_rng(3)
+    reference = (1.2, 1.2)
+    for _ in range(200):
+        front = rng.integers(0, 7, size=(rng.integers(1, 8), 2)) / 5.0
+        points = rng.integers(-1, 8, size=(3, 5, 2)) / 5.0
+        expected = [[hypervolume_2d(np.vstack([front, p]), reference) - hypervolume_2d(front, reference) for p in draw]
+                    for draw in points]
+        np.testing.assert_allclose(hypervolume_improvements_2d(points, front, reference), expected, atol=1e-12)
+
+
 def test_improvements_are_zero_for_dominated_points() -> None:
     front = np.array([[0.0, 0.5], [0.5, 0.0]])
     points = np.array([[0.6, 0.6], [0.5, 0.5], [2.0, 0.0]])

@@ -91,4 +91,4 @@ class GPPredictor(Predictor):
         def predict(block: np.ndarray) -> np.ndarray:
             return self._covariance(self.scaler_(block), self.Z_) @ self.alpha_
 
-        return _in_chunks(predict, X) * self.y_scale_ + self.y_mean_
+        return _in_chunks(predict, X, len(self.Z_)) * self.y_scale_ + self.y_mean_

@@ -53,7 +53,7 @@ class RBFPredictor(Predictor):
             Z = self.scaler_(block)
             return _cubic(Z, self.centers_) @ self.weights_ + self._tail(Z) @ self.tail_coef_
 
-        return _in_chunks(predict, X)
+        return _in_chunks(predict, X, len(self.centers_))
 
 
 def _cubic(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -300,11 +300,11 @@ class MSuNASStep:
         allowed = ~self._dominated_by_reduced(vectors)
         if len(vectors) == 0 or len(done) == 0:
             return allowed
+        if self.trust_radius is None:
+            # Only never evaluated: a lookup, not a distance to every evaluated vector.
+            return allowed & ~np.isin(_keys(vectors), _keys(done))
         distance = _hamming_to_nearest(vectors, done)
-        allowed &= distance > 0
-        if self.trust_radius is not None:
-            allowed &= distance <= self.trust_radius
-        return allowed
+        return allowed & (distance > 0) & (distance <= self.trust_radius)
 
     def _dominated_by_reduced(self, vectors: np.ndarray) -> np.ndarray:
         """Mask of the candidates whose reduced form (the same function, unused operations

@@ -88,15 +88,17 @@ def select_batch(
             if best in pool:
                 pool.remove(best)
             held = np.vstack([held, objectives[best]])
-    feasible = [i for i in pool if violation[i] <= 0]
-    while m == 2 and len(picked) < k and feasible:
-        gains = hypervolume_improvements_2d(objectives[feasible], held, reference)
+    gaining = np.array([i for i in pool if violation[i] <= 0], dtype=np.int64)
+    while m == 2 and len(picked) < k and len(gaining):
+        gains = hypervolume_improvements_2d(objectives[gaining], held, reference)
         if gains.max() <= 0:
             break
-        best = feasible.pop(int(np.argmax(gains)))
-        picked.append(int(best))
+        best = int(gaining[np.argmax(gains)])
+        picked.append(best)
         pool.remove(best)
         held = np.vstack([held, objectives[best]])
+        # A later pick only shrinks the gains: candidates without any are out for good.
+        gaining = gaining[(gains > 0) & (gaining != best)]
     rest = np.array(pool, dtype=np.int64)
     distance = np.full(len(rest), np.inf)
     if len(held) and len(rest):
