@@ -217,7 +217,8 @@ class _NormalScores:
 
 
 def _scaled(distances: np.ndarray, length_scales: np.ndarray) -> np.ndarray:
-    return np.tensordot(1.0 / length_scales**2, distances, axes=1)
+    """Σ_g distances[g] / l_g², as one product of the groups' flattened distances."""
+    return (length_scales**-2.0 @ distances.reshape(len(length_scales), -1)).reshape(distances.shape[1:])
 
 
 def _matern(r2: np.ndarray) -> np.ndarray:
@@ -241,14 +242,15 @@ def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndar
     decay = np.exp(-_SQRT5 * r)
     kernel = amplitude * (1.0 + _SQRT5 * r + 5.0 / 3.0 * r2) * decay
     gram = kernel.copy()
-    gram[np.diag_indices_from(gram)] += noise + 1e-9
+    gram.flat[:: len(t) + 1] += noise + 1e-9
     # LAPACK directly: the inverse from the Cholesky factor costs a sixth of solving for the
     # identity, and these small matrices need no finiteness checks.
     factor, info = scipy.linalg.lapack.dpotrf(gram, lower=True)
     if info != 0:
         return 1e10, np.zeros_like(theta)
     lower, info = scipy.linalg.lapack.dpotri(factor, lower=True)
-    inverse = np.tril(lower) + np.tril(lower, -1).T
+    # dpotri fills the lower triangle; dpotrf left the upper one zero.
+    inverse = lower + np.tril(lower, -1).T
     alpha = inverse @ t
     value = 0.5 * t @ alpha + np.log(np.diag(factor)).sum() + 0.5 * len(t) * math.log(2 * math.pi)
     inner = inverse - np.outer(alpha, alpha)
@@ -257,7 +259,7 @@ def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndar
     gradient = np.empty_like(theta)
     gradient[0] = 0.5 * (inner * kernel).sum()
     # d(r²)/d(log l_g) = -2 · distances[g] / l_g².
-    gradient[1:-1] = -np.tensordot(distances, inner * slope, axes=2) / scales**2
+    gradient[1:-1] = -(distances.reshape(len(scales), -1) @ (inner * slope).ravel()) / scales**2
     gradient[-1] = 0.5 * np.trace(inner) * noise
     # Priors: log length scales ~ N(0, 1.5²), noise ~ exponential with mean 0.01 on the log scale.
     value += 0.5 * (log_scales**2).sum() / 1.5**2 + noise / 1e-2
