@@ -56,9 +56,18 @@ class Predictor(RegressorMixin, BaseEstimator, abc.ABC):
     def _on_validated(self, X: ArrayLike, compute: Callable[[np.ndarray], Any]) -> Any:
         """Run ``compute`` on ``X`` checked as ``predict`` checks it, with BLAS on one thread."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        if not self._passes_as_is(X):
+            X = validate_data(self, X, dtype=np.float64, reset=False)
         with _threadpools().limit(limits=1, user_api="blas"):
             return compute(X)
+
+    def _passes_as_is(self, X: Any) -> bool:
+        """Whether validation would return ``X`` unchanged: a non-empty, finite float64 matrix of
+        the fitted width, and no feature names to compare. A search scores candidates in a
+        hundred small calls per step, where validating each cost a twentieth of the step."""
+        return (isinstance(X, np.ndarray) and X.dtype == np.float64 and X.ndim == 2 and len(X) > 0
+                and X.shape[1] == self.n_features_in_ and not hasattr(self, "feature_names_in_")
+                and bool(np.isfinite(X).all()))
 
     @abc.abstractmethod
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
