@@ -247,9 +247,20 @@ def rank_and_crowding(objectives: np.ndarray, violation: np.ndarray) -> tuple[np
         objectives: array (n, m).
         violation: array (n,).
     """
+    objectives = np.asarray(objectives, dtype=float)
     ranks = constrained_ranks(objectives, violation)
+    # crowding_distances of every front at once: each column sorted within the fronts.
     crowding = np.zeros(len(ranks))
-    for rank in np.unique(ranks):
-        members = ranks == rank
-        crowding[members] = crowding_distances(objectives[members])
+    for column in range(objectives.shape[1]):
+        order = np.lexsort((objectives[:, column], ranks))
+        values, fronts = objectives[order, column], ranks[order]
+        first = np.concatenate([[True], fronts[1:] != fronts[:-1]])
+        last = np.concatenate([fronts[1:] != fronts[:-1], [True]])
+        starts = np.flatnonzero(first)
+        span = np.repeat(values[last] - values[first], np.diff(np.append(starts, len(order))))
+        crowding[order[first | last]] = np.inf
+        inner = np.flatnonzero(~first & ~last & (span > 0))
+        crowding[order[inner]] += (values[inner + 1] - values[inner - 1]) / span[inner]
+    # Fronts of one or two rows are all boundary.
+    crowding[np.bincount(ranks)[ranks] <= 2] = np.inf
     return ranks, crowding

@@ -209,11 +209,12 @@ class _NormalScores:
         self.slope = span / score_span if score_span > 0 else 0.0
 
     def values(self, scores: np.ndarray) -> np.ndarray:
-        inside = np.interp(scores, self.knots, self.levels)
-        below = self.levels[0] + (scores - self.knots[0]) * self.slope
-        above = self.levels[-1] + (scores - self.knots[-1]) * self.slope
-        mapped = np.where(scores < self.knots[0], below, np.where(scores > self.knots[-1], above, inside))
-        return np.clip(mapped, self.low, self.high)
+        mapped = np.interp(scores, self.knots, self.levels)
+        # Past either end (few scores, in a search's thousands of draws), the linear continuation.
+        below, above = scores < self.knots[0], scores > self.knots[-1]
+        mapped[below] = self.levels[0] + (scores[below] - self.knots[0]) * self.slope
+        mapped[above] = self.levels[-1] + (scores[above] - self.knots[-1]) * self.slope
+        return np.clip(mapped, self.low, self.high, out=mapped)
 
 
 def _scaled(distances: np.ndarray, length_scales: np.ndarray) -> np.ndarray:
