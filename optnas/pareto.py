@@ -219,27 +219,6 @@ def front_indices(objectives: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(ranks == 0)]
 
 
-def crowding_distances(objectives: np.ndarray) -> np.ndarray:
-    """Return the NSGA-II crowding distance of every row of one front (boundaries: infinity).
-
-    Args:
-        objectives: array (n, m) of one front.
-    """
-    objectives = np.asarray(objectives, dtype=float)
-    n, m = objectives.shape
-    distance = np.zeros(n)
-    if n <= 2:
-        return np.full(n, np.inf)
-    for column in range(m):
-        order = np.argsort(objectives[:, column], kind="stable")
-        values = objectives[order, column]
-        span = values[-1] - values[0]
-        distance[order[0]] = distance[order[-1]] = np.inf
-        if span > 0:
-            distance[order[1:-1]] += (values[2:] - values[:-2]) / span
-    return distance
-
-
 def rank_and_crowding(objectives: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return feasibility-first ranks and within-front crowding distances.
 
@@ -249,7 +228,8 @@ def rank_and_crowding(objectives: np.ndarray, violation: np.ndarray) -> tuple[np
     """
     objectives = np.asarray(objectives, dtype=float)
     ranks = constrained_ranks(objectives, violation)
-    # crowding_distances of every front at once: each column sorted within the fronts.
+    # NSGA-II's crowding distance of every front at once, each column sorted within the fronts:
+    # boundaries infinite, others the sum of their neighbours' gaps over the front's span.
     crowding = np.zeros(len(ranks))
     for column in range(objectives.shape[1]):
         order = np.lexsort((objectives[:, column], ranks))

@@ -7,11 +7,11 @@ import pytest
 
 from optnas.pareto import (
     constrained_ranks,
-    crowding_distances,
     front_2d,
     front_indices,
     hypervolume_2d,
     hypervolume_improvements_2d,
+    rank_and_crowding,
 )
 
 
@@ -90,7 +90,35 @@ def test_constrained_ranks_put_feasible_first() -> None:
     ranks = constrained_ranks(objectives, violation)
     # Point 1 dominates everything in value but violates a constraint: it ranks last.
     assert ranks.tolist() == [0, 2, 1, 0]
-    assert np.isinf(crowding_distances(objectives[[0, 3]])).all()
+    # A front of two points is all boundary.
+    assert np.isinf(rank_and_crowding(objectives, violation)[1][[0, 3]]).all()
+
+
+def _front_crowding(front: np.ndarray) -> np.ndarray:
+    """NSGA-II's crowding distance of one front, column by column as Deb et al. write it."""
+    distance = np.zeros(len(front))
+    if len(front) <= 2:
+        return np.full(len(front), np.inf)
+    for column in range(front.shape[1]):
+        order = np.argsort(front[:, column], kind="stable")
+        values = front[order, column]
+        distance[order[[0, -1]]] = np.inf
+        if values[-1] > values[0]:
+            distance[order[1:-1]] += (values[2:] - values[:-2]) / (values[-1] - values[0])
+    return distance
+
+
+def test_crowding_of_all_fronts_at_once_equals_each_fronts_own() -> None:
+    rng = np.random.default_rng(4)
+    for trial in range(300):
+        n, m = rng.integers(1, 40), rng.integers(2, 4)
+        # Coarse values half the time: ties within and across fronts.
+        objectives = rng.integers(0, 5, (n, m)).astype(float) if trial % 2 else rng.random((n, m))
+        violation = np.where(rng.random(n) < 0.2, rng.integers(0, 3, n), 0).astype(float)
+        ranks, crowding = rank_and_crowding(objectives, violation)
+        for rank in np.unique(ranks):
+            members = ranks == rank
+            np.testing.assert_array_equal(crowding[members], _front_crowding(objectives[members]))
 
 
 def test_front_indices_keep_the_ten_best_of_a_single_objective() -> None:
