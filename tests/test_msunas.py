@@ -211,8 +211,8 @@ def test_the_front_is_judged_by_the_posterior_mean_where_a_model_estimates_noise
     features = SPACE.features(vectors)
     for predictor in (GroupedGPPredictor(), "rbf"):
         step = _step(predictor=predictor)
-        models = step._fit(evaluated, random_state=0)
-        judged = step._judged(models, evaluated)
+        models = step._fit(evaluated, features, random_state=0)
+        judged = step._judged(models, evaluated, features)
         np.testing.assert_array_equal(judged["params"], evaluated.observed["params"])
         if isinstance(predictor, str):
             # A model without a noise term: the measurements stand.

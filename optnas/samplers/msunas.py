@@ -190,7 +190,8 @@ class MSuNASStep:
             k: the batch index; with ``seed`` it seeds the predictors and the evolution.
         """
         started = time.perf_counter()
-        models = self._fit(evaluated, random_state=seed + k)
+        trained_on = self.space.features(evaluated.vectors)
+        models = self._fit(evaluated, trained_on, random_state=seed + k)
         fit_seconds = time.perf_counter() - started
 
         def predict(vectors: np.ndarray, optimism: float = 0.0, normal: np.ndarray | None = None
@@ -219,7 +220,7 @@ class MSuNASStep:
             return self._minimised(values), self._violation(values)
 
         feasible = np.flatnonzero(evaluated.feasible)
-        judged = self._judged(models, evaluated)
+        judged = self._judged(models, evaluated, trained_on)
         front_values = self._minimised({name: judged[name][feasible] for name in self.quantities})
         front = feasible[front_indices(front_values)]
         initial = evaluated.vectors[front] if len(front) else evaluated.vectors
@@ -255,8 +256,9 @@ class MSuNASStep:
             seconds=time.perf_counter() - started,
         )
 
-    def _fit(self, evaluated: Evaluated, random_state: int) -> dict[str, Any]:
-        """One fitted predictor per predicted quantity, on the trials that measured it."""
+    def _fit(self, evaluated: Evaluated, features: np.ndarray, random_state: int) -> dict[str, Any]:
+        """One fitted predictor per predicted quantity, on the trials that measured it
+        (``features``: the evaluated vectors' features)."""
         # Imported here: the predictors package pulls in torch (the MLP predictor).
         from sklearn.base import clone
 
@@ -268,12 +270,10 @@ class MSuNASStep:
             kind = self.predictor if name == self.objectives[0] else self.sec_predictor
             model = get_predictor(kind, random_state=random_state) if isinstance(kind, str) else \
                 clone(kind).set_params(random_state=random_state)
-            models[name] = model.fit(
-                self.space.features(evaluated.vectors[known]), evaluated.observed[name][known]
-            )
+            models[name] = model.fit(features[known], evaluated.observed[name][known])
         return models
 
-    def _judged(self, models: dict[str, Any], evaluated: Evaluated) -> dict[str, np.ndarray]:
+    def _judged(self, models: dict[str, Any], evaluated: Evaluated, features: np.ndarray) -> dict[str, np.ndarray]:
         """The evaluated trials' figures their front is judged by: the measured ones, except where
         the quantity's model estimates its measurements' noise (a fitted ``noise_``): there, its
         posterior means at the trials.
@@ -282,16 +282,19 @@ class MSuNASStep:
         as noise) would otherwise set a front that no candidate is predicted to beat, and the
         search would stop refining where it lies; noisy expected improvement judges its
         incumbent by the posterior for the same reason.
+
+        Args:
+            models: the fitted predictors, by quantity.
+            evaluated: the evaluated trials.
+            features: their vectors' features, as the models were fitted on.
         """
         judged = dict(evaluated.observed)
         # Only the objectives make the front; feasibility is the trials' own.
         noisy = [name for name in self.objectives if hasattr(models.get(name), "noise_")]
-        if noisy:
-            features = self.space.features(evaluated.vectors)
-            for name in noisy:
-                known = ~np.isnan(judged[name])
-                judged[name] = judged[name].copy()
-                judged[name][known] = models[name].predict(features[known])
+        for name in noisy:
+            known = ~np.isnan(judged[name])
+            judged[name] = judged[name].copy()
+            judged[name][known] = models[name].predict(features[known])
         return judged
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
