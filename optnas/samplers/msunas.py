@@ -96,9 +96,9 @@ class MSuNASStep:
             architecture (None: anywhere), so that predictions are used where they were learnt.
         population_size: NSGA-II population on the surrogate.
         generations: NSGA-II generations on the surrogate.
-        exploration: candidates are scored by their predictions moved this many predictive
-            standard deviations towards better, by predictors that have ``predict_std``
-            (an optimistic bound, so that uncertain regions are tried; None: 0).
+        exploration: candidates are scored by the quantile of their predictive distribution
+            this many standard deviations towards better, by predictors that have
+            ``predict_draws`` (an optimistic bound, so that uncertain regions are tried; None: 0).
         plausible: (quantity, predictions) → predictions brought into the quantity's range
             (default: top1 clipped to 0-100, anything else to ≥ 0, as NAS figures are).
         constraint_scales: constraint name → the unit its excess is counted in (default:
@@ -194,29 +194,8 @@ class MSuNASStep:
         models = self._fit(evaluated, trained_on, random_state=seed + k)
         fit_seconds = time.perf_counter() - started
 
-        def predict(vectors: np.ndarray, optimism: float = 0.0, normal: np.ndarray | None = None
-                    ) -> dict[str, np.ndarray]:
-            """Every quantity of ``vectors``: the predictions, moved ``optimism`` deviations towards
-            better, or with ``normal`` (standard normal numbers, one row per draw) draws of them."""
-            features = self.space.features(vectors)
-            shape = (len(vectors),) if normal is None else normal.shape
-            values = {}
-            for name, model in models.items():
-                if normal is not None and hasattr(model, "predict_draws"):
-                    value = model.predict_draws(features, normal)
-                elif normal is None and optimism > 0 and hasattr(model, "predict_std"):
-                    # Optimistic: the better end of the model's interval, better being larger for top1.
-                    value, std = model.predict_std(features, return_mean=True)
-                    value = value + (optimism if name == "top1" else -optimism) * std
-                else:
-                    value = model.predict(features)
-                values[name] = self.plausible(name, value)
-            values.update(self._exact(vectors, [name for name in self.quantities if name not in values]))
-            # A predictor without draws, and an exact figure, take the same value in every draw.
-            return {name: np.broadcast_to(value, shape) for name, value in values.items()}
-
         def evaluate(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            values = predict(vectors, self.exploration)
+            values = self._predictions(models, vectors, self.exploration)
             return self._minimised(values), self._violation(values)
 
         feasible = np.flatnonzero(evaluated.feasible)
@@ -241,12 +220,14 @@ class MSuNASStep:
         credited, reference = _selection_space((objectives - ideal) / span)
         outcomes = None
         if self.expected is not None and len(vectors) and len(self.objectives) == 2:
-            values = predict(vectors, normal=rng.standard_normal((self.expected.draws, len(vectors))))
+            normal = rng.standard_normal((self.expected.draws, len(vectors)))
+            values = self._predictions(models, vectors, normal=normal)
             outcomes = Outcomes(_selection_space((self._minimised(values) - ideal) / span)[0],
                                 self._violation(values), self.expected.picks)
         scaled_front = (front_values.reshape(-1, objectives.shape[1]) - ideal) / span
         chosen = select_batch(credited, violation, n, scaled_front, reference, outcomes) if len(vectors) else []
-        chosen_values = predict(vectors[chosen]) if len(chosen) else {name: np.zeros(0) for name in models}
+        chosen_values = (self._predictions(models, vectors[chosen]) if len(chosen)
+                         else {name: np.zeros(0) for name in models})
         return Proposal(
             vectors=vectors[chosen],
             predicted={name: chosen_values[name] for name in models},
@@ -255,6 +236,36 @@ class MSuNASStep:
             fit_seconds=fit_seconds,
             seconds=time.perf_counter() - started,
         )
+
+    def _predictions(self, models: dict[str, Any], vectors: np.ndarray, optimism: float = 0.0,
+                     normal: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every quantity of ``vectors``: the predictions, or their optimistic bounds, or draws.
+
+        Args:
+            models: the fitted predictors, by quantity.
+            vectors: array (n, n_genes) of gene vectors.
+            optimism: with it, a model that draws gives the quantile of its predictive
+                distribution this many standard deviations towards better (larger for top1):
+                through the posterior's own shape, as a warped posterior is skewed and a
+                deviation taken symmetrically would reach as far towards better as its steep
+                side reaches towards worse.
+            normal: array (s, n) of standard normal numbers: ``s`` draws of every prediction
+                (by models that draw; the others' predictions and exact figures in every draw).
+        """
+        features = self.space.features(vectors)
+        shape = (len(vectors),) if normal is None else normal.shape
+        values = {}
+        for name, model in models.items():
+            if normal is not None and hasattr(model, "predict_draws"):
+                value = model.predict_draws(features, normal)
+            elif optimism > 0 and hasattr(model, "predict_draws"):
+                toward = optimism if name == "top1" else -optimism
+                value = model.predict_draws(features, np.full((1, len(vectors)), toward))[0]
+            else:
+                value = model.predict(features)
+            values[name] = self.plausible(name, value)
+        values.update(self._exact(vectors, [name for name in self.quantities if name not in values]))
+        return {name: np.broadcast_to(value, shape) for name, value in values.items()}
 
     def _fit(self, evaluated: Evaluated, features: np.ndarray, random_state: int) -> dict[str, Any]:
         """One fitted predictor per predicted quantity, on the trials that measured it

@@ -40,7 +40,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 # bench_surrogate_optuna. With more, a batch is chosen by rank and distance instead of
 # hypervolume gain, and optimism only lifts uncertain candidates into the first rank, where
 # the distance rule favours them again (DTLZ2: 0.63 with 0.5, 0.71 with none).
-PLAIN_EXPLORATION = 0.5
+PLAIN_EXPLORATION = 1.0
 # The plain form's first pick of a batch by its expected hypervolume gain (two objectives; see
 # ExpectedGain): a user's space may hide a piece of the front where no trial has been, which the
 # optimistic predictions never reach (benchmarks/README.md, bench_surrogate_optuna, ZDT3).
@@ -78,8 +78,8 @@ class StepOptions:
         trust_radius: candidates differ in at most this many genes from an evaluated one.
         population_size: NSGA-II population on the surrogate.
         generations: NSGA-II generations on the surrogate.
-        exploration: predictive standard deviations a candidate's predictions move towards
-            better (None: the strategy's).
+        exploration: a candidate is scored by the quantile of its predictive distribution this
+            many standard deviations towards better (None: the strategy's).
     """
 
     predictor: str | None = None

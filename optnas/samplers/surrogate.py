@@ -94,9 +94,9 @@ class SurrogateSampler(LockedState, BaseSampler):
         trust_radius: candidates differ in at most this many parameters from an evaluated
             trial (None: anywhere).
         population_size, generations: NSGA-II on the surrogate.
-        exploration: the surrogate scores a candidate by its predictions moved this many
-            predictive standard deviations towards better (where the model has one), so
-            that uncertain regions are tried; None: the strategy's.
+        exploration: the surrogate scores a candidate by the quantile of its predictive
+            distribution this many standard deviations towards better (where the model draws
+            from one), so that uncertain regions are tried; None: the strategy's.
         poll_seconds: how often a trial waiting for the previous batch checks again.
     """
 
