@@ -335,6 +335,9 @@ def _open_worker(
     """
     started = time.perf_counter()
     study = optuna.load_study(study_name=study_name, storage=open_storage(url), sampler=sampler)
+    # The storage a worker opens has heartbeats, which Optuna sends only from Study.optimize and
+    # warns of at each ask(); these trials live milliseconds, so none is missed.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
     def one_trial() -> float:
         begin = time.perf_counter()
