@@ -145,6 +145,23 @@ def test_normal_scores_map_back_to_the_targets_and_tame_outliers() -> None:
     assert kendall_tau(y[3:], model.predict(X[3:])) > 0.9
 
 
+def test_an_extreme_that_several_trials_share_bounds_every_draw() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.random((40, 2))
+    # A size with a floor: a third of the trials hold the smallest network (1.0).
+    size = 1.0 + 10.0 * np.maximum(X[:, 0] - 0.3, 0.0) + X[:, 1]
+    size[X[:, 0] < 0.3] = 1.0
+    assert (size == 1.0).sum() >= 2
+    normal = np.random.default_rng(3).standard_normal((500, 200))
+    candidates = rng.random((200, 2))
+    floored = GroupedGPPredictor(random_state=0).fit(X, size).predict_draws(candidates, normal)
+    assert floored.min() == 1.0
+    # With one smallest trial only, draws reach below it, as far as a tenth of the range.
+    size[np.argmin(X[:, 0])] = 0.9
+    single = GroupedGPPredictor(random_state=0).fit(X, size).predict_draws(candidates, normal)
+    assert single.min() < 0.9
+
+
 def test_groups_must_cover_the_columns() -> None:
     with pytest.raises(ValueError, match="groups names 2 columns; X has 3"):
         GroupedGPPredictor(groups=(0, 1)).fit(np.eye(3), np.arange(3.0))

@@ -192,7 +192,9 @@ class _NormalScores:
     """The normal scores of training targets, and the piecewise-linear map back to values.
 
     Ties share their mean rank. Beyond the training targets the map continues with the
-    slope of the whole range, up to a tenth of the range past either end.
+    slope of the whole range, up to a tenth of the range past either end, except past an
+    extreme that two or more targets share: such a value is taken as the quantity's bound (the
+    smallest network a space holds, the accuracy of chance), which no prediction passes.
 
     Args:
         y: the training targets.
@@ -203,10 +205,12 @@ class _NormalScores:
         self.scores = scipy.stats.norm.ppf((ranks - 0.5) / len(y))
         self.knots, first = np.unique(self.scores, return_index=True)
         self.levels = y[first]
-        span = float(y.max() - y.min())
-        self.low, self.high = float(y.min()) - span / 10, float(y.max()) + span / 10
+        low, high = float(y.min()), float(y.max())
+        margin = (high - low) / 10
+        self.low = low if (y == low).sum() >= 2 else low - margin
+        self.high = high if (y == high).sum() >= 2 else high + margin
         score_span = float(self.knots[-1] - self.knots[0])
-        self.slope = span / score_span if score_span > 0 else 0.0
+        self.slope = (high - low) / score_span if score_span > 0 else 0.0
 
     def values(self, scores: np.ndarray) -> np.ndarray:
         mapped = np.interp(scores, self.knots, self.levels)
