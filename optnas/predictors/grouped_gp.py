@@ -131,8 +131,8 @@ class GroupedGPPredictor(Predictor):
         """The latent posterior mean and standard deviation, from one kernel pass per row.
 
         A fitted model keeps the moments of the first ``_MOMENTS_KEPT`` rows it meets: a
-        search scores its candidates with ``predict_std`` and then draws the same rows
-        (``predict_draws``), which would otherwise repeat the kernel pass over all of them.
+        search scores its candidates at an optimistic quantile and then draws the same rows
+        (both ``predict_draws``), which would otherwise repeat the kernel pass over all of them.
         """
 
         def moments(block: np.ndarray) -> np.ndarray:
@@ -165,8 +165,7 @@ class GroupedGPPredictor(Predictor):
 
         Args:
             X: gene encodings, as for ``predict``.
-            return_mean: return ``(predict(X), std)``: mean and spread share one kernel
-                evaluation, which scoring thousands of candidates per step repeats.
+            return_mean: return ``(predict(X), std)``, both from one kernel evaluation.
         """
         mean, std = self._on_validated(X, self._latent_moments)
         if self.warp:
