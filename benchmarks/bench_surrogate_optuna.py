@@ -20,7 +20,7 @@ is the trial that computes a batch (its ``sample_relative`` runs the batch's fit
 the other trials of the batch read it), for every other sampler each trial after the
 surrogate's design (GPSampler fits its GP and optimises log-EHVI for every trial).
 
-    python benchmarks/bench_surrogate_optuna.py [--seeds 3] [--budgets 50 100] [--problems ...]
+    python benchmarks/bench_surrogate_optuna.py [--seeds 3] [--first-seed 0] [--budgets 50 100] [--problems ...]
                                                 [--samplers surrogate sur-exact gp tpe nsga2 random]
 """
 
@@ -116,6 +116,8 @@ def time_cells(wall: list[float], sampler: list[float], steps: list[float], budg
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first benchmark seed; seeds run from it (more seeds for a close median)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS + TABLE_PROBLEMS)
@@ -134,7 +136,7 @@ def main() -> None:
             seconds: list[float] = []
             sampler_seconds: list[float] = []
             steps: list[float] = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 problem = make_problem(problem_name, seed)
                 sampler = make_sampler(name, seed, problem, args.predictor)
                 clock = SamplerClock(sampler)
