@@ -9,7 +9,9 @@ Every sampler is built as a user would build it, with its defaults and a seed (N
 a population of 10, for 100 trials).
 ``surrogate`` predicts every objective; ``sur-exact`` (NAS-Bench-201 only) is given the
 model size through ``exact=`` (it follows from the parameters). Results are fractions of the
-true front's hypervolume.
+true front's hypervolume. Below each problem's table: the surrogate's median lead over every
+other sampler run, with a 90 % bootstrap interval over seeds (where the interval holds 0,
+more seeds are needed to tell the two apart: ``--seeds``, ``--first-seed``).
 
 Time (issue 26, item 3), measured side by side in the same run: every sampler's Optuna
 hooks (``infer_relative_search_space``, ``sample_relative``, ``sample_independent``,
@@ -33,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 from bench_samplers import table_header, table_row
 from plain_problems import PROBLEMS, TABLE_PROBLEMS, Problem, make_problem
@@ -113,6 +116,27 @@ def time_cells(wall: list[float], sampler: list[float], steps: list[float], budg
             f"{len(steps):6d} {statistics.median(steps):8.3f} ({max(steps):.3f})")
 
 
+def median_lead(ours: list[float], theirs: list[float], resamples: int = 10_000) -> str:
+    """Our median minus theirs, with a 90 % bootstrap interval, and the seeds on which ours is ahead.
+
+    Each sampler's seeds are resampled on their own (a sampler's search does not depend on
+    another's); an interval that holds 0 means the seeds run cannot tell the two medians apart.
+
+    Args:
+        ours: one hypervolume fraction per seed.
+        theirs: the other sampler's, for the same seeds.
+        resamples: bootstrap resamples.
+    """
+    rng = np.random.default_rng(0)
+    ours_array, theirs_array = np.asarray(ours), np.asarray(theirs)
+    differences = (np.median(rng.choice(ours_array, (resamples, len(ours))), axis=1)
+                   - np.median(rng.choice(theirs_array, (resamples, len(theirs))), axis=1))
+    low, high = np.quantile(differences, [0.05, 0.95])
+    ahead = int((ours_array > theirs_array).sum())
+    return (f"{statistics.median(ours) - statistics.median(theirs):+.4f} [{low:+.4f}, {high:+.4f}], "
+            f"ahead on {ahead}/{len(ours)} seeds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -129,10 +153,12 @@ def main() -> None:
     time_header = f" {'wall/100':>9s} {'sampl/100':>9s} {'steps':>6s} {'step s median (max)':>19s}"
     for problem_name in args.problems:
         print(f"\n{problem_name}\n" + table_header(args.budgets) + time_header + "  HV per seed")
+        finals: dict[str, list[float]] = {}
         for name in args.samplers:
             if name == "sur-exact" and make_problem(problem_name, 0).exact is None:
                 continue
             fractions: dict[int, list[float]] = {b: [] for b in args.budgets}
+            finals[name] = fractions[budget]
             seconds: list[float] = []
             sampler_seconds: list[float] = []
             steps: list[float] = []
@@ -150,6 +176,10 @@ def main() -> None:
                     fractions[b].append(problem.hv_fraction(study, b))
             print(table_row(name, fractions, seconds), time_cells(seconds, sampler_seconds, steps, budget),
                   " ".join(f"{v:.3f}" for v in fractions[budget]), flush=True)
+        for name in [other for other in finals if other not in ("surrogate", "sur-exact")]:
+            if "surrogate" in finals and len(finals["surrogate"]) > 1:
+                print(f"surrogate - {name} median HV@{budget}: {median_lead(finals['surrogate'], finals[name])}")
+    print("surrogate - X: difference of the medians [90 % bootstrap interval]; seeds: same seed, surrogate higher")
     print("HV: median over seeds (min); seconds: median wall time of a whole search; wall/100, sampl/100: median "
           "seconds per 100 trials of the search and of the sampler's hooks; steps (all seeds): a surrogate's "
           "batch computations, every other sampler's trials after the surrogate's design")
