@@ -110,10 +110,12 @@ def step_seconds(sampler: optuna.samplers.BaseSampler, study: optuna.Study, cloc
 
 
 def time_cells(wall: list[float], sampler: list[float], steps: list[float], budget: int) -> str:
-    """Time columns: median wall and sampler seconds per 100 trials; steps: count, median (max) s."""
+    """Time columns: median wall and sampler seconds per 100 trials; steps: count, median (max) s
+    (none within a budget no longer than the surrogate's design)."""
     per_100 = 100 / budget
+    step_cells = f"{statistics.median(steps):8.3f} ({max(steps):.3f})" if steps else f"{'-':>19s}"
     return (f"{statistics.median(wall) * per_100:9.1f} {statistics.median(sampler) * per_100:9.1f} "
-            f"{len(steps):6d} {statistics.median(steps):8.3f} ({max(steps):.3f})")
+            f"{len(steps):6d} {step_cells}")
 
 
 def median_lead(ours: list[float], theirs: list[float], resamples: int = 10_000) -> str:
