@@ -22,17 +22,23 @@ is the trial that computes a batch (its ``sample_relative`` runs the batch's fit
 the other trials of the batch read it), for every other sampler each trial after the
 surrogate's design (GPSampler fits its GP and optimises log-EHVI for every trial).
 
+With ``--jobs N`` the seeds of a sampler run in N processes at once: the figures are the
+same, the times are taken under that load (GPSampler's 50 seeds on one table take 20-60 min).
+
     python benchmarks/bench_surrogate_optuna.py [--seeds 3] [--first-seed 0] [--budgets 50 100] [--problems ...]
-                                                [--samplers surrogate sur-exact gp tpe nsga2 random]
+                                                [--samplers surrogate sur-exact gp tpe nsga2 random] [--jobs 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import functools
 import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -139,6 +145,54 @@ def median_lead(ours: list[float], theirs: list[float], resamples: int = 10_000)
             f"ahead on {ahead}/{len(ours)} seeds")
 
 
+@dataclass(frozen=True)
+class Search:
+    """One sampler's search of one problem for one seed.
+
+    Args:
+        fractions: budget → hypervolume fraction of the first ``budget`` trials.
+        seconds: wall seconds of the whole search.
+        sampler_seconds: seconds in the sampler's hooks.
+        steps: seconds of each of the sampler's steps (see :func:`step_seconds`).
+    """
+
+    fractions: dict[int, float]
+    seconds: float
+    sampler_seconds: float
+    steps: list[float]
+
+
+def run_search(problem_name: str, sampler_name: str, seed: int, *, budgets: list[int],
+               predictor: str | None) -> Search:
+    """Search ``problem_name`` with ``sampler_name`` for ``seed`` (picklable, so that processes run it).
+
+    Args:
+        problem_name: the problem.
+        sampler_name: the sampler (see ``SAMPLERS``).
+        seed: the benchmark seed.
+        budgets: the budgets scored; the search runs for the largest.
+        predictor: the surrogate's predictor (None: the sampler's).
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    problem = make_problem(problem_name, seed)
+    sampler = make_sampler(sampler_name, seed, problem, predictor)
+    clock = SamplerClock(sampler)
+    study = optuna.create_study(directions=problem.directions, sampler=sampler)
+    started = time.perf_counter()
+    study.optimize(problem.objective, n_trials=max(budgets))
+    seconds = time.perf_counter() - started
+    return Search({b: problem.hv_fraction(study, b) for b in budgets}, seconds,
+                  sum(clock.seconds.values()), step_seconds(sampler, study, clock))
+
+
+def _map(search: Callable[[int], Search], seeds: range, jobs: int) -> list[Search]:
+    """``search`` of every seed, in seed order, in ``jobs`` processes (1: in this one)."""
+    if jobs <= 1:
+        return [search(seed) for seed in seeds]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(search, seeds))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -147,10 +201,11 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS + TABLE_PROBLEMS)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes that run a sampler's seeds at once (times are then taken under that load)")
     parser.add_argument("--predictor", default=None,
                         help="the surrogate's predictor of every objective [default: the sampler's]")
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
     budget = max(args.budgets)
     time_header = f" {'wall/100':>9s} {'sampl/100':>9s} {'steps':>6s} {'step s median (max)':>19s}"
     for problem_name in args.problems:
@@ -159,23 +214,14 @@ def main() -> None:
         for name in args.samplers:
             if name == "sur-exact" and make_problem(problem_name, 0).exact is None:
                 continue
-            fractions: dict[int, list[float]] = {b: [] for b in args.budgets}
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            runs = _map(functools.partial(run_search, problem_name, name, budgets=args.budgets,
+                                          predictor=args.predictor), seeds, args.jobs)
+            fractions = {b: [run.fractions[b] for run in runs] for b in args.budgets}
             finals[name] = fractions[budget]
-            seconds: list[float] = []
-            sampler_seconds: list[float] = []
-            steps: list[float] = []
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
-                problem = make_problem(problem_name, seed)
-                sampler = make_sampler(name, seed, problem, args.predictor)
-                clock = SamplerClock(sampler)
-                study = optuna.create_study(directions=problem.directions, sampler=sampler)
-                started = time.perf_counter()
-                study.optimize(problem.objective, n_trials=budget)
-                seconds.append(time.perf_counter() - started)
-                sampler_seconds.append(sum(clock.seconds.values()))
-                steps += step_seconds(sampler, study, clock)
-                for b in args.budgets:
-                    fractions[b].append(problem.hv_fraction(study, b))
+            seconds = [run.seconds for run in runs]
+            sampler_seconds = [run.sampler_seconds for run in runs]
+            steps = [step for run in runs for step in run.steps]
             print(table_row(name, fractions, seconds), time_cells(seconds, sampler_seconds, steps, budget),
                   " ".join(f"{v:.3f}" for v in fractions[budget]), flush=True)
         ours = finals.get("surrogate", [])

@@ -1,4 +1,4 @@
-"""The plain-form benchmark's seed range and its bootstrap comparison of two samplers' medians."""
+"""The plain-form benchmark: its seed range, its seeds run in processes, its bootstrap lead of one median."""
 
 from __future__ import annotations
 
@@ -60,10 +60,13 @@ def _random_search(problems, seed: int, n_trials: int) -> float:
     return problem.hv_fraction(study, n_trials)
 
 
-def test_first_seed_runs_the_seeds_from_it(bench, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_first_seed_runs_the_seeds_from_it(bench, monkeypatch, capsys, jobs: int) -> None:
     module, problems = bench
+    # Worker processes import the benchmark by name, from the path they inherit.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     monkeypatch.setattr(sys, "argv", ["bench", "--seeds", "2", "--first-seed", "3", "--budgets", "12",
-                                      "--samplers", "random", "--problems", "nb201-cifar10"])
+                                      "--samplers", "random", "--problems", "nb201-cifar10", "--jobs", str(jobs)])
     module.main()
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("random"))
     printed = [float(value) for value in row.split()[-2:]]
