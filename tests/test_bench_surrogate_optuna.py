@@ -75,3 +75,29 @@ def test_first_seed_runs_the_seeds_from_it(bench, monkeypatch, capsys, jobs: int
     assert printed == pytest.approx(expected, abs=5e-4)
     # Seed 0 searches differently: the printed values tell the seeds apart.
     assert _random_search(problems, 0, 12) != pytest.approx(expected[0], abs=5e-4)
+
+
+@pytest.mark.parametrize("name", ["wfg2", "wfg4"])
+def test_wfg_front_is_reached_at_the_distance_optimum_and_only_there(bench, name: str) -> None:
+    _, problems = bench
+    problem = problems.make_problem(name, 0)
+
+    def study_of(distance: float) -> optuna.Study:
+        """Positions on a grid, every distance parameter at ``distance`` of its range [0, 2i]."""
+        study = optuna.create_study(directions=problem.directions)
+        for position in np.linspace(0.0, 1.0, 101):
+            study.enqueue_trial({f"x{i}": (position if i < 2 else distance) * 2 * (i + 1) for i in range(6)})
+        study.optimize(problem.objective, n_trials=101)
+        return study
+
+    # WFG's distance transformations are 0 at 0.35 and 1 at both ends of their range.
+    assert problem.hv_fraction(study_of(0.35), 101) == pytest.approx(1.0, abs=0.02)
+    assert problem.hv_fraction(study_of(0.0), 101) < 0.8
+    assert problem.hv_fraction(study_of(1.0), 101) < 0.8
+    values = np.array([trial.values for trial in study_of(0.35).trials])
+    if name == "wfg4":
+        # The concave front: a quarter ellipse with semi-axes 2 and 4.
+        np.testing.assert_allclose((values[:, 0] / 2) ** 2 + (values[:, 1] / 4) ** 2, 1.0, atol=1e-9)
+    else:
+        # The convex part: f1 = 2 (1 - cos(pi x / 2)) at position x.
+        np.testing.assert_allclose(values[:, 0], 2 * (1 - np.cos(np.linspace(0, 1, 101) * np.pi / 2)), atol=1e-9)
