@@ -34,7 +34,8 @@ def mixed() -> tuple[OptunaSpace, np.ndarray, np.ndarray]:
     return space, space.features(vectors), y
 
 
-@parametrize_with_checks([GroupedGPPredictor(n_restarts=0), GroupedGPPredictor(n_restarts=0, warp=False)])
+@parametrize_with_checks([GroupedGPPredictor(n_restarts=0), GroupedGPPredictor(n_restarts=0, warp=False),
+                          GroupedGPPredictor(n_restarts=0, warp="auto")])
 def test_sklearn_compatible(estimator: GroupedGPPredictor, check: Any) -> None:
     check(estimator)
 
@@ -217,3 +218,70 @@ def test_totals_let_the_gp_learn_a_sum_over_slots() -> None:
     assert tau > 0.85
     # Measured: 0.93 against 0.51 on one-hot columns alone.
     assert tau > kendall_tau(y[30:], one_hot_only.predict(X[30:, :30])) + 0.1
+
+
+def _refit_without(model: GroupedGPPredictor, X: np.ndarray, y: np.ndarray, i: int) -> float:
+    """Row ``i``'s latent posterior mean from the other rows, by sklearn with the model's hyperparameters."""
+    kernel = ConstantKernel(np.exp(model.log_amplitude_)) * Matern(model.length_scales_, nu=2.5)
+    targets = ((model.warp_.scores if model.warped_ else y) - model.y_mean_) / model.y_scale_
+    others = np.arange(len(y)) != i
+    gp = GaussianProcessRegressor(kernel, alpha=model.noise_ + 1e-9, optimizer=None)
+    gp.fit(model.Z_[others], targets[others])
+    return float(gp.predict(model.Z_[i:i + 1])[0])
+
+
+@pytest.mark.parametrize("warp", [True, False])
+def test_leave_one_out_ranking_is_that_of_refits_without_each_row(warp: bool) -> None:
+    from optnas.predictors.grouped_gp import _LatentFit
+
+    rng = np.random.default_rng(3)
+    X = rng.random((25, 2))
+    y = np.sin(4 * X[:, 0]) + X[:, 1] ** 2
+    model = GroupedGPPredictor(warp=warp, random_state=0).fit(X, y)
+    assert model.warped_ is warp
+    refits = np.array([_refit_without(model, X, y, i) for i in range(len(y))])
+    distances = model._group_distances(model.Z_, model.Z_)
+    fit = _LatentFit(model.warp_.scores if warp else y, distances, 0, np.random.RandomState(0))
+    assert fit.loo_tau(y) == pytest.approx(kendall_tau(y, refits), abs=1e-9)
+
+
+def test_auto_keeps_the_warp_for_outliers_and_drops_it_where_it_ranks_worse() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 2))
+    y = X.sum(axis=1)
+    y[:3] = 1000.0  # three networks that did not learn, say
+    outliers = GroupedGPPredictor(warp="auto", random_state=0).fit(X, y)
+    assert outliers.warped_
+    # A sum of a smooth term and a narrow valley: normal scores flatten the valley's depth.
+    X = rng.random((60, 3))
+    y = X[:, 0] + 4 * np.exp(-((X[:, 1] - 0.3) / 0.05) ** 2)
+    plain = GroupedGPPredictor(warp="auto", random_state=0).fit(X, y)
+    forced = [GroupedGPPredictor(warp=warp, random_state=0).fit(X, y) for warp in (True, False)]
+    taus = [kendall_tau(y, np.array([_refit_without(model, X, y, i) for i in range(len(y))])) for model in forced]
+    # auto chose the model whose leave-one-out predictions rank the rows better: here the plain one.
+    assert taus[1] > taus[0] and not plain.warped_
+    np.testing.assert_allclose(plain.predict(X[:5]), forced[0 if plain.warped_ else 1].predict(X[:5]))
+
+
+def test_warp_must_be_true_false_or_auto() -> None:
+    with pytest.raises(ValueError, match="warp must be"):
+        GroupedGPPredictor(warp="sometimes").fit(np.random.default_rng(0).random((5, 2)), np.arange(5.0))
+
+
+def test_without_warp_only_a_shared_extreme_bounds_the_predictions() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.random((30, 1))
+    slope = 3.0 * X[:, 0]
+    # A steep line: far outside the rows, the posterior mean passes the targets' range.
+    far = np.linspace(-3.0, 4.0, 50)[:, None]
+    free = GroupedGPPredictor(warp=False, random_state=0).fit(X, slope)
+    assert free.predict(far).min() < slope.min() - 0.3 * np.ptp(slope)
+    # The same line with its smallest value shared by five rows (the smallest network a space
+    # holds): no prediction passes it, while the other end still may.
+    floored = np.maximum(slope, np.sort(slope)[4])
+    model = GroupedGPPredictor(warp=False, random_state=0).fit(X, floored)
+    predicted = model.predict(far)
+    assert predicted.min() >= floored.min()
+    assert predicted.max() > floored.max() + 0.05 * np.ptp(floored)
+    normal = np.random.default_rng(0).standard_normal((20, len(far)))
+    assert model.predict_draws(far, normal).min() >= floored.min()

@@ -48,7 +48,10 @@ class GroupedGPPredictor(Predictor):
         warp: model the targets' normal scores (their ranks through the normal quantile
             function) instead of their values, mapped back piecewise linearly: a few
             outliers (a network that does not learn scores 10 %) then no longer flatten
-            every other difference, and the posterior stays normal.
+            every other difference, and the posterior stays normal. Scores also flatten a
+            deep narrow valley to one rank step: with ``"auto"`` both models are fitted and
+            the one whose leave-one-out posterior means rank the training targets better
+            (Kendall's tau, the warp on a tie) is kept, in ``warped_``.
         random_state: seeds the restarts.
     """
 
@@ -57,7 +60,7 @@ class GroupedGPPredictor(Predictor):
         groups: tuple[int, ...] | None = None,
         categorical: tuple[bool, ...] | None = None,
         n_restarts: int = 2,
-        warp: bool = True,
+        warp: bool | str = True,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.groups = groups
@@ -77,32 +80,22 @@ class GroupedGPPredictor(Predictor):
         self.column_weight_ = np.where(categorical[self.column_group_], 0.5, 1.0)
         self.scaler_ = _UnitCube(X)
         self.Z_ = self.scaler_(X)
-        if self.warp:
-            self.warp_ = _NormalScores(y)
-            y = self.warp_.scores
-        self.y_mean_, self.y_scale_ = _standardise(y)
-        t = (y - self.y_mean_) / self.y_scale_
+        if self.warp not in (True, False, "auto"):
+            raise ValueError(f"warp must be True, False or 'auto', got {self.warp!r}")
         distances = self._group_distances(self.Z_, self.Z_)
-        n_groups = len(self.group_ids_)
-        bounds = [_LOG_AMPLITUDE] + [_LOG_SCALE] * n_groups + [_LOG_NOISE]
         rng = check_random_state(self.random_state)
-        starts = [np.concatenate([[0.0], np.zeros(n_groups), [math.log(1e-2)]])]
-        starts += [np.array([rng.uniform(low, high) for low, high in bounds]) for _ in range(self.n_restarts)]
-        best = None
-        for start in starts:
-            result = scipy.optimize.minimize(
-                _negative_log_posterior, start, args=(distances, t), jac=True, method="L-BFGS-B",
-                bounds=bounds, options={"maxiter": 200},
-            )
-            if best is None or result.fun < best.fun:
-                best = result
-        self.log_amplitude_ = float(best.x[0])
-        self.length_scales_ = np.exp(best.x[1:-1])
-        self.noise_ = float(np.exp(best.x[-1]))
-        gram = np.exp(self.log_amplitude_) * _matern(_scaled(distances, self.length_scales_))
-        gram[np.diag_indices_from(gram)] += self.noise_ + 1e-9
-        self.cholesky_ = scipy.linalg.cho_factor(gram, lower=True)
-        self.alpha_ = scipy.linalg.cho_solve(self.cholesky_, t)
+        warp = _NormalScores(y)
+        choices = {True: [warp.scores], False: [y], "auto": [warp.scores, y]}[self.warp]
+        fits = [_LatentFit(targets, distances, self.n_restarts, rng) for targets in choices]
+        # With "auto" the warp stays only where the trials' own leave-one-out predictions rank
+        # them at least as well with it: ranks do not depend on the scale they are modelled on.
+        best = max(range(len(fits)), key=lambda i: (fits[i].loo_tau(y), -i))
+        self.warped_ = self.warp is True or (self.warp == "auto" and best == 0)
+        self.warp_ = warp
+        fit = fits[best]
+        self.y_mean_, self.y_scale_ = fit.mean, fit.scale
+        self.log_amplitude_, self.length_scales_, self.noise_ = fit.log_amplitude, fit.length_scales, fit.noise
+        self.cholesky_, self.alpha_ = fit.cholesky, fit.alpha
         # Every column divided by its group's length scale: one distance pass then gives the
         # kernel's scaled distance, where the fit needs each group's distances apart.
         self.column_stretch_ = np.sqrt(self.column_weight_) / self.length_scales_[self.column_group_]
@@ -156,7 +149,7 @@ class GroupedGPPredictor(Predictor):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         mean = self._latent_mean(X)
-        return self.warp_.values(mean) if self.warp else mean
+        return self.warp_.values(mean) if self.warped_ else self.warp_.bounded(mean)
 
     def predict_std(self, X: np.ndarray, return_mean: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Return the posterior standard deviation of the noise-free target at each row.
@@ -168,7 +161,7 @@ class GroupedGPPredictor(Predictor):
             return_mean: return ``(predict(X), std)``, both from one kernel evaluation.
         """
         mean, std = self._on_validated(X, self._latent_moments)
-        if self.warp:
+        if self.warped_:
             mean, std = self.warp_.values(mean), (self.warp_.values(mean + std) - self.warp_.values(mean - std)) / 2
         return (mean, std) if return_mean else std
 
@@ -184,7 +177,50 @@ class GroupedGPPredictor(Predictor):
         """
         mean, std = self._on_validated(X, self._latent_moments)
         latent = mean + np.asarray(normal, dtype=float) * std
-        return self.warp_.values(latent) if self.warp else latent
+        return self.warp_.values(latent) if self.warped_ else self.warp_.bounded(latent)
+
+
+class _LatentFit:
+    """The kernel hyperparameters maximising the marginal posterior of standardised targets, and
+    the posterior's Cholesky factor and weights.
+
+    Args:
+        targets: the targets (values or their normal scores).
+        distances: the training rows' squared distances per group.
+        n_restarts: extra optimiser starts from random hyperparameters.
+        rng: draws the restarts.
+    """
+
+    def __init__(self, targets: np.ndarray, distances: np.ndarray, n_restarts: int,
+                 rng: np.random.RandomState) -> None:
+        self.mean, self.scale = _standardise(targets)
+        self.t = t = (targets - self.mean) / self.scale
+        n_groups = len(distances)
+        bounds = [_LOG_AMPLITUDE] + [_LOG_SCALE] * n_groups + [_LOG_NOISE]
+        starts = [np.concatenate([[0.0], np.zeros(n_groups), [math.log(1e-2)]])]
+        starts += [np.array([rng.uniform(low, high) for low, high in bounds]) for _ in range(n_restarts)]
+        best = None
+        for start in starts:
+            result = scipy.optimize.minimize(
+                _negative_log_posterior, start, args=(distances, t), jac=True, method="L-BFGS-B",
+                bounds=bounds, options={"maxiter": 200},
+            )
+            if best is None or result.fun < best.fun:
+                best = result
+        self.log_amplitude = float(best.x[0])
+        self.length_scales = np.exp(best.x[1:-1])
+        self.noise = float(np.exp(best.x[-1]))
+        gram = np.exp(self.log_amplitude) * _matern(_scaled(distances, self.length_scales))
+        gram[np.diag_indices_from(gram)] += self.noise + 1e-9
+        self.cholesky = scipy.linalg.cho_factor(gram, lower=True)
+        self.alpha = scipy.linalg.cho_solve(self.cholesky, t)
+
+    def loo_tau(self, y: np.ndarray) -> float:
+        """Kendall's tau between ``y`` and each training row's leave-one-out posterior mean
+        (closed form: ``t_i - alpha_i / (K^-1)_ii``, in the standardised latent scale)."""
+        inverse_diagonal = np.diag(scipy.linalg.cho_solve(self.cholesky, np.eye(len(self.alpha))))
+        tau = scipy.stats.kendalltau(self.t - self.alpha / inverse_diagonal, y)[0]
+        return -1.0 if np.isnan(tau) else float(tau)
 
 
 class _NormalScores:
@@ -206,10 +242,18 @@ class _NormalScores:
         self.levels = y[first]
         low, high = float(y.min()), float(y.max())
         margin = (high - low) / 10
-        self.low = low if (y == low).sum() >= 2 else low - margin
-        self.high = high if (y == high).sum() >= 2 else high + margin
+        # An extreme two or more targets share is a bound of the quantity.
+        self.floor = low if (y == low).sum() >= 2 else -np.inf
+        self.ceiling = high if (y == high).sum() >= 2 else np.inf
+        self.low = max(self.floor, low - margin)
+        self.high = min(self.ceiling, high + margin)
         score_span = float(self.knots[-1] - self.knots[0])
         self.slope = (high - low) / score_span if score_span > 0 else 0.0
+
+    def bounded(self, values: np.ndarray) -> np.ndarray:
+        """``values`` within the quantity's bounds, the extremes that targets share (for a model of
+        the values themselves, which may extrapolate past the others)."""
+        return np.clip(values, self.floor, self.ceiling)
 
     def values(self, scores: np.ndarray) -> np.ndarray:
         mapped = np.interp(scores, self.knots, self.levels)

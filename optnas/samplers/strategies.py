@@ -325,7 +325,7 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
         from optnas.predictors.grouped_gp import GroupedGPPredictor
 
         groups, one_hot = space.feature_groups()
-        settings = _resolved(options, predictor=GroupedGPPredictor(groups=groups, categorical=one_hot),
+        settings = _resolved(options, predictor=GroupedGPPredictor(groups=groups, categorical=one_hot, warp="auto"),
                              exploration=PLAIN_EXPLORATION if len(signs) <= 2 else 0.0)
         step = MSuNASStep(
             space, costs, objectives=objectives, constraint_bounds=bounds,
