@@ -142,14 +142,12 @@ def make_problem(name: str, seed: int) -> Problem:
         f1 = x1 if name == "zdt3" else _zdt6_f1(x1)
         f2 = 1 - np.sqrt(f1) - f1 * np.sin(10 * np.pi * f1) if name == "zdt3" else 1 - f1**2
         front = front_2d(np.column_stack([f1, f2]))
-        ideal, nadir = front.min(axis=0), front.max(axis=0)
-        true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+        ideal, nadir, true_hv = _box_of(front)
         return Problem(name, ["minimize"] * 2, objective, _identity, ideal, nadir, true_hv)
     if name in ("wfg2", "wfg4"):
         shape = _wfg2_shape if name == "wfg2" else _wfg4_shape
         front = front_2d(np.column_stack(shape(np.linspace(0.0, 1.0, 200001), 0.0)))
-        ideal, nadir = front.min(axis=0), front.max(axis=0)
-        true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+        ideal, nadir, true_hv = _box_of(front)
         objective = functools.partial(_wfg, name)
         return Problem(name, ["minimize"] * 2, objective, _identity, ideal, nadir, true_hv)
     raise ValueError(f"unknown problem {name!r}; choose one of {', '.join(PROBLEMS + TABLE_PROBLEMS)}")
@@ -175,6 +173,12 @@ def hypervolume(points: np.ndarray, reference: float) -> float:
         below = points[points[:, 2] <= low][:, :2]
         volume += hypervolume_2d(front_2d(below), (reference, reference)) * (high - low)
     return volume
+
+
+def _box_of(front: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """A two-objective true front's ideal and nadir points and its hypervolume scaled to them."""
+    ideal, nadir = front.min(axis=0), front.max(axis=0)
+    return ideal, nadir, hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
 
 
 def _identity(values: np.ndarray) -> np.ndarray:
@@ -287,8 +291,7 @@ def _nasbench201(name: str, dataset: str, seed: int) -> Problem:
     every = np.array([[values["top1"], values["params"]]
                       for values in map(figures, map(list, itertools.product(OPERATIONS, repeat=N_EDGES)))])
     front = front_2d(minimised(every))
-    ideal, nadir = front.min(axis=0), front.max(axis=0)
-    true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+    ideal, nadir, true_hv = _box_of(front)
     return Problem(name, ["maximize", "minimize"], objective, minimised, ideal, nadir, true_hv, exact)
 
 
@@ -314,8 +317,7 @@ def _table(name: str, seed: int) -> Problem:
         return values * signs
 
     front = front_2d(minimised(np.array(list(means.values()))))
-    ideal, nadir = front.min(axis=0), front.max(axis=0)
-    true_hv = hypervolume_2d((front - ideal) / (nadir - ideal), (REFERENCE, REFERENCE))
+    ideal, nadir, true_hv = _box_of(front)
     return Problem(name, directions, objective, minimised, ideal, nadir, true_hv, truth=truth)
 
 

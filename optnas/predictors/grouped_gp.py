@@ -19,6 +19,7 @@ import scipy.stats
 from sklearn.utils import check_random_state
 
 from optnas.predictors.base import Predictor, _in_chunks, _squared_distances, _standardise, _UnitCube
+from optnas.predictors.metrics import kendall_tau
 
 _SQRT5 = math.sqrt(5.0)
 # Bounds of the log hyperparameters: amplitude, length scales (in unit-cube distances), noise.
@@ -89,7 +90,7 @@ class GroupedGPPredictor(Predictor):
         fits = [_LatentFit(targets, distances, self.n_restarts, rng) for targets in choices]
         # With "auto" the warp stays only where the trials' own leave-one-out predictions rank
         # them at least as well with it: ranks do not depend on the scale they are modelled on.
-        best = max(range(len(fits)), key=lambda i: (fits[i].loo_tau(y), -i))
+        best = 0 if len(fits) == 1 else max(range(len(fits)), key=lambda i: (fits[i].loo_tau(y), -i))
         self.warped_ = self.warp is True or (self.warp == "auto" and best == 0)
         self.warp_ = warp
         fit = fits[best]
@@ -219,8 +220,7 @@ class _LatentFit:
         """Kendall's tau between ``y`` and each training row's leave-one-out posterior mean
         (closed form: ``t_i - alpha_i / (K^-1)_ii``, in the standardised latent scale)."""
         inverse_diagonal = np.diag(scipy.linalg.cho_solve(self.cholesky, np.eye(len(self.alpha))))
-        tau = scipy.stats.kendalltau(self.t - self.alpha / inverse_diagonal, y)[0]
-        return -1.0 if np.isnan(tau) else float(tau)
+        return kendall_tau(y, self.t - self.alpha / inverse_diagonal)
 
 
 class _NormalScores:
