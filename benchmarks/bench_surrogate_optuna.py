@@ -103,15 +103,14 @@ class SamplerClock:
 def step_seconds(sampler: optuna.samplers.BaseSampler, study: optuna.Study, clock: SamplerClock) -> list[float]:
     """The sampler's seconds per step after its start-up.
 
-    A surrogate's steps are the trials that computed a stored batch (batch k is computed by
-    trial ``n_doe + (k - 1) * n_iter``, the first that needs it); every other sampler's are
-    its trials after the surrogate's default design (``SurrogateSampler().n_doe``), where
-    GPSampler fits its GP and optimises its acquisition for each trial.
+    A surrogate's steps are the trials that computed a stored batch (its first trial, the first
+    that needs it); every other sampler's are its trials after the surrogate's default design
+    (``SurrogateSampler().n_doe``), where GPSampler fits its GP and optimises its acquisition for
+    each trial.
     """
     if isinstance(sampler, SurrogateSampler):
-        batches = sorted(int(key.removeprefix(BATCH_ATTR_PREFIX))
-                         for key in study.user_attrs if key.startswith(BATCH_ATTR_PREFIX))
-        return [clock.seconds[sampler.n_doe + (k - 1) * sampler.n_iter] for k in batches]
+        return [clock.seconds[batch["first"]] for key, batch in sorted(study.user_attrs.items())
+                if key.startswith(BATCH_ATTR_PREFIX)]
     return [seconds for number, seconds in clock.seconds.items() if number >= SurrogateSampler().n_doe]
 
 

@@ -29,6 +29,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optnas.samplers.batches import BatchSizes, ConcurrentBatches, FixedBatches
 from optnas.samplers.msunas import Evaluated, MSuNASStep
 from optnas.samplers.optuna_space import DEFAULT_LEVELS, OptunaSpace
 from optnas.samplers.selection import ExpectedGain
@@ -119,12 +120,15 @@ class BaseSpaceStrategy(abc.ABC):
             hold a batch back.
         design_corners: the initial design starts with the smallest and the largest point
             (see :func:`~optnas.samplers.design.initial_design`).
+        default_batches: the batch sizes of a sampler given no ``n_iter`` (see
+            :mod:`~optnas.samplers.batches`).
     """
 
     points_key: ClassVar[str]
     default_seed: ClassVar[int | None] = None
     not_waited_for: ClassVar[tuple[TrialState, ...]] = ()
     design_corners: ClassVar[bool] = True
+    default_batches: ClassVar[BatchSizes] = FixedBatches(5)
 
     @abc.abstractmethod
     def space_of(self, study: Study) -> SearchSpace | None:
@@ -253,6 +257,9 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
     not_waited_for = (TrialState.WAITING,)
     # The first and last values of a user's parameters are no better guesses than others.
     design_corners = False
+    # A sequential study learns from every trial, as GPSampler does (benchmarks/README.md,
+    # fifteenth pass); parallel workers share a batch instead of waiting for each other's trials.
+    default_batches = ConcurrentBatches(most=5)
 
     def __init__(
         self,

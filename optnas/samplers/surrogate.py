@@ -13,12 +13,13 @@ One sampler, its space-specific part an injected strategy (see
   the figures read from the trials' user attributes (see :mod:`optnas.trial_attrs`).
 
 Trials are mapped to candidates by trial number, which the storage hands out atomically:
-numbers ``0 .. n_doe-1`` take the initial design, and numbers
-``n_doe + (k-1)·n_iter + i`` take candidate ``i`` of batch ``k``. Batch ``k`` is computed
-from exactly the trials numbered below its first number, once they have all finished, so
-every worker, thread or process, computes the same batch and takes a different candidate of
-it: no locks, no duplicates, and a late worker simply gets the next number. The batch is also
-stored in the study's user attributes, where later readers take it as it was.
+numbers ``0 .. n_doe-1`` take the initial design, and batch ``k`` takes the numbers from its
+first, ``first_k``, on: ``first_1 = n_doe``, ``first_{k+1} = first_k + size_k``. Batch ``k``,
+its size included (see :mod:`optnas.samplers.batches`), is computed from exactly the trials
+numbered below ``first_k``, once they have all finished, so every worker, thread or process,
+computes the same batch and takes a different candidate of it: no locks, no duplicates, and a
+late worker simply gets the next number. The batch is also stored in the study's user
+attributes, where later readers take it as it was.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optnas.optuna_private import holds
+from optnas.samplers.batches import FixedBatches
 from optnas.samplers.design import initial_design
 from optnas.samplers.optuna_space import DEFAULT_LEVELS
 from optnas.samplers.strategies import FINISHED, BaseSpaceStrategy, LockedState, OptunaSpaceStrategy, StepOptions
@@ -81,7 +83,9 @@ class SurrogateSampler(LockedState, BaseSampler):
             objective still returns every value.
         levels: the most values a float (or a long integer range) is searched on.
         n_doe: trials of the initial design (a Latin design over the parameters' values).
-        n_iter: candidates per batch.
+        n_iter: candidates per batch; None: the strategy's batch sizes (in plain form as many as
+            trials ran at once lately, at most 5: one in a sequential study; see
+            :mod:`optnas.samplers.batches`).
         seed: seed of the design, the predictors and the evolution. Workers of one study
             must agree on it; with None the strategy's default (0 for a NAS search), or
             the first worker draws one and stores it in the study.
@@ -108,7 +112,7 @@ class SurrogateSampler(LockedState, BaseSampler):
         exact: Callable[[dict[str, Any]], dict[int, float]] | None = None,
         levels: int = DEFAULT_LEVELS,
         n_doe: int = 20,
-        n_iter: int = 5,
+        n_iter: int | None = None,
         seed: int | None = None,
         predictor: str | None = None,
         sec_predictor: str | None = None,
@@ -126,11 +130,11 @@ class SurrogateSampler(LockedState, BaseSampler):
         elif search_space is not None or exact is not None or levels != DEFAULT_LEVELS:
             raise ValueError("search_space, exact and levels build the default strategy; "
                              "with strategy=..., give them to the strategy")
-        if n_doe < 1 or n_iter < 1:
+        if n_doe < 1 or (n_iter is not None and n_iter < 1):
             raise ValueError(f"n_doe and n_iter must be at least 1, got {n_doe} and {n_iter}")
         self.strategy = strategy
         self.n_doe = n_doe
-        self.n_iter = n_iter
+        self.batches = strategy.default_batches if n_iter is None else FixedBatches(n_iter)
         self.poll_seconds = poll_seconds
         self.options = StepOptions(predictor=predictor, sec_predictor=sec_predictor, trust_radius=trust_radius,
                                    population_size=population_size, generations=generations,
@@ -139,6 +143,8 @@ class SurrogateSampler(LockedState, BaseSampler):
         self._fallback = RandomSampler(seed=seed)
         self._designs: dict[int, np.ndarray] = {}
         self._batches: dict[int, dict[str, Any]] = {}
+        # Batch index → its size, as far as this process has learnt the numbering.
+        self._sizes: dict[int, int] = {}
         self._study_seed: int | None = self.seed
         # Open trials of this process: trial number → the thread that asked for it.
         self._open: dict[int, int] = {}
@@ -217,9 +223,9 @@ class SurrogateSampler(LockedState, BaseSampler):
         if number < self.n_doe:
             design = self._design(study, space)
             return design[number] if number < len(design) else None
-        batch_index, position = divmod(number - self.n_doe, self.n_iter)
         try:
-            batch = self.batch(study, batch_index + 1, space)
+            k, position = self._locate(study, number)
+            batch = self.batch(study, k, space)
         except _HeldByCaller:
             return None
         vectors = batch["vectors"]
@@ -242,14 +248,58 @@ class SurrogateSampler(LockedState, BaseSampler):
                 return cached
         stored = study.user_attrs.get(f"{BATCH_ATTR_PREFIX}{k:04d}")
         if stored is None:
-            earlier = self._wait_for_earlier(study, self.n_doe + (k - 1) * self.n_iter)
-            stored = self._propose(study, space, earlier, k)
+            first = self.first_number(study, k)
+            earlier = self._wait_for_earlier(study, first)
+            stored = self._propose(study, space, earlier, k, first)
             study.set_user_attr(f"{BATCH_ATTR_PREFIX}{k:04d}", stored)
+        with self._lock:
+            self._sizes[k] = self._stored_size(stored)
         points = self.strategy.stored_points(space, stored[self.strategy.points_key])
         batch = {**stored, "vectors": [space.to_vector(p) for p in points], "space": space}
         with self._lock:
             self._batches[k] = batch
         return batch
+
+    def first_number(self, study: Study, k: int) -> int:
+        """Return the number of batch ``k``'s first trial, once the trials before each earlier batch are final.
+
+        Args:
+            study: the study.
+            k: the batch index (k ≥ 1).
+        """
+        first = self.n_doe
+        stored = study.user_attrs
+        for j in range(1, k):
+            first += self._size(study, j, first, stored)
+        return first
+
+    # ---- inside ---------------------------------------------------------------------------
+
+    def _locate(self, study: Study, number: int) -> tuple[int, int]:
+        """The batch of trial ``number`` (past the design) and its position in it."""
+        k, first = 1, self.n_doe
+        stored = study.user_attrs
+        while True:
+            size = self._size(study, k, first, stored)
+            if number < first + size:
+                return k, number - first
+            k, first = k + 1, first + size
+
+    def _size(self, study: Study, k: int, first: int, stored: dict[str, Any]) -> int:
+        """The size of batch ``k`` (from trial ``first`` on): learnt, stored, or computed from the trials before it."""
+        with self._lock:
+            size = self._sizes.get(k)
+        if size is None:
+            batch = stored.get(f"{BATCH_ATTR_PREFIX}{k:04d}")
+            size = (self._stored_size(batch) if batch is not None
+                    else self.batches.size(self._wait_for_earlier(study, first)))
+            with self._lock:
+                self._sizes[k] = size
+        return size
+
+    def _stored_size(self, batch: dict[str, Any]) -> int:
+        # Batches stored before sizes varied hold none: they were all the same size.
+        return int(batch.get("size", self.batches.most))
 
     # ---- inside ---------------------------------------------------------------------------
 
@@ -294,16 +344,21 @@ class SurrogateSampler(LockedState, BaseSampler):
             optuna.storages.fail_stale_trials(study)
             time.sleep(self.poll_seconds)
 
-    def _propose(self, study: Study, space: SearchSpace, earlier: list[FrozenTrial], k: int) -> dict[str, Any]:
-        """Run the strategy's step on the earlier trials and return the batch as the study stores it."""
+    def _propose(self, study: Study, space: SearchSpace, earlier: list[FrozenTrial], k: int,
+                 first: int) -> dict[str, Any]:
+        """Run the strategy's step on the earlier trials; return batch ``k`` (from trial ``first`` on) as stored."""
         key = self.strategy.points_key
+        size = self.batches.size(earlier)
         problem = self.strategy.problem(study, space, earlier, self.options)
         # A predictor needs two trials (e.g. n_doe=1, or all but one of the design failed).
         if problem is None or len(problem.evaluated.vectors) < 2:
-            return {"iteration": k, key: [], "predicted": {}, "predictors": {}, "n_train": 0}
-        proposal = problem.step(problem.evaluated, self.n_iter, self._seed(study), k)
+            return {"iteration": k, "first": first, "size": size, key: [], "predicted": {}, "predictors": {},
+                    "n_train": 0}
+        proposal = problem.step(problem.evaluated, size, self._seed(study), k)
         return {
             "iteration": k,
+            "first": first,
+            "size": size,
             key: [space.from_vector(vector) for vector in proposal.vectors],
             # Back in the study's own directions where the strategy minimised a quantity.
             "predicted": {
