@@ -107,10 +107,9 @@ class MSuNASStep:
             (name → array), where a space can compute them vectorised; the NSGA-II on the
             surrogate scores thousands of offspring per step, too many to profile one by one.
             It is called with the vectors and the names of the figures needed (it may skip others).
-        expected: with two objectives, the batch's first picks by their hypervolume gain
-            averaged over draws of the predictions (draws from predictors that have
-            ``predict_draws``; the others' predictions as they are); None: every pick by the
-            optimistic predictions.
+        expected: with two objectives, a share of the picks by their hypervolume gain averaged
+            over draws of the predictions (draws from predictors that have ``predict_draws``;
+            the others' predictions as they are); None: every pick by the optimistic predictions.
     """
 
     def __init__(
@@ -180,7 +179,7 @@ class MSuNASStep:
         rows = [self.costs_of(vector) for vector in vectors]
         return {name: np.array([row[name] for row in rows], dtype=float) for name in names}
 
-    def __call__(self, evaluated: Evaluated, n: int, seed: int, k: int) -> Proposal:
+    def __call__(self, evaluated: Evaluated, n: int, seed: int, k: int, first_pick: int = 0) -> Proposal:
         """Return up to ``n`` never-evaluated candidates adding the most predicted hypervolume.
 
         Args:
@@ -188,6 +187,8 @@ class MSuNASStep:
             n: the batch size.
             seed: the search's seed.
             k: the batch index; with ``seed`` it seeds the predictors and the evolution.
+            first_pick: the number of the batch's first pick among the search's picks (0: the
+                first after the initial design), which says which picks ``expected`` makes.
         """
         started = time.perf_counter()
         trained_on = self.space.features(evaluated.vectors)
@@ -219,11 +220,12 @@ class MSuNASStep:
         ideal, span = _scale(objectives, front_values)
         credited, reference = _selection_space((objectives - ideal) / span)
         outcomes = None
-        if self.expected is not None and len(vectors) and len(self.objectives) == 2:
+        expected_picks = 0 if self.expected is None else self.expected.picks(first_pick, n)
+        if expected_picks and len(vectors) and len(self.objectives) == 2:
             normal = rng.standard_normal((self.expected.draws, len(vectors)))
             values = self._predictions(models, vectors, normal=normal)
             outcomes = Outcomes(_selection_space((self._minimised(values) - ideal) / span)[0],
-                                self._violation(values), self.expected.picks)
+                                self._violation(values), expected_picks)
         scaled_front = (front_values.reshape(-1, objectives.shape[1]) - ideal) / span
         chosen = select_batch(credited, violation, n, scaled_front, reference, outcomes) if len(vectors) else []
         chosen_values = (self._predictions(models, vectors[chosen]) if len(chosen)

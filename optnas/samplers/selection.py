@@ -11,23 +11,34 @@ from optnas.pareto import constrained_ranks, front_indices, hypervolume_improvem
 
 @dataclass(frozen=True)
 class ExpectedGain:
-    """Choose a batch's first picks by their expected hypervolume gain, averaged over draws of the
+    """Choose one pick in ``every`` by its expected hypervolume gain, averaged over draws of the
     predictive distribution, and the rest by their optimistic predictions.
 
     An optimistic prediction (the mean moved a fraction of a deviation towards better) sees
     little beyond the evaluated front where the model knows nothing: there the mean falls back
     towards the average trial, and a region that could extend the front (a far piece of a
     disconnected front) is never tried. The expected gain counts the whole tail. Picks by it
-    alone spend the batch on such long shots and stop refining the front, so only the first
-    picks use it.
+    alone spend the search on such long shots and stop refining the front, so only a share of
+    the picks use it, the same share whatever the batch size: with batches of ``every`` the
+    first of each, with batches of one every ``every``-th.
 
     Args:
-        picks: how many of a batch's picks (the first) maximise the expected gain.
+        every: the picks numbered (from 0, the first pick after the initial design) by a
+            multiple of ``every`` maximise the expected gain; a batch takes its share first.
         draws: draws of every candidate's predictions the gain is averaged over.
     """
 
-    picks: int = 1
+    every: int = 5
     draws: int = 32
+
+    def picks(self, first: int, n: int) -> int:
+        """Return how many of the picks numbered ``first`` to ``first + n - 1`` maximise the expected gain.
+
+        Args:
+            first: the number of a batch's first pick.
+            n: the batch size.
+        """
+        return len(range(-(-first // self.every) * self.every, first + n, self.every))
 
 
 @dataclass(frozen=True)

@@ -354,7 +354,7 @@ class SurrogateSampler(LockedState, BaseSampler):
         if problem is None or len(problem.evaluated.vectors) < 2:
             return {"iteration": k, "first": first, "size": size, key: [], "predicted": {}, "predictors": {},
                     "n_train": 0}
-        proposal = problem.step(problem.evaluated, size, self._seed(study), k)
+        proposal = problem.step(problem.evaluated, size, self._seed(study), k, first - self.n_doe)
         return {
             "iteration": k,
             "first": first,
