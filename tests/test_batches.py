@@ -14,7 +14,7 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from optnas.samplers import SurrogateSampler
+from optnas.samplers import SurrogateSampler, msunas
 from optnas.samplers.batches import ConcurrentBatches, FixedBatches
 from optnas.samplers.surrogate import BATCH_ATTR_PREFIX
 
@@ -92,6 +92,23 @@ def test_a_sequential_study_learns_from_every_trial() -> None:
         (k, 5 + k, 1, 5 + k) for k in range(1, 7)]
     # Each trial past the design evaluates its batch's one candidate.
     assert [study.trials[b["first"]].params for b in batches] == [b["params"][0] for b in batches]
+
+
+def test_a_sequential_study_picks_by_expected_gain_every_fifth_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected_picks: list[int] = []
+    select_batch = msunas.select_batch
+
+    def spy(*args: Any, **kwargs: Any) -> list[int]:
+        outcomes = args[5] if len(args) > 5 else kwargs.get("outcomes")
+        expected_picks.append(0 if outcomes is None else outcomes.picks)
+        return select_batch(*args, **kwargs)
+
+    monkeypatch.setattr(msunas, "select_batch", spy)
+    sampler = SurrogateSampler(SPACE, n_doe=6, seed=0, predictor="rbf", sec_predictor="rbf")
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.optimize(_objective, n_trials=17)
+    # Eleven steps of one trial: the first, sixth and eleventh by expected gain.
+    assert expected_picks == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
 
 
 def test_parallel_workers_share_batches_as_large_as_their_number() -> None:

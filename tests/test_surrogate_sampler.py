@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optnas.config import SearchConfig
-from optnas.samplers.selection import Outcomes, select_batch
+from optnas.samplers.selection import ExpectedGain, Outcomes, select_batch
 from optnas.spaces import MobileNetV3Space, NASBench201Space
 from optnas.studies.search import start_search
 from tests.forked import Forked
@@ -58,6 +58,17 @@ def test_select_batch_picks_first_the_candidate_expected_to_gain_most() -> None:
     # Expected gains need not be positive: without any, the picks are the predictions'.
     assert select_batch(candidates, np.zeros(3), 1, front, reference,
                         Outcomes(np.repeat(candidates[None], 4, axis=0), excess, picks=1)) == [1]
+
+
+def test_expected_gain_keeps_one_pick_in_five_whatever_the_batch_size() -> None:
+    rule = ExpectedGain(every=5)
+    # Batches of five: the first of each; batches of one: every fifth.
+    assert [rule.picks(first, 5) for first in range(0, 25, 5)] == [1] * 5
+    assert [rule.picks(first, 1) for first in range(10)] == [1, 0, 0, 0, 0, 1, 0, 0, 0, 0]
+    # Any batch: the multiples of five among its picks' numbers, counted one by one.
+    for first in range(12):
+        for n in range(1, 12):
+            assert rule.picks(first, n) == sum(j % 5 == 0 for j in range(first, first + n))
 
 
 def test_select_batch_fills_with_candidates_far_from_what_was_evaluated() -> None:
