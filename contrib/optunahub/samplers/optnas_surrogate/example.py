@@ -25,7 +25,8 @@ def objective(trial: optuna.Trial) -> tuple[float, float]:
 module = optunahub.load_local_module(
     package="samplers/optnas_surrogate", registry_root=str(Path(__file__).resolve().parents[2])
 )
-# A Latin design of 10 trials, then batches of 5 chosen on Gaussian-process surrogates.
+# A Latin design of 10 trials, then one trial per step (this study is sequential), chosen on
+# Gaussian-process surrogates.
 sampler = module.SurrogateSampler(n_doe=10, seed=0)
 study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
 study.optimize(objective, n_trials=20)
