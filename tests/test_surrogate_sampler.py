@@ -69,6 +69,8 @@ def test_expected_gain_keeps_one_pick_in_five_whatever_the_batch_size() -> None:
     for first in range(12):
         for n in range(1, 12):
             assert rule.picks(first, n) == sum(j % 5 == 0 for j in range(first, first + n))
+    with pytest.raises(ValueError, match="at least 1"):
+        ExpectedGain(every=0)
 
 
 def test_select_batch_fills_with_candidates_far_from_what_was_evaluated() -> None:

@@ -31,6 +31,10 @@ class ExpectedGain:
     every: int = 5
     draws: int = 32
 
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.draws < 1:
+            raise ValueError(f"every and draws must be at least 1, got {self.every} and {self.draws}")
+
     def picks(self, first: int, n: int) -> int:
         """Return how many of the picks numbered ``first`` to ``first + n - 1`` maximise the expected gain.
 
