@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -180,3 +182,24 @@ def test_a_batch_waits_for_other_threads_trials_not_for_the_askers_own() -> None
     study.tell(own, _objective(own))
     worker.join(timeout=30)
     assert done.is_set()
+
+
+def test_waiting_workers_do_not_fill_the_log_with_optunas_experimental_warning() -> None:
+    # pytest.ini ignores the warning: a fresh interpreter that shows every warning once per place.
+    script = """
+import time, optuna
+from optuna.distributions import FloatDistribution
+from optnas.samplers import SurrogateSampler
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+sampler = SurrogateSampler({"x": FloatDistribution(0, 1)}, n_doe=2, n_iter=2, seed=0, predictor="rbf",
+                           sec_predictor="rbf", poll_seconds=0.01)
+study = optuna.create_study(sampler=sampler)
+def objective(trial):
+    x = trial.suggest_float("x", 0, 1)
+    time.sleep(0.05 * (trial.number % 3))
+    return x
+study.optimize(objective, n_trials=8, n_jobs=2)
+"""
+    result = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert "fail_stale_trials" not in result.stderr

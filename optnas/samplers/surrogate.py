@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,10 @@ from optnas.samplers.strategies import FINISHED, BaseSpaceStrategy, LockedState,
 from optnas.spaces import SearchSpace
 
 BATCH_ATTR_PREFIX = "surrogate:batch:"
+# A worker waiting for a batch fails dead workers' stale trials at every poll, and Optuna warns
+# that the function is experimental at every call: a parallel study's log would fill with it.
+warnings.filterwarnings("ignore", message=r".*fail_stale_trials is experimental",
+                        category=optuna.exceptions.ExperimentalWarning)
 # Where a study run with ``seed=None`` keeps the seed its first worker drew, for the others.
 SEED_ATTR = "surrogate:seed"
 
