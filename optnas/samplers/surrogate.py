@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -229,12 +229,14 @@ class SurrogateSampler(LockedState, BaseSampler):
             design = self._design(study, space)
             return design[number] if number < len(design) else None
         try:
-            k, position = self._locate(study, number)
-            batch = self.batch(study, k, space)
+            for k, first, size, earlier in self._chain(study):
+                if number < first + size:
+                    batch = self._load(study, k, space, (first, earlier))
+                    break
         except _HeldByCaller:
             return None
         vectors = batch["vectors"]
-        return np.asarray(vectors[position]) if position < len(vectors) else None
+        return np.asarray(vectors[number - first]) if number - first < len(vectors) else None
 
     def batch(self, study: Study, k: int, space: SearchSpace | None = None) -> dict[str, Any]:
         """Return batch ``k`` (k ≥ 1): stored, cached, or computed once its inputs are final.
@@ -247,14 +249,35 @@ class SurrogateSampler(LockedState, BaseSampler):
         space = space if space is not None else self.strategy.space_of(study)
         if space is None:
             raise ValueError("the search space is not known yet: no trial has completed")
+        return self._load(study, k, space, None)
+
+    def first_number(self, study: Study, k: int) -> int:
+        """Return the number of batch ``k``'s first trial, once the trials before each earlier batch are final.
+
+        Args:
+            study: the study.
+            k: the batch index (k ≥ 1).
+        """
+        return next(first for j, first, _, _ in self._chain(study) if j == k)
+
+    # ---- inside ---------------------------------------------------------------------------
+
+    def _load(self, study: Study, k: int, space: SearchSpace,
+              located: tuple[int, list[FrozenTrial] | None] | None) -> dict[str, Any]:
+        """Batch ``k``: cached, stored, or proposed from the trials before it.
+
+        ``located``: its first trial number and, where the chain read them, the trials before
+        it (None: found here).
+        """
         with self._lock:
             cached = self._batches.get(k)
             if cached is not None and cached["space"] is space:
                 return cached
         stored = study.user_attrs.get(f"{BATCH_ATTR_PREFIX}{k:04d}")
         if stored is None:
-            first = self.first_number(study, k)
-            earlier = self._wait_for_earlier(study, first)
+            first, earlier = located if located is not None else (self.first_number(study, k), None)
+            if earlier is None:
+                earlier = self._wait_for_earlier(study, first)
             stored = self._propose(study, space, earlier, k, first)
             study.set_user_attr(f"{BATCH_ATTR_PREFIX}{k:04d}", stored)
         with self._lock:
@@ -265,48 +288,35 @@ class SurrogateSampler(LockedState, BaseSampler):
             self._batches[k] = batch
         return batch
 
-    def first_number(self, study: Study, k: int) -> int:
-        """Return the number of batch ``k``'s first trial, once the trials before each earlier batch are final.
+    def _chain(self, study: Study) -> Iterator[tuple[int, int, int, list[FrozenTrial] | None]]:
+        """The batches in order, as ``(k, first trial number, size, trials before it)``.
 
-        Args:
-            study: the study.
-            k: the batch index (k ≥ 1).
+        A size is learnt, stored, or computed from the trials before the batch (waiting for
+        them); those trials are yielded only where they were read for it, else None. The study's
+        attributes are read only for a size this process has not learnt.
         """
-        first = self.n_doe
-        stored = study.user_attrs
-        for j in range(1, k):
-            first += self._size(study, j, first, stored)
-        return first
-
-    # ---- inside ---------------------------------------------------------------------------
-
-    def _locate(self, study: Study, number: int) -> tuple[int, int]:
-        """The batch of trial ``number`` (past the design) and its position in it."""
         k, first = 1, self.n_doe
-        stored = study.user_attrs
+        attributes: dict[str, Any] | None = None
         while True:
-            size = self._size(study, k, first, stored)
-            if number < first + size:
-                return k, number - first
-            k, first = k + 1, first + size
-
-    def _size(self, study: Study, k: int, first: int, stored: dict[str, Any]) -> int:
-        """The size of batch ``k`` (from trial ``first`` on): learnt, stored, or computed from the trials before it."""
-        with self._lock:
-            size = self._sizes.get(k)
-        if size is None:
-            batch = stored.get(f"{BATCH_ATTR_PREFIX}{k:04d}")
-            size = (self._stored_size(batch) if batch is not None
-                    else self.batches.size(self._wait_for_earlier(study, first)))
             with self._lock:
-                self._sizes[k] = size
-        return size
+                size = self._sizes.get(k)
+            earlier = None
+            if size is None:
+                attributes = study.user_attrs if attributes is None else attributes
+                stored = attributes.get(f"{BATCH_ATTR_PREFIX}{k:04d}")
+                if stored is not None:
+                    size = self._stored_size(stored)
+                else:
+                    earlier = self._wait_for_earlier(study, first)
+                    size = self.batches.size(earlier)
+                with self._lock:
+                    self._sizes[k] = size
+            yield k, first, size, earlier
+            k, first = k + 1, first + size
 
     def _stored_size(self, batch: dict[str, Any]) -> int:
         # Batches stored before sizes varied hold none: they were all the same size.
         return int(batch.get("size", self.batches.most))
-
-    # ---- inside ---------------------------------------------------------------------------
 
     def _seed(self, study: Study) -> int:
         """The seed; with ``seed=None`` the one stored in the study (drawn by its first worker)."""
