@@ -6,6 +6,12 @@ not matter blur every distance; one length scale per *column* gives a five-way c
 scales to learn from twenty trials. One scale per *parameter* (its group of columns) is the
 middle: a category that differs counts as one unit of distance, however many choices it has,
 and an irrelevant parameter's scale grows until it no longer counts.
+
+A product of per-parameter kernels also keeps what is learnt about one parameter local to the
+others' settings: a good value found at one end of the front is not believed at the other.
+Many objectives are mostly a sum of their parameters' own effects (a network's size, a
+penalty, the distance to a front in WFG and ZDT problems), which the kernel's first-order
+additive part, a Matérn per parameter, carries across the whole space.
 """
 
 from __future__ import annotations
@@ -22,24 +28,31 @@ from optnas.predictors.base import Predictor, _in_chunks, _squared_distances, _s
 from optnas.predictors.metrics import kendall_tau
 
 _SQRT5 = math.sqrt(5.0)
-# Bounds of the log hyperparameters: amplitude, length scales (in unit-cube distances), noise.
+# Bounds of the log hyperparameters: amplitude, length scales (in unit-cube distances), noise;
+# and of the additive part's share, in log odds.
 _LOG_AMPLITUDE = (math.log(1e-2), math.log(1e2))
 _LOG_SCALE = (math.log(5e-2), math.log(1e2))
 _LOG_NOISE = (math.log(1e-6), math.log(1.0))
+_LOGIT_SHARE = (-8.0, 8.0)
 # Rows whose latent moments a fitted model keeps (see GroupedGPPredictor._latent_moments).
 _MOMENTS_KEPT = 1 << 16
 
 
 class GroupedGPPredictor(Predictor):
-    """The posterior of a Gaussian process with kernel ``a · Matérn-5/2(r)`` plus white noise,
-    ``r² = Σ_g |x_g − x'_g|² / l_g²`` over groups ``g`` of feature columns.
+    """The posterior of a Gaussian process with kernel
+    ``a · [(1 − s) · Matérn-5/2(r) + s · mean_g Matérn-5/2(r_g)]`` plus white noise,
+    ``r_g² = |x_g − x'_g|² / l_g²`` over groups ``g`` of feature columns and ``r² = Σ_g r_g²``.
 
     Features are scaled to [0, 1] column by column and the target standardised; one-hot
     columns of a category are halved in squared distance, so that two different choices are
     one unit apart. The hyperparameters maximise the marginal likelihood under weak priors
     (length scales drawn towards 1 and the noise towards small values, which keeps twenty
     samples from being explained as noise), by L-BFGS-B with exact gradients from
-    ``n_restarts + 1`` starts.
+    ``n_restarts + 1`` starts. With ``additive`` the length scales are those of the product
+    alone (``s = 0``); then the amplitude, the share ``s`` and the noise are fitted again, and
+    the share kept only where it raises the marginal posterior. (Fitting all at once costs a
+    Matérn per group in every step of the optimiser: ten times the time, measured in
+    ``benchmarks/README.md``.)
 
     Args:
         groups: the group of every feature column (e.g. the parameter it encodes); None:
@@ -53,6 +66,8 @@ class GroupedGPPredictor(Predictor):
             deep narrow valley to one rank step: with ``"auto"`` both models are fitted and
             the one whose leave-one-out posterior means rank the training targets better
             (Kendall's tau, the warp on a tie) is kept, in ``warped_``.
+        additive: also fit the share of the first-order additive part (False: ``s = 0``),
+            in ``additive_share_``.
         random_state: seeds the restarts.
     """
 
@@ -62,12 +77,14 @@ class GroupedGPPredictor(Predictor):
         categorical: tuple[bool, ...] | None = None,
         n_restarts: int = 2,
         warp: bool | str = True,
+        additive: bool = True,
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.groups = groups
         self.categorical = categorical
         self.n_restarts = n_restarts
         self.warp = warp
+        self.additive = additive
         self.random_state = random_state
 
     def _fit(self, X: np.ndarray, y: np.ndarray) -> None:
@@ -87,7 +104,7 @@ class GroupedGPPredictor(Predictor):
         rng = check_random_state(self.random_state)
         warp = _NormalScores(y)
         choices = {True: [warp.scores], False: [y], "auto": [warp.scores, y]}[self.warp]
-        fits = [_LatentFit(targets, distances, self.n_restarts, rng) for targets in choices]
+        fits = [_LatentFit(targets, distances, self.n_restarts, rng, self.additive) for targets in choices]
         # With "auto" the warp stays only where the trials' own leave-one-out predictions rank
         # them at least as well with it: ranks do not depend on the scale they are modelled on.
         best = 0 if len(fits) == 1 else max(range(len(fits)), key=lambda i: (fits[i].loo_tau(y), -i))
@@ -96,6 +113,7 @@ class GroupedGPPredictor(Predictor):
         fit = fits[best]
         self.y_mean_, self.y_scale_ = fit.mean, fit.scale
         self.log_amplitude_, self.length_scales_, self.noise_ = fit.log_amplitude, fit.length_scales, fit.noise
+        self.additive_share_ = fit.share
         self.cholesky_, self.alpha_ = fit.cholesky, fit.alpha
         # Every column divided by its group's length scale: one distance pass then gives the
         # kernel's scaled distance, where the fit needs each group's distances apart.
@@ -114,8 +132,15 @@ class GroupedGPPredictor(Predictor):
         return out
 
     def _cross(self, X: np.ndarray) -> np.ndarray:
-        r2 = _squared_distances(self.scaler_(X) * self.column_stretch_, self.stretched_)
-        return np.exp(self.log_amplitude_) * _matern(r2)
+        query = self.scaler_(X) * self.column_stretch_
+        kernel = _matern(_squared_distances(query, self.stretched_))
+        if self.additive_share_ > 0:
+            kernel *= 1.0 - self.additive_share_
+            weight = self.additive_share_ / len(self.group_ids_)
+            for g in range(len(self.group_ids_)):
+                columns = self.column_group_ == g
+                kernel += weight * _matern(_squared_distances(query[:, columns], self.stretched_[:, columns]))
+        return np.exp(self.log_amplitude_) * kernel
 
     def _latent_mean(self, X: np.ndarray) -> np.ndarray:
         latent = _in_chunks(lambda block: self._cross(block) @ self.alpha_, X, len(self.Z_))
@@ -190,10 +215,11 @@ class _LatentFit:
         distances: the training rows' squared distances per group.
         n_restarts: extra optimiser starts from random hyperparameters.
         rng: draws the restarts.
+        additive: then fit the additive part's share (see :class:`GroupedGPPredictor`).
     """
 
     def __init__(self, targets: np.ndarray, distances: np.ndarray, n_restarts: int,
-                 rng: np.random.RandomState) -> None:
+                 rng: np.random.RandomState, additive: bool = False) -> None:
         self.mean, self.scale = _standardise(targets)
         self.t = t = (targets - self.mean) / self.scale
         n_groups = len(distances)
@@ -208,10 +234,25 @@ class _LatentFit:
             )
             if best is None or result.fun < best.fun:
                 best = result
-        self.log_amplitude = float(best.x[0])
+        self.log_amplitude, log_noise = float(best.x[0]), float(best.x[-1])
         self.length_scales = np.exp(best.x[1:-1])
-        self.noise = float(np.exp(best.x[-1]))
-        gram = np.exp(self.log_amplitude) * _matern(_scaled(distances, self.length_scales))
+        self.share = 0.0
+        kernel = _matern(_scaled(distances, self.length_scales))
+        if additive:
+            parts = np.mean([_matern(d / scale**2) for d, scale in zip(distances, self.length_scales)], axis=0)
+            # The product fit's posterior includes the length scales' prior, fixed from here on.
+            fixed = _scale_prior(best.x[1:-1])[0]
+            mixed = min((scipy.optimize.minimize(
+                _mixed_negative_log_posterior, np.array([self.log_amplitude, logit, log_noise]),
+                args=(kernel, parts, t), jac=True, method="L-BFGS-B",
+                bounds=[_LOG_AMPLITUDE, _LOGIT_SHARE, _LOG_NOISE], options={"maxiter": 200},
+            ) for logit in (-3.0, 0.0, 3.0)), key=lambda result: result.fun)
+            if mixed.fun + fixed < best.fun:
+                self.log_amplitude, log_noise = float(mixed.x[0]), float(mixed.x[-1])
+                self.share = _sigmoid(mixed.x[1])
+                kernel = (1.0 - self.share) * kernel + self.share * parts
+        self.noise = math.exp(log_noise)
+        gram = np.exp(self.log_amplitude) * kernel
         gram[np.diag_indices_from(gram)] += self.noise + 1e-9
         self.cholesky = scipy.linalg.cho_factor(gram, lower=True)
         self.alpha = scipy.linalg.cho_solve(self.cholesky, t)
@@ -281,36 +322,75 @@ def _matern(r2: np.ndarray) -> np.ndarray:
     return kernel
 
 
-def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
-    """The negative log marginal likelihood plus log priors, and its gradient in ``theta``."""
-    log_amplitude, log_scales, log_noise = theta[0], theta[1:-1], theta[-1]
-    amplitude, noise, scales = math.exp(log_amplitude), math.exp(log_noise), np.exp(log_scales)
-    r2 = _scaled(distances, scales)
-    r = np.sqrt(r2)
-    decay = np.exp(-_SQRT5 * r)
-    kernel = amplitude * (1.0 + _SQRT5 * r + 5.0 / 3.0 * r2) * decay
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def _scale_prior(log_scales: np.ndarray) -> tuple[float, np.ndarray]:
+    """The negative log prior of the length scales, log l ~ N(0, 1.5²), and its gradient."""
+    return 0.5 * float((log_scales**2).sum()) / 1.5**2, log_scales / 1.5**2
+
+
+def _gaussian_terms(kernel: np.ndarray, noise: float, t: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """The negative log marginal likelihood of ``t`` under ``kernel`` plus white ``noise``, and
+    ``K⁻¹ − ααᵀ`` (``α = K⁻¹t``), whose products with ``dK/dθ`` give the gradient; None when
+    ``K`` is not positive definite.
+
+    The noise's prior, exponential with mean 0.01, is added: every fit has it.
+    """
     gram = kernel.copy()
     gram.flat[:: len(t) + 1] += noise + 1e-9
     # LAPACK directly: the inverse from the Cholesky factor costs a sixth of solving for the
     # identity, and these small matrices need no finiteness checks.
     factor, info = scipy.linalg.lapack.dpotrf(gram, lower=True)
     if info != 0:
-        return 1e10, np.zeros_like(theta)
+        return None
     lower, info = scipy.linalg.lapack.dpotri(factor, lower=True)
     # dpotri fills the lower triangle; dpotrf left the upper one zero.
     inverse = lower + np.tril(lower, -1).T
     alpha = inverse @ t
     value = 0.5 * t @ alpha + np.log(np.diag(factor)).sum() + 0.5 * len(t) * math.log(2 * math.pi)
-    inner = inverse - np.outer(alpha, alpha)
+    return float(value) + noise / 1e-2, inverse - np.outer(alpha, alpha)
+
+
+def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+    """The negative log marginal likelihood plus log priors of the product kernel, and its gradient
+    in ``theta`` (log amplitude, log length scales, log noise)."""
+    log_amplitude, log_scales, log_noise = theta[0], theta[1:-1], theta[-1]
+    amplitude, noise, scales = math.exp(log_amplitude), math.exp(log_noise), np.exp(log_scales)
+    r2 = _scaled(distances, scales)
+    r = np.sqrt(r2)
+    decay = np.exp(-_SQRT5 * r)
+    kernel = amplitude * (1.0 + _SQRT5 * r + 5.0 / 3.0 * r2) * decay
+    terms = _gaussian_terms(kernel, noise, t)
+    if terms is None:
+        return 1e10, np.zeros_like(theta)
+    value, inner = terms
     # dk/d(r²) of the Matérn-5/2 kernel.
     slope = -amplitude * 5.0 / 6.0 * (1.0 + _SQRT5 * r) * decay
     gradient = np.empty_like(theta)
     gradient[0] = 0.5 * (inner * kernel).sum()
     # d(r²)/d(log l_g) = -2 · distances[g] / l_g².
     gradient[1:-1] = -(distances.reshape(len(scales), -1) @ (inner * slope).ravel()) / scales**2
-    gradient[-1] = 0.5 * np.trace(inner) * noise
-    # Priors: log length scales ~ N(0, 1.5²), noise ~ exponential with mean 0.01 on the log scale.
-    value += 0.5 * (log_scales**2).sum() / 1.5**2 + noise / 1e-2
-    gradient[1:-1] += log_scales / 1.5**2
-    gradient[-1] += noise / 1e-2
-    return float(value), gradient
+    gradient[-1] = 0.5 * np.trace(inner) * noise + noise / 1e-2
+    prior, prior_gradient = _scale_prior(log_scales)
+    gradient[1:-1] += prior_gradient
+    return value + prior, gradient
+
+
+def _mixed_negative_log_posterior(theta: np.ndarray, product: np.ndarray, parts: np.ndarray,
+                                  t: np.ndarray) -> tuple[float, np.ndarray]:
+    """The negative log marginal likelihood plus the noise's prior of the kernel
+    ``a · [(1 − s) · product + s · parts]`` with fixed length scales, and its gradient in ``theta``
+    (log amplitude, log odds of the share ``s``, log noise)."""
+    amplitude, share, noise = math.exp(theta[0]), _sigmoid(theta[1]), math.exp(theta[2])
+    kernel = amplitude * ((1.0 - share) * product + share * parts)
+    terms = _gaussian_terms(kernel, noise, t)
+    if terms is None:
+        return 1e10, np.zeros_like(theta)
+    value, inner = terms
+    return value, np.array([
+        0.5 * (inner * kernel).sum(),
+        0.5 * amplitude * share * (1.0 - share) * (inner * (parts - product)).sum(),
+        0.5 * np.trace(inner) * noise + noise / 1e-2,
+    ])
