@@ -15,8 +15,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from optnas.predictors import kendall_tau
 from optnas.predictors.grouped_gp import (
     GroupedGPPredictor,
+    _additive_negative_log_posterior,
     _matern,
-    _mixed_negative_log_posterior,
     _negative_log_posterior,
     _scaled,
 )
@@ -330,10 +330,10 @@ def test_gradient_of_the_additive_share_is_exact(mixed: tuple[Any, ...]) -> None
     t = (model.warp_.scores - model.y_mean_) / model.y_scale_
     for theta in ([0.3, -1.0, -3.0], [-1.0, 2.0, -6.0]):
         def value(a: np.ndarray) -> float:
-            return _mixed_negative_log_posterior(a, product, parts, t)[0]
+            return _additive_negative_log_posterior(a, product, parts, t)[0]
 
         def gradient(a: np.ndarray) -> np.ndarray:
-            return _mixed_negative_log_posterior(a, product, parts, t)[1]
+            return _additive_negative_log_posterior(a, product, parts, t)[1]
 
         assert scipy.optimize.check_grad(value, gradient, np.array(theta)) < 1e-4 * max(
             1.0, np.abs(gradient(np.array(theta))).max())

@@ -92,6 +92,7 @@ class GroupedGPPredictor(Predictor):
         if groups.shape != (X.shape[1],):
             raise ValueError(f"groups names {groups.size} columns; X has {X.shape[1]}")
         self.group_ids_, self.column_group_ = np.unique(groups, return_inverse=True)
+        self.group_columns_ = [np.flatnonzero(self.column_group_ == g) for g in range(len(self.group_ids_))]
         categorical = np.zeros(len(self.group_ids_), dtype=bool)
         if self.categorical is not None:
             categorical = np.asarray(self.categorical, dtype=bool)[self.group_ids_]
@@ -126,8 +127,7 @@ class GroupedGPPredictor(Predictor):
         out = np.empty((len(self.group_ids_), len(A), len(B)))
         weight = np.sqrt(self.column_weight_)
         A, B = A * weight, B * weight
-        for g in range(len(self.group_ids_)):
-            columns = self.column_group_ == g
+        for g, columns in enumerate(self.group_columns_):
             out[g] = _squared_distances(A[:, columns], B[:, columns])
         return out
 
@@ -137,8 +137,7 @@ class GroupedGPPredictor(Predictor):
         if self.additive_share_ > 0:
             kernel *= 1.0 - self.additive_share_
             weight = self.additive_share_ / len(self.group_ids_)
-            for g in range(len(self.group_ids_)):
-                columns = self.column_group_ == g
+            for columns in self.group_columns_:
                 kernel += weight * _matern(_squared_distances(query[:, columns], self.stretched_[:, columns]))
         return np.exp(self.log_amplitude_) * kernel
 
@@ -242,14 +241,14 @@ class _LatentFit:
             parts = np.mean([_matern(d / scale**2) for d, scale in zip(distances, self.length_scales)], axis=0)
             # The product fit's posterior includes the length scales' prior, fixed from here on.
             fixed = _scale_prior(best.x[1:-1])[0]
-            mixed = min((scipy.optimize.minimize(
-                _mixed_negative_log_posterior, np.array([self.log_amplitude, logit, log_noise]),
+            refit = min((scipy.optimize.minimize(
+                _additive_negative_log_posterior, np.array([self.log_amplitude, logit, log_noise]),
                 args=(kernel, parts, t), jac=True, method="L-BFGS-B",
                 bounds=[_LOG_AMPLITUDE, _LOGIT_SHARE, _LOG_NOISE], options={"maxiter": 200},
             ) for logit in (-3.0, 0.0, 3.0)), key=lambda result: result.fun)
-            if mixed.fun + fixed < best.fun:
-                self.log_amplitude, log_noise = float(mixed.x[0]), float(mixed.x[-1])
-                self.share = _sigmoid(mixed.x[1])
+            if refit.fun + fixed < best.fun:
+                self.log_amplitude, log_noise = float(refit.x[0]), float(refit.x[-1])
+                self.share = _sigmoid(refit.x[1])
                 kernel = (1.0 - self.share) * kernel + self.share * parts
         self.noise = math.exp(log_noise)
         gram = np.exp(self.log_amplitude) * kernel
@@ -378,7 +377,7 @@ def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndar
     return value + prior, gradient
 
 
-def _mixed_negative_log_posterior(theta: np.ndarray, product: np.ndarray, parts: np.ndarray,
+def _additive_negative_log_posterior(theta: np.ndarray, product: np.ndarray, parts: np.ndarray,
                                   t: np.ndarray) -> tuple[float, np.ndarray]:
     """The negative log marginal likelihood plus the noise's prior of the kernel
     ``a · [(1 − s) · product + s · parts]`` with fixed length scales, and its gradient in ``theta``
