@@ -16,6 +16,7 @@ from optnas.predictors import kendall_tau
 from optnas.predictors.grouped_gp import (
     GroupedGPPredictor,
     _additive_negative_log_posterior,
+    _KeptMoments,
     _matern,
     _negative_log_posterior,
     _scaled,
@@ -356,3 +357,32 @@ def test_without_warp_only_a_shared_extreme_bounds_the_predictions() -> None:
     assert predicted.max() > floored.max() + 0.05 * np.ptp(floored)
     normal = np.random.default_rng(0).standard_normal((20, len(far)))
     assert model.predict_draws(far, normal).min() >= floored.min()
+
+
+def test_kept_moments_find_what_a_dictionary_of_row_bytes_finds() -> None:
+    rng = np.random.default_rng(0)
+    # Few distinct rows, so that blocks repeat rows within and across them; 0.0 and -0.0
+    # are equal values but other bytes.
+    rows = rng.choice([0.0, -0.0, 0.25, 1.0], size=(300, 3))
+    kept, reference = _KeptMoments(3, capacity=40), {}
+    for start in range(0, 300, 30):
+        block = rows[start:start + 30]
+        # Each row's moments name it, so that which copy is found shows.
+        moments = np.column_stack([np.arange(start, start + 30), np.zeros(30)]).astype(float)
+        both, missing = kept.find(block)
+        expected = [reference.get(row.tobytes()) for row in block]
+        np.testing.assert_array_equal(missing, [i for i, value in enumerate(expected) if value is None])
+        found = np.setdiff1d(np.arange(30), missing)
+        np.testing.assert_array_equal(both[found, 0], [expected[i] for i in found])
+        kept.keep(block[missing], moments[missing])
+        room = max(40 - len(reference), 0)
+        reference.update((block[i].tobytes(), float(start + i)) for i in missing[:room])
+        assert len(kept) == len(reference)
+    assert len(reference) == 40
+    # Keys that all collide never match another row's moments.
+    colliding = _KeptMoments(3, capacity=300)
+    colliding.multipliers[:] = 0
+    colliding.keep(rows, np.column_stack([np.arange(300), np.zeros(300)]).astype(float))
+    both, missing = colliding.find(rows)
+    for i in np.setdiff1d(np.arange(300), missing):
+        assert rows[i].tobytes() == rows[int(both[i, 0])].tobytes()

@@ -120,7 +120,7 @@ class GroupedGPPredictor(Predictor):
         # kernel's scaled distance, where the fit needs each group's distances apart.
         self.column_stretch_ = np.sqrt(self.column_weight_) / self.length_scales_[self.column_group_]
         self.stretched_ = self.Z_ * self.column_stretch_
-        self._moments: dict[bytes, tuple[float, float]] = {}
+        self._moments = _KeptMoments(X.shape[1], _MOMENTS_KEPT)
 
     def _group_distances(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         """Squared distances per group, shape (n_groups, len(A), len(B))."""
@@ -159,17 +159,10 @@ class GroupedGPPredictor(Predictor):
             variance = np.exp(self.log_amplitude_) - (solved**2).sum(axis=0)
             return np.column_stack([cross @ self.alpha_, np.sqrt(np.maximum(variance, 0.0))])
 
-        keys = [row.tobytes() for row in X]
-        found = [self._moments.get(key) for key in keys]
-        missing = [i for i, kept in enumerate(found) if kept is None]
-        held = [i for i, kept in enumerate(found) if kept is not None]
-        both = np.empty((len(X), 2))
-        if held:
-            both[held] = [found[i] for i in held]
-        if missing:
+        both, missing = self._moments.find(X)
+        if len(missing):
             both[missing] = _in_chunks(moments, X[missing], len(self.Z_))
-        room = max(_MOMENTS_KEPT - len(self._moments), 0)
-        self._moments.update(zip([keys[i] for i in missing[:room]], map(tuple, both[missing[:room]].tolist())))
+            self._moments.keep(X[missing], both[missing])
         return both[:, 0] * self.y_scale_ + self.y_mean_, both[:, 1] * self.y_scale_
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
@@ -203,6 +196,73 @@ class GroupedGPPredictor(Predictor):
         mean, std = self._on_validated(X, self._latent_moments)
         latent = mean + np.asarray(normal, dtype=float) * std
         return self.warp_.values(latent) if self.warped_ else self.warp_.bounded(latent)
+
+
+class _KeptMoments:
+    """The latent moments of rows met before, found again by an exact match of their bytes.
+
+    A row's 64-bit words are mixed into one integer (each folded, multiplied by a fixed odd
+    number, folded again, and all summed, wrapping), so finding a call's rows is one sorted
+    search rather than a hash per row in Python; a match is confirmed on the row's words.
+
+    Args:
+        width: the columns of a row.
+        capacity: the most rows kept (later ones are computed, not kept).
+    """
+
+    def __init__(self, width: int, capacity: int) -> None:
+        self.multipliers = np.random.default_rng(0).integers(1, 2**62, size=width, dtype=np.uint64) * 2 + 1
+        self.capacity = capacity
+        self.words = np.empty((0, width), dtype=np.uint64)
+        self.moments = np.empty((0, 2))
+        self.sorted_keys = np.empty(0, dtype=np.uint64)
+        self.sorted_slots = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.moments)
+
+    def _words(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(X, dtype=np.float64).view(np.uint64)
+
+    def _keys(self, words: np.ndarray) -> np.ndarray:
+        # A float of few significant bits (0.25, 1.0) has only zeros low down, which a product
+        # keeps low down: the high half is folded onto the low one first, then mixed back up.
+        mixed = words ^ (words >> np.uint64(32))
+        mixed *= self.multipliers
+        mixed ^= mixed >> np.uint64(29)
+        return mixed.sum(axis=1, dtype=np.uint64)
+
+    def find(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return an array (len(X), 2) holding the kept rows' moments, and the other rows' indices."""
+        both = np.empty((len(X), 2))
+        if not len(self.sorted_keys):
+            return both, np.arange(len(X))
+        words = self._words(X)
+        keys = self._keys(words)
+        at = np.minimum(np.searchsorted(self.sorted_keys, keys), len(self.sorted_keys) - 1)
+        slots = self.sorted_slots[at]
+        found = (self.sorted_keys[at] == keys) & (self.words[slots] == words).all(axis=1)
+        both[found] = self.moments[slots[found]]
+        return both, np.flatnonzero(~found)
+
+    def keep(self, X: np.ndarray, moments: np.ndarray) -> None:
+        """Keep the moments of the first rows of ``X`` (rows ``find`` did not find), up to the capacity."""
+        room = max(self.capacity - len(self), 0)
+        words, moments = self._words(X[:room]), moments[:room]
+        if not len(words):
+            return
+        # A row met twice keeps its last moments, as a dictionary updated row by row would.
+        last = len(words) - 1 - np.unique(words[::-1], axis=0, return_index=True)[1]
+        words, moments = words[last], moments[last]
+        keys = self._keys(words)
+        # np.insert keeps the given order among values inserted at one place: sorted first.
+        order = np.argsort(keys, kind="stable")
+        keys, slots = keys[order], len(self) + order
+        self.words = np.concatenate([self.words, words])
+        self.moments = np.concatenate([self.moments, moments])
+        at = np.searchsorted(self.sorted_keys, keys)
+        self.sorted_keys = np.insert(self.sorted_keys, at, keys)
+        self.sorted_slots = np.insert(self.sorted_slots, at, slots)
 
 
 class _LatentFit:
@@ -345,8 +405,11 @@ def _gaussian_terms(kernel: np.ndarray, noise: float, t: np.ndarray) -> tuple[fl
     if info != 0:
         return None
     lower, info = scipy.linalg.lapack.dpotri(factor, lower=True)
-    # dpotri fills the lower triangle; dpotrf left the upper one zero.
-    inverse = lower + np.tril(lower, -1).T
+    # dpotri fills the lower triangle; dpotrf left the upper one zero, so adding the transpose
+    # doubles only the diagonal (halved back exactly). Column-major, as LAPACK's: the products
+    # below then sum in the order they always have.
+    inverse = np.add(lower, lower.T, order="F")
+    inverse.flat[:: len(t) + 1] *= 0.5
     alpha = inverse @ t
     value = 0.5 * t @ alpha + np.log(np.diag(factor)).sum() + 0.5 * len(t) * math.log(2 * math.pi)
     return float(value) + noise / 1e-2, inverse - np.outer(alpha, alpha)
