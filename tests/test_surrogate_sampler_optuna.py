@@ -116,6 +116,25 @@ def test_explicit_search_space_starts_with_the_design() -> None:
     keys = {tuple(sorted(t.params.items())) for t in trials}
     assert len(keys) == 24
 
+@pytest.mark.parametrize("seed", [0, 9])
+def test_design_of_floats_spans_their_whole_ranges(seed: int) -> None:
+    # More grid values (64) than design points: each twentieth of a grid holds one point, where
+    # a design of the first twenty grid values left the upper two thirds of every range unseen.
+    space = {"x": FloatDistribution(0.0, 2.0), "y": FloatDistribution(1e-3, 1.0, log=True)}
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        x, y = trial.suggest_float("x", 0.0, 2.0), trial.suggest_float("y", 1e-3, 1.0, log=True)
+        return x, y
+
+    study = _run(_sampler(search_space=space, seed=seed), objective, n_trials=20)
+    x = np.array([t.params["x"] for t in study.trials]) / 2.0
+    y = np.log10([t.params["y"] for t in study.trials]) / 3.0 + 1.0
+    # The i-th smallest of the grid levels 0-63 lies in the i-th twentieth of [0, 64).
+    edges = np.arange(21) * 64 / 20
+    for scaled in (x, y):
+        levels = np.sort(np.round(scaled * 63))
+        assert np.all((np.floor(edges[:-1]) <= levels) & (levels < edges[1:])), levels
+
 
 def test_same_seed_same_trials_other_seed_other() -> None:
     runs = [[t.params for t in _run(_sampler(seed=seed), n_trials=30).trials] for seed in (4, 4, 5)]
