@@ -116,6 +116,7 @@ def test_explicit_search_space_starts_with_the_design() -> None:
     keys = {tuple(sorted(t.params.items())) for t in trials}
     assert len(keys) == 24
 
+
 @pytest.mark.parametrize("seed", [0, 9])
 def test_design_of_floats_spans_their_whole_ranges(seed: int) -> None:
     # More grid values (64) than design points: each twentieth of a grid holds one point, where
