@@ -47,16 +47,21 @@ def test_sklearn_compatible(estimator: GroupedGPPredictor, check: Any) -> None:
     check(estimator)
 
 
-def test_gradient_of_the_marginal_likelihood_is_exact(mixed: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize("continuous", [(False, False, False), (True, True, False)])
+def test_gradient_of_the_marginal_likelihood_is_exact(mixed: tuple[Any, ...], continuous: tuple[bool, ...]) -> None:
     space, X, y = mixed
     groups, one_hot = space.feature_groups()
     model = GroupedGPPredictor(groups=groups, categorical=one_hot, random_state=0).fit(X[:40], y[:40])
     distances = model._group_distances(model.Z_, model.Z_)
     t = (model.warp_.scores - model.y_mean_) / model.y_scale_
+    charged = np.array(continuous)
+    # Length scales on both sides of 1, where a continuous parameter's charge starts.
     for theta in ([0.3, -0.2, 0.5, 0.1, -3.0], [-1.0, 1.0, -0.5, 2.0, -6.0]):
-        error = scipy.optimize.check_grad(lambda a: _negative_log_posterior(a, distances, t)[0],
-                                          lambda a: _negative_log_posterior(a, distances, t)[1], np.array(theta))
-        assert error < 1e-4 * max(1.0, np.abs(_negative_log_posterior(np.array(theta), distances, t)[1]).max())
+        error = scipy.optimize.check_grad(lambda a: _negative_log_posterior(a, distances, t, charged)[0],
+                                          lambda a: _negative_log_posterior(a, distances, t, charged)[1],
+                                          np.array(theta))
+        gradient = _negative_log_posterior(np.array(theta), distances, t, charged)[1]
+        assert error < 1e-4 * max(1.0, np.abs(gradient).max())
 
 
 def test_without_warp_it_is_sklearns_posterior_with_an_ard_kernel(mixed: tuple[Any, ...]) -> None:
@@ -72,6 +77,17 @@ def test_without_warp_it_is_sklearns_posterior_with_an_ard_kernel(mixed: tuple[A
     both = model.predict_std(X[60:], return_mean=True)
     np.testing.assert_allclose(both[0], mean, atol=1e-6)
     np.testing.assert_allclose(both[1], std, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_a_continuous_parameter_is_not_switched_off_beside_a_rugged_one(seed: int) -> None:
+    # WFG2's shape: ridges along one parameter dwarf four small, real effects.
+    rng = np.random.default_rng(seed)
+    X = rng.random((40, 5))
+    y = 4 * np.cos(5 * np.pi * X[:, 0]) ** 2 + 0.5 * np.abs(X[:, 1:] - 0.35).sum(axis=1)
+    free = GroupedGPPredictor(random_state=0).fit(X, y).length_scales_[1:]
+    charged = GroupedGPPredictor(continuous=(True,) * 5, random_state=0).fit(X, y).length_scales_[1:]
+    assert free.max() > 4.0 and charged.max() < 3.0
 
 
 def test_an_irrelevant_parameter_gets_a_long_length_scale(mixed: tuple[Any, ...]) -> None:
@@ -266,7 +282,8 @@ def test_leave_one_out_ranking_is_that_of_refits_without_each_row(warp: bool) ->
     assert model.warped_ is warp
     refits = np.array([_refit_without(model, X, y, i) for i in range(len(y))])
     distances = model._group_distances(model.Z_, model.Z_)
-    fit = _LatentFit(model.warp_.scores if warp else y, distances, 0, np.random.RandomState(0))
+    fit = _LatentFit(model.warp_.scores if warp else y, distances, np.zeros(len(distances), dtype=bool), 0,
+                     np.random.RandomState(0))
     assert fit.loo_tau(y) == pytest.approx(kendall_tau(y, refits), abs=1e-9)
 
 

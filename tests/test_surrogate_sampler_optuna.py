@@ -225,6 +225,19 @@ def test_float_parameters_are_searched_on_a_grid() -> None:
     assert np.median(late) < np.median(early)
 
 
+def test_floats_and_long_integer_ranges_are_the_gridded_parameters() -> None:
+    space = OptunaSpace({"x": FloatDistribution(0.0, 1.0), "quarters": FloatDistribution(0.0, 1.0, step=0.25),
+                         "fine": FloatDistribution(0.0, 1.0, step=0.001), "n": IntDistribution(1, 64),
+                         "wide": IntDistribution(1, 1000), "o": CategoricalDistribution([1, 2, 4, 8]),
+                         "c1": CategoricalDistribution(["a", "b"]), "c2": CategoricalDistribution(["a", "b"])},
+                        levels=64)
+    gridded = space.gridded_groups()
+    # One group per parameter in name order (c1, c2, fine, n, o, quarters, wide, x), then the
+    # shared total of c1 and c2.
+    assert len(gridded) == len(set(space.feature_groups()[0])) == 9
+    assert gridded == (False, False, True, False, False, False, True, True, False)
+
+
 def test_threads_share_the_sampler_and_keep_the_mapping() -> None:
     options = {"search_space": SPACE, "n_doe": 8, "n_iter": 4, "seed": 2, "poll_seconds": 0.02}
     alone = _run(_sampler(**options), n_trials=20)

@@ -34,6 +34,9 @@ _LOG_AMPLITUDE = (math.log(1e-2), math.log(1e2))
 _LOG_SCALE = (math.log(5e-2), math.log(1e2))
 _LOG_NOISE = (math.log(1e-6), math.log(1.0))
 _LOGIT_SHARE = (-8.0, 8.0)
+# Nats a continuous parameter's length scale is charged per unit of l² − 1 beyond l = 1: 10 to
+# switch it off (l = 10), under 1 up to l = 3 (see _scale_prior).
+_LONG_SCALE_CHARGE = 0.1
 # Rows whose latent moments a fitted model keeps (see GroupedGPPredictor._latent_moments).
 _MOMENTS_KEPT = 1 << 16
 
@@ -47,7 +50,8 @@ class GroupedGPPredictor(Predictor):
     columns of a category are halved in squared distance, so that two different choices are
     one unit apart. The hyperparameters maximise the marginal likelihood under weak priors
     (length scales drawn towards 1 and the noise towards small values, which keeps twenty
-    samples from being explained as noise), by L-BFGS-B with exact gradients from
+    samples from being explained as noise; a continuous parameter's scale is charged more to
+    grow long), by L-BFGS-B with exact gradients from
     ``n_restarts + 1`` starts. With ``additive`` the length scales are those of the product
     alone (``s = 0``); then the amplitude, the share ``s`` and the noise are fitted again, and
     the share kept only where it raises the marginal posterior. (Fitting all at once costs a
@@ -58,6 +62,12 @@ class GroupedGPPredictor(Predictor):
         groups: the group of every feature column (e.g. the parameter it encodes); None:
             every column its own group.
         categorical: per group, whether its columns are a one-hot category (None: none are).
+        continuous: per group, whether it is a continuous parameter (None: none is). Its
+            length scale pays ``0.1 · (l² − 1)`` nats beyond 1, 10 to switch it off: twenty to
+            a hundred distinct values cannot show a small effect beside a large rugged one
+            (WFG2's distance parameters beside its position's ridges), and a parameter held
+            irrelevant is never varied on purpose, so the data never correct it. A parameter
+            of a few values, each tried several times, is left to the data.
         n_restarts: extra optimiser starts from random hyperparameters.
         warp: model the targets' normal scores (their ranks through the normal quantile
             function) instead of their values, mapped back piecewise linearly: a few
@@ -75,6 +85,7 @@ class GroupedGPPredictor(Predictor):
         self,
         groups: tuple[int, ...] | None = None,
         categorical: tuple[bool, ...] | None = None,
+        continuous: tuple[bool, ...] | None = None,
         n_restarts: int = 2,
         warp: bool | str = True,
         additive: bool = True,
@@ -82,6 +93,7 @@ class GroupedGPPredictor(Predictor):
     ) -> None:
         self.groups = groups
         self.categorical = categorical
+        self.continuous = continuous
         self.n_restarts = n_restarts
         self.warp = warp
         self.additive = additive
@@ -97,6 +109,9 @@ class GroupedGPPredictor(Predictor):
         if self.categorical is not None:
             categorical = np.asarray(self.categorical, dtype=bool)[self.group_ids_]
         self.column_weight_ = np.where(categorical[self.column_group_], 0.5, 1.0)
+        continuous = np.zeros(len(self.group_ids_), dtype=bool)
+        if self.continuous is not None:
+            continuous = np.asarray(self.continuous, dtype=bool)[self.group_ids_]
         self.scaler_ = _UnitCube(X)
         self.Z_ = self.scaler_(X)
         if self.warp not in (True, False, "auto"):
@@ -105,7 +120,7 @@ class GroupedGPPredictor(Predictor):
         rng = check_random_state(self.random_state)
         warp = _NormalScores(y)
         choices = {True: [warp.scores], False: [y], "auto": [warp.scores, y]}[self.warp]
-        fits = [_LatentFit(targets, distances, self.n_restarts, rng, self.additive) for targets in choices]
+        fits = [_LatentFit(targets, distances, continuous, self.n_restarts, rng, self.additive) for targets in choices]
         # With "auto" the warp stays only where the trials' own leave-one-out predictions rank
         # them at least as well with it: ranks do not depend on the scale they are modelled on.
         best = 0 if len(fits) == 1 else max(range(len(fits)), key=lambda i: (fits[i].loo_tau(y), -i))
@@ -272,12 +287,13 @@ class _LatentFit:
     Args:
         targets: the targets (values or their normal scores).
         distances: the training rows' squared distances per group.
+        continuous: per group, whether its length scale is charged as a continuous parameter's.
         n_restarts: extra optimiser starts from random hyperparameters.
         rng: draws the restarts.
         additive: then fit the additive part's share (see :class:`GroupedGPPredictor`).
     """
 
-    def __init__(self, targets: np.ndarray, distances: np.ndarray, n_restarts: int,
+    def __init__(self, targets: np.ndarray, distances: np.ndarray, continuous: np.ndarray, n_restarts: int,
                  rng: np.random.RandomState, additive: bool = False) -> None:
         self.mean, self.scale = _standardise(targets)
         self.t = t = (targets - self.mean) / self.scale
@@ -288,7 +304,7 @@ class _LatentFit:
         best = None
         for start in starts:
             result = scipy.optimize.minimize(
-                _negative_log_posterior, start, args=(distances, t), jac=True, method="L-BFGS-B",
+                _negative_log_posterior, start, args=(distances, t, continuous), jac=True, method="L-BFGS-B",
                 bounds=bounds, options={"maxiter": 200},
             )
             if best is None or result.fun < best.fun:
@@ -300,7 +316,7 @@ class _LatentFit:
         if additive:
             parts = np.mean([_matern(d / scale**2) for d, scale in zip(distances, self.length_scales)], axis=0)
             # The product fit's posterior includes the length scales' prior, fixed from here on.
-            fixed = _scale_prior(best.x[1:-1])[0]
+            fixed = _scale_prior(best.x[1:-1], continuous)[0]
             refit = min((scipy.optimize.minimize(
                 _additive_negative_log_posterior, np.array([self.log_amplitude, logit, log_noise]),
                 args=(kernel, parts, t), jac=True, method="L-BFGS-B",
@@ -385,9 +401,14 @@ def _sigmoid(logit: float) -> float:
     return 1.0 / (1.0 + math.exp(-logit))
 
 
-def _scale_prior(log_scales: np.ndarray) -> tuple[float, np.ndarray]:
-    """The negative log prior of the length scales, log l ~ N(0, 1.5²), and its gradient."""
-    return 0.5 * float((log_scales**2).sum()) / 1.5**2, log_scales / 1.5**2
+def _scale_prior(log_scales: np.ndarray, continuous: np.ndarray) -> tuple[float, np.ndarray]:
+    """The negative log prior of the length scales, log l ~ N(0, 1.5²) and beyond l = 1 a
+    continuous parameter's charge, and its gradient."""
+    squared = np.exp(2.0 * log_scales)
+    charged = continuous & (log_scales > 0.0)
+    value = 0.5 * float((log_scales**2).sum()) / 1.5**2 + _LONG_SCALE_CHARGE * float((squared[charged] - 1.0).sum())
+    # d(l² − 1)/d(log l) = 2 l².
+    return value, log_scales / 1.5**2 + np.where(charged, 2.0 * _LONG_SCALE_CHARGE * squared, 0.0)
 
 
 def _gaussian_terms(kernel: np.ndarray, noise: float, t: np.ndarray) -> tuple[float, np.ndarray] | None:
@@ -415,9 +436,11 @@ def _gaussian_terms(kernel: np.ndarray, noise: float, t: np.ndarray) -> tuple[fl
     return float(value) + noise / 1e-2, inverse - np.outer(alpha, alpha)
 
 
-def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
+def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndarray,
+                            continuous: np.ndarray) -> tuple[float, np.ndarray]:
     """The negative log marginal likelihood plus log priors of the product kernel, and its gradient
-    in ``theta`` (log amplitude, log length scales, log noise)."""
+    in ``theta`` (log amplitude, log length scales, log noise); ``continuous``: the groups whose
+    length scales are charged as continuous parameters'."""
     log_amplitude, log_scales, log_noise = theta[0], theta[1:-1], theta[-1]
     amplitude, noise, scales = math.exp(log_amplitude), math.exp(log_noise), np.exp(log_scales)
     r2 = _scaled(distances, scales)
@@ -435,7 +458,7 @@ def _negative_log_posterior(theta: np.ndarray, distances: np.ndarray, t: np.ndar
     # d(r²)/d(log l_g) = -2 · distances[g] / l_g².
     gradient[1:-1] = -(distances.reshape(len(scales), -1) @ (inner * slope).ravel()) / scales**2
     gradient[-1] = 0.5 * np.trace(inner) * noise + noise / 1e-2
-    prior, prior_gradient = _scale_prior(log_scales)
+    prior, prior_gradient = _scale_prior(log_scales, continuous)
     gradient[1:-1] += prior_gradient
     return value + prior, gradient
 

@@ -146,6 +146,13 @@ class OptunaSpace(SearchSpace):
         groups += range(len(self._features), len(self._features) + totals)
         return tuple(groups), tuple(self._one_hot) + (False,) * totals
 
+    def gridded_groups(self) -> tuple[bool, ...]:
+        """Per feature group (see :meth:`feature_groups`), whether it is a parameter searched on a
+        grid of its range rather than on each of its values: a float without a short step grid,
+        or an integer range longer than ``levels``."""
+        totals = sum(len(levels) for _, levels in self._totals)
+        return tuple(_gridded(d, self.levels) for d in self._distributions.values()) + (False,) * totals
+
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot,
         then the totals of shared choices.
@@ -169,7 +176,7 @@ def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[lis
         return list(distribution.choices), None
     if isinstance(distribution, IntDistribution):
         low, high, step, log = distribution.low, distribution.high, distribution.step, distribution.log
-        count = (high - low) // step + 1
+        count = _count(distribution)
         if count <= levels:
             values = [low + i * step for i in range(count)]
         elif log:
@@ -183,7 +190,7 @@ def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[lis
     if isinstance(distribution, FloatDistribution):
         low, high, step, log = distribution.low, distribution.high, distribution.step, distribution.log
         if step is not None:
-            count = round((high - low) / step) + 1
+            count = _count(distribution)
             index = np.arange(count) if count <= levels else np.unique(np.round(np.linspace(0, count - 1, levels)))
             values = [float(min(high, low + float(i) * step)) for i in index]
         elif high == low:
@@ -195,6 +202,20 @@ def _levels(name: str, distribution: BaseDistribution, levels: int) -> tuple[lis
         positions = np.log(np.array(values)) if log else np.array(values)
         return values, positions
     raise ValueError(f"parameter {name!r}: unsupported distribution {type(distribution).__name__}")
+
+
+def _count(distribution: IntDistribution | FloatDistribution) -> int:
+    """The values of a stepped numeric distribution."""
+    if isinstance(distribution, IntDistribution):
+        return (distribution.high - distribution.low) // distribution.step + 1
+    return round((distribution.high - distribution.low) / distribution.step) + 1
+
+
+def _gridded(distribution: BaseDistribution, levels: int) -> bool:
+    """Whether a parameter is searched on a grid of its range (see the module)."""
+    if isinstance(distribution, FloatDistribution) and distribution.step is None:
+        return distribution.high > distribution.low
+    return isinstance(distribution, (IntDistribution, FloatDistribution)) and _count(distribution) > levels
 
 
 def _shared_choices(values: list[list[Any]], one_hot: list[bool]) -> list[tuple[int, ...]]:

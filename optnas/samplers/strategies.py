@@ -332,7 +332,8 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
         from optnas.predictors.grouped_gp import GroupedGPPredictor
 
         groups, one_hot = space.feature_groups()
-        settings = _resolved(options, predictor=GroupedGPPredictor(groups=groups, categorical=one_hot, warp="auto"),
+        model = GroupedGPPredictor(groups=groups, categorical=one_hot, continuous=space.gridded_groups(), warp="auto")
+        settings = _resolved(options, predictor=model,
                              exploration=PLAIN_EXPLORATION if len(signs) <= 2 else 0.0)
         step = MSuNASStep(
             space, costs, objectives=objectives, constraint_bounds=bounds,
