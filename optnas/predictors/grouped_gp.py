@@ -105,13 +105,10 @@ class GroupedGPPredictor(Predictor):
             raise ValueError(f"groups names {groups.size} columns; X has {X.shape[1]}")
         self.group_ids_, self.column_group_ = np.unique(groups, return_inverse=True)
         self.group_columns_ = [np.flatnonzero(self.column_group_ == g) for g in range(len(self.group_ids_))]
-        categorical = np.zeros(len(self.group_ids_), dtype=bool)
-        if self.categorical is not None:
-            categorical = np.asarray(self.categorical, dtype=bool)[self.group_ids_]
+        categorical, continuous = (np.zeros(len(self.group_ids_), dtype=bool) if flags is None
+                                   else np.asarray(flags, dtype=bool)[self.group_ids_]
+                                   for flags in (self.categorical, self.continuous))
         self.column_weight_ = np.where(categorical[self.column_group_], 0.5, 1.0)
-        continuous = np.zeros(len(self.group_ids_), dtype=bool)
-        if self.continuous is not None:
-            continuous = np.asarray(self.continuous, dtype=bool)[self.group_ids_]
         self.scaler_ = _UnitCube(X)
         self.Z_ = self.scaler_(X)
         if self.warp not in (True, False, "auto"):

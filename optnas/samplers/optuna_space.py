@@ -87,6 +87,8 @@ class OptunaSpace(SearchSpace):
         # Per set of categories sharing their choices, the levels whose totals are features.
         self._totals = [(genes, _total_levels(len(self._values[genes[0]])))
                         for genes in _shared_choices(self._values, self._one_hot)]
+        # Feature groups of those totals, one per level, after the genes' own groups.
+        self._total_groups = sum(len(levels) for _, levels in self._totals)
 
     def distributions(self) -> dict[str, BaseDistribution]:
         return dict(self._distributions)
@@ -142,16 +144,14 @@ class OptunaSpace(SearchSpace):
         (see :meth:`features`) is a numeric group of its own after them.
         """
         groups = [gene for gene, table in enumerate(self._features) for _ in range(table.shape[1])]
-        totals = sum(len(levels) for _, levels in self._totals)
-        groups += range(len(self._features), len(self._features) + totals)
-        return tuple(groups), tuple(self._one_hot) + (False,) * totals
+        groups += range(len(self._features), len(self._features) + self._total_groups)
+        return tuple(groups), tuple(self._one_hot) + (False,) * self._total_groups
 
     def gridded_groups(self) -> tuple[bool, ...]:
         """Per feature group (see :meth:`feature_groups`), whether it is a parameter searched on a
         grid of its range rather than on each of its values: a float without a short step grid,
         or an integer range longer than ``levels``."""
-        totals = sum(len(levels) for _, levels in self._totals)
-        return tuple(_gridded(d, self.levels) for d in self._distributions.values()) + (False,) * totals
+        return tuple(_gridded(d, self.levels) for d in self._distributions.values()) + (False,) * self._total_groups
 
     def features(self, vectors: np.ndarray) -> np.ndarray:
         """Predictor inputs: numeric genes scaled to [0, 1] (log scale if log), categories one-hot,
