@@ -329,6 +329,24 @@ def test_the_additive_part_is_sklearns_sum_of_one_column_kernels() -> None:
     assert kendall_tau(truth, mean) > kendall_tau(truth, product.predict(queries)) + 0.05
 
 
+def test_the_additive_part_over_groups_of_one_and_of_several_columns(mixed: tuple[Any, ...]) -> None:
+    """The kernel written out pair by pair, a parameter's one-hot columns forming one group."""
+    space, X, y = mixed
+    groups, one_hot = space.feature_groups()
+    model = GroupedGPPredictor(groups=groups, categorical=one_hot, warp=False, random_state=0).fit(X[:60], y[:60])
+    # y is a sum of one-parameter effects, so the additive part is used.
+    assert model.additive_share_ > 0
+    weight = np.where(np.asarray(one_hot)[list(groups)], 0.5, 1.0)
+    differences = model.scaler_(X[60:])[:, None, :] - model.Z_[None, :, :]
+    per_group = np.stack([(weight[c] * differences[..., c] ** 2).sum(axis=-1) / model.length_scales_[g] ** 2
+                          for g, c in enumerate(model.group_columns_)])
+    share = model.additive_share_
+    cross = np.exp(model.log_amplitude_) * (
+        (1 - share) * _matern(per_group.sum(axis=0)) + share * _matern(per_group).mean(axis=0))
+    np.testing.assert_allclose(model.predict(X[60:]), cross @ model.alpha_ * model.y_scale_ + model.y_mean_,
+                               atol=1e-9)
+
+
 def test_an_interaction_the_additive_part_cannot_explain_keeps_the_product() -> None:
     rng = np.random.default_rng(6)
     X = rng.random((50, 2))
