@@ -6,7 +6,6 @@ import itertools
 from typing import Any
 
 import numpy as np
-import pytest
 
 from optnas.samplers.design import initial_design
 from optnas.samplers.msunas import (
@@ -17,7 +16,7 @@ from optnas.samplers.msunas import (
     Proposal,
     _selection_space,
 )
-from optnas.samplers.selection import ExpectedGain, UniformPicks, select_batch
+from optnas.samplers.selection import select_batch
 from optnas.spaces import NASBench201Space
 
 SPACE = NASBench201Space()
@@ -75,38 +74,6 @@ def test_step_is_deterministic_for_a_seed_and_batch_index() -> None:
     first, again = (_step()(evaluated, 8, seed=3, k=2) for _ in range(2))
     np.testing.assert_array_equal(first.vectors, again.vectors)
     np.testing.assert_array_equal(first.predicted["top1"], again.predicted["top1"])
-
-
-def test_uniform_picks_are_drawn_over_the_space_in_place_of_the_models_last_picks() -> None:
-    evaluated = _evaluated()
-    model, hedged = _step(trust_radius=None), _step(trust_radius=None, uniform=UniformPicks(every=10))
-    # Pick 9 of the search is drawn uniformly, pick 8 is the model's.
-    np.testing.assert_array_equal(hedged(evaluated, 1, seed=0, k=1, first_pick=8).vectors,
-                                  model(evaluated, 1, seed=0, k=1, first_pick=8).vectors)
-    batch, by_model = (step(evaluated, 3, seed=0, k=1, first_pick=7).vectors for step in (hedged, model))
-    np.testing.assert_array_equal(batch[:2], by_model[:2])
-    assert (batch[2] != by_model).any(axis=1).all() and _distances(batch[2:], evaluated.vectors).min() >= 1
-    # Batches of one over twenty steps: the model returns to a few favourites, the draws spread
-    # over the space, never onto a trial, and use every operation but "none" (which mostly
-    # makes a redundant cell) on every edge.
-    every_pick = _step(trust_radius=None, uniform=UniformPicks(every=1))
-    drawn = np.concatenate([every_pick(evaluated, 1, seed=0, k=k).vectors for k in range(1, 21)])
-    assert len(np.unique(drawn, axis=0)) == 20 and _distances(drawn, evaluated.vectors).min() >= 1
-    none = SPACE.choices()[0].index("none")
-    assert all(set(range(5)) - {none} <= set(drawn[:, edge]) for edge in range(6))
-
-
-def test_uniform_and_expected_gain_picks_never_coincide() -> None:
-    uniform, expected = UniformPicks(every=10), ExpectedGain(every=5)
-    assert [uniform.picks(first, 1) for first in range(20)] == [0] * 9 + [1] + [0] * 9 + [1]
-    for first in range(25):
-        for n in range(1, 12):
-            assert uniform.picks(first, n) == sum(j % 10 == 9 for j in range(first, first + n))
-            # Picks numbered 9 modulo 10 are never multiples of 5.
-            assert uniform.picks(first, n) + expected.picks(first, n) == sum(
-                j % 10 == 9 or j % 5 == 0 for j in range(first, first + n))
-    with pytest.raises(ValueError, match="at least 1"):
-        UniformPicks(every=0)
 
 
 def test_step_never_proposes_an_architecture_already_taken() -> None:

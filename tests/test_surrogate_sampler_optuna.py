@@ -24,7 +24,7 @@ from optnas.pareto import front_2d, hypervolume_2d
 from optnas.samplers import BaseSpaceStrategy, SurrogateSampler
 from optnas.samplers.msunas import Evaluated, MSuNASStep
 from optnas.samplers.optuna_space import OptunaSpace
-from optnas.samplers.strategies import PLAIN_UNIFORM, OptunaSpaceStrategy, Problem, StepOptions
+from optnas.samplers.strategies import Problem, StepOptions
 from optnas.spaces import NASBench201Space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -236,20 +236,6 @@ def test_floats_and_long_integer_ranges_are_the_gridded_parameters() -> None:
     # shared total of c1 and c2.
     assert len(gridded) == len(set(space.feature_groups()[0])) == 9
     assert gridded == (False, False, True, False, False, False, True, True, False)
-
-
-@pytest.mark.parametrize(("distributions", "uniform"), [
-    ({"c": CategoricalDistribution(["a", "b", "c"]), "n": IntDistribution(1, 8)}, PLAIN_UNIFORM),
-    ({"c": CategoricalDistribution(["a", "b", "c"]), "x": FloatDistribution(0.0, 1.0)}, None),
-    ({"c": CategoricalDistribution(["a", "b", "c"]), "n": IntDistribution(1, 1000)}, None),
-])
-def test_one_pick_in_ten_is_uniform_where_no_parameter_is_on_a_grid(distributions: dict, uniform: Any) -> None:
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
-    for i in range(4):
-        study.tell(study.ask(distributions), [float(i), float(-i)])
-    strategy = OptunaSpaceStrategy(distributions)
-    problem = strategy.problem(study, strategy.space_of(study), study.trials, StepOptions())
-    assert problem.step.uniform == uniform
 
 
 def test_threads_share_the_sampler_and_keep_the_mapping() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from optnas.pareto import constrained_ranks, front_indices
 from optnas.samplers.evolution import SurrogateNSGA2
-from optnas.samplers.selection import ExpectedGain, Outcomes, UniformPicks, select_batch
+from optnas.samplers.selection import ExpectedGain, Outcomes, select_batch
 from optnas.spaces import SearchSpace
 
 if TYPE_CHECKING:
@@ -110,8 +110,6 @@ class MSuNASStep:
         expected: with two objectives, a share of the picks by their hypervolume gain averaged
             over draws of the predictions (draws from predictors that have ``predict_draws``;
             the others' predictions as they are); None: every pick by the optimistic predictions.
-        uniform: a share of the picks drawn uniformly over the space, never evaluated, in
-            place of the model's last picks; None: every pick by the model.
     """
 
     def __init__(
@@ -131,7 +129,6 @@ class MSuNASStep:
         constraint_scales: dict[str, float] | None = None,
         vector_costs: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
         expected: ExpectedGain | None = None,
-        uniform: UniformPicks | None = None,
     ) -> None:
         self.space = space
         self.costs = costs
@@ -145,7 +142,6 @@ class MSuNASStep:
         self.constraint_scales = dict(constraint_scales or {})
         self.vector_costs = vector_costs
         self.expected = expected
-        self.uniform = uniform
         self._evolution = SurrogateNSGA2(space, population_size, generations)
         self._costs_cache: dict[tuple, dict[str, float]] = {}
 
@@ -232,15 +228,10 @@ class MSuNASStep:
                                 self._violation(values), expected_picks)
         scaled_front = (front_values.reshape(-1, objectives.shape[1]) - ideal) / span
         chosen = select_batch(credited, violation, n, scaled_front, reference, outcomes) if len(vectors) else []
-        batch = vectors[chosen]
-        uniform_picks = 0 if self.uniform is None else self.uniform.picks(first_pick, n)
-        if uniform_picks:
-            drawn = self._uniform(rng, uniform_picks, np.concatenate([evaluated.seen, batch]))
-            batch = np.concatenate([batch[: n - len(drawn)], drawn])
-        chosen_values = (self._predictions(models, batch) if len(batch)
+        chosen_values = (self._predictions(models, vectors[chosen]) if len(chosen)
                          else {name: np.zeros(0) for name in models})
         return Proposal(
-            vectors=batch,
+            vectors=vectors[chosen],
             predicted={name: chosen_values[name] for name in models},
             predictors={name: getattr(model, "winner_", type(model).__name__) for name, model in models.items()},
             n_train=len(evaluated.vectors),
@@ -318,14 +309,6 @@ class MSuNASStep:
             judged[name] = judged[name].copy()
             judged[name][known] = models[name].predict(features[known])
         return judged
-
-    def _uniform(self, rng: np.random.Generator, n: int, excluded: np.ndarray) -> np.ndarray:
-        """Up to ``n`` distinct vectors drawn uniformly, allowed and not in ``excluded`` (fewer
-        where the draws find none: a space nearly exhausted)."""
-        drawn = np.array([self.space.to_vector(point) for point in self.space.sample(rng, self.uniform.draws)])
-        drawn = drawn[self._allowed(drawn, excluded)]
-        _, first = np.unique(_keys(drawn), return_index=True)
-        return drawn[np.sort(first)[:n]].reshape(-1, len(self.space.choices()))
 
     def _allowed(self, vectors: np.ndarray, done: np.ndarray) -> np.ndarray:
         """Mask of the candidates never evaluated, not dominated by their reduced form, and within the

@@ -42,47 +42,7 @@ class ExpectedGain:
             first: the number of a batch's first pick.
             n: the batch size.
         """
-        return _numbered(first, n, self.every, 0)
-
-
-@dataclass(frozen=True)
-class UniformPicks:
-    """Draw one pick in ``every`` uniformly over the space, as random search would.
-
-    A model fitted to a few dozen noisy trials can be confidently wrong about a whole region
-    (run-to-run noise fitted as signal by short length scales) and then spend the rest of the
-    search in another; its optimistic and expected-gain picks both trust it. A share of picks
-    that trusts no model bounds how far such a search falls behind random search, for a
-    little of the refinement elsewhere (the epsilon-greedy trade-off).
-
-    Args:
-        every: the picks numbered (from 0, the first pick after the initial design)
-            ``every - 1`` modulo ``every`` are drawn uniformly (with ``every`` a multiple of
-            :class:`ExpectedGain`'s, never one of its picks); a batch takes its share last.
-        draws: points drawn per batch, of which the first never evaluated are taken.
-    """
-
-    every: int = 10
-    draws: int = 50
-
-    def __post_init__(self) -> None:
-        if self.every < 1 or self.draws < 1:
-            raise ValueError(f"every and draws must be at least 1, got {self.every} and {self.draws}")
-
-    def picks(self, first: int, n: int) -> int:
-        """Return how many of the picks numbered ``first`` to ``first + n - 1`` are drawn uniformly.
-
-        Args:
-            first: the number of a batch's first pick.
-            n: the batch size.
-        """
-        return _numbered(first, n, self.every, self.every - 1)
-
-
-def _numbered(first: int, n: int, every: int, residue: int) -> int:
-    """How many of ``first .. first + n - 1`` are ``residue`` modulo ``every``."""
-    start = first + (residue - first) % every
-    return len(range(start, first + n, every))
+        return len(range(-(-first // self.every) * self.every, first + n, self.every))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optnas.samplers.batches import BatchSizes, ConcurrentBatches, FixedBatches
 from optnas.samplers.msunas import Evaluated, MSuNASStep
 from optnas.samplers.optuna_space import DEFAULT_LEVELS, OptunaSpace
-from optnas.samplers.selection import ExpectedGain, UniformPicks
+from optnas.samplers.selection import ExpectedGain
 from optnas.spaces import SearchSpace
 from optnas.trial_attrs import DUPLICATE_OF, SUBNET
 
@@ -46,12 +46,6 @@ PLAIN_EXPLORATION = 1.0
 # ExpectedGain): a user's space may hide a piece of the front where no trial has been, which the
 # optimistic predictions never reach (benchmarks/README.md, bench_surrogate_optuna, ZDT3).
 PLAIN_EXPECTED_GAIN = ExpectedGain(every=5, draws=32)
-# The plain form's one pick in ten drawn as random search would, where every parameter has a
-# few values: there random search alone reaches most of a front in 100 trials, and a model sure
-# of the wrong region (noise fitted as signal) left a seed 0.13 below it. On a grid of floats a
-# uniform point is seldom near the front, and the share only cost (WFG2 0.850 → 0.830;
-# benchmarks/README.md, twenty-first pass).
-PLAIN_UNIFORM = UniformPicks(every=10)
 # Quantity names of the plain form, as the step sees them.
 OBJECTIVE = "objective:"
 CONSTRAINT = "constraint:"
@@ -247,8 +241,7 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
     Objectives come from the trials' values and the study's directions, constraints from
     ``Trial.set_constraint`` (feasible iff every value ≤ 0; infeasible candidates ranked by
     their predicted total excess, Optuna's penalty). Enqueued trials not yet started do not
-    hold a batch back. Where no parameter is searched on a grid of its range (categories and
-    short integer ranges only), one pick in ten is drawn uniformly, as random search would.
+    hold a batch back.
 
     Args:
         search_space: parameter name → Optuna distribution; None: the intersection of the
@@ -348,7 +341,6 @@ class OptunaSpaceStrategy(LockedState, BaseSpaceStrategy):
             # Optuna's penalty: the sum of the positive constraint values.
             constraint_scales=dict.fromkeys(bounds, 1.0),
             expected=PLAIN_EXPECTED_GAIN,
-            uniform=None if any(space.gridded_groups()) else PLAIN_UNIFORM,
             **settings,
         )
         return Problem(step, Evaluated(
